@@ -1,0 +1,2 @@
+"""Placeholder until this command module lands."""
+COMMANDS = []

@@ -1,0 +1,148 @@
+"""Survey instruments as data: items, answer scales and index formulas, read from YAML.
+
+An index is ``sum(coef * (mean[a] - mean[b])) + C``: one generic engine serves every instrument,
+so a new instrument is a YAML file in this folder, not new code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import yaml
+
+from cultbench.errors import CultbenchError, did_you_mean
+
+INSTRUMENTS_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    block: str
+    text: str
+    lead_in: str | None
+    scale: tuple[str, ...]  # label of answer 1 .. answer k
+    reversed: bool = False  # scale runs the other way round relative to its block's neighbours
+
+
+@dataclass(frozen=True)
+class Dimension:
+    id: str
+    name: str
+    terms: tuple[tuple[float, str, str], ...]  # (coefficient, item a, item b)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    name: str
+    version: int
+    title: str
+    citation: str
+    licence: str
+    options: tuple[int, ...]
+    items: tuple[Item, ...]
+    dimensions: tuple[Dimension, ...]
+    default_constant: float
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [it.id for it in self.items]
+
+    @property
+    def dimension_ids(self) -> list[str]:
+        return [d.id for d in self.dimensions]
+
+    def constants(self, overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The constant C of every dimension: the default, replaced where ``overrides`` says."""
+        out = {d: float(self.default_constant) for d in self.dimension_ids}
+        for key, value in (overrides or {}).items():
+            if key.lower() not in out:
+                raise CultbenchError(
+                    f"unknown dimension {key!r} for constant C of {self.name}; "
+                    f"dimensions are {', '.join(out)}.{did_you_mean(key, out)}"
+                )
+            out[key.lower()] = float(value)
+        return out
+
+    def weights(self) -> np.ndarray:
+        """Matrix W [n_items, n_dims] with indices = mean_answers @ W + C."""
+        pos = {iid: i for i, iid in enumerate(self.item_ids)}
+        w = np.zeros((len(self.items), len(self.dimensions)))
+        for j, dim in enumerate(self.dimensions):
+            for coef, a, b in dim.terms:
+                w[pos[a], j] += coef
+                w[pos[b], j] -= coef
+        return w
+
+    def indices(self, answers, constants: Mapping[str, float] | None = None) -> np.ndarray:
+        """Indices [..., n_dims] from mean answers [..., n_items] (NaN where an item is unanswered)."""
+        answers = np.asarray(answers, dtype=float)
+        if answers.shape[-1] != len(self.items):
+            raise CultbenchError(f"{self.name} needs {len(self.items)} answers, got {answers.shape[-1]}")
+        c = np.array(list(self.constants(constants).values()))
+        w = self.weights()
+        out = np.einsum("...i,ij->...j", np.nan_to_num(answers), w) + c
+        # An index is undefined when an item it uses has no answer.
+        used = w != 0
+        missing = np.isnan(answers)[..., :, None] & used
+        return np.where(missing.any(axis=-2), np.nan, out)
+
+    def indices_dict(self, answers, constants: Mapping[str, float] | None = None) -> dict[str, float]:
+        values = self.indices(answers, constants)
+        return {d: float(v) for d, v in zip(self.dimension_ids, values)}
+
+
+def available_instruments() -> list[str]:
+    return sorted(p.stem for p in INSTRUMENTS_DIR.glob("*.yaml"))
+
+
+def _parse(data: dict, source: str) -> Instrument:
+    try:
+        scales = {k: tuple(v) for k, v in data.get("scales", {}).items()}
+        blocks = data["blocks"]
+        items = []
+        for raw in data["items"]:
+            block = blocks[raw["block"]]
+            scale_name = raw.get("scale") or block.get("scale")
+            if scale_name not in scales:
+                raise CultbenchError(f"{source}: item {raw['id']} has unknown scale {scale_name!r}")
+            items.append(Item(id=raw["id"], block=raw["block"], text=raw["text"],
+                              lead_in=raw.get("lead_in", block.get("lead_in")),
+                              scale=scales[scale_name], reversed=bool(raw.get("reversed", False))))
+        ids = {it.id for it in items}
+        dims = []
+        for raw in data["dimensions"]:
+            terms = tuple((float(c), a, b) for c, a, b in raw["terms"])
+            for _, a, b in terms:
+                for iid in (a, b):
+                    if iid not in ids:
+                        raise CultbenchError(f"{source}: dimension {raw['id']} uses unknown item {iid}")
+            dims.append(Dimension(id=raw["id"], name=raw["name"], terms=terms))
+        options = tuple(int(o) for o in data["options"])
+        for it in items:
+            if len(it.scale) != len(options):
+                raise CultbenchError(f"{source}: item {it.id} has {len(it.scale)} scale labels for {len(options)} options")
+        return Instrument(name=data["name"], version=int(data["version"]), title=data["title"],
+                          citation=data.get("citation", ""), licence=data.get("licence", ""),
+                          options=options, items=tuple(items), dimensions=tuple(dims),
+                          default_constant=float(data.get("default_constant", 0.0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CultbenchError(f"{source}: malformed instrument file ({type(exc).__name__}: {exc})") from exc
+
+
+@lru_cache(maxsize=None)
+def load_instrument(name_or_path: str = "vsm2013") -> Instrument:
+    """An instrument by its name (a YAML file shipped here) or by the path of a YAML file."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = INSTRUMENTS_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            names = available_instruments()
+            raise CultbenchError(f"unknown instrument {name_or_path!r}; available: {', '.join(names)}."
+                                 f"{did_you_mean(name_or_path, names)}")
+    with open(path, encoding="utf-8") as fh:
+        return _parse(yaml.safe_load(fh), str(path))
