@@ -1,2 +1,91 @@
-"""Placeholder until this command module lands."""
-COMMANDS = []
+"""Survey commands: indices from a vector of answers, and scoring a CSV of human responses."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import click
+
+from cultbench.cli.options import constant_option, emit_json
+from cultbench.errors import CultbenchError
+from cultbench.instruments import Instrument, load_instrument
+from cultbench.responses import read_responses, score_responses
+
+_instrument_option = click.option(
+    "--instrument", default="vsm2013", show_default=True,
+    help="Instrument name (or path of an instrument YAML file).",
+)
+
+
+def parse_answers(text: str, inst: Instrument) -> list[float]:
+    """One real number per item, in item order, each within the instrument's answer range."""
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    n = len(inst.item_ids)
+    if len(parts) != n:
+        raise CultbenchError(f"--answers: {inst.name} needs {n} answers ({inst.item_ids[0]}..{inst.item_ids[-1]}, "
+                             f"comma-separated), got {len(parts)}")
+    lo, hi = min(inst.options), max(inst.options)
+    out = []
+    for iid, part in zip(inst.item_ids, parts):
+        try:
+            value = float(part)
+        except ValueError:
+            raise CultbenchError(f"--answers: answer to {iid} {part!r} is not a number") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise CultbenchError(f"--answers: answer to {iid} {part!r} is outside the answer range {lo}..{hi}")
+        out.append(value)
+    return out
+
+
+@click.command()
+@_instrument_option
+@click.option("--answers", required=True, metavar="A1,A2,...",
+              help="One answer per item in item order, comma-separated; real numbers within the answer "
+                   "range are allowed (e.g. a model's expected answers).")
+@constant_option
+def indices(instrument, answers, constants):
+    """Compute the instrument's indices from one answer (or mean answer) per item, as JSON.
+
+    \b
+    Example (a neutral respondent scores C on every index; here PDI's C is 0):
+      cultbench indices --instrument vsm2013 \\
+        --answers 3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3 --constant pdi=0
+    """
+    inst = load_instrument(instrument)
+    values = parse_answers(answers, inst)
+    used = inst.constants(constants)
+    emit_json({
+        "instrument": inst.name,
+        "version": inst.version,
+        "constants": used,
+        "answers": dict(zip(inst.item_ids, values)),
+        "indices": inst.indices_dict(values, used),
+    })
+
+
+@click.command()
+@_instrument_option
+@click.argument("responses", metavar="RESPONSES.csv")
+@click.option("--group-by", metavar="COLUMN", help="Score each value of this column (e.g. country) separately.")
+@constant_option
+@click.option("--output", "-o", metavar="FILE", help="Write the JSON to FILE (atomically) instead of printing it.")
+def score(instrument, responses, group_by, constants, output):
+    """Score a CSV of human survey responses as the instrument's manual does.
+
+    One row per respondent, one column per item (q01..q24 for vsm2013), other columns ignored.
+    Blank cells are missing answers, left out of that item's mean; answers are whole numbers
+    within the answer scale. Prints, per group: respondents, per-item means and counts, and the
+    indices (null where an index's item has no answer), with the constants used.
+
+    \b
+    Example:
+      cultbench score --instrument vsm2013 responses.csv --group-by country \\
+        --constant pdi=0 --output scores.json
+    """
+    inst = load_instrument(instrument)
+    data = read_responses(responses, inst, group_by=group_by)
+    emit_json(score_responses(data, constants), output)
+
+
+COMMANDS = [indices, score]
