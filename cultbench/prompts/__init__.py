@@ -1,0 +1,118 @@
+"""Prompt variants (data in variants.yaml) and the one renderer of items into chat messages.
+
+Both the scorer and the lm-eval tasks render through ``render_messages``, so the wording a model
+sees is defined in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from cultbench.errors import CultbenchError, did_you_mean
+from cultbench.instruments import Instrument, Item
+
+VARIANTS_FILE = Path(__file__).parent / "variants.yaml"
+SPLITS = ("train", "heldout")
+
+
+@dataclass(frozen=True)
+class PromptVariant:
+    name: str
+    split: str  # "train" (seen by aligners) or "heldout" (evaluation only)
+    system: str | None  # the variant's system text; None leaves the chat template's default
+    template: str  # user message with {lead_in} {scale} {question} {first} {last}
+    scale_line: str  # one answer option: {option} {label}
+    order: str = "ascending"  # "descending" lists the scale from the last answer to the first
+
+    def displayed_answers(self, options: Sequence[int]) -> list[int]:
+        """The answer value behind each displayed option number 1..k (reversed scales map back)."""
+        return list(options) if self.order == "ascending" else list(reversed(options))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "split": self.split, "system": self.system,
+                "template": self.template, "scale_line": self.scale_line, "order": self.order}
+
+
+@lru_cache(maxsize=None)
+def _load(path: str = str(VARIANTS_FILE)) -> dict[str, PromptVariant]:
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    frames, systems, out = data["frames"], data.get("systems", {}), {}
+    for raw in data["variants"]:
+        if raw["split"] not in SPLITS or raw.get("order", "ascending") not in ("ascending", "descending"):
+            raise CultbenchError(f"{path}: variant {raw['name']} has a bad split or order")
+        frame = frames[raw["frame"]]
+        system = raw.get("system")
+        out[raw["name"]] = PromptVariant(
+            name=raw["name"], split=raw["split"], system=systems.get(system, system),
+            template=frame["template"], scale_line=frame["scale_line"], order=raw.get("order", "ascending"))
+    return out
+
+
+def all_variants() -> list[PromptVariant]:
+    return list(_load().values())
+
+
+def get_variants(names: str | Sequence[str] | None = None) -> list[PromptVariant]:
+    """Variants by name, or by split ("train", "heldout"), or all when None."""
+    table = _load()
+    if names is None:
+        return list(table.values())
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n]
+    out: list[PromptVariant] = []
+    for name in names:
+        if name in SPLITS:
+            out.extend(v for v in table.values() if v.split == name)
+        elif name in table:
+            out.append(table[name])
+        else:
+            raise CultbenchError(f"unknown prompt variant {name!r}; variants: {', '.join(table)} "
+                                 f"(or a split: {', '.join(SPLITS)}).{did_you_mean(name, table)}")
+    if not out:
+        raise CultbenchError("no prompt variants selected")
+    return out
+
+
+def render_user_message(instrument: Instrument, item: Item, variant: PromptVariant) -> str:
+    options = instrument.options
+    answers = variant.displayed_answers(options)
+    scale = "\n".join(variant.scale_line.format(option=shown, label=item.scale[options.index(answer)])
+                      for shown, answer in zip(options, answers))
+    text = variant.template.format(lead_in="\0LEAD\0", scale=scale, question=item.text,
+                                   first=options[0], last=options[-1])
+    # Drop the lead-in (and its line break) for items that have none.
+    if item.lead_in:
+        return text.replace("\0LEAD\0", item.lead_in)
+    return text.replace("\0LEAD\0\n", "").replace(" \0LEAD\0", "").replace("\0LEAD\0", "")
+
+
+def system_text(variant: PromptVariant, persona: str | None = None) -> str | None:
+    """The system prompt: a candidate's persona text first, then the variant's own text."""
+    parts = [p for p in (persona, variant.system) if p]
+    return " ".join(parts) if parts else None
+
+
+def render_messages(instrument: Instrument, item: Item, variant: PromptVariant,
+                    persona: str | None = None) -> list[dict]:
+    system = system_text(variant, persona)
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": render_user_message(instrument, item, variant)})
+    return messages
+
+
+ANSWER_CUE = "Answer:"  # ends the prompt for models without a chat template
+
+
+def render_prompt(tokenizer, instrument: Instrument, item: Item, variant: PromptVariant,
+                  persona: str | None = None) -> str:
+    """The full prompt text; the answer option is the next token after it."""
+    messages = render_messages(instrument, item, variant, persona)
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages) + "\n" + ANSWER_CUE
