@@ -5,26 +5,29 @@ token, the PEFT prompt-tuning convention) and/or a persona text for the system p
 candidate x variant x item the scorer reads the next-token distribution over the option tokens.
 
 Speed comes from three things, all exact in fp32:
-- every prompt is tokenised once (per variant and persona) and cached;
-- the prompts of all candidates x variants x items form a prefix tree (chat header, system
-  prompt, a block's lead-in and scale are shared); each tree node's tokens go through the model
-  once, and its children continue from its key/value cache;
+- every prompt is tokenised once (per variant and persona) and packed once (``packing``): the
+  prompts of a candidate share their prefixes inside a few rows with tree attention, so each
+  shared token is computed once, and candidates with the same layout differ only in the
+  soft-prompt slots;
+- all candidates x variants go through the model in a few large batched forwards, chunked so
+  that one forward stays under ``max_batch_mb`` of activations;
 - only the last position of each prompt reaches the output layer.
-Batches are chunked so that one forward stays under ``max_batch_mb`` of cache and activations.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
-from transformers import DynamicCache
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
+from cultbench.models import resolve_dtype
+from cultbench.packing import SOFT, PackedRow, pack, stack_rows
 from cultbench.prompts import PromptVariant, render_prompt
 
 
@@ -47,44 +50,6 @@ class ScoreResult:
         return self.indices.mean(axis=1)
 
 
-@dataclass
-class _Node:
-    tokens: list  # token ids; a negative id -(c+1) stands for candidate c's soft prompt
-    parent: int  # index into the previous depth's kept rows, -1 at the root
-    leaves: list = field(default_factory=list)  # (candidate, variant, item) ending here
-    children: list = field(default_factory=list)  # keys of the sequences that go on
-
-
-def _build_tree(sequences: dict[tuple, tuple]) -> list[list[_Node]]:
-    """Radix tree of the sequences, as lists of nodes per depth; each node has >= 1 token."""
-    levels: list[list[_Node]] = []
-
-    def grow(keys: list[tuple], start: int, depth: int, parent: int) -> None:
-        groups: dict = {}
-        for key in keys:
-            groups.setdefault(sequences[key][start], []).append(key)
-        if len(levels) <= depth:
-            levels.append([])
-        for group in groups.values():
-            seqs = [sequences[k] for k in group]
-            end = min(len(s) for s in seqs)
-            stop = start + 1
-            while stop < end and all(s[stop] == seqs[0][stop] for s in seqs):
-                stop += 1
-            node = _Node(tokens=list(seqs[0][start:stop]), parent=parent)
-            levels[depth].append(node)
-            me = len(levels[depth]) - 1
-            done = [k for k in group if len(sequences[k]) == stop]
-            node.leaves = done
-            rest = [k for k in group if len(sequences[k]) > stop]
-            if rest:
-                node.children = rest
-                grow(rest, stop, depth + 1, me)
-
-    grow(list(sequences), 0, 0, -1)
-    return levels
-
-
 class SurveyScorer:
     """Scores candidates on an instrument under prompt variants.
 
@@ -95,39 +60,43 @@ class SurveyScorer:
         instrument: the survey instrument.
         variants: prompt variants to score under.
         constants: overrides of the index constants C (dimension -> value).
-        max_batch_mb: memory bound for one forward (key/value cache plus activations).
-        autocast: ``None`` computes in the model's dtype; ``"bfloat16"`` runs matmuls in bf16
-            (faster on CPUs with bf16, less exact: see the benchmark).
+        max_batch_mb: memory bound for the activations of one forward.
+        dtype: compute in this dtype (e.g. ``"bfloat16"``: about 2.5x faster on CPUs with bf16,
+            less exact, see the benchmark); the scorer then keeps its own cast copy of the model
+            and the caller's model is left as it is. ``None`` computes in the model's dtype.
     """
 
     def __init__(self, model, tokenizer, instrument: Instrument, variants: Sequence[PromptVariant], *,
-                 constants: dict | None = None, max_batch_mb: float = 1024.0, autocast: str | None = None):
+                 constants: dict | None = None, max_batch_mb: float = 512.0, dtype: str | None = None):
         if not variants:
             raise CultbenchError("the scorer needs at least one prompt variant")
+        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        if embeddings is None or not hasattr(embeddings, "weight"):
+            raise CultbenchError(f"{type(model).__name__} gives no access to its input embeddings; "
+                                 "soft prompts need them")
+        if dtype is not None and resolve_dtype(dtype) != embeddings.weight.dtype:
+            model = copy.deepcopy(model).to(resolve_dtype(dtype))
+            embeddings = model.get_input_embeddings()
         self.model = model
         self.tokenizer = tokenizer
         self.instrument = instrument
         self.variants = list(variants)
         self.constants = instrument.constants(constants)
         self.max_batch_mb = float(max_batch_mb)
-        self.autocast = autocast
-        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-        if embeddings is None or not hasattr(embeddings, "weight"):
-            raise CultbenchError(f"{type(model).__name__} gives no access to its input embeddings; "
-                                 "soft prompts need them")
         self.embeddings = embeddings
         self.hidden_size = int(embeddings.weight.shape[1])
         self.device = embeddings.weight.device
+        self.dtype = embeddings.weight.dtype
         self._token_cache: dict[tuple, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._layout_cache: dict[tuple, list[PackedRow]] = {}
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-        layers = cfg.num_hidden_layers
-        heads = cfg.num_attention_heads
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-        width = 2 if autocast else embeddings.weight.element_size()
-        self._kv_bytes_per_token = 2 * layers * kv_heads * head_dim * width
-        self._act_bytes_per_token = (4 * cfg.hidden_size + 3 * getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)) * 4
-        self._heads = heads
+        # Bytes per token of one forward's live activations (hidden states, attention
+        # projections, MLP) and per attention entry (mask plus scores), for chunking.
+        inner = getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)
+        self._bytes_per_token = (6 * cfg.hidden_size + 3 * inner) * 4
+        self._bytes_per_pair = 1 + 4 * cfg.num_attention_heads
+        self._vocab = int(getattr(cfg, "vocab_size", 0) or embeddings.weight.shape[0])
+        self.tokens_forwarded = 0  # real (non-padding) tokens through the model, for benchmarks
 
     # -- tokenisation -------------------------------------------------------------------------
 
@@ -170,6 +139,15 @@ class SurveyScorer:
 
     # -- scoring ------------------------------------------------------------------------------
 
+    def layout(self, variant_index: int, persona: str | None, n_virtual: int) -> list[PackedRow]:
+        """The packed rows of one candidate's prompts under one variant (cached)."""
+        key = (variant_index, persona, n_virtual)
+        if key not in self._layout_cache:
+            prompts = {i: (SOFT,) * n_virtual + self.prompt_tokens(variant_index, i, persona)[0]
+                       for i in range(len(self.instrument.items))}
+            self._layout_cache[key] = pack(prompts)
+        return self._layout_cache[key]
+
     def score(self, soft_prompts=None, personas: Sequence[str | None] | None = None) -> ScoreResult:
         """Score candidates: ``soft_prompts`` [C, n_virtual, hidden] (or a list of such tensors,
         None entries for none) and/or ``personas`` (C system-prompt texts, None for none)."""
@@ -183,32 +161,27 @@ class SurveyScorer:
         personas = list(personas) if personas is not None else [None] * n
         n_var, n_items, n_opt = len(self.variants), len(self.instrument.items), len(self.instrument.options)
 
-        sequences, option_ids = {}, {}
+        work = []  # (candidate, variant, packed row)
         for c in range(n):
+            n_virtual = soft[c].shape[0] if soft[c] is not None else 0
             for v in range(n_var):
-                for i in range(n_items):
-                    ids, opts = self.prompt_tokens(v, i, personas[c])
-                    head = (-(c + 1),) if soft[c] is not None else ()
-                    sequences[(c, v, i)] = head + ids
-                    option_ids[(c, v, i)] = opts
-        last_logits = self._run_tree(_build_tree(sequences), soft)
+                work.extend((c, v, row) for row in self.layout(v, personas[c], n_virtual))
+        logits = self._forward_rows(work, soft)  # (c, v, item) -> logits [vocab]
 
-        keys = list(sequences)
-        logits = torch.stack([last_logits[k] for k in keys]).float()
-        log_probs = torch.log_softmax(logits, dim=-1)
-        opts = torch.tensor([option_ids[k] for k in keys], device=logits.device)
+        keys = [(c, v, i) for c in range(n) for v in range(n_var) for i in range(n_items)]
+        log_probs = torch.log_softmax(torch.stack([logits[k] for k in keys]).float(), dim=-1)
+        opts = torch.tensor([self.prompt_tokens(v, i, personas[c])[1] for c, v, i in keys],
+                            device=log_probs.device)
         option_lp = log_probs.gather(1, opts)  # [N, K] in displayed order
-        mass = option_lp.exp().sum(-1)
-        probs = torch.softmax(option_lp, dim=-1).double().cpu().numpy().reshape(n, n_var, n_items, n_opt)
-        mass = mass.double().cpu().numpy().reshape(n, n_var, n_items)
+        mass = option_lp.exp().sum(-1).double().cpu().numpy().reshape(n, n_var, n_items)
+        shown = torch.softmax(option_lp.double(), dim=-1).cpu().numpy().reshape(n, n_var, n_items, n_opt)
         # Back from displayed option numbers to the instrument's answer values.
-        values = np.array(self.instrument.options, dtype=float)
+        options = self.instrument.options
+        probs = np.zeros_like(shown)
         for v, variant in enumerate(self.variants):
-            order = [self.instrument.options.index(a) for a in variant.displayed_answers(self.instrument.options)]
-            reordered = np.zeros_like(probs[:, v])
-            reordered[..., order] = probs[:, v]
-            probs[:, v] = reordered
-        expected = probs @ values
+            order = [options.index(a) for a in variant.displayed_answers(options)]
+            probs[:, v][..., order] = shown[:, v]
+        expected = probs @ np.array(options, dtype=float)
         indices = self.instrument.indices(expected, self.constants)
         return ScoreResult(probs=probs, option_mass=mass, expected=expected, indices=indices,
                            constants=dict(self.constants), variants=[v.name for v in self.variants],
@@ -230,104 +203,60 @@ class SurveyScorer:
             if s.dim() != 2 or s.shape[1] != self.hidden_size or s.shape[0] < 1:
                 raise CultbenchError(f"a soft prompt must be [n_virtual >= 1, {self.hidden_size}], "
                                      f"got {list(s.shape)}")
-            out.append(s.to(self.device, self.embeddings.weight.dtype))
+            out.append(s.to(self.device, self.dtype))
         return out
 
-    def _autocast(self):
-        if not self.autocast:
-            return contextlib.nullcontext()
-        from cultbench.models import resolve_dtype
-
-        return torch.autocast(self.device.type, dtype=resolve_dtype(self.autocast))
-
-    def _rows_per_chunk(self, past_len: int, new_len: int) -> int:
-        per_row = (2 * self._kv_bytes_per_token * (past_len + new_len)
-                   + self._act_bytes_per_token * new_len
-                   + 4 * self._heads * new_len * (past_len + new_len))
+    def _rows_per_chunk(self, width: int) -> int:
+        per_row = self._bytes_per_token * width + self._bytes_per_pair * width * width
         return max(1, int(self.max_batch_mb * 2**20 // per_row))
 
     @torch.inference_mode()
-    def _run_tree(self, levels: list[list[_Node]], soft: list) -> dict:
-        """Forward the tree depth by depth; returns last-position logits per (c, v, i)."""
+    def _forward_rows(self, work: list, soft: list) -> dict:
         out: dict = {}
-        past = None  # (per-layer (keys, values), mask [rows, L], real lengths [rows], row of node)
-        for nodes in levels:
-            kept_parts: list = []
-            # Longest first, so each chunk's first row bounds its width and padding stays small.
-            order = sorted(range(len(nodes)), key=lambda j: -self._segment_len(nodes[j], soft))
-            past_len = past[1].shape[1] if past is not None else 0
-            start = 0
-            while start < len(order):
-                rows = self._rows_per_chunk(past_len, self._segment_len(nodes[order[start]], soft))
-                chunk = order[start:start + rows]
-                start += len(chunk)
-                logits, new_past = self._forward_chunk([nodes[j] for j in chunk], soft, past)
-                for row, j in enumerate(chunk):
-                    for leaf in nodes[j].leaves:
-                        out[leaf] = logits[row]
-                rows_kept = [row for row, j in enumerate(chunk) if nodes[j].children]
-                if rows_kept:
-                    kept_parts.append(([chunk[r] for r in rows_kept], new_past, rows_kept))
-            past = self._merge_kept(kept_parts) if kept_parts else None
+        work = sorted(work, key=lambda w: -w[2].width)  # chunks of similar width pad little
+        start = 0
+        while start < len(work):
+            chunk = work[start:start + self._rows_per_chunk(work[start][2].width)]
+            start += len(chunk)
+            ids, positions, mask = stack_rows([row for _, _, row in chunk])
+            ids, positions, mask = ids.to(self.device), positions.to(self.device), mask.to(self.device)
+            inputs = self.embeddings(ids.clamp(min=0))
+            for r, (c, _, row) in enumerate(chunk):
+                slots = (ids[r] == SOFT).nonzero().squeeze(1)
+                if len(slots):  # every segment of the row carries its own copy of the soft prompt
+                    inputs[r, slots] = soft[c].repeat(len(slots) // soft[c].shape[0], 1)
+            rows_idx, pos_idx, keys = [], [], []
+            for r, (c, v, row) in enumerate(chunk):
+                for item, pos in row.leaves.items():
+                    rows_idx.append(r)
+                    pos_idx.append(pos)
+                    keys.append((c, v, item))
+            self.tokens_forwarded += sum(row.width for _, _, row in chunk)
+            with self._head_on(torch.tensor(rows_idx, device=self.device),
+                               torch.tensor(pos_idx, device=self.device)):
+                logits = self.model(inputs_embeds=inputs, attention_mask=self._attention_mask(mask),
+                                    position_ids=positions, use_cache=False).logits
+            for k, key in enumerate(keys):
+                out[key] = logits[0, k]
         return out
 
-    def _segment_len(self, node: _Node, soft: list) -> int:
-        extra = sum(soft[-t - 1].shape[0] - 1 for t in node.tokens if t < 0)
-        return len(node.tokens) + extra
+    def _attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The 4-D mask as the model's attention implementation takes it: boolean for SDPA,
+        additive (0 / dtype minimum) for the eager implementation."""
+        if getattr(self.model.config, "_attn_implementation", "sdpa") == "eager":
+            return torch.zeros(mask.shape, dtype=self.dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(self.dtype).min)
+        return mask
 
-    def _embed(self, node: _Node, soft: list) -> torch.Tensor:
-        ids = [t for t in node.tokens if t >= 0]
-        emb = self.embeddings(torch.tensor(ids, device=self.device, dtype=torch.long)) if ids else None
-        if node.tokens[0] < 0:  # a soft prompt opens the root segment
-            prompt = soft[-node.tokens[0] - 1]
-            return torch.cat([prompt, emb]) if emb is not None else prompt
-        return emb
-
-    def _forward_chunk(self, nodes: list[_Node], soft: list, past):
-        embeds = [self._embed(node, soft) for node in nodes]
-        width = max(e.shape[0] for e in embeds)
-        rows = len(nodes)
-        hidden = embeds[0].shape[1]
-        inputs = torch.zeros(rows, width, hidden, dtype=embeds[0].dtype, device=self.device)
-        new_mask = torch.zeros(rows, width, dtype=torch.long, device=self.device)
-        for r, e in enumerate(embeds):  # left padding: every row's last position is real
-            inputs[r, width - e.shape[0]:] = e
-            new_mask[r, width - e.shape[0]:] = 1
-        if past is None:
-            mask, cache, offset = new_mask, None, torch.zeros(rows, dtype=torch.long, device=self.device)
-        else:
-            layers, past_mask, lengths, row_of_node = past
-            idx = torch.tensor([row_of_node[node.parent] for node in nodes], device=self.device)
-            cache = DynamicCache(ddp_cache_data=[(k[idx], v[idx]) for k, v in layers])
-            mask = torch.cat([past_mask[idx], new_mask], dim=1)
-            offset = lengths[idx]
-        # Explicit positions: padding must not shift them (transformers does not derive them
-        # from the mask in a plain forward).
-        positions = (offset[:, None] + new_mask.cumsum(1) - 1).clamp(min=0)
-        with self._autocast():
-            output = self.model(inputs_embeds=inputs, attention_mask=mask, position_ids=positions,
-                                past_key_values=cache if cache is not None else DynamicCache(),
-                                use_cache=True, logits_to_keep=1)
-        new_cache = output.past_key_values
-        layers = [(layer.keys, layer.values) for layer in new_cache.layers]
-        return output.logits[:, -1], (layers, mask, offset + new_mask.sum(1))
-
-    def _merge_kept(self, parts):
-        """One cache for the next depth: kept rows of all chunks, left-padded to one length,
-        indexed by node position at this depth."""
-        total = max(p[1][1].shape[1] for p in parts)
-        position = {}
-        layers_out, masks, lengths = None, [], []
-        for node_ids, (layers, mask, length), rows in parts:
-            sel = torch.tensor(rows, device=self.device)
-            pad = total - mask.shape[1]
-            masks.append(torch.nn.functional.pad(mask[sel], (pad, 0)))
-            lengths.append(length[sel])
-            padded = [(torch.nn.functional.pad(k[sel], (0, 0, pad, 0)), torch.nn.functional.pad(v[sel], (0, 0, pad, 0)))
-                      for k, v in layers]
-            layers_out = padded if layers_out is None else [
-                (torch.cat([a, k]), torch.cat([b, v])) for (a, b), (k, v) in zip(layers_out, padded)]
-            for node_id in node_ids:
-                position[node_id] = len(position)
-        # Children name their parent by its index at this depth: ``position`` maps it to its row.
-        return layers_out, torch.cat(masks), torch.cat(lengths), position
+    @contextlib.contextmanager
+    def _head_on(self, rows: torch.Tensor, positions: torch.Tensor):
+        """Feed the output layer only the prompts' last positions: a pre-hook gathers them, so the
+        model's own head code (scaling, soft-capping) still runs, on [1, N, hidden]."""
+        head = self.model.get_output_embeddings()
+        if head is None:
+            raise CultbenchError(f"{type(self.model).__name__} has no output layer to read answers from")
+        handle = head.register_forward_pre_hook(lambda _m, args: (args[0][rows, positions][None], *args[1:]))
+        try:
+            yield
+        finally:
+            handle.remove()

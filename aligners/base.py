@@ -1,0 +1,97 @@
+"""The aligner protocol, the base class of configured aligners, and the full-precision final score.
+
+An aligner takes hyper-parameters only when it is made (scikit-learn style) and does its work in
+``align(problem, budget, ...)``, which returns an :class:`~aligners.artifact.Alignment`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from aligners.artifact import Alignment
+from aligners.config import AlignerConfig
+from aligners.objective import AlignmentProblem, precision
+from cultbench.errors import CultbenchError
+
+
+@runtime_checkable
+class Aligner(Protocol):
+    """Align a model to a target under a budget of candidate evaluations; return an Alignment.
+
+    ``run_dir`` (optional) is where a long search keeps its checkpoint; ``resume`` continues the
+    run checkpointed there. Aligners that do not search ignore budget, seed and run_dir.
+    ``config_class`` is the hyper-parameter record; the registry checks that both it and
+    ``align`` exist.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[AlignerConfig]]
+    config: AlignerConfig
+
+    def align(self, problem: AlignmentProblem, budget: int | None = None, *, seed: int = 0,
+              run_dir: str | Path | None = None, resume: bool = False, progress: bool = False) -> Alignment: ...
+
+
+class ConfiguredAligner:
+    """Base class: ``Aligner(**hyper_parameters)`` or ``Aligner(config=ConfigClass(...))``.
+
+    Subclasses set ``config_class`` and implement ``align``; the registry sets ``name``.
+    """
+
+    config_class: ClassVar[type[AlignerConfig]] = AlignerConfig
+    name: ClassVar[str] = "unregistered"
+
+    def __init__(self, config: AlignerConfig | None = None, **params):
+        if config is not None and params:
+            raise CultbenchError(f"{type(self).__name__}: give a config or hyper-parameters, not both")
+        if config is None:
+            config = self.config_class.from_dict(params)
+        if not isinstance(config, self.config_class):
+            raise CultbenchError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                                 f"got {type(config).__name__}")
+        self.config = config
+
+    def get_params(self) -> dict:
+        return self.config.to_dict()
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    def align(self, problem: AlignmentProblem, budget: int | None = None, *, seed: int = 0,
+              run_dir=None, resume: bool = False, progress: bool = False) -> Alignment:
+        raise NotImplementedError
+
+
+def model_record(problem: AlignmentProblem, hidden_size: int | None = None) -> dict:
+    """The model's part of an alignment record: what compatibility checks compare."""
+    info = dict(problem.model_info)
+    if hidden_size is None:
+        hidden_size = getattr(problem.scorer, "hidden_size", None) or info.get("hidden_size")
+    return {"id": info.get("id"), "revision": info.get("revision"), "file_sha256": info.get("file_sha256"),
+            "dtype": info.get("dtype"), "hidden_size": None if hidden_size is None else int(hidden_size)}
+
+
+def final_result(problem: AlignmentProblem, soft_prompt=None, persona: str | None = None) -> dict:
+    """Score one candidate with the problem's exact (full-precision) scorer: its fitness and
+    indices, as stored in the artifact. A search may run in bf16; what it reports may not."""
+    scorer = problem.exact_scorer
+    scored = scorer.score(soft_prompts=None if soft_prompt is None else [soft_prompt], personas=[persona])
+    indices = np.asarray(scored.indices, dtype=np.float64)[0]  # [V, D]
+    fitness = float(problem.fitness(indices[None])[0])
+    if not np.isfinite(fitness) or not np.all(np.isfinite(indices)):
+        raise CultbenchError("the model gives non-finite indices for the final candidate "
+                             "(NaN or infinite logits); nothing was saved")
+    dims = list(problem.scorer.instrument.dimension_ids)
+    names = [v.name for v in problem.scorer.variants]
+    mass = getattr(scored, "option_mass", None)
+    return {
+        "precision": precision(scorer),
+        "fitness": fitness,
+        "indices": dict(zip(dims, indices.mean(axis=0).tolist())),
+        "indices_per_variant": {n: dict(zip(dims, row.tolist())) for n, row in zip(names, indices)},
+        "option_mass": None if mass is None else float(np.mean(mass[0])),
+    }

@@ -1,0 +1,349 @@
+"""Soft-prompt search shared by the black-box optimisers: fitness, budget, checkpoints, history.
+
+Optimisers propose and are told (pycma style): ``ask()`` gives a population of points z of the
+search space (see search_space.py), the caller scores the whole population in ONE scorer call,
+and ``tell(z, fitness)`` hands the fitness back. :class:`SearchRun` is that caller: it turns
+points into soft prompts, scores them, keeps the best candidate, counts the budget, records the
+history, shows progress and writes a checkpoint after every generation. An optimiser that owns
+its loop (scipy's DE) calls :meth:`SearchRun.evaluate` from its objective instead.
+
+Resume by replay. A checkpoint holds every generation's fitness and a hash of its population.
+Resuming re-creates the optimiser from the same seed and runs it again; the generations the
+checkpoint covers are answered from the file instead of the model. The optimisers are
+deterministic given their seed and the fitness values they are told, so the replay passes
+through exactly the states of the interrupted run, bit for bit, and then goes on as the
+uninterrupted run would. This needs neither an optimiser's private state nor pickles (restarting
+scipy's DE from a saved population is not bit-exact: it keeps the population in a unit cube and
+rescales it), and a population that does not hash as recorded stops the resume with an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from aligners.artifact import Alignment
+from aligners.base import ConfiguredAligner, final_result, model_record
+from aligners.baselines import ICL_TEMPLATE, format_persona
+from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from aligners.config import AlignerConfig, param
+from aligners.objective import AlignmentProblem, precision
+from aligners.search_space import MAX_VIRTUAL_TOKENS, SoftPromptSpace
+from cultbench.errors import CultbenchError
+
+_log = logging.getLogger(__name__)
+
+# Fitness given to a candidate that could not be scored or gave non-finite indices: finite (so
+# every optimiser can rank it) and far above any real distance between index vectors.
+WORST_FITNESS = 1e9
+
+
+class BudgetExhausted(Exception):
+    """Raised by SearchRun.evaluate when a generation would exceed the budget."""
+
+
+class AskTellOptimizer(Protocol):
+    """A population-based optimiser the caller drives (pycma's interface, reduced)."""
+
+    popsize: int
+
+    def ask(self) -> np.ndarray:
+        """The next population, [popsize, d], inside the bounds."""
+
+    def tell(self, candidates: np.ndarray, fitness: np.ndarray) -> None:
+        """The fitness of the population ``ask`` returned (lower is better)."""
+
+    def stop(self) -> bool:
+        """True when the optimiser has converged and would only waste budget."""
+
+
+@dataclass(frozen=True)
+class SoftPromptConfig(AlignerConfig):
+    """Hyper-parameters of the soft prompt and its search space, shared by every optimiser."""
+
+    n_virtual: int = param(4, f"Virtual tokens in the soft prompt (1..{MAX_VIRTUAL_TOKENS}).")
+    d: int = param(16, "Dimension of the search space z (1..n_virtual*hidden); d = n_virtual*hidden "
+                       "searches the prompt directly (A = identity, scaled like the random projection).")
+    init_text: str = param(ICL_TEMPLATE, "Text whose token embeddings form P0, the prompt at z = 0, cycled or "
+                                         "cut to n_virtual tokens; {country} is the target's name; empty: P0 = 0.")
+    projection_seed: int = param(0, "Seed of the random projection A (fixed during a search, saved with the prompt).")
+    bounds: tuple[float, float] = param((-1.0, 1.0), "Box of every coordinate of z, as LOW,HIGH; A is scaled "
+                                                     "so that 1 moves the prompt by about one embedding std.")
+    popsize: int = param(10, "Candidates per generation, scored in one call; the budget is spent in whole "
+                             "generations.")
+
+    min_popsize = 1  # class attribute, not a field: what the optimiser needs
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 1 <= self.n_virtual <= MAX_VIRTUAL_TOKENS:
+            self._fail(f"n_virtual={self.n_virtual} is out of range 1..{MAX_VIRTUAL_TOKENS}")
+        if self.d < 1:
+            self._fail(f"d={self.d} is out of range: at least 1 (and at most n_virtual*hidden)")
+        if not self.bounds[0] < self.bounds[1]:
+            self._fail(f"bounds={self.bounds}: LOW must be below HIGH")
+        if self.popsize < self.min_popsize:
+            self._fail(f"popsize={self.popsize}: this optimiser needs at least {self.min_popsize}")
+        try:
+            format_persona(self.init_text, "X")
+        except (KeyError, IndexError, ValueError) as exc:
+            self._fail(f"init_text may only use the field {{country}} ({type(exc).__name__}: {exc})")
+
+
+def check_budget(budget, generation: int, name: str) -> int:
+    """The budget as an int; an error unless it pays for at least one generation."""
+    if budget is None:
+        raise CultbenchError(f"{name} searches: give a budget (candidate evaluations)")
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise CultbenchError(f"budget must be a positive whole number of evaluations, got {budget!r}")
+    if budget < generation:
+        raise CultbenchError(f"budget {budget} is smaller than one generation of {name} ({generation} "
+                             f"candidates): give a budget of at least {generation} or a smaller popsize")
+    return int(budget)
+
+
+def _digest(points: np.ndarray) -> str:
+    return hashlib.sha256(repr(points.shape).encode() + points.tobytes()).hexdigest()[:20]
+
+
+def _differences(stored, current, prefix: str = "") -> list[str]:
+    """Dotted paths where two JSON-like records differ."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(stored) | set(current), key=str):
+            out += _differences(stored.get(key), current.get(key), f"{prefix}{key}.")
+        return out
+    return [] if stored == current else [prefix.rstrip(".")]
+
+
+class SearchRun:
+    """One search's bookkeeping: evaluations, budget, best candidate, history, checkpoint, progress.
+
+    ``identity`` (JSON-ready) is what a resumed run must share with the checkpointed one.
+    """
+
+    def __init__(self, problem: AlignmentProblem, space: SoftPromptSpace, *, budget: int, identity: dict,
+                 run_dir=None, resume: bool = False, progress: bool = False, label: str = "search"):
+        self.problem, self.space, self.budget = problem, space, budget
+        self.identity = _json_roundtrip(identity)
+        self.evaluations = self.generation = self.invalid = 0
+        self.history: list[dict] = []
+        self.best_fitness, self.best_z, self.best_indices = math.inf, None, None
+        self._fitness_log: list[np.ndarray] = []
+        self._hashes: list[str] = []
+        self._replay: list[tuple[str, np.ndarray]] = []
+        self.checkpoint_path = None if run_dir is None else Path(run_dir) / CHECKPOINT_NAME
+        if self.checkpoint_path is None:
+            if resume:
+                raise CultbenchError("resume needs the run folder that holds the checkpoint")
+        elif resume:
+            self._restore()
+        elif self.checkpoint_path.exists():
+            raise CultbenchError(f"{run_dir} already holds a run's checkpoint: resume it or choose another folder")
+        else:
+            self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+            self._save()  # generation 0: the run's identity, so an interrupt at once is resumable
+        self._bar = tqdm(total=budget, desc=label, unit="eval", disable=not progress, dynamic_ncols=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._bar.close()
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def affordable(self, n: int) -> bool:
+        return self.evaluations + n <= self.budget
+
+    def evaluate(self, points) -> np.ndarray:
+        """Fitness [n] of one generation of points [n, d]: from the checkpoint while replaying,
+        else from ONE scorer call; then history, checkpoint and progress are updated."""
+        points = np.ascontiguousarray(points, dtype=np.float64)
+        if not self.affordable(len(points)):
+            raise BudgetExhausted
+        digest = self._digest_checked(points)
+        if self.generation < len(self._replay):
+            fitness = self._replay[self.generation][1]
+        else:
+            fitness = self._score_generation(points)
+        self._fitness_log.append(fitness)
+        self._hashes.append(digest)
+        self.evaluations += len(points)
+        self.generation += 1
+        if self.generation > len(self._replay):
+            self._save()
+        mean = self.history[self.generation - 1]["mean"]
+        self._bar.set_postfix(gen=self.generation - 1, best=f"{self.best_fitness:.4g}",
+                              mean="-" if mean is None else f"{mean:.4g}", refresh=False)
+        self._bar.update(len(points))
+        return fitness.copy()
+
+    def _digest_checked(self, points: np.ndarray) -> str:
+        digest = _digest(points)
+        if self.generation < len(self._replay) and digest != self._replay[self.generation][0]:
+            raise CultbenchError(
+                f"cannot resume: generation {self.generation} of the optimiser differs from the checkpoint "
+                "(different library versions?); start a new run in another folder")
+        return digest
+
+    def _score_generation(self, points: np.ndarray) -> np.ndarray:
+        indices = self._score(self.space.prompts(points))
+        fitness = np.asarray(self.problem.fitness(indices), dtype=np.float64)
+        valid = np.isfinite(fitness)
+        if not valid.all():
+            _log.warning("generation %d: %d of %d candidates gave non-finite indices (the soft prompt breaks "
+                         "the model); scored as worst (%g)", self.generation, (~valid).sum(), len(fitness),
+                         WORST_FITNESS)
+            fitness = np.where(valid, fitness, WORST_FITNESS)
+        self.invalid += int((~valid).sum())
+        if valid.any():
+            best = int(np.flatnonzero(valid)[np.argmin(fitness[valid])])
+            if fitness[best] < self.best_fitness:
+                self.best_fitness = float(fitness[best])
+                self.best_z, self.best_indices = points[best].copy(), indices[best].copy()
+        dims = list(self.problem.scorer.instrument.dimension_ids)
+        self.history.append({
+            "generation": self.generation,
+            "evaluations": self.evaluations + len(points),
+            "best": None if self.best_z is None else self.best_fitness,
+            "mean": float(fitness[valid].mean()) if valid.any() else None,
+            "invalid": int((~valid).sum()),
+            "best_indices": None if self.best_indices is None else dict(zip(dims, self.best_indices.mean(0).tolist())),
+        })
+        return fitness
+
+    def _score(self, prompts) -> np.ndarray:
+        """Indices [n, V, D] of the prompts in one call; if that call fails, one by one, NaN where
+        a candidate fails alone (so one broken candidate costs itself, not the generation)."""
+        scorer = self.problem.scorer
+        try:
+            return np.asarray(scorer.score(soft_prompts=prompts).indices, dtype=np.float64)
+        except CultbenchError:
+            raise
+        except Exception as exc:
+            _log.warning("generation %d: scoring the population failed (%s: %s); scoring each candidate alone",
+                         self.generation, type(exc).__name__, exc)
+        rows, errors = [], []
+        for prompt in prompts:
+            try:
+                rows.append(np.asarray(scorer.score(soft_prompts=prompt[None]).indices, dtype=np.float64)[0])
+            except CultbenchError:
+                raise
+            except Exception as exc:
+                rows.append(None)
+                errors.append(exc)
+        if len(errors) == len(rows):
+            raise CultbenchError(f"generation {self.generation}: scoring failed for every candidate "
+                                 f"({type(errors[0]).__name__}: {errors[0]})") from errors[0]
+        shape = next(r.shape for r in rows if r is not None)
+        return np.stack([np.full(shape, np.nan) if r is None else r for r in rows])
+
+    # -- checkpoint -----------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        state = {"identity": self.identity, "evaluations": self.evaluations, "generation": self.generation,
+                 "sizes": [len(f) for f in self._fitness_log], "hashes": self._hashes, "history": self.history,
+                 "best_fitness": None if self.best_z is None else self.best_fitness, "invalid": self.invalid}
+        arrays = {"fitness": np.concatenate(self._fitness_log) if self._fitness_log else np.zeros(0)}
+        if self.best_z is not None:
+            arrays.update(best_z=self.best_z, best_indices=self.best_indices)
+        save_checkpoint(self.checkpoint_path, state, arrays)
+
+    def _restore(self) -> None:
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise CultbenchError(f"nothing to resume: {path.parent} has no {CHECKPOINT_NAME}")
+        state, arrays = load_checkpoint(path)
+        differ = _differences(state.get("identity"), self.identity)
+        if differ:
+            raise CultbenchError(f"{path} belongs to another run (it differs in {', '.join(differ)}); resume "
+                                 "with the same aligner, hyper-parameters, seed, model and problem, or use "
+                                 "another folder")
+        if state["evaluations"] > self.budget:
+            raise CultbenchError(f"the checkpoint has used {state['evaluations']} evaluations, more than the "
+                                 f"budget {self.budget}")
+        pieces = np.split(arrays["fitness"], np.cumsum(state["sizes"])[:-1]) if state["sizes"] else []
+        self._replay = list(zip(state["hashes"], pieces))
+        self.history, self.invalid = state["history"], state["invalid"]
+        if state["best_fitness"] is not None:
+            self.best_fitness = state["best_fitness"]
+            self.best_z, self.best_indices = arrays["best_z"], arrays["best_indices"]
+        _log.info("resuming %s: replaying %d generations (%d evaluations)", path, len(pieces), state["evaluations"])
+
+    # -- result ---------------------------------------------------------------------------------
+
+    def alignment(self, aligner: "SoftPromptAligner", seed: int, stopped: str) -> Alignment:
+        """The best candidate, re-scored in full precision, as an artifact."""
+        if self.best_z is None:
+            raise CultbenchError(f"no candidate of the {self.evaluations} evaluated could be scored "
+                                 "(every one gave non-finite indices)")
+        soft_prompt = self.space.prompts(self.best_z)[0]
+        search = {"best_fitness": self.best_fitness, "precision": precision(self.problem.scorer),
+                  "stopped": stopped, "generations": self.generation, "invalid": self.invalid}
+        return Alignment(
+            aligner=aligner.name, hyperparameters=aligner.get_params(), seed=seed,
+            model=self.identity["model"], problem=self.problem.describe(), budget=self.budget,
+            evaluations=self.evaluations, result=final_result(self.problem, soft_prompt=soft_prompt),
+            soft_prompt=soft_prompt.detach().cpu(), z=self.best_z.copy(), parametrisation=self.space.description,
+            search=search, history=list(self.history))
+
+
+def _json_roundtrip(data):
+    """``data`` as it reads back from JSON (tuples become lists), so records compare equal."""
+    return json.loads(json.dumps(data, sort_keys=True, allow_nan=False))
+
+
+def run_ask_tell(optimizer: AskTellOptimizer, run: SearchRun) -> str:
+    """The ask/tell loop: whole generations while the budget allows; returns why it stopped."""
+    while True:
+        if optimizer.stop():
+            return "converged"
+        if not run.affordable(optimizer.popsize):
+            return "budget"
+        candidates = optimizer.ask()
+        optimizer.tell(candidates, run.evaluate(candidates))
+
+
+class SoftPromptAligner(ConfiguredAligner):
+    """Base of the soft-prompt aligners: subclasses give an optimiser (``make_optimizer``) or,
+    when a library owns the loop, override ``search``."""
+
+    config_class = SoftPromptConfig
+
+    def make_optimizer(self, space: SoftPromptSpace, seed: int) -> AskTellOptimizer:
+        raise NotImplementedError
+
+    def check_budget(self, budget) -> int:
+        """The budget as an int; a clear error unless it pays for at least one generation."""
+        return check_budget(budget, self.config.popsize, self.name)
+
+    def search(self, run: SearchRun, seed: int) -> str:
+        """Run the optimiser on ``run`` until the budget or convergence; returns why it stopped."""
+        return run_ask_tell(self.make_optimizer(run.space, seed), run)
+
+    def align(self, problem: AlignmentProblem, budget: int | None = None, *, seed: int = 0,
+              run_dir=None, resume: bool = False, progress: bool = False) -> Alignment:
+        cfg = self.config
+        budget = self.check_budget(budget)
+        scorer = problem.scorer
+        space = SoftPromptSpace.build(scorer.model, scorer.tokenizer, n_virtual=cfg.n_virtual, d=cfg.d,
+                                      init_text=format_persona(cfg.init_text, problem.target.name),
+                                      projection_seed=cfg.projection_seed, bounds=cfg.bounds)
+        identity = {"aligner": self.name, "hyperparameters": self.get_params(), "seed": seed,
+                    "model": model_record(problem, space.hidden_size), "problem": problem.describe(),
+                    "search_precision": precision(scorer)}
+        with SearchRun(problem, space, budget=budget, identity=identity, run_dir=run_dir, resume=resume,
+                       progress=progress, label=self.name) as run:
+            stopped = self.search(run, seed)
+        return run.alignment(self, seed, stopped)

@@ -1,0 +1,172 @@
+"""Alignment commands: list the aligners, and align a model to a country's profile.
+
+The aligners, torch and transformers are imported inside the commands, not here: they take
+seconds to import, and every other cultbench command would pay for them at start-up.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import click
+
+from cultbench.cli.options import constant_option
+from cultbench.errors import CultbenchError
+
+
+def parse_params(values) -> dict[str, str]:
+    """``["popsize=10", "bounds=-2,2"]`` -> ``{"popsize": "10", "bounds": "-2,2"}`` (typed later)."""
+    out: dict[str, str] = {}
+    for value in values or ():
+        key, sep, text = str(value).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise CultbenchError(f"--param {value!r}: expected NAME=VALUE, e.g. --param popsize=10")
+        if key in out:
+            raise CultbenchError(f"--param: {key!r} is given twice")
+        out[key] = text.strip()
+    return out
+
+
+@click.command("aligners")
+@click.argument("name", required=False)
+def aligners_cmd(name):
+    """List the aligners (built-in and plugins), or show one aligner's hyper-parameters.
+
+    \b
+    Examples:
+      cultbench aligners
+      cultbench aligners de
+    """
+    from aligners import available_aligners, describe, get_aligner_class, load_entry_points
+
+    if name:
+        cls = get_aligner_class(name)
+        click.echo(f"{name}: {describe(cls)}\n\nHyper-parameters (--param NAME=VALUE):")
+        for p in cls.config_class.describe_params():
+            default = p["default"]
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else repr(default)
+            click.echo(f"  {p['name']} ({p['type']}, default {shown})\n      {p['help']}")
+        return
+    table = available_aligners()
+    width = max(map(len, table), default=0)
+    for key, cls in table.items():
+        click.echo(f"{key:<{width}}  {describe(cls)}")
+    for key, error in sorted(load_entry_points().items()):
+        click.echo(f"{key:<{width}}  (plugin could not be loaded: {error})")
+
+
+def _check_output(output: Path, resume: bool) -> None:
+    """Refuse to overwrite a finished alignment or another run's checkpoint without --resume."""
+    from aligners.artifact import CONFIG_NAME
+    from aligners.checkpoint import CHECKPOINT_NAME
+
+    if output.exists() and not output.is_dir():
+        raise CultbenchError(f"--output {output} exists and is not a folder")
+    held = [name for name in (CHECKPOINT_NAME, CONFIG_NAME) if (output / name).exists()]
+    if resume and CHECKPOINT_NAME not in held:
+        raise CultbenchError(f"nothing to resume: {output} has no {CHECKPOINT_NAME}")
+    if held and not resume:
+        raise CultbenchError(f"{output} already holds {' and '.join(held)}; pass --resume to continue that run "
+                             "or choose another --output")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends the run like Ctrl-C: the last checkpoint stays whole
+
+
+@click.command("align")
+@click.option("--model", default=None,
+              help="Model: a bundled alias, a Hugging Face id or folder, or a .gguf file "
+                   "[default: cultbench's default model, the bundled SmolLM2-135M-Instruct].")
+@click.option("--target", required=True, metavar="COUNTRY", help="Target country (name, ISO code or alias).")
+@click.option("--source", default=None, help="Source of the target's scores (default: the 2015 matrix).")
+@click.option("--aligner", default="de", show_default=True, help="Aligner name (see `cultbench aligners`).")
+@click.option("--budget", default=300, show_default=True, type=int,
+              help="Candidate evaluations the search may spend (baselines ignore it).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the search.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Hyper-parameter of the aligner (repeatable); see `cultbench aligners NAME`.")
+@click.option("--variants", default="train", show_default=True,
+              help="Prompt variants the aligner sees: a split (train) or comma-separated names.")
+@click.option("--instrument", default="vsm2013", show_default=True, help="Instrument name or YAML path.")
+@constant_option
+@click.option("--dimensions", default=None, metavar="DIM,DIM",
+              help="Dimensions the fitness uses (default: all of the instrument's).")
+@click.option("--distance", default="l1", show_default=True,
+              help="Distance between the candidate's indices and the target's, averaged over variants: "
+                   "l1, l2 or mean-abs.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Run folder for the checkpoint and the artifact [default: runs/ALIGNER-COUNTRY-sSEED].")
+@click.option("--resume", is_flag=True, help="Continue the run checkpointed in --output.")
+@click.option("--autocast", type=click.Choice(["bfloat16"]), default=None,
+              help="Search in bf16 (faster on CPUs with bf16, less exact); the final best candidate is "
+                   "re-scored in the model's full precision, and that is what is reported and saved.")
+@click.option("--dtype", default="float32", show_default=True, help="Model weights' dtype.")
+@click.option("--device", default="cpu", show_default=True, help="Device (cpu, cuda, auto).")
+@click.option("--max-batch-mb", default=1024.0, show_default=True, type=float,
+              help="Memory bound of one forward pass of the scorer.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def align(model, target, source, aligner, budget, seed, params, variants, instrument, constants, dimensions,
+          distance, output, resume, autocast, dtype, device, max_batch_mb, progress):
+    """Align a model to a country's profile and save the alignment artifact.
+
+    Prints the artifact's folder. A search writes a checkpoint into that folder after every
+    generation; after Ctrl-C, SIGTERM or a crash, the same command with --resume continues it
+    and ends where an uninterrupted run would.
+
+    \b
+    Example (Differential Evolution, 300 evaluations, a 4-token soft prompt):
+      cultbench align --model smollm2-135m-instruct --target US --aligner de \\
+        --budget 300 --seed 0 --param popsize=10 --param n_virtual=4 \\
+        --autocast bfloat16 --output runs/de-us
+    """
+    from aligners import AlignmentProblem, SoftPromptAligner, get_aligner_class
+    from aligners.checkpoint import CHECKPOINT_NAME
+    from aligners.objective import check_distance
+    from cultbench.instruments import load_instrument
+    from cultbench.models import DEFAULT_MODEL, load_model
+    from cultbench.profiles import lookup
+    from cultbench.prompts import get_variants
+    from cultbench.scorer import SurveyScorer
+
+    cls = get_aligner_class(aligner)
+    instance = cls(cls.config_class.from_dict(parse_params(params)))
+    # Everything that can be checked without the model is checked before loading it.
+    if isinstance(instance, SoftPromptAligner):
+        instance.check_budget(budget)
+    check_distance(distance)
+    dims = [d for d in dimensions.split(",") if d.strip()] if dimensions else None
+    profile = lookup(target, source=source, dimensions=dims)
+    output = output or Path("runs") / f"{aligner}-{(profile.iso2 or profile.code).lower()}-s{seed}"
+    _check_output(output, resume)
+    inst = load_instrument(instrument)
+    chosen = get_variants(variants)
+    loaded = load_model(model or DEFAULT_MODEL, dtype=dtype, device=device)
+    exact = SurveyScorer(loaded.model, loaded.tokenizer, inst, chosen, constants=constants,
+                         max_batch_mb=max_batch_mb)
+    # The search may run on the scorer's bf16 copy of the model; the final best is re-scored exactly.
+    search = exact if autocast is None else SurveyScorer(loaded.model, loaded.tokenizer, inst, chosen,
+                                                         constants=constants, max_batch_mb=max_batch_mb,
+                                                         dtype=autocast)
+    problem = AlignmentProblem(search, profile, dimensions=dims, distance=distance, model_info=loaded.info,
+                               exact_scorer=exact)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        alignment = instance.align(problem, budget, seed=seed, run_dir=output, resume=resume, progress=progress)
+    except KeyboardInterrupt:
+        if (output / CHECKPOINT_NAME).exists():
+            click.echo(f"The checkpoint in {output} keeps every finished generation; run the same command "
+                       "with --resume to continue.", err=True)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    alignment.save_pretrained(output)
+    shown = ", ".join(f"{d.upper()} {v:.1f}" for d, v in alignment.indices.items())
+    click.echo(f"{alignment.aligner} for {profile.name} ({profile.source}): fitness {alignment.fitness:.3f} "
+               f"({distance}, full precision), {alignment.evaluations} evaluations; {shown}", err=True)
+    click.echo(str(output))
+
+
+COMMANDS = [aligners_cmd, align]

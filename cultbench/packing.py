@@ -1,0 +1,147 @@
+"""Prefix sharing by packing: the prompts of one candidate become a few rows with tree attention.
+
+The 24 prompts of an instrument share long prefixes (chat header, system prompt, a block's
+lead-in and answer scale). They are merged into a prefix tree; each subtree below the root is
+laid out as one segment (the root's tokens, then the subtree's nodes depth first), and segments
+are packed into rows. A 4-D attention mask lets each token see exactly its own prompt's earlier
+tokens, and position ids restart along each prompt's path, so every prompt's last position
+computes the same value as a forward over that prompt alone (exact up to float rounding), while
+each shared token is computed once. Splitting below the root keeps the dense attention over a
+row short: attention cost grows with the square of the row length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+SOFT = -1  # placeholder id of a soft-prompt position in a token sequence
+
+
+@dataclass
+class _Node:
+    tokens: list[int]
+    leaves: list = field(default_factory=list)  # keys of the prompts that end here
+    children: list["_Node"] = field(default_factory=list)
+
+
+def prefix_tree(prompts: dict) -> _Node:
+    """Radix tree of token sequences {key: tuple of ids}; the root holds their common prefix."""
+
+    def grow(keys: list, start: int) -> list[_Node]:
+        groups: dict = {}
+        for key in keys:
+            groups.setdefault(prompts[key][start], []).append(key)
+        nodes = []
+        for group in groups.values():
+            seqs = [prompts[k] for k in group]
+            end, stop = min(len(s) for s in seqs), start + 1
+            while stop < end and all(s[stop] == seqs[0][stop] for s in seqs):
+                stop += 1
+            node = _Node(tokens=list(seqs[0][start:stop]))
+            node.leaves = [k for k in group if len(prompts[k]) == stop]
+            rest = [k for k in group if len(prompts[k]) > stop]
+            node.children = grow(rest, stop) if rest else []
+            nodes.append(node)
+        return nodes
+
+    if any(len(s) == 0 for s in prompts.values()):
+        raise ValueError("empty prompt")
+    top = grow(list(prompts), 0)
+    if len(top) == 1:
+        return top[0]
+    return _Node(tokens=[], children=top)  # no common prefix at all
+
+
+@dataclass
+class Segment:
+    ids: list[int]  # token ids, SOFT at soft-prompt positions
+    positions: list[int]
+    parents: list[int]  # per token: index of the last token of its parent span, -1 at the start
+    leaves: dict  # prompt key -> index of its last token
+
+
+def _segments(root: _Node) -> list[Segment]:
+    def lay_out(node: _Node, seg: Segment, parent_end: int, depth: int) -> None:
+        start = len(seg.ids)
+        for k, tok in enumerate(node.tokens):
+            seg.ids.append(tok)
+            seg.positions.append(depth + k)
+            seg.parents.append(parent_end if k == 0 else start + k - 1)
+        end = len(seg.ids) - 1
+        for leaf in node.leaves:
+            seg.leaves[leaf] = end
+        for child in node.children:
+            lay_out(child, seg, end, depth + len(node.tokens))
+
+    subtrees = root.children or [None]
+    segments = []
+    for child in subtrees:
+        seg = Segment(ids=[], positions=[], parents=[], leaves={})
+        lay_out(_Node(tokens=root.tokens, leaves=root.leaves if child is subtrees[0] else []), seg, -1, 0)
+        if child is not None:
+            lay_out(child, seg, len(root.tokens) - 1, len(root.tokens))
+        segments.append(seg)
+    return segments
+
+
+@dataclass
+class PackedRow:
+    ids: torch.Tensor  # [W] token ids, SOFT at soft-prompt slots, 0 at padding
+    positions: torch.Tensor  # [W]
+    mask: torch.Tensor  # [W, W] bool: query i may attend to key j
+    leaves: dict  # prompt key -> position in the row
+
+    @property
+    def width(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def _row(segments: list[Segment]) -> PackedRow:
+    width = sum(len(s.ids) for s in segments)
+    ids = torch.zeros(width, dtype=torch.long)
+    positions = torch.zeros(width, dtype=torch.long)
+    mask = torch.zeros(width, width, dtype=torch.bool)
+    leaves, offset = {}, 0
+    for seg in segments:
+        n = len(seg.ids)
+        ids[offset:offset + n] = torch.tensor(seg.ids)
+        positions[offset:offset + n] = torch.tensor(seg.positions)
+        for i, parent in enumerate(seg.parents):  # a token sees itself and its parent's view
+            mask[offset + i, offset + i] = True
+            if parent >= 0:
+                mask[offset + i] |= mask[offset + parent]
+        leaves.update({k: offset + v for k, v in seg.leaves.items()})
+        offset += n
+    return PackedRow(ids=ids, positions=positions, mask=mask, leaves=leaves)
+
+
+def pack(prompts: dict) -> list[PackedRow]:
+    """Pack token sequences {key: ids} into rows; first-fit decreasing, no row longer than the
+    longest segment (so packing adds rows, never attention width)."""
+    segments = sorted(_segments(prefix_tree(prompts)), key=lambda s: -len(s.ids))
+    limit = len(segments[0].ids)
+    bins: list[list[Segment]] = []
+    for seg in segments:
+        for b in bins:
+            if sum(len(s.ids) for s in b) + len(seg.ids) <= limit:
+                b.append(seg)
+                break
+        else:
+            bins.append([seg])
+    return [_row(b) for b in bins]
+
+
+def stack_rows(rows: list[PackedRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids [R, W], positions [R, W], mask [R, 1, W, W]) right-padded to the widest row.
+    Padding attends to itself only, so no attention row is empty (an empty one gives NaN)."""
+    width = max(r.width for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    positions = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.eye(width, dtype=torch.bool).repeat(len(rows), 1, 1)
+    for i, r in enumerate(rows):
+        ids[i, :r.width] = r.ids
+        positions[i, :r.width] = r.positions
+        mask[i, :r.width, :r.width] = r.mask
+    return ids, positions, mask[:, None]

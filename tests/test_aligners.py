@@ -1,0 +1,561 @@
+"""Aligners on a deterministic stand-in scorer (no model): optimisers, budget, resume, artifacts,
+registry and plugins, bad input. Model-backed tests are in test_aligners_model.py.
+
+The stand-in maps a soft prompt linearly to indices, so with prompt = P0 + A z the indices are
+affine in z and a target made from a chosen z* has a known optimum: fitness 0 at z = z*.
+"""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import aligners
+from aligners import (ICL_TEMPLATE, Alignment, AlignmentProblem, SoftPromptSpace, WORST_FITNESS,
+                      make_aligner, register_aligner)
+from aligners import registry
+from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from aligners.de import DEConfig
+from cultbench.cli import main
+from cultbench.errors import CultbenchError
+from cultbench.instruments import load_instrument
+from cultbench.profiles import DIMENSIONS, Profile
+
+INST = load_instrument("vsm2013")
+VOCAB, HIDDEN = 64, 8
+PARAMS = dict(n_virtual=4, d=4, popsize=12)
+Z_STAR = np.array([0.3, -0.4, 0.2, -0.1])
+SEARCHERS = ["de", "cmaes", "random"]
+
+
+class WordTokenizer:
+    """Word -> id by a stable hash; enough to make P0 from a text."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [sum(map(ord, w)) % VOCAB for w in text.split()]}
+
+
+class EmbeddingOnlyModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.embed = torch.nn.Embedding(VOCAB, HIDDEN)
+        with torch.no_grad():
+            self.embed.weight.copy_(torch.randn(VOCAB, HIDDEN, generator=generator) * 0.05)
+
+    def get_input_embeddings(self):
+        return self.embed
+
+
+class LinearScorer:
+    """Stand-in for SurveyScorer: indices = 50 + M @ flatten(soft prompt), same under both variants.
+
+    ``fail(prompt) -> None | "nan" | "raise"`` makes chosen candidates break; ``interrupt_at``
+    raises KeyboardInterrupt on that call (1-based); in "bfloat16" every index is off by 0.5.
+    """
+
+    def __init__(self, n_virtual=4, fail=None, interrupt_at=None, delay=0.0, dtype=torch.float32):
+        self.model, self.tokenizer, self.instrument = EmbeddingOnlyModel(), WordTokenizer(), INST
+        self.variants = [types.SimpleNamespace(name="v1"), types.SimpleNamespace(name="v2")]
+        self.constants = INST.constants()
+        self.dtype = dtype
+        self.M = np.random.default_rng(7).normal(size=(6, n_virtual * HIDDEN)) * 40
+        self.fail, self.interrupt_at, self.delay = fail, interrupt_at, delay
+        self.batches, self.personas = [], []
+
+    def score(self, soft_prompts=None, personas=None):
+        self.batches.append(len(soft_prompts) if soft_prompts is not None else 1)
+        self.personas.append(personas)
+        if self.interrupt_at is not None and len(self.batches) == self.interrupt_at:
+            raise KeyboardInterrupt
+        time.sleep(self.delay)
+        n = self.batches[-1]
+        x = (np.zeros((n, self.M.shape[1])) if soft_prompts is None
+             else torch.stack(list(soft_prompts)).double().reshape(n, -1).numpy())
+        indices = 50 + np.einsum("dk,ck->cd", self.M, x)
+        if self.dtype == torch.bfloat16:
+            indices = indices + 0.5  # stands for bf16's rounding error
+        if self.fail is not None:
+            verdicts = [self.fail(row) for row in x]
+            if "raise" in verdicts:
+                raise RuntimeError("this soft prompt breaks the model")
+            indices[[v == "nan" for v in verdicts]] = np.nan
+        return types.SimpleNamespace(indices=np.stack([indices, indices], axis=1))
+
+
+def synthetic_problem(scorer=None, **problem_kw):
+    """A problem whose target is the stand-in's indices at Z_STAR (fitness 0 there)."""
+    scorer = scorer or LinearScorer()
+    space = SoftPromptSpace.build(scorer.model, scorer.tokenizer, n_virtual=PARAMS["n_virtual"], d=PARAMS["d"],
+                                  init_text=ICL_TEMPLATE.format(country="Testland"), projection_seed=0,
+                                  bounds=(-1.0, 1.0))
+    optimum = LinearScorer().score(space.prompts(Z_STAR)).indices[0, 0]
+    target = Profile(name="Testland", code="TST", iso2=None, iso3=None, source="synthetic",
+                     scores=dict(zip(DIMENSIONS, optimum)))
+    info = {"id": "stand-in", "revision": "r1", "file_sha256": None, "hidden_size": HIDDEN}
+    return AlignmentProblem(scorer, target, model_info=info, **problem_kw)
+
+
+@pytest.fixture
+def clean_registry():
+    """Restore the registry after a test registers aligners or plugins."""
+    saved = dict(registry._ALIGNERS), dict(registry._PLUGIN_ERRORS), registry._entry_points_loaded
+    yield
+    registry._ALIGNERS.clear()
+    registry._ALIGNERS.update(saved[0])
+    registry._PLUGIN_ERRORS.clear()
+    registry._PLUGIN_ERRORS.update(saved[1])
+    registry._entry_points_loaded = saved[2]
+
+
+# -- optimisers through one interface -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def results_600():
+    return {name: make_aligner(name, **PARAMS).align(synthetic_problem(), budget=600, seed=0) for name in SEARCHERS}
+
+
+def test_de_and_cmaes_find_the_known_optimum(results_600):
+    for name in ("de", "cmaes"):
+        result = results_600[name]
+        assert result.fitness < 0.05, name
+        np.testing.assert_allclose(result.z, Z_STAR, atol=2e-3)
+        assert result.evaluations == 600 and result.search["stopped"] == "budget"
+
+
+def test_random_search_improves_but_is_the_weakest(results_600):
+    random, first_mean = results_600["random"], results_600["random"].history[0]["mean"]
+    assert first_mean > 20  # a random candidate is far from the target
+    assert random.fitness < 3 < first_mean
+    assert random.fitness > 10 * max(results_600["de"].fitness, results_600["cmaes"].fitness)
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_history_records_every_generation(results_600, name):
+    history = results_600[name].history
+    assert [h["generation"] for h in history] == list(range(50))
+    assert [h["evaluations"] for h in history] == [12 * (g + 1) for g in range(50)]
+    bests = [h["best"] for h in history]
+    assert bests == sorted(bests, reverse=True)  # best so far never gets worse
+    assert bests[-1] == results_600[name].search["best_fitness"]
+    assert set(history[-1]["best_indices"]) == set(DIMENSIONS)
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_same_seed_same_result_other_seed_other_result(name):
+    runs = [make_aligner(name, **PARAMS).align(synthetic_problem(), budget=120, seed=s) for s in (3, 3, 4)]
+    assert runs[0] == runs[1]
+    assert runs[0].fitness != runs[2].fitness
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+@pytest.mark.parametrize("budget,popsize", [(12, 12), (35, 12), (61, 5), (100, 7)])
+def test_budget_is_never_exceeded_and_each_generation_is_one_call(name, budget, popsize):
+    scorer = LinearScorer()
+    params = dict(PARAMS, popsize=popsize)
+    result = make_aligner(name, **params).align(synthetic_problem(scorer), budget=budget, seed=1)
+    generations = budget // popsize
+    # Every generation is one call of popsize candidates; the final full-precision re-score is 1.
+    assert scorer.batches == [popsize] * generations + [1]
+    assert result.evaluations == generations * popsize <= budget
+    assert result.search["generations"] == generations == len(result.history)
+
+
+def test_budget_smaller_than_one_generation_is_refused(tmp_path):
+    with pytest.raises(CultbenchError, match=r"budget 9 is smaller than one generation of de \(12 candidates\)"):
+        make_aligner("de", **PARAMS).align(synthetic_problem(), budget=9, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(CultbenchError, match="give a budget"):
+        make_aligner("random", **PARAMS).align(synthetic_problem(), budget=None)
+
+
+# -- search space -------------------------------------------------------------------------------
+
+def test_search_space_p0_projection_and_identity():
+    scorer = LinearScorer()
+    weight = scorer.model.embed.weight.detach().double()
+    space = SoftPromptSpace.build(scorer.model, scorer.tokenizer, n_virtual=5, d=3, init_text="hello world",
+                                  projection_seed=11, bounds=(-1.0, 1.0))
+    ids = scorer.tokenizer("hello world")["input_ids"]
+    # P0 cycles the two tokens to five; z = 0 gives P0.
+    torch.testing.assert_close(space.prompts(np.zeros(3))[0].double(), weight[[ids[i % 2] for i in range(5)]])
+    std = float(weight.std())
+    assert space.description["projection"] == "random"
+    assert space.description["projection_std"] == pytest.approx(std / np.sqrt(3))
+    assert space.projection.shape == (5 * HIDDEN, 3)
+    again = SoftPromptSpace.build(scorer.model, scorer.tokenizer, n_virtual=5, d=3, init_text="hello world",
+                                  projection_seed=11, bounds=(-1.0, 1.0))
+    np.testing.assert_array_equal(space.projection, again.projection)
+    # A candidate's prompt does not depend on the population it is computed in.
+    z = np.random.default_rng(0).uniform(-1, 1, (7, 3))
+    assert torch.equal(space.prompts(z)[4], space.prompts(z[4])[0])
+    full = SoftPromptSpace.build(scorer.model, scorer.tokenizer, n_virtual=2, d=2 * HIDDEN, init_text="",
+                                 projection_seed=0, bounds=(-1.0, 1.0))
+    assert full.projection is None and full.description["projection"] == "identity"
+    torch.testing.assert_close(full.prompts(np.ones(2 * HIDDEN))[0], torch.full((2, HIDDEN), std, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("params,message", [
+    (dict(n_virtual=0), r"n_virtual=0 is out of range 1\.\.512"),
+    (dict(n_virtual=513), r"n_virtual=513 is out of range"),
+    (dict(d=0), r"d=0 is out of range"),
+    (dict(popsize=4), r"popsize=4: this optimiser needs at least 5"),
+    (dict(bounds="1,-1"), "LOW must be below HIGH"),
+    (dict(strategy="best1binn"), "Did you mean: best1bin"),
+    (dict(mutation=2.5), r"F must lie in \[0, 2\)"),
+    (dict(popsiz=10), "unknown hyper-parameter 'popsiz'.*Did you mean: popsize"),
+    (dict(n_virtual="four"), "n_virtual='four' is not an integer"),
+    (dict(init_text="born in {place}"), "init_text may only use the field {country}"),
+])
+def test_bad_hyperparameters_are_clear_errors(params, message):
+    with pytest.raises(CultbenchError, match=message):
+        make_aligner("de", **params)
+
+
+def test_d_beyond_the_prompt_size_is_refused():
+    with pytest.raises(CultbenchError, match=r"d=33 is out of range for n_virtual=4 and hidden size 8: 1\.\.32"):
+        make_aligner("de", **dict(PARAMS, d=33)).align(synthetic_problem(), budget=24)
+
+
+def test_config_round_trip_and_string_values():
+    config = DEConfig.from_dict({"popsize": "8", "bounds": "-2,2", "mutation": "0.6", "recombination": "1"})
+    assert (config.popsize, config.bounds, config.mutation, config.recombination) == (8, (-2.0, 2.0), 0.6, 1.0)
+    assert DEConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert DEConfig(mutation=[0.4, 0.9]).mutation == (0.4, 0.9)
+    assert make_aligner("cmaes", popsize=6).get_params()["popsize"] == 6
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+def test_target_lacking_a_dimension():
+    partial = Profile(name="Partland", code="PRT", iso2=None, iso3=None, source="synthetic",
+                      scores={"lto": 40.0, "ivr": 60.0})
+    with pytest.raises(CultbenchError, match="Partland has no PDI, IDV, MAS, UAI in source synthetic"):
+        AlignmentProblem(LinearScorer(), partial)
+    problem = AlignmentProblem(LinearScorer(), partial, dimensions=["lto", "ivr"])
+    result = make_aligner("random", **PARAMS).align(problem, budget=24)
+    assert result.problem["dimensions"] == ["lto", "ivr"]
+    with pytest.raises(CultbenchError, match="unknown distance 'l3'"):
+        AlignmentProblem(LinearScorer(), partial, dimensions=["lto"], distance="l3")
+
+
+def test_model_without_input_embeddings():
+    scorer = LinearScorer()
+    problem = synthetic_problem(scorer)
+    scorer.model = torch.nn.Linear(2, 2)
+    with pytest.raises(CultbenchError, match="Linear gives no access to its input embeddings"):
+        make_aligner("de", **PARAMS).align(problem, budget=24)
+
+
+def beyond_p0(verdict):
+    """A fail rule for LinearScorer: candidates whose first prompt entry exceeds P0's (about half)."""
+    p0 = SoftPromptSpace.build(EmbeddingOnlyModel(), WordTokenizer(), n_virtual=4, d=4, projection_seed=0,
+                               init_text=ICL_TEMPLATE.format(country="Testland"), bounds=(-1.0, 1.0)).p0
+    return lambda row: verdict if row[0] > p0[0, 0] else None
+
+
+def test_non_finite_candidates_are_scored_worst_logged_and_the_run_goes_on(caplog):
+    scorer = LinearScorer(fail=beyond_p0("nan"))
+    with caplog.at_level(logging.WARNING, logger="aligners.search"):
+        result = make_aligner("random", **PARAMS).align(synthetic_problem(scorer), budget=120, seed=0)
+    invalid = sum(h["invalid"] for h in result.history)
+    assert 0 < invalid < 120 and result.search["invalid"] == invalid
+    assert "gave non-finite indices" in caplog.text and "scored as worst" in caplog.text
+    assert np.isfinite(result.fitness) and result.fitness < WORST_FITNESS
+    assert all(h["mean"] is None or h["mean"] < 1000 for h in result.history)  # worst stays out of means
+
+
+def test_a_candidate_that_raises_costs_only_itself(caplog):
+    scorer = LinearScorer(fail=beyond_p0("raise"))
+    with caplog.at_level(logging.WARNING, logger="aligners.search"):
+        result = make_aligner("de", **PARAMS).align(synthetic_problem(scorer), budget=60, seed=0)
+    assert "scoring each candidate alone" in caplog.text
+    assert result.search["invalid"] > 0 and np.isfinite(result.fitness)
+
+
+def test_a_scorer_that_fails_for_every_candidate_is_an_error_and_keeps_the_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def broken_after_two_generations(row):
+        calls["n"] += 1
+        return "raise" if calls["n"] > 24 else None
+
+    scorer = LinearScorer(fail=broken_after_two_generations)
+    with pytest.raises(CultbenchError, match="generation 2: scoring failed for every candidate"):
+        make_aligner("de", **PARAMS).align(synthetic_problem(scorer), budget=120, run_dir=tmp_path)
+    state, _ = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["generation"] == 2 and state["evaluations"] == 24
+    resumed = make_aligner("de", **PARAMS).align(synthetic_problem(), budget=120, run_dir=tmp_path, resume=True)
+    assert resumed == make_aligner("de", **PARAMS).align(synthetic_problem(), budget=120)
+
+
+def test_a_bf16_search_reports_the_full_precision_rescore_of_its_best():
+    search, exact = LinearScorer(dtype=torch.bfloat16), LinearScorer()
+    problem = synthetic_problem(search, exact_scorer=exact)
+    result = make_aligner("cmaes", **PARAMS).align(problem, budget=240, seed=0)
+    assert search.batches == [12] * 20 and exact.batches == [1]
+    assert result.search["precision"] == "bfloat16" and result.result["precision"] == "float32"
+    # The search saw the "bf16" indices (all off by 0.5); the artifact holds the exact ones.
+    biased, check = synthetic_problem(LinearScorer(dtype=torch.bfloat16)), synthetic_problem(LinearScorer())
+    assert result.search["best_fitness"] == pytest.approx(biased.fitness(biased.scorer.score([result.soft_prompt]).indices)[0])
+    assert result.fitness == check.fitness(check.scorer.score([result.soft_prompt]).indices)[0]
+    assert abs(result.fitness - result.search["best_fitness"]) > 0.1
+    exact_indices = check.scorer.score([result.soft_prompt]).indices[0, 0]
+    assert result.indices == pytest.approx(dict(zip(DIMENSIONS, exact_indices)))
+    other = LinearScorer()
+    other.constants = dict(other.constants, pdi=0.0)
+    with pytest.raises(CultbenchError, match="exact scorer must score the same instrument, variants and constants"):
+        synthetic_problem(search, exact_scorer=other)
+
+
+# -- resume -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_resume_after_interrupt_gives_the_uninterrupted_result(tmp_path, name):
+    whole = make_aligner(name, **PARAMS).align(synthetic_problem(), budget=240, seed=5, run_dir=tmp_path / "a")
+    interrupted = LinearScorer(interrupt_at=8)
+    with pytest.raises(KeyboardInterrupt):
+        make_aligner(name, **PARAMS).align(synthetic_problem(interrupted), budget=240, seed=5,
+                                           run_dir=tmp_path / "b")
+    state, arrays = load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)
+    assert state["generation"] == 7 and arrays["fitness"].shape == (84,)  # the 8th generation is lost
+    scorer = LinearScorer()
+    resumed = make_aligner(name, **PARAMS).align(synthetic_problem(scorer), budget=240, seed=5,
+                                                 run_dir=tmp_path / "b", resume=True)
+    assert scorer.batches == [12] * 13 + [1]  # only the 13 missing generations were scored
+    assert resumed == whole
+    assert resumed.fitness == whole.fitness and resumed.history == whole.history
+
+
+def test_resume_refuses_another_run_and_a_run_needs_a_fresh_folder(tmp_path):
+    make_aligner("de", **PARAMS).align(synthetic_problem(), budget=48, seed=0, run_dir=tmp_path)
+    with pytest.raises(CultbenchError, match="already holds a run's checkpoint"):
+        make_aligner("de", **PARAMS).align(synthetic_problem(), budget=48, seed=0, run_dir=tmp_path)
+    with pytest.raises(CultbenchError, match=r"belongs to another run \(it differs in hyperparameters.popsize, seed\)"):
+        make_aligner("de", **dict(PARAMS, popsize=6)).align(synthetic_problem(), budget=48, seed=1,
+                                                            run_dir=tmp_path, resume=True)
+    with pytest.raises(CultbenchError, match="nothing to resume"):
+        make_aligner("de", **PARAMS).align(synthetic_problem(), budget=48, run_dir=tmp_path / "new", resume=True)
+    # A larger budget continues the finished run where it stopped.
+    longer = make_aligner("de", **PARAMS).align(synthetic_problem(), budget=96, seed=0, run_dir=tmp_path,
+                                                resume=True)
+    assert longer == make_aligner("de", **PARAMS).align(synthetic_problem(), budget=96, seed=0)
+
+
+def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import aligners.artifact as artifact
+
+    real_replace, writes = os.replace, {"n": 0}
+
+    def replace_then_interrupt(src, dst):
+        writes["n"] += 1
+        if writes["n"] == 4:  # the initial checkpoint, generations 0 and 1, then this one
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifact.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        make_aligner("cmaes", **PARAMS).align(synthetic_problem(), budget=120, seed=2, run_dir=tmp_path)
+    monkeypatch.setattr(artifact.os, "replace", real_replace)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]  # no temporary file left
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)[0]["generation"] == 2
+    resumed = make_aligner("cmaes", **PARAMS).align(synthetic_problem(), budget=120, seed=2, run_dir=tmp_path,
+                                                    resume=True)
+    assert resumed == make_aligner("cmaes", **PARAMS).align(synthetic_problem(), budget=120, seed=2)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import test_aligners as t
+    scorer = t.LinearScorer(delay=0.1)
+    t.make_aligner("de", **t.PARAMS).align(t.synthetic_problem(scorer), budget=600, seed=9, run_dir={run!r})
+""")
+
+
+def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path):
+    run = tmp_path / "run"
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), run=str(run))
+    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if (run / CHECKPOINT_NAME).exists() and load_checkpoint(run / CHECKPOINT_NAME)[0]["generation"] >= 4:
+                break
+            assert child.poll() is None, child.stderr.read().decode()
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    done = load_checkpoint(run / CHECKPOINT_NAME)[0]["generation"]
+    assert 4 <= done < 50
+    resumed = make_aligner("de", **PARAMS).align(synthetic_problem(), budget=600, seed=9, run_dir=run, resume=True)
+    assert resumed == make_aligner("de", **PARAMS).align(synthetic_problem(), budget=600, seed=9)
+
+
+# -- artifact -----------------------------------------------------------------------------------
+
+def test_artifact_round_trips_exactly(results_600, tmp_path):
+    original = results_600["de"]
+    folder = original.save_pretrained(tmp_path / "de-testland")
+    assert sorted(p.name for p in folder.iterdir()) == ["alignment.json", "soft_prompt.safetensors"]
+    text = (folder / "alignment.json").read_text()
+    record = json.loads(text)
+    assert text == json.dumps(record, sort_keys=True, indent=2) + "\n"
+    assert record["cultbench_version"] == aligners.artifact.__version__ and record["format"] == 1
+    assert record["aligner"] == "de" and record["seed"] == 0 and record["budget"] == 600
+    assert record["hyperparameters"]["popsize"] == 12
+    assert record["model"] == {"id": "stand-in", "revision": "r1", "file_sha256": None, "hidden_size": HIDDEN,
+                               "dtype": None}
+    assert record["problem"]["target"]["source"] == "synthetic"
+    assert record["problem"]["constants"] == {d: 50.0 for d in DIMENSIONS}
+    assert record["soft_prompt"]["parametrisation"]["form"] == "P0 + A z"
+    assert record["soft_prompt"]["shape"] == [4, HIDDEN]
+    loaded = Alignment.from_pretrained(folder, model_info={"id": "stand-in", "hidden_size": HIDDEN})
+    assert loaded == original
+    assert torch.equal(loaded.soft_prompt, original.soft_prompt) and np.array_equal(loaded.z, original.z)
+    assert loaded.to_dict() == original.to_dict()
+    # Saving again over the folder keeps it loadable and leaves no temporary files.
+    loaded.save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["alignment.json", "soft_prompt.safetensors"]
+    assert Alignment.from_pretrained(folder) == original
+
+
+def test_incompatible_or_damaged_artifacts_are_refused(results_600, tmp_path):
+    folder = results_600["cmaes"].save_pretrained(tmp_path / "a")
+    with pytest.raises(CultbenchError, match="soft prompt of hidden size 8, but model 'stand-in' has hidden size 16"):
+        Alignment.from_pretrained(folder, model_info={"id": "stand-in", "hidden_size": 16})
+    with pytest.raises(CultbenchError, match="made for model 'stand-in'.*does not fit model 'other'"):
+        Alignment.from_pretrained(folder, model_info={"id": "other", "hidden_size": 8})
+    with pytest.raises(CultbenchError, match="was made for revision r1, not r2"):
+        Alignment.from_pretrained(folder, model_info={"id": "stand-in", "hidden_size": 8, "revision": "r2"})
+    hashed = results_600["cmaes"]
+    hashed.model = dict(hashed.model, file_sha256="a" * 64)
+    try:
+        # The same file under another name is the same model; a different file is not.
+        hashed.check_compatible({"id": "renamed.gguf", "file_sha256": "a" * 64, "hidden_size": 8})
+        with pytest.raises(CultbenchError, match="the model file differs"):
+            hashed.check_compatible({"id": "stand-in", "file_sha256": "b" * 64, "hidden_size": 8})
+    finally:
+        hashed.model = dict(hashed.model, file_sha256=None)
+    blob = bytearray((folder / "soft_prompt.safetensors").read_bytes())
+    blob[-1] ^= 1
+    (folder / "soft_prompt.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(CultbenchError, match="does not match the hash"):
+        Alignment.from_pretrained(folder)
+    with pytest.raises(CultbenchError, match="not an alignment folder"):
+        Alignment.from_pretrained(tmp_path)
+
+
+# -- baselines ----------------------------------------------------------------------------------
+
+def test_baselines_score_once_with_their_persona():
+    scorer = LinearScorer()
+    problem = synthetic_problem(scorer)
+    naive, icl, profile = (make_aligner(n).align(problem) for n in ("naive", "icl", "icl-profile"))
+    assert naive.persona is None and naive.soft_prompt is None and naive.evaluations == 0
+    assert icl.persona == ("You are an average human being born in Testland and living in Testland "
+                           "responding to the following survey question.")
+    lines = profile.persona.splitlines()
+    assert lines[0] == icl.persona and len(lines) == 8
+    pdi = problem.target.scores["pdi"]
+    assert lines[2] == (f"- Power Distance (PDI) {pdi:g}: how much less powerful people accept that power is "
+                        "distributed unequally.")
+    assert scorer.personas == [[None], [icl.persona], [profile.persona]]
+    baseline = problem.fitness(LinearScorer().score().indices)[0]
+    assert naive.fitness == icl.fitness == baseline  # the stand-in ignores personas
+    custom = make_aligner("icl", template="Respond as someone from {country}.").align(problem)
+    assert custom.persona == "Respond as someone from Testland."
+    with pytest.raises(CultbenchError, match="template may only use the fields {country}"):
+        make_aligner("icl", template="from {nation}")
+
+
+# -- registry and plugins -----------------------------------------------------------------------
+
+def test_registry_lists_checks_and_suggests(clean_registry):
+    assert set(SEARCHERS + ["naive", "icl", "icl-profile"]) <= set(aligners.available_aligners())
+    with pytest.raises(CultbenchError, match="unknown aligner 'dee'.*Did you mean: de"):
+        make_aligner("dee")
+    with pytest.raises(TypeError, match="lacks config_class"):
+        register_aligner("not-an-aligner")(type("Plain", (), {"align": lambda self: None}))
+    with pytest.raises(ValueError, match="'de' is taken"):
+        register_aligner("de")(type("Other", (aligners.SoftPromptAligner,), {}))
+    with pytest.raises(ValueError, match="invalid aligner name"):
+        register_aligner("Bad Name")
+    result = CliRunner().invoke(main, ["aligners"])
+    assert result.exit_code == 0
+    assert "de           Soft prompt found by Differential Evolution (scipy), the paper's method." in result.output
+    shown = CliRunner().invoke(main, ["aligners", "cmaes"])
+    assert "sigma0 (float, default 0.5)" in shown.output and "bounds (tuple[float, float], default -1.0,1.0)" in shown.output
+
+
+PLUGIN = textwrap.dedent('''
+    """A third-party aligner: (1+1) random local search, an ask/tell optimiser in one file."""
+    import numpy as np
+    from aligners import SoftPromptAligner, SoftPromptConfig, param
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class HillConfig(SoftPromptConfig):
+        step: float = param(0.2, "Step size of the perturbation.")
+
+    class Hill:
+        def __init__(self, d, bounds, popsize, step, seed):
+            self.rng, self.bounds, self.popsize, self.step = np.random.default_rng(seed), bounds, popsize, step
+            self.centre, self.best = np.zeros(d), np.inf
+        def ask(self):
+            x = self.centre + self.step * self.rng.standard_normal((self.popsize, len(self.centre)))
+            return np.clip(x, *self.bounds)
+        def tell(self, x, f):
+            if f.min() < self.best:
+                self.best, self.centre = f.min(), x[np.argmin(f)]
+        def stop(self):
+            return False
+
+    class HillClimber(SoftPromptAligner):
+        """Soft prompt found by a hill climber (third-party example)."""
+        config_class = HillConfig
+        def make_optimizer(self, space, seed):
+            c = self.config
+            return Hill(space.d, c.bounds, c.popsize, c.step, seed)
+''')
+
+
+@pytest.fixture
+def plugin_on_path(tmp_path, monkeypatch, clean_registry):
+    """A throwaway installed package: a module plus a dist-info folder declaring the entry point."""
+    (tmp_path / "hill_aligner.py").write_text(PLUGIN)
+    info = tmp_path / "hill_aligner-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hill-aligner\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[cultbench.aligners]\nhill = hill_aligner:HillClimber\n"
+                                           "broken = hill_aligner_missing:Nothing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.load_entry_points(reload=True)
+    yield tmp_path
+    sys.modules.pop("hill_aligner", None)
+
+
+def test_a_third_party_aligner_from_an_entry_point_runs_end_to_end(plugin_on_path, tmp_path):
+    assert "hill" in aligners.available_aligners()
+    result = make_aligner("hill", **PARAMS, step=0.3).align(synthetic_problem(), budget=240, seed=0)
+    assert result.aligner == "hill" and result.hyperparameters["step"] == 0.3
+    assert result.evaluations == 240 and result.fitness < result.history[0]["mean"] / 3
+    assert Alignment.from_pretrained(result.save_pretrained(tmp_path / "hill")) == result
+    listing = CliRunner().invoke(main, ["aligners"])
+    assert "hill         Soft prompt found by a hill climber (third-party example)." in listing.output
+    assert "broken       (plugin could not be loaded: ModuleNotFoundError" in listing.output
+    with pytest.raises(CultbenchError, match="aligner plugin 'broken' could not be loaded"):
+        make_aligner("broken")

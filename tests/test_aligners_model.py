@@ -1,0 +1,185 @@
+"""Aligners through the real SurveyScorer on a tiny random Llama built here, and the CLI.
+
+The tokenizer is a word-level one trained on the instrument's own text (so the option labels
+"1".."5" are single tokens), with a minimal chat template.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from aligners import Alignment, AlignmentProblem, make_aligner
+from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from cultbench.cli import main
+from cultbench.errors import CultbenchError
+from cultbench.instruments import load_instrument
+from cultbench.models import load_model
+from cultbench.profiles import lookup
+from cultbench.prompts import get_variants
+from cultbench.scorer import SurveyScorer
+from test_aligners import clean_registry, plugin_on_path  # noqa: F401  (fixtures used below)
+
+INST = load_instrument("vsm2013")
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+SMALL_DE = ["--param", "popsize=5", "--param", "n_virtual=2", "--param", "d=4"]
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    corpus = [f"{it.lead_in or ''} {it.text} {' '.join(it.scale)}" for it in INST.items]
+    corpus += ["1 2 3 4 5 Answer with a single number from to", "You are an average human being born in and "
+               "living in responding to the following survey question U.S.A."]
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(
+        special_tokens=["[UNK]", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tokenizer = tiny_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, initializer_range=0.2)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tiny, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model, tokenizer = tiny
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_de_end_to_end_through_the_survey_scorer(tiny, tmp_path):
+    model, tokenizer = tiny
+    scorer = SurveyScorer(model, tokenizer, INST, get_variants("train"))
+    info = {"id": "tiny-llama", "revision": None, "file_sha256": None, "hidden_size": 32}
+    problem = AlignmentProblem(scorer, lookup("US"), model_info=info)
+    de = make_aligner("de", popsize=5, n_virtual=2, d=8)
+    result = de.align(problem, budget=14, seed=0, run_dir=tmp_path)
+    assert result.evaluations == 10 and len(result.history) == 2
+    assert result.soft_prompt.shape == (2, 32) and result.problem["variants"] == ["respondent", "honest"]
+    naive = make_aligner("naive").align(problem)
+    assert result.fitness != naive.fitness and 0 < result.fitness < 600
+    # The stored fitness is what a fresh scorer gives the saved prompt, in full precision.
+    loaded = Alignment.from_pretrained(result.save_pretrained(tmp_path), model_info=info)
+    again = loaded.score(SurveyScorer(model, tokenizer, INST, get_variants("train")))
+    assert problem.fitness(again.indices)[0] == pytest.approx(result.fitness, abs=1e-9)
+    assert loaded.indices == pytest.approx(dict(zip(INST.dimension_ids, again.mean_indices[0])), abs=1e-9)
+    with pytest.raises(CultbenchError, match="hidden size 32, but model 'tiny-llama' has hidden size 64"):
+        loaded.check_compatible(dict(info, hidden_size=64))
+    # The same seed reproduces the run through the real model.
+    assert de.align(problem, budget=14, seed=0) == result
+
+
+def run_cli(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_cli_align_resume_autocast_and_baseline(tiny_folder, tmp_path):
+    out = tmp_path / "de-us"
+    args = ["align", "--model", str(tiny_folder), "--target", "US", "--budget", "10", *SMALL_DE,
+            "--output", str(out), "--no-progress"]
+    first = run_cli(args)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.strip() == str(out)
+    info = load_model(str(tiny_folder)).info
+    saved = Alignment.from_pretrained(out, model_info=info)
+    assert saved.aligner == "de" and saved.evaluations == 10 and saved.model["id"] == str(tiny_folder)
+    assert saved.target["name"] == "U.S.A." and saved.target["source"] == "hofstede-2015"
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "already holds checkpoint.safetensors and alignment.json" in refused.output
+    resumed = run_cli(args + ["--resume"])
+    assert resumed.exit_code == 0 and Alignment.from_pretrained(out) == saved
+
+    fast = run_cli(["align", "--model", str(tiny_folder), "--target", "China", "--aligner", "random",
+                    "--budget", "10", *SMALL_DE, "--autocast", "bfloat16", "--constant", "pdi=0",
+                    "--output", str(tmp_path / "bf16"), "--no-progress"])
+    assert fast.exit_code == 0, fast.output
+    bf16 = Alignment.from_pretrained(tmp_path / "bf16")
+    assert bf16.search["precision"] == "bfloat16" and bf16.result["precision"] == "float32"
+    assert bf16.constants["pdi"] == 0.0
+    loaded = load_model(str(tiny_folder))
+    exact = SurveyScorer(loaded.model, loaded.tokenizer, INST, get_variants("train"), constants={"pdi": 0})
+    problem = AlignmentProblem(exact, lookup("China"))
+    assert problem.fitness(bf16.score(exact).indices)[0] == pytest.approx(bf16.fitness, abs=1e-9)
+
+    icl = run_cli(["align", "--model", str(tiny_folder), "--target", "China", "--aligner", "icl",
+                   "--output", str(tmp_path / "icl")])
+    assert icl.exit_code == 0, icl.output
+    record = json.loads((tmp_path / "icl" / "alignment.json").read_text())
+    assert record["persona"].startswith("You are an average human being born in China and living in China")
+    assert record["soft_prompt"] is None and record["evaluations"] == 0
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--param", "popsiz=5"], "unknown hyper-parameter 'popsiz' for DEConfig.*Did you mean: popsize"),
+    (["--budget", "3", "--param", "popsize=5"], "budget 3 is smaller than one generation of de"),
+    (["--target", "SA"], "Saudi Arabia has no PDI, IDV, MAS, UAI in source hofstede-2015"),
+    (["--aligner", "cma"], "unknown aligner 'cma'"),
+    (["--param", "n_virtual=0"], "n_virtual=0 is out of range"),
+    (["--distance", "l3"], "unknown distance 'l3'"),
+    (["--resume"], "nothing to resume"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tiny_folder, tmp_path, extra, message):
+    args = ["align", "--model", str(tiny_folder), "--target", "US", "--output", str(tmp_path / "run"),
+            "--no-progress"]
+    result = CliRunner().invoke(main, args + extra)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+    assert re.search(message, result.output), result.output
+    assert not (tmp_path / "run" / CHECKPOINT_NAME).exists() or extra == ["--resume"]
+
+
+def test_cli_runs_a_third_party_aligner(plugin_on_path, tiny_folder, tmp_path):  # noqa: F811
+    result = run_cli(["align", "--model", str(tiny_folder), "--target", "India", "--aligner", "hill",
+                      "--budget", "10", *SMALL_DE, "--param", "step=0.5", "--output", str(tmp_path / "hill"),
+                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    saved = Alignment.from_pretrained(tmp_path / "hill")
+    assert saved.aligner == "hill" and saved.hyperparameters["step"] == 0.5 and saved.evaluations == 10
+
+
+def test_cli_sigterm_keeps_the_checkpoint_and_resume_matches(tiny_folder, tmp_path):
+    args = ["align", "--model", str(tiny_folder), "--target", "US", "--budget", "400", *SMALL_DE,
+            "--seed", "3", "--no-progress"]
+    run = tmp_path / "interrupted"
+    child = subprocess.Popen([sys.executable, "-c", "from cultbench.cli import main; main()", *args,
+                              "--output", str(run)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and child.poll() is None:
+            if (run / CHECKPOINT_NAME).exists() and load_checkpoint(run / CHECKPOINT_NAME)[0]["generation"] >= 2:
+                break
+            time.sleep(0.05)
+        assert child.poll() is None, child.communicate()
+        os.kill(child.pid, signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert "with --resume to continue" in err and "Interrupted." in err
+    assert not (run / "alignment.json").exists()
+    done = load_checkpoint(run / CHECKPOINT_NAME)[0]["generation"]
+    assert 2 <= done <= 8
+    short = ["--budget", "40"]  # resume may change the budget; compare with a whole run of the same one
+    assert run_cli(args + short + ["--output", str(run), "--resume"]).exit_code == 0
+    assert run_cli(args + short + ["--output", str(tmp_path / "whole")]).exit_code == 0
+    assert Alignment.from_pretrained(run) == Alignment.from_pretrained(tmp_path / "whole")
