@@ -8,35 +8,13 @@ training wording, not only on average). Lower is better; 0 is a perfect match.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
 from cultbench.errors import CultbenchError, did_you_mean
+from cultbench.metrics import DISTANCES, check_distance
 from cultbench.profiles import Profile
-
-
-def _l1(diff: np.ndarray) -> np.ndarray:
-    return np.abs(diff).sum(-1)
-
-
-def _l2(diff: np.ndarray) -> np.ndarray:
-    return np.sqrt((diff ** 2).sum(-1))
-
-
-def _mean_abs(diff: np.ndarray) -> np.ndarray:
-    return np.abs(diff).mean(-1)
-
-
-# Distance between index vectors, over the last axis.
-DISTANCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"l1": _l1, "l2": _l2, "mean-abs": _mean_abs}
-
-
-def check_distance(name: str) -> str:
-    if name not in DISTANCES:
-        raise CultbenchError(f"unknown distance {name!r}; distances: {', '.join(DISTANCES)}."
-                             f"{did_you_mean(name, DISTANCES)}")
-    return name
 
 
 def _setting(scorer) -> tuple:

@@ -1,7 +1,6 @@
 """Aligners through the real SurveyScorer on a tiny random Llama built here, and the CLI.
 
-The tokenizer is a word-level one trained on the instrument's own text (so the option labels
-"1".."5" are single tokens), with a minimal chat template.
+The tiny model and its tokenizer come from conftest.py.
 """
 
 import json
@@ -15,8 +14,6 @@ import time
 import pytest
 import torch
 from click.testing import CliRunner
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from aligners import Alignment, AlignmentProblem, make_aligner
 from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -30,40 +27,7 @@ from cultbench.scorer import SurveyScorer
 from test_aligners import clean_registry, plugin_on_path  # noqa: F401  (fixtures used below)
 
 INST = load_instrument("vsm2013")
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 SMALL_DE = ["--param", "popsize=5", "--param", "n_virtual=2", "--param", "d=4"]
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    corpus = [f"{it.lead_in or ''} {it.text} {' '.join(it.scale)}" for it in INST.items]
-    corpus += ["1 2 3 4 5 Answer with a single number from to", "You are an average human being born in and "
-               "living in responding to the following survey question U.S.A."]
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(
-        special_tokens=["[UNK]", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>")
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    tokenizer = tiny_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, initializer_range=0.2)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval(), tokenizer
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tiny, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model, tokenizer = tiny
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_de_end_to_end_through_the_survey_scorer(tiny, tmp_path):
@@ -92,7 +56,7 @@ def run_cli(args):
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
-def test_cli_align_resume_autocast_and_baseline(tiny_folder, tmp_path):
+def test_cli_align_resume_bf16_search_and_baseline(tiny_folder, tmp_path):
     out = tmp_path / "de-us"
     args = ["align", "--model", str(tiny_folder), "--target", "US", "--budget", "10", *SMALL_DE,
             "--output", str(out), "--no-progress"]
@@ -109,7 +73,7 @@ def test_cli_align_resume_autocast_and_baseline(tiny_folder, tmp_path):
     assert resumed.exit_code == 0 and Alignment.from_pretrained(out) == saved
 
     fast = run_cli(["align", "--model", str(tiny_folder), "--target", "China", "--aligner", "random",
-                    "--budget", "10", *SMALL_DE, "--autocast", "bfloat16", "--constant", "pdi=0",
+                    "--budget", "10", *SMALL_DE, "--search-dtype", "bfloat16", "--constant", "pdi=0",
                     "--output", str(tmp_path / "bf16"), "--no-progress"])
     assert fast.exit_code == 0, fast.output
     bf16 = Alignment.from_pretrained(tmp_path / "bf16")

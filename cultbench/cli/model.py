@@ -1,2 +1,104 @@
-"""Placeholder until this command module lands."""
-COMMANDS = []
+"""Commands that run a model: evaluate a model (optionally aligned) against targets, benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cultbench.cli.options import constant_option, emit_json
+from cultbench.errors import CultbenchError
+
+
+@click.command("evaluate")
+@click.option("--model", default=None, help="Bundled alias, Hugging Face id or folder, or a .gguf file "
+              "[default: the bundled SmolLM2-135M-Instruct].")
+@click.option("--target", "targets", multiple=True, required=True, metavar="COUNTRY",
+              help="Target country (name, ISO code or alias); repeatable.")
+@click.option("--source", default=None, help="Source of the targets' scores (default: the 2015 matrix).")
+@click.option("--alignment", type=click.Path(path_type=Path), default=None,
+              help="Alignment folder (from `cultbench align`) to apply; default: the model as it is.")
+@click.option("--persona", default=None, help="A system-prompt text to apply instead of an alignment.")
+@click.option("--splits", default="train,heldout", show_default=True, help="Prompt-variant splits to score.")
+@click.option("--instrument", default="vsm2013", show_default=True, help="Instrument name or YAML path.")
+@constant_option
+@click.option("--dtype", default="float32", show_default=True, help="Model dtype (reported indices: float32).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--max-batch-mb", default=None, type=float, help="Memory bound of one forward of the scorer.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Write the JSON here.")
+def evaluate(model, targets, source, alignment, persona, splits, instrument, constants, dtype, device,
+             max_batch_mb, output):
+    """Score a model (as it is, with a persona, or with an alignment) on train and held-out prompt
+    variants, and compare it with target countries. Prints JSON.
+
+    \b
+    Examples:
+      cultbench evaluate --target US --target CN
+      cultbench evaluate --target US --alignment runs/de-us-s0 -o eval-de-us.json
+    """
+    from cultbench.evaluation import SPLIT_NAMES, evaluate_candidate
+    from cultbench.instruments import load_instrument
+    from cultbench.models import DEFAULT_MODEL, load_model
+    from cultbench.profiles import lookup
+
+    if alignment is not None and persona is not None:
+        raise CultbenchError("pass --alignment or --persona, not both")
+    chosen = [s.strip() for s in splits.split(",") if s.strip()]
+    for s in chosen:
+        if s not in SPLIT_NAMES:
+            raise CultbenchError(f"unknown split {s!r}; splits: {', '.join(SPLIT_NAMES)}")
+    profiles = [lookup(t, source=source) for t in targets]
+    inst = load_instrument(instrument)
+    applied = None
+    if alignment is not None:
+        from aligners import Alignment
+
+        applied = Alignment.from_pretrained(alignment)  # checks files before the model loads
+    loaded = load_model(model or DEFAULT_MODEL, dtype=dtype, device=device)
+    soft = None
+    if applied is not None:
+        applied.check_compatible(loaded.info, hidden_size=loaded.info["hidden_size"])
+        soft, persona = applied.soft_prompt, applied.persona
+    result = evaluate_candidate(loaded.model, loaded.tokenizer, inst, profiles, soft_prompt=soft, persona=persona,
+                                splits=chosen, constants=constants, max_batch_mb=max_batch_mb)
+    result = {"model": loaded.info, "alignment": None if applied is None else str(alignment),
+              "persona": persona, **result}
+    emit_json(result, output)
+
+
+@click.command("bench")
+@click.option("--model", default="smollm2-135m-instruct", show_default=True, help="Model to benchmark.")
+@click.option("--candidates", default=20, show_default=True, type=int,
+              help="Soft prompts per scorer call (20: a search population of 10 x 2 training variants).")
+@click.option("--repeats", default=3, show_default=True, type=int, help="Timed repeats (median reported).")
+@click.option("--max-batch-mb", default=None, type=float, help="The scorer's memory bound [default: its default].")
+@click.option("--engines", default="scorer-fp32,scorer-bf16,lm-eval,loop", show_default=True,
+              help="Engines to run, comma-separated.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True,
+              help="Where to write the JSON report.")
+def bench(model, candidates, repeats, max_batch_mb, engines, output):
+    """Benchmark the survey scorer against lm-eval's HFLM and a one-forward-per-item loop.
+
+    Each engine scores the same rendered prompts with the same random soft prompts, in its own
+    subprocess. Reports candidate evaluations/s, tokens/s, model FLOP/s as a fraction of this
+    machine's measured matmul rate, peak memory, and each engine's index error against fp32.
+
+    \b
+    Example:
+      cultbench bench --model smollm2-135m-instruct -o bench.json
+    """
+    from cultbench.bench import ENGINES, benchmark
+
+    chosen = [e.strip() for e in engines.split(",") if e.strip()]
+    for e in chosen:
+        if e not in ENGINES:
+            raise CultbenchError(f"unknown engine {e!r}; engines: {', '.join(ENGINES)}")
+    if candidates < 1 or repeats < 1:
+        raise CultbenchError("--candidates and --repeats must be at least 1")
+    report = benchmark(model, candidates, repeats, max_batch_mb, chosen, echo=lambda m: click.echo(m, err=True))
+    emit_json(report, output)
+    click.echo(f"wrote {output}", err=True)
+
+
+COMMANDS = [evaluate, bench]

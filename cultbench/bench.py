@@ -1,0 +1,222 @@
+"""Benchmark of survey scoring: cultbench's scorer against lm-eval's HFLM and a plain loop.
+
+Every engine scores the same rendered prompts (one prompt variant, 24 items) with the same soft
+prompts; a candidate evaluation is one soft prompt scored on the whole instrument. Each engine
+runs in its own subprocess, one after the other, so peak memory is measured per engine and one
+engine's caches do not help another. Throughput is a median over repeats; ratios are taken
+between engines measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from cultbench.instruments import load_instrument
+from cultbench.models import load_model
+from cultbench.prompts import get_variants
+from cultbench.scorer import SurveyScorer
+
+ENGINES = ("scorer-fp32", "scorer-bf16", "lm-eval", "loop")
+
+
+def soft_prompts(model, n: int, n_virtual: int = 4, seed: int = 0) -> torch.Tensor:
+    """Random soft prompts at the scale of the model's own token embeddings."""
+    weight = model.get_input_embeddings().weight
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, n_virtual, weight.shape[1], generator=g) * float(weight.float().std())
+
+
+def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """Median FLOP/s of a large square matrix product at ``dtype`` on this machine."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * size**3 / statistics.median(times)
+
+
+def flops_per_token(model) -> int:
+    """2 x the parameters a token passes through (the input embedding is a lookup, not a product)."""
+    embedding = model.get_input_embeddings().weight.numel()
+    return 2 * (sum(p.numel() for p in model.parameters()) - embedding)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _scorer_engine(lm, soft, repeats, dtype, max_batch_mb):
+    inst = load_instrument()
+    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, get_variants(["respondent"]), dtype=dtype,
+                          max_batch_mb=max_batch_mb)
+    scorer.score(soft[:1])  # warm-up: tokenisation, packing, first-call overheads
+    times, result = [], None
+    for _ in range(repeats):
+        scorer.tokens_forwarded = 0
+        t = time.perf_counter()
+        result = scorer.score(soft)
+        times.append(time.perf_counter() - t)
+    return {"seconds_per_call": times, "candidates_per_call": len(soft),
+            "tokens_per_candidate": scorer.tokens_forwarded / len(soft),
+            "expected": result.expected[:, 0].tolist(), "indices": result.indices[:, 0].tolist(),
+            "option_mass": float(result.option_mass.mean())}
+
+
+def _rendered_requests(lm):
+    """(prompt text, option continuations, answer values) for the 24 items, as the scorer renders them."""
+    inst = load_instrument()
+    variant = get_variants(["respondent"])[0]
+    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, [variant])
+    from cultbench.prompts import render_prompt
+
+    chat = bool(getattr(lm.tokenizer, "chat_template", None))
+    out = []
+    for i, item in enumerate(inst.items):
+        text = render_prompt(lm.tokenizer, inst, item, variant)
+        ids, _ = scorer.prompt_tokens(0, i, None)
+        out.append((text, ["" if chat else " "], len(ids)))
+    return inst, out
+
+
+def _lm_eval_engine(lm, soft, repeats):
+    """lm-eval's HFLM with the soft prompt as a PEFT prompt-tuning adapter, through its
+    loglikelihood request path (batch size 24, the model's default precision)."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    inst, prompts = _rendered_requests(lm)
+    peft_model = get_peft_model(lm.model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM,
+                                                             num_virtual_tokens=soft.shape[1]))
+    peft_model.eval()
+    hflm = HFLM(pretrained=peft_model, tokenizer=lm.tokenizer, batch_size=24)
+    options = [str(o) for o in inst.options]
+    times, expected, tokens = [], [], sum(n for _, _, n in prompts) + len(prompts) * soft.shape[1]
+    for c in range(len(soft)):
+        peft_model.prompt_encoder["default"].embedding.weight.data.copy_(soft[c])
+        requests = [Instance(request_type="loglikelihood", doc={}, arguments=(text, delim[0] + o), idx=k, metadata=("vsm2013", i, 1))
+                    for i, (text, delim, _) in enumerate(prompts) for k, o in enumerate(options)]
+        t = time.perf_counter()
+        results = hflm.loglikelihood(requests, disable_tqdm=True)
+        times.append(time.perf_counter() - t)
+        lls = np.array([r[0] for r in results]).reshape(len(prompts), len(options))
+        p = np.exp(lls - lls.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        expected.append((p @ np.array(inst.options, float)).tolist())
+        if len(times) >= max(repeats, 1) and c + 1 >= 2:
+            break
+    n = len(times)
+    return {"seconds_per_call": times, "candidates_per_call": 1, "tokens_per_candidate": tokens,
+            "expected": expected, "indices": inst.indices(np.array(expected)).tolist(), "scored": n}
+
+
+def _loop_engine(lm, soft, repeats):
+    """One plain forward per item with the soft prompt in front; only the last logits are read."""
+    inst = load_instrument()
+    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, get_variants(["respondent"]))
+    embed = lm.model.get_input_embeddings()
+    times, expected, tokens = [], [], 0
+    with torch.inference_mode():
+        for c in range(min(len(soft), max(repeats, 2))):
+            t = time.perf_counter()
+            row, tokens = [], 0
+            for i in range(len(inst.items)):
+                ids, opts = scorer.prompt_tokens(0, i, None)
+                x = torch.cat([soft[c], embed(torch.tensor(ids))])[None]
+                tokens += x.shape[1]
+                p = torch.softmax(lm.model(inputs_embeds=x).logits[0, -1].double(), -1)[list(opts)]
+                row.append(float((p / p.sum()) @ torch.arange(1, 6, dtype=torch.float64)))
+            times.append(time.perf_counter() - t)
+            expected.append(row)
+    return {"seconds_per_call": times, "candidates_per_call": 1, "tokens_per_candidate": tokens,
+            "expected": expected, "indices": inst.indices(np.array(expected)).tolist()}
+
+
+def run_engine(engine: str, model: str, candidates: int, repeats: int, max_batch_mb: float) -> dict:
+    torch.manual_seed(0)
+    lm = load_model(model)
+    soft = soft_prompts(lm.model, candidates)
+    if engine == "scorer-fp32":
+        out = _scorer_engine(lm, soft, repeats, None, max_batch_mb)
+    elif engine == "scorer-bf16":
+        out = _scorer_engine(lm, soft, repeats, "bfloat16", max_batch_mb)
+    elif engine == "lm-eval":
+        out = _lm_eval_engine(lm, soft, repeats)
+    elif engine == "loop":
+        out = _loop_engine(lm, soft, repeats)
+    else:
+        raise ValueError(engine)
+    per_candidate = [t / out["candidates_per_call"] for t in out["seconds_per_call"]]
+    seconds = statistics.median(per_candidate)
+    dtype = "bfloat16" if engine == "scorer-bf16" else str(lm.model.dtype).replace("torch.", "")
+    out.update({"engine": engine, "dtype": dtype, "seconds_per_candidate": seconds,
+                "candidates_per_second": 1 / seconds,
+                "tokens_per_second": out["tokens_per_candidate"] / seconds,
+                "model_flops_per_second": out["tokens_per_candidate"] * flops_per_token(lm.model) / seconds,
+                "peak_rss_mb": _peak_rss_mb(), "threads": torch.get_num_threads()})
+    return out
+
+
+def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 20, repeats: int = 3,
+              max_batch_mb: float | None = None, engines=ENGINES, echo=print) -> dict:
+    """Run every engine in its own subprocess; return the combined report."""
+    from cultbench.scorer import SurveyScorer as _S
+    import inspect
+
+    if max_batch_mb is None:
+        max_batch_mb = inspect.signature(_S.__init__).parameters["max_batch_mb"].default
+    rates = {"float32": matmul_rate(torch.float32), "bfloat16": matmul_rate(torch.bfloat16)}
+    echo(f"matmul rate: fp32 {rates['float32'] / 1e12:.3f} TFLOP/s, bf16 {rates['bfloat16'] / 1e12:.3f} TFLOP/s")
+    results = {}
+    for engine in engines:
+        echo(f"running {engine} ...")
+        proc = subprocess.run([sys.executable, "-m", "cultbench.bench", engine, model, str(candidates),
+                               str(repeats), str(max_batch_mb)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark engine {engine} failed:\n{proc.stderr[-3000:]}")
+        results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = results[engine]
+        r["matmul_fraction"] = r["model_flops_per_second"] / rates[r["dtype"]]
+        echo(f"  {engine}: {r['candidates_per_second']:.3f} candidates/s, {r['tokens_per_second']:.0f} tokens/s, "
+             f"{r['matmul_fraction']:.0%} of the {r['dtype']} matmul rate, peak RSS {r['peak_rss_mb']:.0f} MB")
+    report = {"model": model, "candidates": candidates, "repeats": repeats, "max_batch_mb": max_batch_mb,
+              "matmul_flops_per_second": rates, "machine": {"platform": platform.platform(),
+              "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__},
+              "engines": results, "comparisons": _compare(results)}
+    return report
+
+
+def _compare(results: dict) -> dict:
+    out = {}
+    ref = results.get("scorer-fp32")
+    for name, r in results.items():
+        entry = {}
+        if "lm-eval" in results and name != "lm-eval":
+            entry["speed_vs_lm_eval"] = r["candidates_per_second"] / results["lm-eval"]["candidates_per_second"]
+        if ref is not None and name != "scorer-fp32":
+            n = min(len(r["indices"]), len(ref["indices"]))
+            entry["max_abs_index_error_vs_fp32_scorer"] = float(
+                np.abs(np.array(r["indices"][:n]) - np.array(ref["indices"][:n])).max())
+            entry["max_abs_expected_answer_error_vs_fp32_scorer"] = float(
+                np.abs(np.array(r["expected"][:n]) - np.array(ref["expected"][:n])).max())
+        out[name] = entry
+    return out
+
+
+if __name__ == "__main__":
+    engine, model, candidates, repeats, max_batch_mb = sys.argv[1:6]
+    print(json.dumps(run_engine(engine, model, int(candidates), int(repeats), float(max_batch_mb))))

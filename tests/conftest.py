@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny random Llama and a word-level tokenizer, built in code (no downloads).
+
+The tokenizer is trained on the instrument's own text (so the option labels "1".."5" are single
+tokens) and has a minimal chat template.
+"""
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from cultbench.instruments import load_instrument
+
+INST = load_instrument("vsm2013")
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    corpus = [f"{it.lead_in or ''} {it.text} {' '.join(it.scale)}" for it in INST.items]
+    corpus += ["1 2 3 4 5 Answer with a single number from to", "You are an average human being born in and "
+               "living in responding to the following survey question U.S.A."]
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(
+        special_tokens=["[UNK]", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    tokenizer = tiny_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, initializer_range=0.2)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tiny, tmp_path_factory):
+    """The tiny model saved as a Hugging Face folder, for loaders and the CLI."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model, tokenizer = tiny
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The bundled SmolLM2-135M-Instruct (fp32); the project's install commands put it on disk."""
+    from cultbench.models import load_model
+
+    loaded = load_model("smollm2-135m-instruct")
+    return loaded.model, loaded.tokenizer

@@ -1,0 +1,129 @@
+"""The batched, prefix-packed scorer against a plain per-prompt forward, on the tiny model."""
+
+import numpy as np
+import pytest
+import torch
+
+from cultbench.errors import CultbenchError
+from cultbench.instruments import load_instrument
+from cultbench.packing import SOFT, pack, prefix_tree
+from cultbench.prompts import get_variants
+from cultbench.scorer import SurveyScorer
+
+INST = load_instrument("vsm2013")
+PERSONAS = ["You are an average human being born in China and living in China responding to the "
+            "following survey question.", None, "Answer about yourself."]
+
+
+def reference(model, scorer, soft, personas):
+    """One forward per candidate x variant x item, no batching, no padding, no sharing."""
+    n_items, n_var = len(INST.items), len(scorer.variants)
+    probs = np.zeros((len(personas), n_var, n_items, 5))
+    mass = np.zeros((len(personas), n_var, n_items))
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        for c, persona in enumerate(personas):
+            for v, variant in enumerate(scorer.variants):
+                for i in range(n_items):
+                    ids, options = scorer.prompt_tokens(v, i, persona)
+                    x = embed(torch.tensor(ids))
+                    if soft[c] is not None:
+                        x = torch.cat([soft[c], x])
+                    p = torch.softmax(model(inputs_embeds=x[None]).logits[0, -1].double(), -1)[list(options)]
+                    mass[c, v, i] = float(p.sum())
+                    shown = (p / p.sum()).numpy()
+                    # displayed option k means answer k, or 6 - k on a reversed scale
+                    probs[c, v, i] = shown if variant.order == "ascending" else shown[::-1]
+    return probs, mass
+
+
+@pytest.mark.parametrize("chat", [True, False], ids=["chat-template", "no-template"])
+def test_batched_scores_equal_per_item_forwards(tiny, chat):
+    model, tokenizer = tiny
+    if not chat:
+        tokenizer = type(tokenizer)(tokenizer_object=tokenizer.backend_tokenizer, unk_token="[UNK]", eos_token="</s>")
+        assert not tokenizer.chat_template
+    torch.manual_seed(1)
+    hidden = model.config.hidden_size
+    # mixed soft-prompt lengths, one candidate without a soft prompt, personas of mixed length:
+    # rows of different widths are padded within a batch
+    soft = [torch.randn(3, hidden), None, torch.randn(5, hidden)]
+    variants = get_variants(None)  # all six: both frames, both scale orders
+    scorer = SurveyScorer(model, tokenizer, INST, variants, max_batch_mb=0.3)  # forces several chunks
+    result = scorer.score(soft, PERSONAS)
+    ref_probs, ref_mass = reference(model, scorer, soft, PERSONAS)
+    assert result.probs.shape == (3, len(variants), 24, 5)
+    np.testing.assert_allclose(result.probs, ref_probs, atol=1e-5)
+    np.testing.assert_allclose(result.option_mass, ref_mass, atol=1e-5)
+    expected = ref_probs @ np.arange(1, 6)
+    np.testing.assert_allclose(result.expected, expected, atol=1e-4)
+    np.testing.assert_allclose(result.indices, INST.indices(expected), atol=5e-3)
+    # one big batch gives the same numbers as many small chunks
+    again = SurveyScorer(model, tokenizer, INST, variants, max_batch_mb=4096).score(soft, PERSONAS)
+    np.testing.assert_allclose(again.probs, result.probs, atol=1e-6)
+
+
+def test_scores_are_deterministic_and_shared_prefixes_are_computed_once(tiny):
+    model, tokenizer = tiny
+    soft = torch.randn(4, 2, model.config.hidden_size, generator=torch.Generator().manual_seed(3))
+    scorer = SurveyScorer(model, tokenizer, INST, get_variants("train"))
+    first = scorer.score(soft)
+    forwarded = scorer.tokens_forwarded
+    second = scorer.score(soft)
+    assert np.array_equal(first.probs, second.probs)
+    total = sum(len(scorer.prompt_tokens(v, i, None)[0]) + 2 for v in range(2) for i in range(24)) * 4
+    assert forwarded < 0.75 * total  # the shared lead-ins, scales and headers go through once
+    assert first.indices.shape == (4, 2, 6) and first.mean_indices.shape == (4, 6)
+    np.testing.assert_allclose(first.mean_indices, first.indices.mean(axis=1))
+
+
+def test_constants_shift_indices_only(tiny):
+    model, tokenizer = tiny
+    base = SurveyScorer(model, tokenizer, INST, get_variants(["respondent"])).score()
+    shifted = SurveyScorer(model, tokenizer, INST, get_variants(["respondent"]), constants={"pdi": 0, "ivr": 100}).score()
+    np.testing.assert_allclose(shifted.expected, base.expected)
+    np.testing.assert_allclose(shifted.indices[..., 0], base.indices[..., 0] - 50)
+    np.testing.assert_allclose(shifted.indices[..., 5], base.indices[..., 5] + 50)
+    np.testing.assert_allclose(shifted.indices[..., 1:5], base.indices[..., 1:5])
+    assert shifted.constants["pdi"] == 0 and shifted.constants["mas"] == 50
+
+
+def test_bad_candidates_are_clear_errors(tiny):
+    model, tokenizer = tiny
+    scorer = SurveyScorer(model, tokenizer, INST, get_variants("train"))
+    with pytest.raises(CultbenchError, match="soft prompt must be"):
+        scorer.score(torch.zeros(2, 3, model.config.hidden_size + 1))
+    with pytest.raises(CultbenchError, match="2 soft prompts but 3 personas"):
+        scorer.score(torch.zeros(2, 3, model.config.hidden_size), PERSONAS)
+    with pytest.raises(CultbenchError, match="at least one prompt variant"):
+        SurveyScorer(model, tokenizer, INST, [])
+
+
+def test_packing_masks_follow_the_prefix_tree():
+    prompts = {"a": (SOFT, 1, 2, 3, 4), "b": (SOFT, 1, 2, 5), "c": (SOFT, 1, 6), "d": (SOFT, 7, 8)}
+    root = prefix_tree(prompts)
+    assert root.tokens == [SOFT] and len(root.children) == 2
+    rows = pack(prompts)
+    # segments: [SOFT 1 2 3 4 5 6] and [SOFT 7 8]; the short one packs beside nothing longer
+    assert sorted(r.width for r in rows) == [3, 7]
+    long = max(rows, key=lambda r: r.width)
+    assert long.ids.tolist() == [SOFT, 1, 2, 3, 4, 5, 6]
+    assert long.positions.tolist() == [0, 1, 2, 3, 4, 3, 2]
+    # "b" ends at token 5 (index 5): it sees SOFT 1 2 and itself, not 3 or 4
+    assert long.leaves["b"] == 5
+    assert long.mask[5].tolist() == [True, True, True, False, False, True, False]
+    assert long.mask[6].tolist() == [True, True, False, False, False, False, True]
+
+
+@pytest.mark.slow
+def test_bundled_model_matches_per_item_forwards(smollm2):
+    """SmolLM2 with its real chat template: packed scores equal plain forwards (fp32)."""
+    model, tokenizer = smollm2
+    variants = get_variants(["respondent", "brief-reversed"])
+    soft = [torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(0)) * 0.02]
+    result = SurveyScorer(model, tokenizer, INST, variants).score(soft)
+    scorer = SurveyScorer(model, tokenizer, INST, variants)
+    ref_probs, ref_mass = reference(model, scorer, soft, [None])
+    np.testing.assert_allclose(result.probs, ref_probs, atol=1e-5)
+    np.testing.assert_allclose(result.option_mass, ref_mass, atol=1e-5)
+    assert 0.05 < result.option_mass.mean() < 1.0
