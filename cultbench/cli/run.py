@@ -1,0 +1,240 @@
+"""Sweeps and the leaderboard: ``cultbench run`` (align then evaluate every combination, one result
+file each) and ``cultbench leaderboard build|check``.
+
+As in align.py, the library (torch, transformers, the aligners) is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from cultbench.cli.align import _raise_interrupt, parse_params
+from cultbench.cli.options import constant_option
+from cultbench.errors import CultbenchError, did_you_mean
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    tomllib = None
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CultbenchError(f"--config {path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            if tomllib is None:
+                raise CultbenchError("--config: TOML files need Python 3.11 or later; use YAML")
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CultbenchError(f"--config {path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'} "
+                             f"({' '.join(str(exc).split())[:200]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CultbenchError(f"--config {path}: expected a mapping of option names to values")
+    return data
+
+
+def _as_pairs(value) -> list[str]:
+    """A mapping {name: value} (from a config file) as ["name=value", ...]; lists pass through."""
+    if not isinstance(value, dict):
+        return value if isinstance(value, list) else [value]
+
+    def text(v):
+        if isinstance(v, bool):
+            return str(v).lower()
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return [f"{k}={text(v)}" for k, v in value.items()]
+
+
+def load_config(ctx: click.Context, param, path: Path | None):
+    """Eager --config callback: the file's values become the command's defaults, so options given
+    on the command line override them."""
+    if path is None:
+        return None
+    data = _read_config(path)
+    params = {p.name: p for p in ctx.command.params if p.name != "config"}
+    names = {}
+    for p in params.values():
+        for opt in p.opts:
+            names[opt.lstrip("-")] = names[opt.lstrip("-").replace("-", "_")] = p.name
+        names[p.name] = p.name
+    defaults = {}
+    for key, value in data.items():
+        if key not in names:
+            raise CultbenchError(f"--config {path}: unknown option {key!r}.{did_you_mean(str(key), names)}")
+        p = params[names[key]]
+        if p.name in ("params", "constants"):
+            value = _as_pairs(value)
+        elif p.multiple and not isinstance(value, list):
+            value = [value]
+        defaults[p.name] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
+
+
+config_option = click.option(
+    "--config", type=click.Path(dir_okay=False, path_type=Path), is_eager=True, expose_value=False,
+    callback=load_config,
+    help="YAML or TOML file holding any of these options (e.g. `target: [US, CN]`, `param: {popsize: 10}`); "
+         "options on the command line override it.")
+
+
+@click.command("run")
+@config_option
+@click.option("--model", "models", multiple=True, metavar="MODEL",
+              help="Model (repeatable): a bundled alias, a Hugging Face id or folder, or a .gguf file "
+                   "[default: the bundled SmolLM2-135M-Instruct].")
+@click.option("--target", "targets", multiple=True, metavar="COUNTRY",
+              help="Target country (repeatable): name, ISO code or alias. Required.")
+@click.option("--source", default=None, help="Source of the targets' scores (default: the 2015 matrix).")
+@click.option("--aligner", "aligners", multiple=True, metavar="NAME",
+              help="Aligner (repeatable; see `cultbench aligners`) [default: naive, icl, de].")
+@click.option("--seed", "seeds", multiple=True, type=int, help="Seed of the search (repeatable) [default: 0].")
+@click.option("--budget", "budgets", multiple=True, type=int,
+              help="Candidate evaluations per search (repeatable) [default: 300].")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Aligner hyper-parameter (repeatable), given to every aligner that has it.")
+@constant_option
+@click.option("--search-dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+              help="Precision of the searches (bfloat16: faster, less exact); the best candidate and every "
+                   "reported number are computed in full precision.")
+@click.option("--dtype", default="float32", show_default=True, help="Model weights' dtype.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--instrument", default="vsm2013", show_default=True, help="Instrument name or YAML path.")
+@click.option("--distance", default="l1", show_default=True, help="Fitness of the searches: l1, l2 or mean-abs.")
+@click.option("--dimensions", default=None, metavar="DIM,DIM", help="Dimensions the fitness uses [default: all].")
+@click.option("--max-batch-mb", default=None, type=float, help="Memory bound of one forward of the scorer.")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard/entries"),
+              show_default=True, help="Folder of the result files (one JSON per combination).")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder of the combinations' run folders (search checkpoints and alignments).")
+@click.option("--force", is_flag=True, help="Run finished combinations again (and searches from scratch).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+def run(models, targets, source, aligners, seeds, budgets, params, constants, search_dtype, dtype, device,
+        instrument, distance, dimensions, max_batch_mb, output, runs_dir, force, progress):
+    """Align and evaluate every combination of models, targets, aligners, budgets and seeds.
+
+    Each combination is aligned on the training prompt variants, evaluated on the training and
+    held-out variants, and written as one result JSON (checked against
+    leaderboard/result.schema.json) into --output; the file names go to stdout. Finished
+    combinations are skipped, so an interrupted sweep resumes where it stopped (a search from its
+    last checkpoint in --runs-dir). Aligners that ignore the seed and budget (naive, icl) run once
+    per model and target.
+
+    \b
+    Examples:
+      cultbench run --target US --aligner naive --aligner icl --aligner de --budget 60 \\
+        --search-dtype bfloat16
+      cultbench run --target US --target CN --aligner de --aligner cmaes --seed 0 --seed 1 \\
+        --param popsize=10 --param n_virtual=4 --output results/
+      cultbench run --config experiment.yaml --force
+    """
+    from cultbench.models import DEFAULT_MODEL
+    from cultbench.sweep import Sweep, SweepSpec
+
+    if not targets:
+        raise CultbenchError("give at least one --target (or `target:` in --config)")
+    spec = SweepSpec(
+        targets=list(targets), aligners=list(aligners or ("naive", "icl", "de")),
+        models=list(models or (DEFAULT_MODEL,)), seeds=list(seeds or (0,)), budgets=list(budgets or (300,)),
+        source=source, params=parse_params(params), constants=constants, instrument=instrument, distance=distance,
+        dimensions=[d.strip() for d in dimensions.split(",") if d.strip()] if dimensions else None,
+        search_dtype=search_dtype, dtype=dtype, device=device, max_batch_mb=max_batch_mb, output=output,
+        runs_dir=runs_dir, force=force, progress=progress)
+    sweep = Sweep(spec)
+    counts, shown = {"written": 0, "done": 0, "shared": 0}, set()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        for status, path in sweep.run():
+            counts[status] += 1
+            if path not in shown:
+                shown.add(path)
+                click.echo(str(path))
+    except KeyboardInterrupt:
+        click.echo("Finished combinations are saved; run the same command again to go on (searches resume "
+                   "from their checkpoints).", err=True)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(f"{counts['written']} combinations run, {counts['done']} done before, {counts['shared']} shared by "
+               f"aligners that ignore seed and budget; results in {output}", err=True)
+
+
+@click.group("leaderboard")
+def leaderboard_group():
+    """Build the leaderboard from result files, or check result files against the schema.
+
+    \b
+    Examples:
+      cultbench leaderboard build --entries leaderboard/entries --out leaderboard
+      cultbench leaderboard check leaderboard/entries/*.json
+    """
+
+
+@leaderboard_group.command("build")
+@click.option("--entries", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard/entries"),
+              show_default=True, help="Folder of result files (*.json).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
+              show_default=True, help="Folder to write leaderboard.json, LEADERBOARD.md and index.html into.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 when an entry is left out (invalid or duplicate).")
+def build_cmd(entries, out, strict):
+    """Write leaderboard.json (one row per model x aligner x target, seeds aggregated),
+    LEADERBOARD.md and a self-contained index.html (sortable table, charts).
+
+    Entries that fail the schema and duplicates are listed, with the reason, and left out.
+
+    \b
+    Example:
+      cultbench leaderboard build --entries leaderboard/entries --out leaderboard
+    """
+    from cultbench.leaderboard import build
+
+    board, paths = build(entries, out)
+    for p in board["rejected"]:
+        click.echo(f"left out {p['file']}: {p['reason']}", err=True)
+    for p in board["duplicates"]:
+        click.echo(f"left out {p['file']}: duplicate of {p['duplicate_of']}", err=True)
+    for path in paths:
+        click.echo(str(path))
+    left_out = len(board["rejected"]) + len(board["duplicates"])
+    click.echo(f"{len(board['rows'])} rows from {board['entries_used']} entries; {left_out} left out", err=True)
+    if strict and left_out:
+        sys.exit(1)
+
+
+@leaderboard_group.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check_cmd(files):
+    """Check result files against the schema; exit with status 1 if any is invalid.
+
+    \b
+    Example:
+      cultbench leaderboard check leaderboard/entries/*.json
+    """
+    from cultbench.results import read_record
+
+    bad = 0
+    for path in files:
+        try:
+            read_record(path)
+            click.echo(f"ok {path}")
+        except CultbenchError as exc:
+            bad += 1
+            click.echo(f"invalid {exc}")
+    if bad:
+        sys.exit(1)
+
+
+COMMANDS = [run, leaderboard_group]

@@ -1,0 +1,194 @@
+"""The leaderboard: result entries read and checked, seeds aggregated, rank agreement across targets.
+
+``collect`` reads every ``*.json`` of an entries folder, in name order; entries that fail the
+schema (or are not JSON) are listed with the reason and left out, and a later entry with the id of
+an earlier one (the same combination) is reported as a duplicate and left out. ``aggregate`` makes
+one row per model x aligner setup x target, each seed-dependent number as mean, sample standard deviation, min and
+max over the seeds. ``rank_agreement_table`` gives, for each model and aligner with several
+targets, Kendall's tau and Spearman's rho between the model's indices and the targets' scores,
+per dimension (independent of the constants C). ``build`` writes ``leaderboard.json``,
+``LEADERBOARD.md`` and ``index.html``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cultbench import __version__
+from cultbench.cli.options import write_text_atomic
+from cultbench.errors import CultbenchError
+from cultbench.leaderboard_page import render_html, render_markdown
+from cultbench.metrics import rank_agreement
+from cultbench.results import SCHEMA_VERSION, SPLITS, combination_key_of, entry_id, read_record
+
+LEADERBOARD_FORMAT = 1
+OUTPUT_FILES = ("leaderboard.json", "LEADERBOARD.md", "index.html")
+
+
+@dataclass
+class Entries:
+    """The valid entries of a folder (file name -> record), and what was left out and why."""
+
+    records: dict[str, dict] = field(default_factory=dict)
+    rejected: list[dict] = field(default_factory=list)  # {"file", "reason"}
+    duplicates: list[dict] = field(default_factory=list)  # {"file", "duplicate_of", "id"}
+
+
+def collect(folder) -> Entries:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CultbenchError(f"entries folder {folder} does not exist")
+    out, seen = Entries(), {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = read_record(path)
+        except CultbenchError as exc:
+            out.rejected.append({"file": path.name, "reason": str(exc).removeprefix(f"{path}: ")
+                                 .removeprefix(f"{path} is not a valid cultbench result: ")})
+            continue
+        ident = entry_id(combination_key_of(record))
+        if ident in seen:
+            out.duplicates.append({"file": path.name, "duplicate_of": seen[ident], "id": ident})
+            continue
+        seen[ident] = path.name
+        out.records[path.name] = record
+    return out
+
+
+def stat(values) -> dict:
+    """Mean, sample standard deviation (None for one value), min, max and count."""
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return {"mean": None, "sd": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def _hash(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _model(record) -> dict:
+    m = record["model"]
+    return {k: m.get(k) for k in ("id", "revision", "file_sha256", "dtype", "parameters")}
+
+
+def _setup(record) -> dict:
+    """The aligner's setup: everything of the combination except the seed, model and target."""
+    key = combination_key_of(record)
+    a = record["aligner"]
+    return {"name": a["name"], "hyperparameters": a["hyperparameters"], "budget": a["budget"],
+            "search_dtype": a["search_dtype"], "distance": a["distance"], "dimensions": a["dimensions"],
+            "instrument": key["instrument"], "constants": key["constants"], "variants": key["variants"]}
+
+
+def _row(records: list[tuple[str, dict]]) -> dict:
+    first = records[0][1]
+    recs = [r for _, r in records]
+    dims = list(first["splits"]["train"]["indices"])
+
+    def per_dim(getter):
+        return {s: {d: stat(getter(r, s)[d] for r in recs) for d in dims} for s in SPLITS}
+
+    setup = _setup(first)
+    return {
+        "model": _model(first),
+        "aligner": {k: setup[k] for k in ("name", "hyperparameters", "budget", "search_dtype", "distance",
+                                          "dimensions")},
+        "setup": _hash(setup),
+        "target": {k: first["target"].get(k) for k in ("name", "code", "iso2", "source", "estimated", "scores")},
+        "instrument": first["instrument"], "constants": first["constants"],
+        "seeds": sorted(r["aligner"]["seed"] for r in recs if r["aligner"]["seed"] is not None),
+        "n": len(recs),
+        "l1": {s: stat(r["metrics"][s]["l1"] for r in recs) for s in SPLITS},
+        "signed_error": per_dim(lambda r, s: r["metrics"][s]["signed_error"]),
+        "indices": per_dim(lambda r, s: r["splits"][s]["indices"]),
+        "option_mass": {s: stat(r["metrics"][s]["option_mass"] for r in recs) for s in SPLITS},
+        "fitness": stat(r["aligner"]["fitness"] for r in recs),
+        "evaluations": stat(r["aligner"]["evaluations"] for r in recs),
+        "wall_time_s": stat(r["run"]["wall_time_s"] for r in recs),
+        "convergence": [{"seed": r["aligner"]["seed"], "search_precision": r["history"]["search_precision"],
+                         "curve": [[p["evaluations"], p["best"]] for p in r["history"]["curve"]
+                                   if p["best"] is not None]}
+                        for r in recs if r["history"] is not None],
+        "files": [name for name, _ in records],
+    }
+
+
+def _label_rows(rows: list[dict]) -> None:
+    """Short labels; a hash is added only where two different setups or model files would look alike."""
+    for row in rows:
+        a = row["aligner"]
+        row["aligner_label"] = a["name"] if a["budget"] is None else f"{a['name']} ({a['budget']} evals)"
+        row["model_label"] = row["model"]["id"]
+    for field_, ident in (("aligner_label", lambda r: r["setup"]),
+                          ("model_label", lambda r: _hash(r["model"]))):
+        looks = defaultdict(set)
+        for row in rows:
+            looks[row[field_]].add(ident(row))
+        for row in rows:
+            if len(looks[row[field_]]) > 1:
+                row[field_] += f" [{ident(row)[:6]}]"
+
+
+def aggregate(records: dict[str, dict]) -> list[dict]:
+    """One row per model x aligner setup x target, seeds aggregated; sorted by model, target, held-out L1."""
+    groups: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+    for name, record in records.items():
+        t = record["target"]
+        groups[_hash([_model(record), _setup(record), t["name"], t["source"]])].append((name, record))
+    rows = [_row(sorted(group, key=lambda item: (item[1]["aligner"]["seed"] or 0, item[0])))
+            for group in groups.values()]
+    _label_rows(rows)
+    rows.sort(key=lambda r: (r["model_label"], r["target"]["name"], r["target"]["source"],
+                             r["l1"]["heldout"]["mean"], r["aligner_label"]))
+    return rows
+
+
+def rank_agreement_table(rows: list[dict]) -> list[dict]:
+    """Per model and aligner setup with several targets: rank agreement per dimension and split."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["model_label"], row["aligner_label"])].append(row)
+    out = []
+    for (model, aligner), members in groups.items():
+        if len(members) < 2:
+            continue
+        dims = [d for d in members[0]["indices"]["heldout"] if all(d in m["target"]["scores"] for m in members)]
+        entry = {"model_label": model, "aligner_label": aligner, "n_targets": len(members),
+                 "targets": [m["target"]["name"] for m in members], "splits": {}}
+        for split in SPLITS:
+            entry["splits"][split] = {
+                d: rank_agreement([m["indices"][split][d]["mean"] for m in members],
+                                  [m["target"]["scores"][d] for m in members]) for d in dims}
+        out.append(entry)
+    return out
+
+
+def leaderboard(entries: Entries) -> dict:
+    """The ``leaderboard.json`` document."""
+    rows = aggregate(entries.records)
+    finished = [r["run"].get("finished") for r in entries.records.values() if r["run"].get("finished")]
+    return {"format": LEADERBOARD_FORMAT, "result_schema_version": SCHEMA_VERSION, "cultbench_version": __version__,
+            "data_as_of": max(finished, default=None), "entries_used": len(entries.records),
+            "rejected": entries.rejected, "duplicates": entries.duplicates,
+            "rows": rows, "rank_agreement": rank_agreement_table(rows)}
+
+
+def build(entries_dir, out_dir) -> tuple[dict, list[Path]]:
+    """Read the entries and write leaderboard.json, LEADERBOARD.md and index.html into ``out_dir``."""
+    board = leaderboard(collect(entries_dir))
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise CultbenchError(f"--out {out_dir} is not an existing folder")
+    texts = [json.dumps(board, indent=2, sort_keys=True, allow_nan=False) + "\n",
+             render_markdown(board), render_html(board)]
+    paths = [out_dir / name for name in OUTPUT_FILES]
+    for path, text in zip(paths, texts):
+        write_text_atomic(path, text)
+    return board, paths

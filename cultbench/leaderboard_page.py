@@ -1,0 +1,336 @@
+"""The leaderboard rendered: ``LEADERBOARD.md`` and a static, self-contained ``index.html``.
+
+The page needs no server and no network: the table, the charts (inline SVG, see charts.py) and a
+small sorting script are all inside it, and a Content-Security-Policy forbids loading anything
+and running any script but that one (by hash). Every string from an entry is escaped
+(``html.escape``; Markdown's own characters too); the leaderboard JSON embedded for readers of the
+page is in a ``<script type="application/json">`` with ``<``, ``>`` and ``&`` written as JSON
+escapes, so no entry can close the element or open a comment.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from html import escape
+from typing import Callable
+
+from cultbench.charts import colour, convergence_chart, profile_chart
+
+TITLE = "cultbench leaderboard"
+
+
+def fmt(value, spec: str = ".2f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def fmt_stat(s: dict, spec: str = ".2f") -> str:
+    """"mean ± sd" (sd over seeds), or the mean alone for one seed."""
+    if s["mean"] is None:
+        return "–"
+    return fmt(s["mean"], spec) + ("" if s["sd"] is None else f" ± {fmt(s['sd'], spec)}")
+
+
+def target_label(target: dict) -> str:
+    return f"{target['name']} ({target['source']}{', estimated' if target['estimated'] else ''})"
+
+
+@dataclass(frozen=True)
+class Column:
+    id: str
+    header: str
+    value: Callable[[dict], object]  # what sorting uses (number, text or None)
+    text: Callable[[dict], str]  # what is shown
+    numeric: bool = True
+
+
+def _gap(row: dict):
+    a, b = row["l1"]["heldout"]["mean"], row["l1"]["train"]["mean"]
+    return None if a is None or b is None else a - b
+
+
+def columns(dims: list[str]) -> list[Column]:
+    cols = [
+        Column("model", "Model", lambda r: r["model_label"], lambda r: r["model_label"], False),
+        Column("aligner", "Aligner", lambda r: r["aligner_label"], lambda r: r["aligner_label"], False),
+        Column("target", "Target", lambda r: target_label(r["target"]), lambda r: target_label(r["target"]), False),
+        Column("seeds", "Seeds", lambda r: r["n"], lambda r: str(r["n"])),
+        Column("l1_heldout", "L1 held-out", lambda r: r["l1"]["heldout"]["mean"],
+               lambda r: fmt_stat(r["l1"]["heldout"])),
+        Column("l1_train", "L1 train", lambda r: r["l1"]["train"]["mean"], lambda r: fmt_stat(r["l1"]["train"])),
+        Column("gap", "Gap (held-out − train)", _gap, lambda r: fmt(_gap(r), "+.2f")),
+        Column("option_mass", "Option mass (held-out)", lambda r: r["option_mass"]["heldout"]["mean"],
+               lambda r: fmt(r["option_mass"]["heldout"]["mean"], ".3f")),
+        Column("evaluations", "Evaluations", lambda r: r["evaluations"]["mean"],
+               lambda r: fmt(r["evaluations"]["mean"], ".0f")),
+    ]
+    for d in dims:
+        def get(r, d=d):
+            return (r["signed_error"]["heldout"].get(d) or {}).get("mean")
+        cols.append(Column(f"err_{d}", f"{d.upper()} error", get, lambda r, get=get: fmt(get(r), "+.1f")))
+    cols.append(Column("wall_time", "Wall time (s)", lambda r: r["wall_time_s"]["mean"],
+                       lambda r: fmt(r["wall_time_s"]["mean"], ".0f")))
+    return cols
+
+
+def dimensions(board: dict) -> list[str]:
+    """The dimensions of the rows' instruments, in the instruments' order."""
+    return list(dict.fromkeys(d for r in board["rows"] for d in r["instrument"]["dimensions"]))
+
+
+def _constants(board: dict) -> str:
+    seen = list(dict.fromkeys(json.dumps(r["constants"], sort_keys=True) for r in board["rows"]))
+    return "; ".join(", ".join(f"{k.upper()} {v:g}" for k, v in json.loads(s).items()) for s in seen) or "–"
+
+
+INTRO = ("One row per model, aligner and target; seeds aggregated as mean ± standard deviation. L1 is the "
+         "distance between the model's six indices and the target's published scores, per prompt variant, "
+         "averaged over the training variants (seen by the aligner) or the held-out variants (not seen); "
+         "lower is better. It depends on the constants C of the index formulas; the signed errors "
+         "(model − target, held-out) show the direction, and rank agreement across targets does not depend "
+         "on C. Option mass is the probability the model put on the answer options 1–5: a low mass "
+         "means it does not answer in the format.")
+
+
+RANK_NOTE = ("Kendall's τ / Spearman's ρ between the model's indices (mean over seeds) and the targets' scores "
+             "across the targets, per dimension; – where undefined (fewer than 3 targets, or indices that do not "
+             "change with the target, as the naive model's).")
+
+
+# -- Markdown -------------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md_escape(text) -> str:
+    """Text safe inside a Markdown table cell: HTML escaped, Markdown characters backslashed."""
+    text = " ".join(str(text).split())
+    return _MD_SPECIAL.sub(r"\\\1", escape(text, quote=False))
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def render_markdown(board: dict) -> str:
+    cols = columns(dimensions(board))
+    lines = [f"# {TITLE}", "",
+             f"{len(board['rows'])} rows from {board['entries_used']} entries; data as of "
+             f"{board['data_as_of'] or '–'}; cultbench {board['cultbench_version']}, result schema "
+             f"{board['result_schema_version']}. Constants C: {_constants(board)}.", "", INTRO, ""]
+    lines += _md_table([c.header for c in cols], [[md_escape(c.text(r)) for c in cols] for r in board["rows"]])
+    groups = _ranked(board)
+    if groups:
+        dims = dimensions(board)
+        lines += ["", "## Rank agreement across targets", "", RANK_NOTE, ""]
+        body = [[md_escape(g["model_label"]), md_escape(g["aligner_label"]), split, str(g["n_targets"])]
+                + [_rank_text(g["splits"][split].get(d)) for d in dims]
+                for g in groups for split in ("heldout", "train")]
+        lines += _md_table(["Model", "Aligner", "Split", "Targets"] + [d.upper() for d in dims], body)
+    lines += _problems_md(board)
+    return "\n".join(lines) + "\n"
+
+
+def _ranked(board: dict) -> list[dict]:
+    """The rank-agreement groups with enough targets to rank (3 or more)."""
+    return [g for g in board["rank_agreement"] if g["n_targets"] >= 3]
+
+
+def _rank_text(r: dict | None) -> str:
+    if not r or r["kendall_tau"] is None:
+        return "–"
+    return f"{r['kendall_tau']:+.2f} / {r['spearman_rho']:+.2f}"
+
+
+def _problems_md(board: dict) -> list[str]:
+    out = []
+    if board["rejected"]:
+        out += ["", "## Entries left out", ""]
+        out += [f"- {md_escape(p['file'])}: {md_escape(p['reason'])}" for p in board["rejected"]]
+    if board["duplicates"]:
+        out += ["", "## Duplicate entries (left out)", ""]
+        out += [f"- {md_escape(p['file'])} repeats {md_escape(p['duplicate_of'])} (id {p['id']})"
+                for p in board["duplicates"]]
+    return out
+
+
+# -- HTML -----------------------------------------------------------------------------------------
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem}
+body{color:#222}table{border-collapse:collapse;font-size:.88rem;margin:1rem 0}
+th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:right}th{background:#f4f4f4;position:sticky;top:0}
+td.text,th.text{text-align:left}th button{all:unset;cursor:pointer;font-weight:600}
+th[aria-sort=ascending] button::after{content:" \\25B2"}th[aria-sort=descending] button::after{content:" \\25BC"}
+.wrap{overflow-x:auto}.charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}
+figcaption{font-size:.8rem;color:#555;max-width:680px}svg text{font-size:11px;fill:#333}
+svg .title{font-size:13px;font-weight:600}svg .ytick{text-anchor:end;dominant-baseline:middle}
+svg .xtick,svg .xlabel,svg .ylabel{text-anchor:middle}svg .grid{stroke:#e5e5e5}svg .axis{stroke:#888}
+.problems li{font-family:monospace;font-size:.85rem}
+"""
+
+SCRIPT = """(function () {
+  "use strict";
+  var table = document.getElementById("leaderboard");
+  var data = JSON.parse(document.getElementById("leaderboard-data").textContent);
+  var body = table.tBodies[0], heads = table.tHead.rows[0].cells;
+  function value(row, k, numeric) {
+    var v = row.cells[k].getAttribute("data-v");
+    return numeric ? (v === "" ? NaN : parseFloat(v)) : v.toLowerCase();
+  }
+  function sortBy(k, descending) {
+    var numeric = heads[k].getAttribute("data-type") === "num";
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = value(a, k, numeric), y = value(b, k, numeric);
+      if (!numeric) { return descending ? y.localeCompare(x) : x.localeCompare(y); }
+      if (isNaN(x) || isNaN(y)) { return isNaN(x) - isNaN(y); }
+      return descending ? y - x : x - y;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    for (var j = 0; j < heads.length; j++) {
+      heads[j].setAttribute("aria-sort", j !== k ? "none" : (descending ? "descending" : "ascending"));
+    }
+  }
+  Array.prototype.forEach.call(heads, function (head, k) {
+    head.querySelector("button").addEventListener("click", function () {
+      sortBy(k, head.getAttribute("aria-sort") === "ascending");
+    });
+  });
+  var m = /^#sort=([a-z0-9_]+?)(-desc)?$/.exec(window.location.hash);
+  Array.prototype.forEach.call(heads, function (head, k) {
+    if (m && head.getAttribute("data-col") === m[1]) { sortBy(k, Boolean(m[2])); }
+  });
+  document.body.setAttribute("data-json-rows", String(data.rows.length));
+  document.body.setAttribute("data-ready", "true");
+})();
+"""
+
+
+def script_json(data) -> str:
+    """JSON safe inside a <script> element: no "</", no "<!--", no "]]>", ASCII only."""
+    text = json.dumps(data, sort_keys=True, allow_nan=False, ensure_ascii=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _csp() -> str:
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode()
+    return (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+            "img-src 'none'; base-uri 'none'; form-action 'none'")
+
+
+def _cell(col: Column, row: dict) -> str:
+    v = col.value(row)
+    data = "" if v is None else (repr(float(v)) if col.numeric else str(v))
+    cls = "" if col.numeric else ' class="text"'
+    return f'<td data-col="{col.id}" data-v="{escape(data)}"{cls}>{escape(col.text(row))}</td>'
+
+
+def _table_html(board: dict, cols: list[Column]) -> str:
+    head = "".join(f'<th data-col="{c.id}" data-type="{"num" if c.numeric else "text"}" aria-sort="none"'
+                   f'{"" if c.numeric else " class=text"}><button type="button">{escape(c.header)}</button></th>'
+                   for c in cols)
+    body = "".join(f'<tr data-row="{k}">' + "".join(_cell(c, r) for c in cols) + "</tr>\n"
+                   for k, r in enumerate(board["rows"]))
+    return (f'<div class="wrap"><table id="leaderboard"><thead><tr>{head}</tr></thead>'
+            f"<tbody>\n{body}</tbody></table></div>")
+
+
+def _rank_html(board: dict) -> str:
+    groups = _ranked(board)
+    if not groups:
+        return "<p>Rank agreement needs one model and aligner evaluated on 3 targets or more.</p>"
+    dims = dimensions(board)
+    headers = ["Model", "Aligner", "Split", "Targets"] + [d.upper() for d in dims]
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        f'<tr><td class="text">{escape(g["model_label"])}</td><td class="text">{escape(g["aligner_label"])}</td>'
+        f'<td class="text">{split}</td><td>{g["n_targets"]}</td>'
+        + "".join(f"<td>{escape(_rank_text(g['splits'][split].get(d)))}</td>" for d in dims) + "</tr>"
+        for g in groups for split in ("heldout", "train"))
+    return (f'<p>{escape(RANK_NOTE)}</p><div class="wrap"><table id="rank-agreement">'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+
+
+def _groups(board: dict) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for row in board["rows"]:
+        out.setdefault((row["model_label"], row["target"]["name"], row["target"]["source"]), []).append(row)
+    return out
+
+
+def _charts_html(board: dict) -> tuple[str, str]:
+    labels = sorted({r["aligner_label"] for r in board["rows"]})
+    colours = {label: colour(k) for k, label in enumerate(labels)}
+    dims, profiles, curves = dimensions(board), [], []
+    for (model, _, _), rows in _groups(board).items():
+        rows = sorted(rows, key=lambda r: r["aligner_label"])  # the same order in every chart's legend
+        target = rows[0]["target"]
+        title = f"{target_label(target)} · {model}"
+        series = [{"label": r["aligner_label"], "colour": colours[r["aligner_label"]],
+                   "values": {d: s["mean"] for d, s in r["indices"]["heldout"].items()},
+                   "spread": {d: s["sd"] for d, s in r["indices"]["heldout"].items()}} for r in rows]
+        svg = profile_chart(title, dims, series, {"label": f"{target['name']} (target)", "values": target["scores"]})
+        profiles.append(f"<figure>{svg}<figcaption>Held-out indices of each aligner (mean over seeds, whiskers "
+                        f"± sd) against the target's profile.</figcaption></figure>")
+        searched = [r for r in rows if r["convergence"]]
+        if searched:
+            runs = [{"label": r["aligner_label"], "colour": colours[r["aligner_label"]],
+                     "curves": [c["curve"] for c in r["convergence"]],
+                     "final": [r["evaluations"]["mean"], r["fitness"]["mean"]]} for r in searched]
+            refs = [{"label": f"{r['aligner_label']} (final)", "colour": colours[r["aligner_label"]],
+                     "value": r["fitness"]["mean"]} for r in rows if not r["convergence"]]
+            svg = convergence_chart(title, runs, refs, "best fitness (training variants)")
+            curves.append(f"<figure>{svg}<figcaption>Best fitness found against candidate evaluations, one line "
+                          f"per seed, in the search's precision; hollow marker: the result re-scored in full "
+                          f"precision (mean over seeds), which is what the table reports; dashed: aligners that "
+                          f"do not search.</figcaption></figure>")
+    return "".join(profiles), "".join(curves) or "<p>No searching aligner in these entries.</p>"
+
+
+def _problems_html(board: dict) -> str:
+    parts = []
+    if board["rejected"]:
+        parts.append("<h3>Entries left out</h3><ul class=problems id=rejected>" + "".join(
+            f"<li>{escape(p['file'])}: {escape(p['reason'])}</li>" for p in board["rejected"]) + "</ul>")
+    if board["duplicates"]:
+        parts.append("<h3>Duplicate entries (left out)</h3><ul class=problems id=duplicates>" + "".join(
+            f"<li>{escape(p['file'])} repeats {escape(p['duplicate_of'])} (id {escape(p['id'])})</li>"
+            for p in board["duplicates"]) + "</ul>")
+    return "".join(parts) or "<p>Every entry was valid and unique.</p>"
+
+
+def render_html(board: dict) -> str:
+    cols = columns(dimensions(board))
+    profiles, curves = _charts_html(board)
+    meta = (f"{len(board['rows'])} rows from {board['entries_used']} entries; data as of "
+            f"{escape(str(board['data_as_of'] or '–'))}; cultbench {escape(board['cultbench_version'])}, "
+            f"result schema {board['result_schema_version']}. Constants C: {escape(_constants(board))}.")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_csp()}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{TITLE}</title><style>{STYLE}</style></head>
+<body>
+<h1>{TITLE}</h1>
+<p>{meta}</p>
+<p>{escape(INTRO)} Click a column's header to sort; <code>#sort=l1_heldout</code> (or
+<code>#sort=l1_heldout-desc</code>) in the address sorts on opening.</p>
+<h2>Results</h2>
+{_table_html(board, cols)}
+<h2>Rank agreement across targets</h2>
+{_rank_html(board)}
+<h2>Indices against the target's profile</h2>
+<div class="charts">{profiles}</div>
+<h2>Convergence</h2>
+<div class="charts">{curves}</div>
+<h2>Entries left out</h2>
+{_problems_html(board)}
+<script type="application/json" id="leaderboard-data">{script_json(board)}</script>
+<script>{SCRIPT}</script>
+</body></html>
+"""

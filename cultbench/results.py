@@ -1,0 +1,231 @@
+"""Result records: one model aligned to one target by one aligner, evaluated, as versioned JSON.
+
+The record's shape is the JSON Schema ``leaderboard/result.schema.json`` (``SCHEMA_VERSION``);
+a record is validated when it is written and when it is read, so neither a bug here nor an entry
+from a stranger reaches the leaderboard unchecked. ``combination_key`` names what was run
+(before the model is loaded); its hash is the record's ``id`` and part of its file name, so a
+finished combination is found again on a rerun and two entries for one combination are
+duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import sys
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Mapping
+
+import jsonschema
+
+from cultbench import __version__
+from cultbench.cli.options import write_text_atomic
+from cultbench.errors import CultbenchError
+from cultbench.metrics import rank_agreement
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = "result.schema.json"
+LIBRARIES = ("torch", "transformers", "numpy", "scipy", "lm_eval", "peft")
+SPLITS = ("train", "heldout")
+
+
+@lru_cache(maxsize=None)
+def schema() -> dict:
+    """The result schema, from the ``leaderboard`` data package."""
+    return json.loads(resources.files("leaderboard").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=None)
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema())
+    cls.check_schema(schema())
+    return cls(schema())
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def validation_errors(record) -> list[str]:
+    """Why ``record`` is not a valid result (empty when it is): schema errors, then consistency."""
+    if not isinstance(record, dict):
+        return [f"not a JSON object but {type(record).__name__}"]
+    version = record.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        return [f"schema_version {version} is newer than this cultbench reads ({SCHEMA_VERSION}); upgrade cultbench"]
+    errors = sorted(_validator().iter_errors(record), key=lambda e: (_where(e), e.message))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        return [f"{_where(best)}: {best.message[:300]}"] + [f"{_where(e)}: {e.message[:300]}" for e in errors
+                                                             if e is not best][:4]
+    out = []
+    expected = entry_id(combination_key_of(record))
+    if record["id"] != expected:
+        out.append(f"id {record['id']} does not match the entry's combination (expected {expected})")
+    for split in SPLITS:
+        if record["splits"][split]["variants"] != record["variants"][split]:
+            out.append(f"splits.{split}.variants differ from variants.{split}")
+    return out
+
+
+def check_record(record, where: str = "result") -> dict:
+    """``record`` itself when valid; a CultbenchError naming the first problem otherwise."""
+    errors = validation_errors(record)
+    if errors:
+        raise CultbenchError(f"{where} is not a valid cultbench result: {errors[0]}")
+    return record
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_record(path) -> dict:
+    """A result read from ``path`` and validated (NaN and Infinity are refused)."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except OSError as exc:
+        raise CultbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise CultbenchError(f"{path}: not valid JSON ({str(exc)[:200]})") from None
+    return check_record(record, str(path))
+
+
+def write_record(path, record: dict) -> Path:
+    """Validate ``record`` and write it to ``path`` atomically (sorted keys, indented)."""
+    check_record(record, str(path))
+    write_text_atomic(path, json.dumps(record, sort_keys=True, indent=2, allow_nan=False) + "\n")
+    return Path(path)
+
+
+# -- combinations -----------------------------------------------------------------------------
+
+def combination_key(*, model: str, model_dtype: str, instrument: Mapping, constants: Mapping, target: Mapping,
+                    aligner: str, hyperparameters: Mapping, seed, budget, search_dtype, distance: str,
+                    dimensions, variants: Mapping) -> dict:
+    """What identifies one run: everything that changes its result, and nothing that does not.
+
+    ``seed``, ``budget`` and ``search_dtype`` are None for aligners that do not search.
+    """
+    return {"model": model, "model_dtype": model_dtype,
+            "instrument": {"name": instrument["name"], "version": instrument["version"]},
+            "constants": {k: float(v) for k, v in sorted(constants.items())},
+            "target": {"name": target["name"], "source": target["source"]},
+            "aligner": aligner, "hyperparameters": dict(hyperparameters), "seed": seed, "budget": budget,
+            "search_dtype": search_dtype, "distance": distance, "dimensions": list(dimensions),
+            "variants": {s: list(variants[s]) for s in SPLITS}}
+
+
+def combination_key_of(record: Mapping) -> dict:
+    a = record["aligner"]
+    return combination_key(model=record["model"]["id"], model_dtype=record["model"]["dtype"],
+                           instrument=record["instrument"], constants=record["constants"],
+                           target=record["target"], aligner=a["name"], hyperparameters=a["hyperparameters"],
+                           seed=a["seed"], budget=a["budget"], search_dtype=a["search_dtype"],
+                           distance=a["distance"], dimensions=a["dimensions"], variants=record["variants"])
+
+
+def entry_id(key: Mapping) -> str:
+    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _slug(text, width: int = 40) -> str:
+    text = str(text).rstrip("/\\")
+    text = re.split(r"[/\\]", text)[-1] or "model"
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.")[:width] or "x"
+
+
+def entry_stem(key: Mapping, target_code: str) -> str:
+    """File name (without .json) of a combination: readable parts, then the id."""
+    parts = [_slug(key["model"]), _slug(target_code, 12), _slug(key["aligner"], 30)]
+    if key["budget"] is not None:
+        parts.append(f"b{key['budget']}")
+    if key["seed"] is not None:
+        parts.append(f"s{key['seed']}")
+    return "_".join(parts + [entry_id(key)])
+
+
+# -- building a record ------------------------------------------------------------------------
+
+def library_versions() -> dict:
+    out = {"cultbench": __version__}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_info(*, wall_time_s: float, align_time_s: float, evaluate_time_s: float, started: datetime,
+             device: str, resumed: bool, command: str | None = None) -> dict:
+    import torch  # only here: every other function of this module is light
+
+    return {"wall_time_s": round(wall_time_s, 3), "align_time_s": round(align_time_s, 3),
+            "evaluate_time_s": round(evaluate_time_s, 3), "resumed": resumed,
+            "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "device": device, "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(terse=True), "python": platform.python_version(),
+            "libraries": library_versions(),
+            "command": command if command is not None else " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+
+
+def history_summary(alignment) -> dict | None:
+    """The search's convergence curve (best fitness against evaluations) and how it stopped."""
+    if alignment.search is None:
+        return None
+    curve = [{"evaluations": int(h["evaluations"]), "best": h.get("best"), "mean": h.get("mean")}
+             for h in alignment.history]
+    search = alignment.search
+    return {"search_precision": search.get("precision"), "generations": search.get("generations", len(curve)),
+            "stopped": search.get("stopped"), "best_fitness_search": search.get("best_fitness"),
+            "invalid": int(search.get("invalid", 0)), "curve": curve}
+
+
+def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Mapping, target: Mapping,
+                 run: Mapping, engine: str = "cultbench-scorer", lm_eval: Mapping | None = None) -> dict:
+    """The result record of one combination, from the alignment (``aligners.Alignment``) and
+    ``cultbench.evaluation.evaluate_candidate``'s output for the one target."""
+    name = target["name"]
+    splits, metrics = {}, {"precision": evaluation["precision"]}
+    for split in SPLITS:
+        scored = evaluation["splits"][split]
+        versus = scored["targets"][name]
+        dims = list(scored["indices"])
+        splits[split] = {k: scored[k] for k in ("variants", "indices", "indices_per_variant", "expected_answers",
+                                                "option_mass", "option_mass_per_item")}
+        metrics[split] = {
+            "l1": versus["l1"], "l1_per_variant": versus["l1_per_variant"], "signed_error": versus["signed_error"],
+            "option_mass": scored["option_mass"],
+            "dimension_rank_agreement": rank_agreement([scored["indices"][d] for d in dims],
+                                                       [target["scores"][d] for d in dims]),
+        }
+    soft = alignment.soft_prompt
+    record = {
+        "schema_version": SCHEMA_VERSION, "id": entry_id(key), "engine": engine,
+        "model": {k: model_info.get(k) for k in ("id", "kind", "revision", "file_sha256", "dtype", "parameters",
+                                                 "hidden_size")},
+        "instrument": {**evaluation["instrument"], "dimensions": list(evaluation["splits"]["train"]["indices"])},
+        "constants": dict(evaluation["constants"]),
+        "target": dict(target),
+        "aligner": {"name": alignment.aligner, "hyperparameters": alignment.hyperparameters,
+                    "seed": key["seed"], "budget": key["budget"], "evaluations": alignment.evaluations,
+                    "search_dtype": key["search_dtype"], "distance": key["distance"],
+                    "dimensions": list(key["dimensions"]), "fitness": alignment.fitness, "persona": alignment.persona,
+                    "soft_prompt": None if soft is None else {"n_virtual": int(soft.shape[0]),
+                                                              "hidden_size": int(soft.shape[1])}},
+        "variants": {s: list(key["variants"][s]) for s in SPLITS},
+        "splits": splits, "metrics": metrics, "history": history_summary(alignment), "run": dict(run),
+    }
+    if lm_eval is not None:
+        record["lm_eval"] = dict(lm_eval)
+    return record

@@ -1,0 +1,275 @@
+"""A sweep: every combination of models, targets, aligners, budgets and seeds, aligned on the
+training prompt variants, evaluated on the training and held-out variants, one result file each.
+
+Each model is loaded once (and not at all when all its combinations are done), with one exact
+(full-precision) scorer and, for ``search_dtype`` below the model's, one reduced-precision
+search scorer shared by all its combinations. A combination keeps its run folder (search
+checkpoint, then the alignment artifact): a rerun skips finished combinations, evaluates an
+alignment that was saved but not evaluated, and resumes an interrupted search from its
+checkpoint. Aligners that ignore the seed and the budget (the baselines: their alignment says
+``seed=None``) run once per model and target, whatever the seeds and budgets asked for.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tqdm.auto import tqdm
+
+from aligners import Alignment, AlignmentProblem, SoftPromptAligner, get_aligner_class
+from aligners.artifact import CONFIG_NAME, TENSORS_NAME
+from aligners.checkpoint import CHECKPOINT_NAME
+from cultbench.errors import CultbenchError, did_you_mean
+from cultbench.evaluation import evaluate_candidate
+from cultbench.instruments import load_instrument
+from cultbench.metrics import check_distance
+from cultbench.models import DEFAULT_MODEL, _locate, load_model, resolve_dtype
+from cultbench.profiles import Profile, lookup
+from cultbench.prompts import get_variants
+from cultbench.results import (SPLITS, build_record, combination_key, entry_stem, read_record, run_info,
+                               write_record)
+from cultbench.scorer import SurveyScorer
+
+RUN_FILES = (CHECKPOINT_NAME, CONFIG_NAME, TENSORS_NAME)
+
+
+@dataclass
+class SweepSpec:
+    """What to run; the CLI's options (or a config file) fill it."""
+
+    targets: list[str]
+    aligners: list[str]
+    models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    budgets: list[int] = field(default_factory=lambda: [300])
+    source: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    constants: dict[str, float] = field(default_factory=dict)
+    instrument: str = "vsm2013"
+    distance: str = "l1"
+    dimensions: list[str] | None = None
+    search_dtype: str = "float32"
+    dtype: str = "float32"
+    device: str = "cpu"
+    max_batch_mb: float | None = None
+    output: Path = Path("leaderboard/entries")
+    runs_dir: Path = Path("runs")
+    force: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Combination:
+    model: str
+    target: Profile
+    aligner: str
+    budget: int
+    seed: int
+
+
+def _unique(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _make_dir(path: Path, what: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CultbenchError(f"{what} {path}: cannot create the folder ({exc.strerror or exc})") from None
+    if not path.is_dir():
+        raise CultbenchError(f"{what} {path} is not a folder")
+
+
+class Sweep:
+    """Checks a :class:`SweepSpec` (everything that can be checked before a model loads) and runs it."""
+
+    def __init__(self, spec: SweepSpec, echo: Callable[[str], None] | None = None):
+        self.spec = spec
+        self.echo = echo or (lambda m: tqdm.write(m, file=sys.stderr))  # messages between the progress bars
+        if not spec.targets or not spec.aligners:
+            raise CultbenchError("give at least one --target and one --aligner")
+        for name in spec.models:
+            _locate(name)  # a missing file or folder is reported now, not after the first model's work
+        self.instrument = load_instrument(spec.instrument)
+        self.constants = self.instrument.constants(spec.constants)
+        check_distance(spec.distance)
+        for name in (spec.dtype, spec.search_dtype):
+            resolve_dtype(name)
+        self.variants = {split: get_variants(split) for split in SPLITS}
+        profiles = [lookup(t, source=spec.source, dimensions=spec.dimensions) for t in spec.targets]
+        self.profiles = list({(p.name, p.source): p for p in profiles}.values())  # "US" and "USA" are one target
+        self.dimensions = list(spec.dimensions or self.instrument.dimension_ids)
+        self.aligners = {name: self._make_aligner(name) for name in _unique(spec.aligners)}
+        self._check_params()
+        for budget in spec.budgets:
+            if isinstance(budget, bool) or budget < 1:
+                raise CultbenchError(f"--budget {budget}: give a positive number of candidate evaluations")
+            for instance in self.aligners.values():
+                if isinstance(instance, SoftPromptAligner):
+                    instance.check_budget(budget)
+        _make_dir(spec.output, "--output")
+        _make_dir(spec.runs_dir, "--runs-dir")
+
+    def _make_aligner(self, name: str):
+        cls = get_aligner_class(name)
+        fields = {p["name"] for p in cls.config_class.describe_params()}
+        own = {k: v for k, v in self.spec.params.items() if k in fields}
+        return cls(cls.config_class.from_dict(own))
+
+    def _check_params(self) -> None:
+        known = {p["name"] for a in self.aligners.values() for p in a.config_class.describe_params()}
+        for name in self.spec.params:
+            if name not in known:
+                raise CultbenchError(f"--param {name!r} is a hyper-parameter of none of the aligners "
+                                     f"{', '.join(self.aligners)}; theirs: {', '.join(sorted(known)) or 'none'}."
+                                     f"{did_you_mean(name, known)}")
+
+    # -- combinations ----------------------------------------------------------------------------
+
+    def combinations(self) -> list[Combination]:
+        s = self.spec
+        return [Combination(m, p, a, b, seed) for m in _unique(s.models) for p in self.profiles
+                for a in self.aligners for b in _unique(s.budgets) for seed in _unique(s.seeds)]
+
+    def key(self, combo: Combination, seed, budget, search_dtype) -> dict:
+        return combination_key(
+            model=combo.model, model_dtype=str(resolve_dtype(self.spec.dtype)).replace("torch.", ""),
+            instrument={"name": self.instrument.name, "version": self.instrument.version},
+            constants=self.constants, target=combo.target.to_dict(), aligner=combo.aligner,
+            hyperparameters=self.aligners[combo.aligner].get_params(), seed=seed, budget=budget,
+            search_dtype=search_dtype, distance=self.spec.distance, dimensions=self.dimensions,
+            variants={s: [v.name for v in vs] for s, vs in self.variants.items()})
+
+    def _keys(self, combo: Combination) -> tuple[dict, dict]:
+        """(the key of a searching aligner's run, the key of a seed- and budget-free one)."""
+        search_dtype = str(resolve_dtype(self.spec.search_dtype)).replace("torch.", "")
+        return self.key(combo, combo.seed, combo.budget, search_dtype), self.key(combo, None, None, None)
+
+    def _stem(self, key: dict, combo: Combination) -> str:
+        return entry_stem(key, combo.target.iso2 or combo.target.code)
+
+    def finished(self, combo: Combination) -> Path | None:
+        """The valid result file of a combination, if one exists."""
+        for key in self._keys(combo):
+            path = self.spec.output / f"{self._stem(key, combo)}.json"
+            if path.exists():
+                try:
+                    read_record(path)
+                    return path
+                except CultbenchError as exc:
+                    self.echo(f"{exc}; running it again")
+        return None
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self) -> Iterator[tuple[str, Path]]:
+        """Run every combination; yields (status, result path) as each one ends: "written", "done"
+        (finished earlier) or "shared" (an aligner that ignores seed and budget already ran)."""
+        combos = self.combinations()
+        with tqdm(total=len(combos), desc="combinations", unit="run", disable=not self.spec.progress,
+                  dynamic_ncols=True, position=0) as bar:
+            for model in _unique(self.spec.models):
+                mine = [c for c in combos if c.model == model]
+                todo = []
+                for combo in mine:
+                    done = None if self.spec.force else self.finished(combo)
+                    if done is None:
+                        todo.append(combo)
+                    else:
+                        bar.update(1)
+                        yield "done", done
+                if todo:
+                    yield from self._run_model(model, todo, bar)
+
+    def _run_model(self, model: str, todo: list[Combination], bar) -> Iterator[tuple[str, Path]]:
+        s = self.spec
+        loaded = load_model(model, dtype=s.dtype, device=s.device)
+        bound = {} if s.max_batch_mb is None else {"max_batch_mb": s.max_batch_mb}
+        train = self.variants["train"]
+        exact = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, train, constants=self.constants, **bound)
+        search = exact
+        if resolve_dtype(s.search_dtype) != resolve_dtype(s.dtype):
+            search = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, train, constants=self.constants,
+                                  dtype=s.search_dtype, **bound)
+        seed_free: dict[tuple, Path] = {}  # (target, aligner) -> result of an aligner that ignores seed and budget
+        for combo in todo:
+            group = (combo.target.name, combo.target.source, combo.aligner)
+            if group in seed_free:
+                bar.update(1)
+                yield "shared", seed_free[group]
+                continue
+            path, alignment = self._run_one(combo, loaded, exact, search)
+            if alignment.seed is None and alignment.budget is None:
+                seed_free[group] = path
+            bar.update(1)
+            yield "written", path
+
+    def _run_one(self, combo: Combination, loaded, exact, search) -> tuple[Path, Alignment]:
+        """Align (or load the saved alignment, or resume the search), evaluate, write the result."""
+        s = self.spec
+        keyed, free = self._keys(combo)
+        run_dirs = [s.runs_dir / self._stem(k, combo) for k in (keyed, free)]
+        if s.force:
+            for folder in run_dirs:
+                for name in RUN_FILES:
+                    (folder / name).unlink(missing_ok=True)
+        started, t0 = datetime.now(timezone.utc), time.perf_counter()
+        saved = next((d for d in run_dirs if (d / CONFIG_NAME).is_file()), None)
+        resumed = saved is not None or (run_dirs[0] / CHECKPOINT_NAME).is_file()
+        label = f"{combo.aligner} -> {combo.target.name}"
+        if saved is not None:
+            alignment = Alignment.from_pretrained(saved, model_info=loaded.info)
+            self.echo(f"{label}: evaluating the alignment saved in {saved}")
+        else:
+            problem = AlignmentProblem(search, combo.target, dimensions=s.dimensions, distance=s.distance,
+                                       model_info=loaded.info, exact_scorer=exact)
+            if resumed:
+                self.echo(f"{label}: resuming the search checkpointed in {run_dirs[0]}")
+            alignment = self.aligners[combo.aligner].align(problem, combo.budget, seed=combo.seed,
+                                                           run_dir=run_dirs[0], resume=resumed,
+                                                           progress=s.progress)
+        searched = alignment.search is not None
+        key = self.key(combo, alignment.seed, alignment.budget,
+                       keyed["search_dtype"] if searched else None)
+        run_dir = s.runs_dir / self._stem(key, combo)
+        if saved is None:
+            alignment.save_pretrained(run_dir)
+        t1 = time.perf_counter()
+        evaluation = evaluate_candidate(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
+                                        soft_prompt=alignment.soft_prompt, persona=alignment.persona,
+                                        constants=self.constants, max_batch_mb=s.max_batch_mb)
+        t2 = time.perf_counter()
+        run = run_info(wall_time_s=t2 - t0, align_time_s=t1 - t0, evaluate_time_s=t2 - t1, started=started,
+                       device=loaded.info.get("device", s.device), resumed=resumed,
+                       command=self.command(combo, key))
+        record = build_record(key=key, alignment=alignment, evaluation=evaluation, model_info=loaded.info,
+                              target=combo.target.to_dict(), run=run)
+        path = write_record(s.output / f"{self._stem(key, combo)}.json", record)
+        heldout = record["metrics"]["heldout"]["l1"]
+        self.echo(f"{label}: L1 train {record['metrics']['train']['l1']:.1f}, held-out {heldout:.1f} "
+                  f"({t2 - t0:.0f} s) -> {path}")
+        return path, alignment
+
+    def command(self, combo: Combination, key: dict) -> str:
+        """The command that reruns this one combination."""
+        s = self.spec
+        args = ["cultbench", "run", "--model", combo.model, "--target", combo.target.name,
+                "--source", combo.target.source, "--aligner", combo.aligner]
+        if key["budget"] is not None:
+            args += ["--budget", str(key["budget"]), "--seed", str(key["seed"]), "--search-dtype", s.search_dtype]
+        for name, value in self.aligners[combo.aligner].get_params().items():
+            if name in s.params:
+                args += ["--param", f"{name}={s.params[name]}"]
+        args += [a for dim, c in sorted(self.constants.items()) for a in ("--constant", f"{dim}={c:g}")]
+        if s.dimensions:
+            args += ["--dimensions", ",".join(s.dimensions)]
+        if s.distance != "l1":
+            args += ["--distance", s.distance]
+        args += ["--instrument", s.instrument, "--dtype", s.dtype, "--device", s.device]
+        return shlex.join(args)

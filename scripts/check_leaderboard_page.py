@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""Check the leaderboard page in a real headless browser (Debian's chromium).
+
+    python scripts/check_leaderboard_page.py leaderboard/index.html [--json leaderboard/leaderboard.json]
+
+Checks, and exits 1 naming every failure:
+- the page references nothing outside itself (no src/href/url(...) to load, a Content-Security-Policy);
+- chromium loads it (file://, no network, a fresh profile) without any console message (errors, CSP
+  violations, exceptions: the page logs nothing when all is well);
+- the page's script ran (it marks <body data-ready="true">) and parsed the embedded JSON;
+- the table has one row per row of leaderboard.json, in the JSON's order, and opening the page
+  with #sort=l1_heldout-desc sorts it by held-out L1, largest first.
+
+Exit status 2 when chromium is not installed (apt-get install -y chromium chromium-driver).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-extensions", "--enable-logging=stderr",
+                  "--v=0", "--dump-dom"]
+CONSOLE = re.compile(r":CONSOLE[:(]")
+
+
+class _Page(HTMLParser):
+    """Collects what the checks need from a page: external references, CSP, table rows, body attributes."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.external: list[str] = []
+        self.csp = False
+        self.body: dict = {}
+        self.rows: list[dict] = []  # {"row": data-row, "cells": {data-col: data-v}}
+        self._table = None
+        self._style = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "meta" and (a.get("http-equiv") or "").lower() == "content-security-policy":
+            self.csp = "default-src 'none'" in (a.get("content") or "")
+        for name in ("src", "href", "srcset", "xlink:href", "action", "data", "poster"):
+            value = a.get(name)
+            if value is not None and not value.startswith("#"):
+                self.external.append(f"<{tag} {name}={value!r}>")
+        if tag in ("link", "iframe", "object", "embed", "base"):
+            self.external.append(f"<{tag}>")
+        if tag == "body":
+            self.body = a
+        if tag == "table":
+            self._table = a.get("id")
+        if tag == "style":
+            self._style = True
+        if self._table == "leaderboard" and tag == "tr" and "data-row" in a:
+            self.rows.append({"row": a["data-row"], "cells": {}})
+        if self._table == "leaderboard" and tag == "td" and self.rows:
+            self.rows[-1]["cells"][a.get("data-col")] = a.get("data-v")
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        if tag == "style":
+            self._style = False
+
+    def handle_data(self, data):
+        if self._style and ("url(" in data or "@import" in data):
+            self.external.append("url() or @import in a style sheet")
+
+
+def parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    page.close()
+    return page
+
+
+def find_chromium() -> str | None:
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def dump_dom(chromium: str, url: str, timeout: float = 60) -> tuple[str, list[str]]:
+    """(the DOM after load, console lines) from one headless chromium with a fresh profile."""
+    with tempfile.TemporaryDirectory(prefix="cultbench-chromium-") as profile:
+        done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
+                              capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"chromium exited with {done.returncode}: {done.stderr[-2000:]}")
+    return done.stdout, [line for line in done.stderr.splitlines() if CONSOLE.search(line)]
+
+
+def check(page_path: Path, json_path: Path, chromium: str) -> list[str]:
+    problems = []
+    board = json.loads(json_path.read_text(encoding="utf-8"))
+    expected = len(board["rows"])
+    static = parse(page_path.read_text(encoding="utf-8"))
+    problems += [f"the page loads something from outside: {e}" for e in static.external]
+    if not static.csp:
+        problems.append("the page has no Content-Security-Policy with default-src 'none'")
+    url = page_path.resolve().as_uri()
+    for fragment in ("", "#sort=l1_heldout-desc"):
+        dom, console = dump_dom(chromium, url + fragment)
+        problems += [f"console message ({fragment or 'plain'} load): {line.split('] ', 1)[-1]}" for line in console]
+        loaded = parse(dom)
+        if loaded.body.get("data-ready") != "true":
+            problems.append(f"the page's script did not finish ({fragment or 'plain'} load)")
+        if loaded.body.get("data-json-rows") != str(expected):
+            problems.append(f"the embedded JSON has {loaded.body.get('data-json-rows')} rows, expected {expected}")
+        if len(loaded.rows) != expected:
+            problems.append(f"the table shows {len(loaded.rows)} rows, leaderboard.json has {expected}")
+        order = [r["row"] for r in loaded.rows]
+        if not fragment and order != [str(k) for k in range(expected)]:
+            problems.append(f"rows are not in leaderboard.json's order: {order}")
+        if fragment:
+            values = [float(r["cells"].get("l1_heldout") or "nan") for r in loaded.rows]
+            if values != sorted(values, reverse=True):
+                problems.append(f"#sort=l1_heldout-desc did not sort the rows: {values}")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("page", type=Path, help="the leaderboard's index.html")
+    parser.add_argument("--json", type=Path, default=None, help="its leaderboard.json [default: beside the page]")
+    parser.add_argument("--chromium", default=None, help="chromium binary [default: found on PATH]")
+    args = parser.parse_args(argv)
+    chromium = args.chromium or find_chromium()
+    if chromium is None:
+        print("chromium is not installed (apt-get install -y chromium chromium-driver)", file=sys.stderr)
+        return 2
+    problems = check(args.page, args.json or args.page.with_name("leaderboard.json"), chromium)
+    for p in problems:
+        print(f"FAIL {p}", file=sys.stderr)
+    if not problems:
+        print(f"ok: {args.page} loads in {Path(chromium).name} without console messages and shows every row")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

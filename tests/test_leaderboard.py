@@ -1,0 +1,225 @@
+"""Result records and the leaderboard, on records made here (no model): schema checks on write and
+read, seed aggregation, rank agreement, rejected and duplicate entries, escaping of strangers'
+strings, and the page in a real headless browser."""
+
+import copy
+import html
+import importlib.util
+import json
+import re
+import statistics
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from cultbench.cli import main
+from cultbench.errors import CultbenchError
+from cultbench.instruments import load_instrument
+from cultbench.leaderboard import build, collect
+from cultbench.profiles import lookup
+from cultbench.results import build_record, combination_key, entry_stem, read_record, write_record
+
+INST = load_instrument("vsm2013")
+DIMS = INST.dimension_ids
+TRAIN, HELDOUT = ["respondent", "honest"], ["participant", "brief-reversed"]
+EVIL = '</script><!-- <script>alert("x")</script><img src=x onerror=alert(1)> | *bold* & "q"'
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_checker():
+    spec = importlib.util.spec_from_file_location("check_page", ROOT / "scripts" / "check_leaderboard_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CHECKER = load_checker()
+
+
+def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, model="org/model", curve=(30, 20)):
+    """A record as `cultbench run` writes it, from chosen indices (default: 50 everywhere)."""
+    profile = lookup(target).to_dict()
+    searching = seed is not None
+    key = combination_key(model=model, model_dtype="float32", instrument={"name": "vsm2013", "version": 1},
+                          constants=INST.constants(), target=profile, aligner=aligner,
+                          hyperparameters={"popsize": 5} if searching else {}, seed=seed,
+                          budget=10 if searching else None, search_dtype="bfloat16" if searching else None,
+                          distance="l1", dimensions=DIMS, variants={"train": TRAIN, "heldout": HELDOUT})
+    scores = {"train": train or dict.fromkeys(DIMS, 50.0), "heldout": heldout or dict.fromkeys(DIMS, 50.0)}
+    evaluation = {"instrument": {"name": "vsm2013", "version": 1}, "constants": INST.constants(),
+                  "precision": "float32", "splits": {}}
+    for split, names in (("train", TRAIN), ("heldout", HELDOUT)):
+        ind = scores[split]
+        err = {d: ind[d] - profile["scores"][d] for d in DIMS}
+        l1 = sum(abs(v) for v in err.values())
+        evaluation["splits"][split] = {
+            "variants": names, "indices": ind, "indices_per_variant": dict.fromkeys(names, ind),
+            "expected_answers": dict.fromkeys(INST.item_ids, 3.0), "option_mass": 0.4,
+            "option_mass_per_item": dict.fromkeys(INST.item_ids, 0.4),
+            "targets": {profile["name"]: {"source": profile["source"], "l1": l1,
+                                          "l1_per_variant": dict.fromkeys(names, l1), "signed_error": err}}}
+    history = [{"evaluations": 5 * (k + 1), "best": b, "mean": b + 1} for k, b in enumerate(curve)]
+    alignment = SimpleNamespace(
+        aligner=aligner, hyperparameters=key["hyperparameters"], evaluations=10 if searching else 0,
+        fitness=evaluation["splits"]["train"]["targets"][profile["name"]]["l1"], persona=None, soft_prompt=None,
+        search={"precision": "bfloat16", "generations": 2, "stopped": "budget", "best_fitness": curve[-1]}
+        if searching else None, history=history if searching else [])
+    run = {"wall_time_s": 1.5, "device": "cpu", "libraries": {"cultbench": "0.1.0"}, "command": "cultbench run",
+           "finished": f"2026-01-0{1 + (seed or 0)}T00:00:00+00:00"}
+    record = build_record(key=key, alignment=alignment, evaluation=evaluation, model_info={
+        "id": model, "kind": "hub", "revision": None, "file_sha256": None, "dtype": "float32", "parameters": 10},
+        target=profile, run=run)
+    return record, entry_stem(key, profile["iso2"])
+
+
+def write_entries(folder: Path, records):
+    folder.mkdir(parents=True, exist_ok=True)
+    for record, stem in records:
+        write_record(folder / f"{stem}.json", record)
+
+
+def shifted(base: float, **over):
+    return {d: over.get(d, base) for d in DIMS}
+
+
+def test_records_are_checked_when_written_and_read(tmp_path):
+    record, stem = make_record()
+    path = write_record(tmp_path / f"{stem}.json", record)
+    assert read_record(path) == record and record["id"] in stem
+    bad = copy.deepcopy(record)
+    del bad["metrics"]["heldout"]["l1"]
+    with pytest.raises(CultbenchError, match=r"metrics.heldout: 'l1' is a required property"):
+        write_record(tmp_path / "bad.json", bad)
+    assert not (tmp_path / "bad.json").exists()
+    bad = copy.deepcopy(record)
+    bad["aligner"]["seed"] = 7  # changes the combination, not the id
+    with pytest.raises(CultbenchError, match="does not match the entry's combination"):
+        write_record(tmp_path / "bad.json", bad)
+    (tmp_path / "nan.json").write_text(path.read_text().replace('"fitness": 0.0', '"fitness": NaN', 1)
+                                       .replace('"l1": ', '"l1": NaN, "x": ', 1))
+    with pytest.raises(CultbenchError, match="not valid JSON"):
+        read_record(tmp_path / "nan.json")
+
+
+def test_seeds_are_aggregated_and_rank_agreement_is_computed_across_targets(tmp_path):
+    # Three targets; DE with three seeds per target, whose held-out IDV follows the targets' IDV
+    # except for one swap in PDI; naive answers alike for every target.
+    targets = ["US", "China", "Japan"]
+    idv = {"US": [80, 84, 82], "China": [20, 24, 28], "Japan": [40, 50, 45]}
+    pdi = {"US": 70, "China": 60, "Japan": 50}
+    entries = [make_record(t, "de", s, heldout=shifted(50, idv=idv[t][s], pdi=pdi[t] + s)) for t in targets
+               for s in range(3)]
+    entries += [make_record(t, "naive", None) for t in targets]
+    write_entries(tmp_path / "entries", entries)
+    board, paths = build(tmp_path / "entries", tmp_path)
+    assert [p.name for p in paths] == ["leaderboard.json", "LEADERBOARD.md", "index.html"]
+    assert board["entries_used"] == 12 and len(board["rows"]) == 6
+    row = next(r for r in board["rows"] if r["aligner"]["name"] == "de" and r["target"]["iso2"] == "CN")
+    assert row["seeds"] == [0, 1, 2] and row["n"] == 3 and row["aligner_label"] == "de (10 evals)"
+    assert row["indices"]["heldout"]["idv"] == {"mean": 24.0, "sd": 4.0, "min": 20.0, "max": 28.0, "n": 3}
+    china = lookup("China").scores
+    l1 = [sum(abs(v - china[d]) for d, v in shifted(50, idv=i, pdi=60 + s).items()) for s, i in enumerate(idv["China"])]
+    assert row["l1"]["heldout"]["mean"] == pytest.approx(statistics.fmean(l1))
+    assert row["l1"]["heldout"]["sd"] == pytest.approx(statistics.stdev(l1))
+    assert row["convergence"][0] == {"seed": 0, "search_precision": "bfloat16", "curve": [[5, 30], [10, 20]]}
+    naive = next(r for r in board["rows"] if r["aligner"]["name"] == "naive")
+    assert naive["seeds"] == [] and naive["n"] == 1 and naive["l1"]["heldout"]["sd"] is None
+
+    (de,) = [g for g in board["rank_agreement"] if g["aligner_label"].startswith("de")]
+    assert de["n_targets"] == 3 and sorted(de["targets"]) == ["China", "Japan", "U.S.A."]
+    model_idv = [statistics.fmean(idv[t]) for t in ("US", "China", "Japan")]
+    target_idv = [lookup(t).scores["idv"] for t in ("US", "China", "Japan")]
+    got = de["splits"]["heldout"]["idv"]
+    assert got["kendall_tau"] == pytest.approx(stats.kendalltau(model_idv, target_idv).statistic)
+    assert got["spearman_rho"] == pytest.approx(stats.spearmanr(model_idv, target_idv).statistic)
+    assert got["n"] == 3 and got["kendall_tau"] == pytest.approx(1.0)
+    model_pdi = [pdi[t] + 1 for t in ("US", "China", "Japan")]
+    target_pdi = [lookup(t).scores["pdi"] for t in ("US", "China", "Japan")]
+    pdi_tau = stats.kendalltau(model_pdi, target_pdi).statistic
+    assert de["splits"]["heldout"]["pdi"]["kendall_tau"] == pytest.approx(pdi_tau)
+    (plain,) = [g for g in board["rank_agreement"] if g["aligner_label"] == "naive"]
+    assert plain["splits"]["heldout"]["idv"]["kendall_tau"] is None  # the same indices for every target
+
+    md = (tmp_path / "LEADERBOARD.md").read_text()
+    assert "## Rank agreement across targets" in md
+    tau, rho = got["kendall_tau"], got["spearman_rho"]
+    line = r"\| org/model \| de \(10 evals\) \| heldout \| 3 \| [^\n]*"
+    assert re.search(line + re.escape(f"{tau:+.2f} / {rho:+.2f}"), md)
+    page = (tmp_path / "index.html").read_text()
+    assert page.count("<svg") == 6 and 'id="rank-agreement"' in page
+
+
+def test_invalid_and_duplicate_entries_are_listed_and_left_out(tmp_path):
+    folder = tmp_path / "entries"
+    good, stem = make_record("US", "de", 0)
+    write_entries(folder, [(good, stem)])
+    (folder / "zz-copy.json").write_text((folder / f"{stem}.json").read_text())  # the same combination again
+    (folder / "broken.json").write_text("{not json")
+    missing = copy.deepcopy(good)
+    del missing["target"]
+    (folder / "missing.json").write_text(json.dumps(missing))
+    newer = dict(good, schema_version=2)
+    (folder / "newer.json").write_text(json.dumps(newer))
+    wrong = copy.deepcopy(good)
+    wrong["splits"]["heldout"]["option_mass"] = 1.5
+    (folder / "wrong.json").write_text(json.dumps(wrong))
+    entries = collect(folder)
+    assert list(entries.records) == [f"{stem}.json"]
+    reasons = {p["file"]: p["reason"] for p in entries.rejected}
+    assert reasons["broken.json"].startswith("not valid JSON")
+    assert reasons["missing.json"] == "(top level): 'target' is a required property"
+    assert "schema_version 2 is newer than this cultbench reads (1)" in reasons["newer.json"]
+    assert reasons["wrong.json"] == "splits.heldout.option_mass: 1.5 is greater than the maximum of 1"
+    assert entries.duplicates == [{"file": "zz-copy.json", "duplicate_of": f"{stem}.json", "id": good["id"]}]
+
+    result = CliRunner().invoke(main, ["leaderboard", "build", "--entries", str(folder), "--out", str(tmp_path),
+                                       "--strict"])
+    assert result.exit_code == 1
+    assert "left out zz-copy.json: duplicate of" in result.stderr
+    assert "left out broken.json: not valid JSON" in result.stderr
+    page, md = (tmp_path / "index.html").read_text(), (tmp_path / "LEADERBOARD.md").read_text()
+    for name in ("broken.json", "missing.json", "newer.json", "wrong.json", "zz-copy.json"):
+        assert name in page and name in md
+    checked = CliRunner().invoke(main, ["leaderboard", "check", str(folder / f"{stem}.json"),
+                                        str(folder / "wrong.json")])
+    assert checked.exit_code == 1 and checked.output.startswith("ok ") and "invalid " in checked.output
+    missing = CliRunner().invoke(main, ["leaderboard", "build", "--entries", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and missing.output.startswith("Error: entries folder")
+
+
+def test_strings_from_entries_are_escaped(tmp_path):
+    write_entries(tmp_path / "entries", [make_record("US", "de", 0, model=EVIL), make_record("US", "naive", None)])
+    board, _ = build(tmp_path / "entries", tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "<script>alert" not in page and "<img" not in page and "<!--" not in page
+    assert page.count("</script>") == 2 and page.count("<script") == 2  # the data block and the sorting script
+    assert html.escape(EVIL) in page
+    data = re.search(r'<script type="application/json" id="leaderboard-data">(.*?)</script>', page, re.S).group(1)
+    assert json.loads(data) == json.loads(json.dumps(board))
+    assert json.loads(data)["rows"][0]["model"]["id"] == EVIL
+    md = (tmp_path / "LEADERBOARD.md").read_text()
+    assert "<script>" not in md and "<img" not in md and "&lt;script&gt;" in md
+    row = next(line for line in md.splitlines() if "naive" in line and line.startswith("| "))
+    assert len(re.findall(r"(?<!\\)\|", row)) == len(re.findall(r"(?<!\\)\|", md.splitlines()[6]))  # no extra cells
+
+
+@pytest.mark.skipif(CHECKER.find_chromium() is None,
+                    reason="chromium is not installed (apt-get install -y chromium chromium-driver)")
+def test_page_in_headless_chromium(tmp_path):
+    runs = [("US", "de", 0, EVIL), ("US", "de", 1, EVIL), ("China", "naive", None, EVIL),
+            ("Japan", "de", 0, "org/model"), ("US", "naive", None, "org/model")]
+    entries = [make_record(t, a, s, model=m, heldout=shifted(40 + 5 * k)) for k, (t, a, s, m) in enumerate(runs)]
+    write_entries(tmp_path / "entries", entries)
+    (tmp_path / "entries" / "broken.json").write_text('{"model": "<script>alert(1)</script>"')
+    board, _ = build(tmp_path / "entries", tmp_path)
+    assert len(board["rows"]) == 4
+    assert CHECKER.check(tmp_path / "index.html", tmp_path / "leaderboard.json", CHECKER.find_chromium()) == []
+    # The check fails a page whose script does not run (here: not the script the page's policy allows).
+    page = (tmp_path / "index.html").read_text()
+    (tmp_path / "broken.html").write_text(page.replace('"use strict";', '"use strict"; var x = 1;'))
+    problems = CHECKER.check(tmp_path / "broken.html", tmp_path / "leaderboard.json", CHECKER.find_chromium())
+    assert any("Content Security Policy" in p for p in problems)
+    assert any("did not finish" in p for p in problems)

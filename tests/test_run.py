@@ -1,0 +1,268 @@
+"""`cultbench run` end to end on the tiny random Llama (conftest.py), then `cultbench leaderboard build`.
+
+One sweep (2 targets x naive and DE x 2 seeds) is shared by the tests of this module, which run in
+order: the sweep's records, then reruns (skip, evaluate a saved alignment, resume a checkpoint,
+--force), then the leaderboard built from the records.
+"""
+
+import importlib.util
+import json
+import re
+import statistics
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import leaderboard as leaderboard_data
+from aligners import Alignment
+from aligners.artifact import CONFIG_NAME, TENSORS_NAME
+from cultbench import sweep as sweep_module
+from cultbench.cli import main
+from cultbench.instruments import load_instrument
+from cultbench.metrics import distance
+from cultbench.models import load_model
+from cultbench.prompts import get_variants
+from cultbench.scorer import SurveyScorer
+
+SCHEMA = json.loads((Path(leaderboard_data.__file__).parent / "result.schema.json").read_text())
+SMALL_DE = ["--param", "popsize=5", "--param", "n_virtual=2", "--param", "d=4"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_checker():
+    spec = importlib.util.spec_from_file_location("check_page", ROOT / "scripts" / "check_leaderboard_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def invoke(args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_folder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    args = ["run", "--model", tiny_folder, "--target", "US", "--target", "China", "--aligner", "naive",
+            "--aligner", "de", "--budget", "10", "--seed", "0", "--seed", "1", *SMALL_DE,
+            "--output", root / "entries", "--runs-dir", root / "runs", "--no-progress"]
+    loads = []
+    with pytest.MonkeyPatch.context() as patch:  # count the model loads: once per model, not per combination
+        patch.setattr(sweep_module, "load_model", lambda *a, **k: loads.append(a) or load_model(*a, **k))
+        result = invoke(args)
+    assert result.exit_code == 0, result.output
+    assert loads == [(str(tiny_folder),)]
+    return root, args, result
+
+
+def records(folder):
+    return {p.name: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
+
+
+def test_run_writes_one_valid_result_per_combination(sweep, tiny_folder):
+    root, _, result = sweep
+    entries = records(root / "entries")
+    assert sorted(result.stdout.split()) == sorted(str(root / "entries" / n) for n in entries)
+    # naive ignores seed and budget: one entry per target; DE: one per target and seed.
+    assert len(entries) == 6
+    assert sorted((r["target"]["name"], r["aligner"]["name"], r["aligner"]["seed"]) for r in entries.values()) == [
+        ("China", "de", 0), ("China", "de", 1), ("China", "naive", None),
+        ("U.S.A.", "de", 0), ("U.S.A.", "de", 1), ("U.S.A.", "naive", None)]
+    inst = load_instrument("vsm2013")
+    loaded = load_model(str(tiny_folder))
+    heldout = get_variants("heldout")
+    scorer = SurveyScorer(loaded.model, loaded.tokenizer, inst, heldout)
+    for name, r in entries.items():
+        jsonschema.validate(r, SCHEMA)
+        assert r["schema_version"] == 1 and r["id"] in name and r["model"]["id"] == str(tiny_folder)
+        assert r["model"]["parameters"] == loaded.info["parameters"] and r["constants"]["pdi"] == 50.0
+        assert r["variants"] == {"train": ["respondent", "honest"], "heldout": [v.name for v in heldout]}
+        assert r["instrument"] == {"name": "vsm2013", "version": 1, "dimensions": inst.dimension_ids}
+        target = np.array([r["target"]["scores"][d] for d in inst.dimension_ids])
+        for split in ("train", "heldout"):
+            m, s = r["metrics"][split], r["splits"][split]
+            assert m["l1"] == pytest.approx(np.mean(list(m["l1_per_variant"].values())), abs=1e-9)
+            for d in inst.dimension_ids:
+                assert m["signed_error"][d] == pytest.approx(s["indices"][d] - r["target"]["scores"][d], abs=1e-9)
+            assert 0 < s["option_mass"] < 1 and len(s["expected_answers"]) == 24
+        # The training L1 is the aligner's full-precision fitness.
+        assert r["metrics"]["train"]["l1"] == pytest.approx(r["aligner"]["fitness"], abs=1e-4)
+        # The held-out numbers are what a fresh scorer gives the saved alignment.
+        run_dir = root / "runs" / name.removesuffix(".json")
+        alignment = Alignment.from_pretrained(run_dir, model_info=loaded.info)
+        per_variant = distance(alignment.score(scorer).indices[0], target)
+        shown = r["metrics"]["heldout"]["l1_per_variant"]
+        assert [shown[v.name] for v in heldout] == pytest.approx(per_variant.tolist(), abs=1e-4)
+        if r["aligner"]["name"] == "de":
+            a = r["aligner"]
+            assert (a["budget"], a["evaluations"], a["search_dtype"]) == (10, 10, "float32")
+            assert a["hyperparameters"]["popsize"] == 5 and a["soft_prompt"] == {"n_virtual": 2, "hidden_size": 32}
+            assert f"_b10_s{a['seed']}_" in name
+            curve = r["history"]["curve"]
+            assert [p["evaluations"] for p in curve] == [5, 10] and curve[0]["best"] >= curve[1]["best"]
+            assert r["history"]["best_fitness_search"] == curve[-1]["best"] and r["history"]["stopped"] == "budget"
+            assert f"--seed {a['seed']}" in r["run"]["command"] and "--param popsize=5" in r["run"]["command"]
+        else:
+            assert r["aligner"]["budget"] is None and r["history"] is None and r["aligner"]["evaluations"] == 0
+            assert "_s0_" not in name and r["aligner"]["persona"] is None
+    # The naive model answers the same whatever the target.
+    naive = [r for r in entries.values() if r["aligner"]["name"] == "naive"]
+    assert naive[0]["splits"]["heldout"]["indices"] == naive[1]["splits"]["heldout"]["indices"]
+    assert naive[0]["metrics"]["heldout"]["l1"] != naive[1]["metrics"]["heldout"]["l1"]
+
+
+def test_rerun_skips_evaluates_saved_alignments_and_resumes_checkpoints(sweep):
+    root, args, _ = sweep
+    before = {p.name: p.stat().st_mtime_ns for p in (root / "entries").glob("*.json")}
+    again = invoke(args)
+    assert again.exit_code == 0, again.output
+    assert "0 combinations run, 8 done before, 0 shared" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (root / "entries").glob("*.json")} == before
+
+    entries = records(root / "entries")
+    de = sorted(n for n, r in entries.items() if r["aligner"]["name"] == "de")
+    # Alignment saved, result lost: only the evaluation runs again.
+    (root / "entries" / de[0]).unlink()
+    # Search checkpointed, alignment and result lost: the search resumes (replays) from the checkpoint.
+    run_dir = root / "runs" / de[1].removesuffix(".json")
+    (run_dir / CONFIG_NAME).unlink()
+    (run_dir / TENSORS_NAME).unlink()
+    (root / "entries" / de[1]).unlink()
+    resumed = invoke(args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "evaluating the alignment saved in" in resumed.stderr and "resuming the search" in resumed.stderr
+    assert "2 combinations run, 6 done before, 0 shared" in resumed.stderr
+    for name in de[:2]:
+        new = json.loads((root / "entries" / name).read_text())
+        assert new["run"]["resumed"] is True
+        assert new["metrics"] == entries[name]["metrics"] and new["history"] == entries[name]["history"]
+
+    naive_us = args[:3] + ["--target", "US", "--aligner", "naive"] + args[-5:]
+    assert "1 combinations run, 0 done before" in invoke(naive_us + ["--force"]).stderr
+    assert "0 combinations run, 1 done before" in invoke(naive_us).stderr
+
+
+def test_leaderboard_build_matches_the_entries(sweep):
+    root, _, _ = sweep
+    (root / "board").mkdir()
+    built = invoke(["leaderboard", "build", "--entries", root / "entries", "--out", root / "board"])
+    assert built.exit_code == 0, built.output
+    entries = records(root / "entries")
+    board = json.loads((root / "board" / "leaderboard.json").read_text())
+    assert board["entries_used"] == 6 and board["rejected"] == [] and board["duplicates"] == []
+    rows = board["rows"]
+    assert len(rows) == 4  # model x aligner x target
+    for row in rows:
+        mine = [entries[f] for f in row["files"]]
+        assert all(r["target"]["name"] == row["target"]["name"] and r["aligner"]["name"] == row["aligner"]["name"]
+                   for r in mine)
+        assert row["n"] == len(mine) == (2 if row["aligner"]["name"] == "de" else 1)
+        for split in ("train", "heldout"):
+            values = [r["metrics"][split]["l1"] for r in mine]
+            assert row["l1"][split]["mean"] == pytest.approx(statistics.fmean(values), abs=1e-12)
+            assert row["l1"][split]["sd"] == (pytest.approx(statistics.stdev(values)) if len(values) > 1 else None)
+            assert row["indices"][split]["idv"]["mean"] == pytest.approx(
+                statistics.fmean(r["splits"][split]["indices"]["idv"] for r in mine))
+        if row["aligner"]["name"] == "de":
+            assert row["seeds"] == [0, 1] and len(row["convergence"]) == 2
+            assert row["convergence"][0]["curve"][-1][0] == 10
+    # Each target group is sorted by held-out L1.
+    for target in ("China", "U.S.A."):
+        l1 = [r["l1"]["heldout"]["mean"] for r in rows if r["target"]["name"] == target]
+        assert l1 == sorted(l1)
+    # Two targets are too few to rank.
+    assert all(v["kendall_tau"] is None for g in board["rank_agreement"] for v in g["splits"]["heldout"].values())
+
+    # The Markdown table: one line per row, in the JSON's order, with the JSON's numbers.
+    md = (root / "board" / "LEADERBOARD.md").read_text()
+    lines = [line for line in md.splitlines() if line.startswith("| ") and "hofstede-2015" in line]
+    assert len(lines) == len(rows)
+    for line, row in zip(lines, rows):
+        cells = [c.strip() for c in line.strip("| ").split(" | ")]
+        assert cells[1] == row["aligner_label"] and cells[2] == f"{row['target']['name']} (hofstede-2015)"
+        assert cells[3] == str(row["n"])
+        h = row["l1"]["heldout"]
+        assert cells[4] == f"{h['mean']:.2f}" + ("" if h["sd"] is None else f" ± {h['sd']:.2f}")
+        assert cells[6] == f"{h['mean'] - row['l1']['train']['mean']:+.2f}"
+        # PDI's error comes first: dimensions in the instrument's order
+        assert cells[9] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
+
+    # The HTML table: one row per row, each number's full value in data-v, shown rounded.
+    html = (root / "board" / "index.html").read_text()
+    page = load_checker().parse(html)
+    assert [int(r["row"]) for r in page.rows] == list(range(len(rows)))
+    for shown, row in zip(page.rows, rows):
+        assert float(shown["cells"]["l1_heldout"]) == row["l1"]["heldout"]["mean"]
+        assert float(shown["cells"]["l1_train"]) == row["l1"]["train"]["mean"]
+        assert float(shown["cells"]["err_ivr"]) == row["signed_error"]["heldout"]["ivr"]["mean"]
+        assert float(shown["cells"]["option_mass"]) == row["option_mass"]["heldout"]["mean"]
+        assert shown["cells"]["model"] == row["model_label"] and shown["cells"]["aligner"] == row["aligner_label"]
+    assert f'{rows[0]["l1"]["heldout"]["mean"]:.2f}' in html
+    assert html.count("<svg") == 4  # per target: the indices chart and the convergence chart
+
+
+@pytest.mark.skipif(load_checker().find_chromium() is None,
+                    reason="chromium is not installed (apt-get install -y chromium chromium-driver)")
+def test_the_built_page_passes_the_browser_check(sweep):
+    root, _, _ = sweep
+    if not (root / "board" / "index.html").exists():
+        pytest.skip("needs test_leaderboard_build_matches_the_entries")
+    assert load_checker().main([str(root / "board" / "index.html")]) == 0
+
+
+def test_config_file_yaml_and_toml(tiny_folder, tmp_path):
+    (tmp_path / "sweep.yaml").write_text(
+        f"model: {tiny_folder}\ntarget: [US, Japan]\naligner: [naive, icl]\n"
+        "param: {template: 'You grew up in {country}'}\nconstant: {pdi: 0}\n"
+        f"output: {tmp_path / 'yaml'}\nruns-dir: {tmp_path / 'runs'}\nprogress: false\n")
+    result = invoke(["run", "--config", tmp_path / "sweep.yaml"])
+    assert result.exit_code == 0, result.output
+    made = records(tmp_path / "yaml")
+    assert len(made) == 4 and all(r["constants"]["pdi"] == 0.0 for r in made.values())
+    personas = sorted(r["aligner"]["persona"] or "-" for r in made.values())
+    assert personas == ["-", "-", "You grew up in Japan", "You grew up in U.S.A."]
+    assert all(r["aligner"]["hyperparameters"] == {} for r in made.values() if r["aligner"]["name"] == "naive")
+
+    (tmp_path / "sweep.toml").write_text(
+        f'model = ["{tiny_folder}"]\ntarget = ["US", "Japan"]\naligner = "naive"\nruns_dir = "{tmp_path / "runs"}"\n'
+        'progress = false\n[constant]\nidv = 10\n')
+    result = invoke(["run", "--config", tmp_path / "sweep.toml", "--target", "China", "-o", tmp_path / "toml"])
+    assert result.exit_code == 0, result.output
+    (made,) = records(tmp_path / "toml").values()  # the command line's --target replaces the file's
+    assert made["target"]["name"] == "China" and made["constants"]["idv"] == 10.0
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--target", "Atlantis"], "unknown country 'Atlantis'"),
+    (["--aligner", "dee"], "unknown aligner 'dee'.*Did you mean: de"),
+    (["--aligner", "de", "--param", "popsiz=5"], "'popsiz' is a hyper-parameter of none of the aligners.*"
+                                                 "Did you mean: popsize"),
+    (["--aligner", "de", "--budget", "3"], "budget 3 is smaller than one generation of de"),
+    (["--model", "/no/such/model"], "model path not found: /no/such/model"),
+    (["--output", "FILE/entries"], "--output .*cannot create the folder"),
+    (["--config", "missing.yaml"], "--config missing.yaml: cannot read"),
+    (["--config", "bad.yaml"], "--config bad.yaml: not valid YAML"),
+    (["--config", "typo.yaml"], "unknown option 'targt'.*Did you mean: target"),
+    (["--constant", "xyz=1"], "xyz"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("")
+    (tmp_path / "bad.yaml").write_text("target: [US\n")
+    (tmp_path / "typo.yaml").write_text("targt: US\n")
+    result = CliRunner().invoke(main, ["run", "--target", "US", "--aligner", "naive", "--no-progress", *extra])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1, result.output
+    assert re.search(message, result.output), result.output
+    assert not (tmp_path / "leaderboard").exists() and not (tmp_path / "runs").exists()
+
+
+def test_run_needs_a_target_and_every_command_has_an_example(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--aligner", "naive"])
+    assert result.exit_code == 2 and result.output == "Error: give at least one --target (or `target:` in --config)\n"
+    for command in (["run"], ["leaderboard"], ["leaderboard", "build"], ["leaderboard", "check"]):
+        shown = CliRunner().invoke(main, [*command, "--help"])
+        assert shown.exit_code == 0 and "Example" in shown.output and "cultbench " + command[0] in shown.output
