@@ -26,9 +26,12 @@ from cultbench.errors import CultbenchError
 @click.option("--dtype", default="float32", show_default=True, help="Model dtype (reported indices: float32).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--max-batch-mb", default=None, type=float, help="Memory bound of one forward of the scorer.")
+@click.option("--engine", type=click.Choice(["scorer", "lm-eval"]), default="scorer", show_default=True,
+              help="scorer: cultbench's survey scorer; lm-eval: lm-evaluation-harness's request machinery "
+                   "on the vsm2013_<variant> tasks (same report, plus lm-eval's results block).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Write the JSON here.")
 def evaluate(model, targets, source, alignment, persona, splits, instrument, constants, dtype, device,
-             max_batch_mb, output):
+             max_batch_mb, engine, output):
     """Score a model (as it is, with a persona, or with an alignment) on train and held-out prompt
     variants, and compare it with target countries. Prints JSON.
 
@@ -36,6 +39,7 @@ def evaluate(model, targets, source, alignment, persona, splits, instrument, con
     Examples:
       cultbench evaluate --target US --target CN
       cultbench evaluate --target US --alignment runs/de-us-s0 -o eval-de-us.json
+      cultbench evaluate --target US --alignment runs/de-us-s0 --engine lm-eval
     """
     from cultbench.evaluation import SPLIT_NAMES, evaluate_candidate
     from cultbench.instruments import load_instrument
@@ -60,8 +64,16 @@ def evaluate(model, targets, source, alignment, persona, splits, instrument, con
     if applied is not None:
         applied.check_compatible(loaded.info, hidden_size=loaded.info["hidden_size"])
         soft, persona = applied.soft_prompt, applied.persona
-    result = evaluate_candidate(loaded.model, loaded.tokenizer, inst, profiles, soft_prompt=soft, persona=persona,
-                                splits=chosen, constants=constants, max_batch_mb=max_batch_mb)
+    if engine == "lm-eval":
+        from cultbench.harness.engine import evaluate_with_lm_eval
+
+        result = evaluate_with_lm_eval(loaded, inst, profiles, alignment=applied,
+                                       persona=None if applied is not None else persona, splits=chosen,
+                                       constants=constants, instrument_ref=instrument)
+    else:
+        result = evaluate_candidate(loaded.model, loaded.tokenizer, inst, profiles, soft_prompt=soft,
+                                    persona=persona, splits=chosen, constants=constants,
+                                    max_batch_mb=max_batch_mb)
     result = {"model": loaded.info, "alignment": None if applied is None else str(alignment),
               "persona": persona, **result}
     emit_json(result, output)
