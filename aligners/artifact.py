@@ -31,35 +31,12 @@ import safetensors.torch
 import torch
 
 from cultbench import __version__
+from cultbench.atomic import write_bytes_atomic
 from cultbench.errors import CultbenchError
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "alignment.json"
 TENSORS_NAME = "soft_prompt.safetensors"
-
-
-def write_bytes_atomic(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and ``os.replace``."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise CultbenchError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; an artifact is meant to be shared
-        os.replace(tmp, path)
-    except BaseException as exc:  # Ctrl-C or SIGTERM mid-write too: leave the old file in place
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise CultbenchError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        raise
 
 
 def dumps_json(data) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from aligners.artifact import write_bytes_atomic
+from cultbench.atomic import write_bytes_atomic
 from cultbench import __version__
 from cultbench.errors import CultbenchError
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cultbench import __version__
-from cultbench.cli.options import write_text_atomic
+from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
 from cultbench.leaderboard_page import render_html, render_markdown
 from cultbench.metrics import rank_agreement

@@ -56,7 +56,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _locate(name: str) -> tuple[str, str | None, str]:
+def locate_model(name: str) -> tuple[str, str | None, str]:
     """(folder or hub id, GGUF file name or None, kind) for a model name, alias or path."""
     if name in BUNDLED_MODELS:
         package, filename = BUNDLED_MODELS[name]
@@ -86,7 +86,7 @@ def _locate(name: str) -> tuple[str, str | None, str]:
 def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32",
                device: str | None = "cpu", allow_download: bool = False) -> LoadedModel:
     """Load a causal LM and its tokenizer, in eval mode, on ``device`` in ``dtype``."""
-    where, gguf_file, kind = _locate(name)
+    where, gguf_file, kind = locate_model(name)
     torch_dtype = resolve_dtype(dtype)
     target = resolve_device(device)
     kwargs = {"local_files_only": not allow_download}

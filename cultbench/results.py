@@ -25,7 +25,7 @@ from typing import Mapping
 import jsonschema
 
 from cultbench import __version__
-from cultbench.cli.options import write_text_atomic
+from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
 from cultbench.metrics import rank_agreement
 

@@ -29,7 +29,7 @@ from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.evaluation import evaluate_candidate
 from cultbench.instruments import load_instrument
 from cultbench.metrics import check_distance
-from cultbench.models import DEFAULT_MODEL, _locate, load_model, resolve_dtype
+from cultbench.models import DEFAULT_MODEL, locate_model, load_model, resolve_dtype
 from cultbench.profiles import Profile, lookup
 from cultbench.prompts import get_variants
 from cultbench.results import (SPLITS, build_record, combination_key, entry_stem, read_record, run_info,
@@ -95,7 +95,7 @@ class Sweep:
         if not spec.targets or not spec.aligners:
             raise CultbenchError("give at least one --target and one --aligner")
         for name in spec.models:
-            _locate(name)  # a missing file or folder is reported now, not after the first model's work
+            locate_model(name)  # a missing file or folder is reported now, not after the first model's work
         self.instrument = load_instrument(spec.instrument)
         self.constants = self.instrument.constants(spec.constants)
         check_distance(spec.distance)

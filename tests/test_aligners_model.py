@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from aligners import Alignment, AlignmentProblem, make_aligner

@@ -39,9 +39,9 @@ def harness_model_args(model, dtype):
       lm_eval --model hf --model_args "$(cultbench harness-model-args smollm2-135m-instruct),peft=runs/de-us-peft" \
         --include_path "$(cultbench harness-path)" --tasks vsm2013_us --apply_chat_template
     """
-    from cultbench.models import _locate, resolve_dtype
+    from cultbench.models import locate_model, resolve_dtype
 
-    where, gguf_file, _ = _locate(model)
+    where, gguf_file, _ = locate_model(model)
     resolve_dtype(dtype)
     if "," in where or "=" in where:
         raise CultbenchError(f"{where}: lm-eval's --model_args cannot hold a path with ',' or '='")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import click
 
+from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
 
 CONSTANT_HELP = ("Constant C of one dimension's index, as DIM=NUMBER (e.g. pdi=0); repeat the option "
@@ -46,42 +44,6 @@ def constant_option(f):
         "--constant", "constants", multiple=True, metavar="DIM=NUMBER", help=CONSTANT_HELP,
         callback=lambda ctx, param, value: parse_constants(value),
     )(f)
-
-
-def _new_file_mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
-def write_text_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise CultbenchError(f"{path}: folder {str(folder)!r} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise CultbenchError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes it 0600; give it a normal file's mode
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise CultbenchError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        raise
 
 
 def emit_json(data, output=None) -> None:

@@ -40,7 +40,7 @@ from transformers import AutoConfig
 
 from aligners import Alignment
 from cultbench.errors import CultbenchError
-from cultbench.models import DEFAULT_MODEL, _locate, load_model
+from cultbench.models import DEFAULT_MODEL, locate_model, load_model
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _check_before_loading(alignment: Alignment, name: str) -> None:
     """The hidden size from the model's config alone, before any weights are read."""
     if alignment.soft_prompt is None:
         return
-    where, gguf_file, _ = _locate(name)
+    where, gguf_file, _ = locate_model(name)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         config = AutoConfig.from_pretrained(where, local_files_only=True, **kwargs)

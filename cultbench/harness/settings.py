@@ -22,7 +22,7 @@ from typing import Mapping
 from cultbench.cli.options import parse_constants
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.instruments import Instrument, load_instrument
-from cultbench.profiles import Profile, _resolve, lookup
+from cultbench.profiles import Profile, resolve_country, lookup
 from cultbench.prompts import PromptVariant, get_variants
 
 DEFAULT_INSTRUMENT = "vsm2013"
@@ -37,7 +37,7 @@ def default_variant() -> str:
 def _same(key: str, a, b) -> bool:
     """Whether two values of a setting mean the same ("us" and "United States" are one target)."""
     if key == "target":  # the country, whatever the source has for it
-        return _resolve(str(a)).code == _resolve(str(b)).code
+        return resolve_country(str(a)).code == resolve_country(str(b)).code
     if isinstance(a, Mapping) or isinstance(b, Mapping):
         return a == b
     return str(a).strip().casefold() == str(b).strip().casefold()

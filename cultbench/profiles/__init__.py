@@ -185,7 +185,7 @@ def countries(source: str | None = None) -> list[Profile]:
     return [_profile(table[code], src, scores) for code, scores in rows.items()]
 
 
-def _resolve(name: str) -> _Country:
+def resolve_country(name: str) -> _Country:
     hits = _index().get(_norm(name), {})
     table = _countries()
     if not hits:
@@ -237,7 +237,7 @@ def lookup(name: str, source: str | None = None, dimensions: Iterable[str] | Non
     source has for the country, which may be more than ``dimensions``.
     """
     needed = _dimensions(dimensions)
-    country = _resolve(name)
+    country = resolve_country(name)
     src, rows = _source(source)
     scores = rows.get(country.code)
     missing = [d for d in needed if scores is None or d not in scores]

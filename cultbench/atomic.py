@@ -1,0 +1,50 @@
+"""Atomic file writes: results, artifacts and checkpoints are never left half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from cultbench.errors import CultbenchError
+
+
+def _new_file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def write_bytes_atomic(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync and
+    ``os.replace``: a reader (or a crash, Ctrl-C, SIGTERM) never sees half a file."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise CultbenchError(f"{path}: folder {str(folder)!r} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise CultbenchError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes it 0600; give it a normal file's mode
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise CultbenchError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise
+
+
+def write_text_atomic(path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
