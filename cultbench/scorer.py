@@ -61,7 +61,7 @@ class SurveyScorer:
         variants: prompt variants to score under.
         constants: overrides of the index constants C (dimension -> value).
         max_batch_mb: memory bound for the activations of one forward.
-        dtype: compute in this dtype (e.g. ``"bfloat16"``: about 2.5x faster on CPUs with bf16,
+        dtype: compute in this dtype (e.g. ``"bfloat16"``: about 3x faster on CPUs with bf16,
             less exact, see the benchmark); the scorer then keeps its own cast copy of the model
             and the caller's model is left as it is. ``None`` computes in the model's dtype.
     """
@@ -95,7 +95,6 @@ class SurveyScorer:
         inner = getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)
         self._bytes_per_token = (6 * cfg.hidden_size + 3 * inner) * 4
         self._bytes_per_pair = 1 + 4 * cfg.num_attention_heads
-        self._vocab = int(getattr(cfg, "vocab_size", 0) or embeddings.weight.shape[0])
         self.tokens_forwarded = 0  # real (non-padding) tokens through the model, for benchmarks
 
     # -- tokenisation -------------------------------------------------------------------------

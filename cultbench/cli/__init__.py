@@ -10,7 +10,27 @@ from cultbench.errors import CultbenchError
 
 
 class _Group(click.Group):
-    """Turns user mistakes (CultbenchError, missing files) into one line and exit code 2."""
+    """Turns user mistakes (CultbenchError, click's usage errors) into one line and exit code 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:  # click would print its usage block before the message
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help
+                click.echo(exc.ctx.get_help(), err=True)
+                sys.exit(2)
+            where = exc.ctx.command_path if exc.ctx else "cultbench"
+            click.echo(f"Error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx):
         try:
