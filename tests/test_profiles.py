@@ -208,3 +208,16 @@ def test_cli_unknown_source_is_one_line_without_traceback():
     assert output.startswith("Error:") and len(output.splitlines()) == 1
     assert "Traceback" not in output and "hofstede-2015" in output
     assert not isinstance(result.exception, CultbenchError)  # handled, not propagated
+
+
+def test_a_target_can_name_its_own_source():
+    from cultbench.profiles import lookup
+
+    sa = lookup("SA@hofstede-insights-2022-estimates")
+    assert sa.source == "hofstede-insights-2022-estimates" and sa.estimated
+    assert sa.scores["pdi"] == 72 and sa.scores["ivr"] == 14
+    assert lookup("US@hofstede-2015").scores["idv"] == 91
+    with pytest.raises(CultbenchError, match="also given"):
+        lookup("SA@hofstede-insights-2022-estimates", source="hofstede-2015")
+    with pytest.raises(CultbenchError, match="unknown source"):
+        lookup("US@nope")

@@ -235,9 +235,18 @@ def lookup(name: str, source: str | None = None, dimensions: Iterable[str] | Non
     caller needs: if the source lacks any of them for this country, the error names the missing
     dimensions and the sources that have them all. The returned profile holds every score the
     source has for the country, which may be more than ``dimensions``.
+
+    ``name`` may carry its own source as ``COUNTRY@SOURCE`` (e.g. ``SA@hofstede-insights-2022-estimates``),
+    so that one list of targets can mix sources.
     """
     needed = _dimensions(dimensions)
-    country = resolve_country(name)
+    name, at, own_source = str(name).partition("@")
+    if at:
+        if source is not None and source != own_source.strip():
+            raise CultbenchError(f"target {name}@{own_source} names source {own_source!r} but source "
+                                 f"{source!r} is also given")
+        source = own_source.strip()
+    country = resolve_country(name.strip())
     src, rows = _source(source)
     scores = rows.get(country.code)
     missing = [d for d in needed if scores is None or d not in scores]
