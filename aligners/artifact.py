@@ -20,9 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,7 +28,7 @@ import safetensors.torch
 import torch
 
 from cultbench import __version__
-from cultbench.atomic import write_bytes_atomic
+from cultbench.atomic import write_folder_atomic
 from cultbench.errors import CultbenchError
 
 FORMAT_VERSION = 1
@@ -148,22 +145,9 @@ class Alignment:
         except ValueError as exc:
             raise CultbenchError(f"alignment record is not valid JSON ({exc})") from None
 
-        if folder.exists() and not folder.is_dir():
-            raise CultbenchError(f"{folder} exists and is not a folder")
-        if not folder.exists():
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
-            try:
-                for name, data in files.items():
-                    (tmp / name).write_bytes(data)
-                os.chmod(tmp, 0o755)
-                os.replace(tmp, folder)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            return folder
-        for name, data in files.items():  # insertion order: tensors, then the JSON
-            write_bytes_atomic(folder / name, data)
-        if TENSORS_NAME not in files and (folder / TENSORS_NAME).exists():
+        existed = folder.is_dir()
+        write_folder_atomic(folder, files)  # insertion order: tensors, then the JSON
+        if existed and TENSORS_NAME not in files and (folder / TENSORS_NAME).exists():
             (folder / TENSORS_NAME).unlink()  # stale: the new record has no soft prompt
         return folder
 

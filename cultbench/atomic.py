@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -48,3 +49,29 @@ def write_bytes_atomic(path, data: bytes) -> None:
 
 def write_text_atomic(path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_folder_atomic(folder, files: dict[str, bytes]) -> Path:
+    """Write ``files`` (name -> bytes) into ``folder``. A new folder appears whole (built under a
+    temporary name, then renamed); in an existing folder each file is replaced atomically, in
+    the order given (so a record written last never points to a file not yet written)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CultbenchError(f"{folder} exists and is not a folder")
+    if folder.exists():
+        for name, data in files.items():
+            write_bytes_atomic(folder / name, data)
+        return folder
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    except OSError as exc:
+        raise CultbenchError(f"{folder}: cannot write ({exc.strerror or exc})") from None
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -16,9 +16,6 @@ alignment's ``prompt_embeddings`` [n_virtual, hidden] are exactly a prompt-tunin
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import safetensors.torch
@@ -27,6 +24,7 @@ from peft import PromptTuningConfig, TaskType
 
 from aligners import Alignment
 from cultbench import __version__
+from cultbench.atomic import write_folder_atomic
 from cultbench.errors import CultbenchError
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -86,17 +84,5 @@ def export_peft(alignment_dir, out_dir, *, base_model: str | None = None, overwr
         ADAPTER_WEIGHTS: safetensors.torch.save({WEIGHTS_KEY: soft}, metadata={"format": "pt"}),
         "README.md": _readme(alignment, source, base).encode("utf-8"),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            for name in files:
-                os.replace(tmp / name, out / name)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_folder_atomic(out, files)
     return out

@@ -354,7 +354,7 @@ def test_resume_refuses_another_run_and_a_run_needs_a_fresh_folder(tmp_path):
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    import aligners.artifact as artifact
+    import cultbench.atomic as atomic
 
     real_replace, writes = os.replace, {"n": 0}
 
@@ -364,10 +364,10 @@ def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(tmp_path,
             raise KeyboardInterrupt
         real_replace(src, dst)
 
-    monkeypatch.setattr(artifact.os, "replace", replace_then_interrupt)
+    monkeypatch.setattr(atomic.os, "replace", replace_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         make_aligner("cmaes", **PARAMS).align(synthetic_problem(), budget=120, seed=2, run_dir=tmp_path)
-    monkeypatch.setattr(artifact.os, "replace", real_replace)
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]  # no temporary file left
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME)[0]["generation"] == 2
     resumed = make_aligner("cmaes", **PARAMS).align(synthetic_problem(), budget=120, seed=2, run_dir=tmp_path,
