@@ -62,6 +62,9 @@ class SweepSpec:
     runs_dir: Path = Path("runs")
     force: bool = False
     progress: bool = True
+    workers: int | None = None  # with ray_address: the searches score on Ray (cultbench.distributed)
+    ray_address: str | None = None
+    num_gpus_per_worker: float | None = None
 
 
 @dataclass(frozen=True)
@@ -194,9 +197,24 @@ class Sweep:
         train = self.variants["train"]
         exact = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, train, constants=self.constants, **bound)
         search = exact
-        if resolve_dtype(s.search_dtype) != resolve_dtype(s.dtype):
+        reduced = resolve_dtype(s.search_dtype) != resolve_dtype(s.dtype)
+        if s.workers or s.ray_address:
+            from cultbench.distributed import RayScorer  # Ray is optional: imported only when asked for
+
+            search = RayScorer(loaded.model, loaded.tokenizer, self.instrument, train, model_name=model,
+                               model_dtype=s.dtype, constants=self.constants, dtype=s.search_dtype if reduced else None,
+                               workers=s.workers, address=s.ray_address,
+                               num_gpus_per_worker=s.num_gpus_per_worker, **bound)
+        elif reduced:
             search = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, train, constants=self.constants,
                                   dtype=s.search_dtype, **bound)
+        try:
+            yield from self._run_combinations(todo, loaded, exact, search, bar)
+        finally:
+            if search is not exact and hasattr(search, "close"):
+                search.close()
+
+    def _run_combinations(self, todo, loaded, exact, search, bar) -> Iterator[tuple[str, Path]]:
         seed_free: dict[tuple, Path] = {}  # (target, aligner) -> result of an aligner that ignores seed and budget
         for combo in todo:
             group = (combo.target.name, combo.target.source, combo.aligner)

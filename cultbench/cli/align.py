@@ -108,9 +108,17 @@ def _raise_interrupt(signum, frame):
 @click.option("--device", default="cpu", show_default=True, help="Device (cpu, cuda, auto).")
 @click.option("--max-batch-mb", default=None, type=float,
               help="Memory bound of one forward pass of the scorer [default: the scorer's].")
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Score each population on this many Ray actors, one model replica each (needs "
+                   "`pip install 'cultbench[ray]'`; see docs/distributed.md).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Score on an existing Ray cluster (HOST:PORT or auto) instead of a local one.")
+@click.option("--num-gpus-per-worker", default=None, type=click.FloatRange(min=0),
+              help="GPUs each Ray actor reserves [default: 1 where the cluster has GPUs, else 0].")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def align(model, target, source, aligner, budget, seed, params, variants, instrument, constants, dimensions,
-          distance, output, resume, search_dtype, dtype, device, max_batch_mb, progress):
+          distance, output, resume, search_dtype, dtype, device, max_batch_mb, workers, ray_address,
+          num_gpus_per_worker, progress):
     """Align a model to a country's profile and save the alignment artifact.
 
     Prints the artifact's folder. A search writes a checkpoint into that folder after every
@@ -149,7 +157,14 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     exact = SurveyScorer(loaded.model, loaded.tokenizer, inst, chosen, constants=constants, **bound)
     # The search may run on the scorer's bf16 copy of the model; the final best is re-scored exactly.
     search = exact
-    if resolve_dtype(search_dtype) != resolve_dtype(dtype):
+    reduced = resolve_dtype(search_dtype) != resolve_dtype(dtype)
+    if workers or ray_address:  # the search on Ray actors; the final best is re-scored here
+        from cultbench.distributed import RayScorer
+
+        search = RayScorer(loaded.model, loaded.tokenizer, inst, chosen, model_name=model or DEFAULT_MODEL,
+                           model_dtype=dtype, constants=constants, dtype=search_dtype if reduced else None,
+                           workers=workers, address=ray_address, num_gpus_per_worker=num_gpus_per_worker, **bound)
+    elif reduced:
         search = SurveyScorer(loaded.model, loaded.tokenizer, inst, chosen, constants=constants,
                               dtype=search_dtype, **bound)
     problem = AlignmentProblem(search, profile, dimensions=dims, distance=distance, model_info=loaded.info,
@@ -164,6 +179,8 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if search is not exact and hasattr(search, "close"):
+            search.close()
     alignment.save_pretrained(output)
     shown = ", ".join(f"{d.upper()} {v:.1f}" for d, v in alignment.indices.items())
     click.echo(f"{alignment.aligner} for {profile.name} ({profile.source}): fitness {alignment.fitness:.3f} "

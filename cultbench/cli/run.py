@@ -121,9 +121,17 @@ config_option = click.option(
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
               help="Folder of the combinations' run folders (search checkpoints and alignments).")
 @click.option("--force", is_flag=True, help="Run finished combinations again (and searches from scratch).")
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Score each search's populations on this many Ray actors, one model replica each (needs "
+                   "`pip install 'cultbench[ray]'`; see docs/distributed.md).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Score on an existing Ray cluster (HOST:PORT or auto) instead of a local one.")
+@click.option("--num-gpus-per-worker", default=None, type=click.FloatRange(min=0),
+              help="GPUs each Ray actor reserves [default: 1 where the cluster has GPUs, else 0].")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def run(models, targets, source, aligners, seeds, budgets, params, constants, search_dtype, dtype, device,
-        instrument, distance, dimensions, max_batch_mb, output, runs_dir, force, progress):
+        instrument, distance, dimensions, max_batch_mb, output, runs_dir, force, workers, ray_address,
+        num_gpus_per_worker, progress):
     """Align and evaluate every combination of models, targets, aligners, budgets and seeds.
 
     Each combination is aligned on the training prompt variants, evaluated on the training and
@@ -152,7 +160,8 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
         source=source, params=parse_params(params), constants=constants, instrument=instrument, distance=distance,
         dimensions=[d.strip() for d in dimensions.split(",") if d.strip()] if dimensions else None,
         search_dtype=search_dtype, dtype=dtype, device=device, max_batch_mb=max_batch_mb, output=output,
-        runs_dir=runs_dir, force=force, progress=progress)
+        runs_dir=runs_dir, force=force, progress=progress, workers=workers, ray_address=ray_address,
+        num_gpus_per_worker=num_gpus_per_worker)
     sweep = Sweep(spec)
     counts, shown = {"written": 0, "done": 0, "shared": 0}, set()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
