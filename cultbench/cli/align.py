@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cultbench.cli.options import constant_option
+from cultbench.cli.options import constant_option, ray_options
 from cultbench.errors import CultbenchError
 
 
@@ -108,13 +108,7 @@ def _raise_interrupt(signum, frame):
 @click.option("--device", default="cpu", show_default=True, help="Device (cpu, cuda, auto).")
 @click.option("--max-batch-mb", default=None, type=float,
               help="Memory bound of one forward pass of the scorer [default: the scorer's].")
-@click.option("--workers", default=None, type=click.IntRange(min=1),
-              help="Score each population on this many Ray actors, one model replica each (needs "
-                   "`pip install 'cultbench[ray]'`; see docs/distributed.md).")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="Score on an existing Ray cluster (HOST:PORT or auto) instead of a local one.")
-@click.option("--num-gpus-per-worker", default=None, type=click.FloatRange(min=0),
-              help="GPUs each Ray actor reserves [default: 1 where the cluster has GPUs, else 0].")
+@ray_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def align(model, target, source, aligner, budget, seed, params, variants, instrument, constants, dimensions,
           distance, output, resume, search_dtype, dtype, device, max_batch_mb, workers, ray_address,

@@ -46,6 +46,18 @@ def constant_option(f):
     )(f)
 
 
+def ray_options(f):
+    """Decorator adding ``--workers``, ``--ray-address`` and ``--num-gpus-per-worker``: where a
+    search scores its populations (cultbench/distributed.py)."""
+    f = click.option("--num-gpus-per-worker", default=None, type=click.FloatRange(min=0),
+                     help="GPUs each Ray actor reserves [default: 1 where the cluster has GPUs, else 0].")(f)
+    f = click.option("--ray-address", default=None, metavar="ADDR",
+                     help="Score on an existing Ray cluster (HOST:PORT or auto) instead of a local one.")(f)
+    return click.option("--workers", default=None, type=click.IntRange(min=1),
+                        help="Score each search's populations on this many Ray actors, one model replica "
+                             "each (needs `pip install 'cultbench[ray]'`; see docs/distributed.md).")(f)
+
+
 def emit_json(data, output=None) -> None:
     """Print ``data`` as indented JSON, or write it atomically to ``output`` and say so on stderr."""
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"

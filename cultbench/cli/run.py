@@ -14,7 +14,7 @@ import click
 import yaml
 
 from cultbench.cli.align import _raise_interrupt, parse_params
-from cultbench.cli.options import constant_option
+from cultbench.cli.options import constant_option, ray_options
 from cultbench.errors import CultbenchError, did_you_mean
 
 try:
@@ -121,13 +121,7 @@ config_option = click.option(
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
               help="Folder of the combinations' run folders (search checkpoints and alignments).")
 @click.option("--force", is_flag=True, help="Run finished combinations again (and searches from scratch).")
-@click.option("--workers", default=None, type=click.IntRange(min=1),
-              help="Score each search's populations on this many Ray actors, one model replica each (needs "
-                   "`pip install 'cultbench[ray]'`; see docs/distributed.md).")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="Score on an existing Ray cluster (HOST:PORT or auto) instead of a local one.")
-@click.option("--num-gpus-per-worker", default=None, type=click.FloatRange(min=0),
-              help="GPUs each Ray actor reserves [default: 1 where the cluster has GPUs, else 0].")
+@ray_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def run(models, targets, source, aligners, seeds, budgets, params, constants, search_dtype, dtype, device,
         instrument, distance, dimensions, max_batch_mb, output, runs_dir, force, workers, ray_address,
