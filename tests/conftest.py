@@ -1,8 +1,12 @@
-"""Shared fixtures: a tiny random Llama and a word-level tokenizer, built in code (no downloads).
+"""Shared fixtures and checks: a tiny random Llama and a word-level tokenizer, built in code (no
+downloads); the one-line-error check of the CLI; the leaderboard page checker script.
 
 The tokenizer is trained on the instrument's own text (so the option labels "1".."5" are single
 tokens) and has a minimal chat template.
 """
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,3 +61,26 @@ def smollm2():
 
     loaded = load_model("smollm2-135m-instruct")
     return loaded.model, loaded.tokenizer
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_page_checker():
+    """scripts/check_leaderboard_page.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("check_page", ROOT / "scripts" / "check_leaderboard_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_one_line_error(result, *fragments):
+    """A CLI mistake: non-zero exit, no traceback, one `Error:` line on stderr with ``fragments``."""
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

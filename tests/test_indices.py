@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import check_one_line_error
 from cultbench.cli import main
 from cultbench.cli.options import parse_constants
 from cultbench.errors import CultbenchError
@@ -195,11 +196,5 @@ NEUTRAL = as_csv(answers())
 ])
 def test_cli_indices_bad_input(args, message):
     result = run(["indices", *args])
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert message in lines[0]
+    check_one_line_error(result, message)
     assert result.stdout == ""

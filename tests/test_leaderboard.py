@@ -4,7 +4,6 @@ strings, and the page in a real headless browser."""
 
 import copy
 import html
-import importlib.util
 import json
 import re
 import statistics
@@ -15,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
+from conftest import load_page_checker
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
@@ -26,17 +26,9 @@ INST = load_instrument("vsm2013")
 DIMS = INST.dimension_ids
 TRAIN, HELDOUT = ["respondent", "honest"], ["participant", "brief-reversed"]
 EVIL = '</script><!-- <script>alert("x")</script><img src=x onerror=alert(1)> | *bold* & "q"'
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_checker():
-    spec = importlib.util.spec_from_file_location("check_page", ROOT / "scripts" / "check_leaderboard_page.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CHECKER = load_checker()
+CHECKER = load_page_checker()
 
 
 def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, model="org/model", curve=(30, 20)):

@@ -5,7 +5,6 @@ order: the sweep's records, then reruns (skip, evaluate a saved alignment, resum
 --force), then the leaderboard built from the records.
 """
 
-import importlib.util
 import json
 import re
 import statistics
@@ -19,6 +18,7 @@ from click.testing import CliRunner
 import leaderboard as leaderboard_data
 from aligners import Alignment
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
+from conftest import load_page_checker
 from cultbench import sweep as sweep_module
 from cultbench.cli import main
 from cultbench.instruments import load_instrument
@@ -29,14 +29,6 @@ from cultbench.scorer import SurveyScorer
 
 SCHEMA = json.loads((Path(leaderboard_data.__file__).parent / "result.schema.json").read_text())
 SMALL_DE = ["--param", "popsize=5", "--param", "n_virtual=2", "--param", "d=4"]
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_checker():
-    spec = importlib.util.spec_from_file_location("check_page", ROOT / "scripts" / "check_leaderboard_page.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def invoke(args):
@@ -192,7 +184,7 @@ def test_leaderboard_build_matches_the_entries(sweep):
 
     # The HTML table: one row per row, each number's full value in data-v, shown rounded.
     html = (root / "board" / "index.html").read_text()
-    page = load_checker().parse(html)
+    page = load_page_checker().parse(html)
     assert [int(r["row"]) for r in page.rows] == list(range(len(rows)))
     for shown, row in zip(page.rows, rows):
         assert float(shown["cells"]["l1_heldout"]) == row["l1"]["heldout"]["mean"]
@@ -204,13 +196,13 @@ def test_leaderboard_build_matches_the_entries(sweep):
     assert html.count("<svg") == 4  # per target: the indices chart and the convergence chart
 
 
-@pytest.mark.skipif(load_checker().find_chromium() is None,
+@pytest.mark.skipif(load_page_checker().find_chromium() is None,
                     reason="chromium is not installed (apt-get install -y chromium chromium-driver)")
 def test_the_built_page_passes_the_browser_check(sweep):
     root, _, _ = sweep
     if not (root / "board" / "index.html").exists():
         pytest.skip("needs test_leaderboard_build_matches_the_entries")
-    assert load_checker().main([str(root / "board" / "index.html")]) == 0
+    assert load_page_checker().main([str(root / "board" / "index.html")]) == 0
 
 
 def test_config_file_yaml_and_toml(tiny_folder, tmp_path):

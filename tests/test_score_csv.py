@@ -6,6 +6,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
+from conftest import check_one_line_error
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
@@ -157,18 +158,6 @@ CELL_ERRORS = [
     (row(2, "A", q01="2.5"), "row 3, column 'q01'", "'2.5' is not a valid answer"),
     (row(2, "", q01="2"), "row 3, column 'country'", "group is blank"),
 ]
-
-
-def check_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("line, where, what", CELL_ERRORS)
