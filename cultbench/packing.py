@@ -1,13 +1,16 @@
 """Prefix sharing by packing: the prompts of one candidate become a few rows with tree attention.
 
 The 24 prompts of an instrument share long prefixes (chat header, system prompt, a block's
-lead-in and answer scale). They are merged into a prefix tree; each subtree below the root is
-laid out as one segment (the root's tokens, then the subtree's nodes depth first), and segments
-are packed into rows. A 4-D attention mask lets each token see exactly its own prompt's earlier
-tokens, and position ids restart along each prompt's path, so every prompt's last position
-computes the same value as a forward over that prompt alone (exact up to float rounding), while
-each shared token is computed once. Splitting below the root keeps the dense attention over a
-row short: attention cost grows with the square of the row length.
+lead-in and answer scale). They are merged into a prefix tree. The tree's inner nodes form the
+trunk: each subtree below the root is laid out as one segment (the root's tokens, then the
+subtree's inner nodes depth first), and segments are packed into rows. A 4-D attention mask lets
+each token see exactly its own prompt's earlier tokens, and position ids restart along each
+prompt's path. The childless nodes (an item's own question and the closing lines) become
+suffixes: a second forward computes them in rows of their own, attending to their trunk row's
+cached keys and values through the parent token's view. So every prompt's last position computes
+the same value as a forward over that prompt alone (exact up to float rounding), each shared
+token is computed once, and no attention is dense over a whole block of items: attention cost
+grows with the square of the row length.
 """
 
 from __future__ import annotations
@@ -55,15 +58,32 @@ def prefix_tree(prompts: dict) -> _Node:
 
 
 @dataclass
+class Suffix:
+    """A childless node of the tree (typically an item's own text), computed in a second forward
+    that reads the keys and values of its trunk row instead of sitting in that row."""
+
+    row: int  # index of the trunk row it continues
+    parent: int  # position in that row of the token it follows
+    ids: list[int]
+    start: int  # position id of its first token
+    leaves: list  # keys of the prompts that end at its last token
+
+
+@dataclass
 class Segment:
     ids: list[int]  # token ids, SOFT at soft-prompt positions
     positions: list[int]
     parents: list[int]  # per token: index of the last token of its parent span, -1 at the start
     leaves: dict  # prompt key -> index of its last token
+    suffixes: list[Suffix] = field(default_factory=list)  # ``row`` unset, ``parent`` in the segment
 
 
 def _segments(root: _Node) -> list[Segment]:
-    def lay_out(node: _Node, seg: Segment, parent_end: int, depth: int) -> None:
+    def lay_out(node: _Node, seg: Segment, parent_end: int, depth: int, trunk: bool = False) -> None:
+        if not (trunk or node.children) and parent_end >= 0 and SOFT not in node.tokens:
+            seg.suffixes.append(Suffix(row=-1, parent=parent_end, ids=list(node.tokens), start=depth,
+                                       leaves=list(node.leaves)))
+            return
         start = len(seg.ids)
         for k, tok in enumerate(node.tokens):
             seg.ids.append(tok)
@@ -79,10 +99,14 @@ def _segments(root: _Node) -> list[Segment]:
     segments = []
     for child in subtrees:
         seg = Segment(ids=[], positions=[], parents=[], leaves={})
-        lay_out(_Node(tokens=root.tokens, leaves=root.leaves if child is subtrees[0] else []), seg, -1, 0)
+        lay_out(_Node(tokens=root.tokens, leaves=root.leaves if child is subtrees[0] else []), seg, -1, 0,
+                trunk=True)
         if child is not None:
             lay_out(child, seg, len(root.tokens) - 1, len(root.tokens))
-        segments.append(seg)
+        if segments and len(seg.ids) == len(root.tokens):  # only the root: its suffixes join the first copy
+            segments[0].suffixes += seg.suffixes
+        else:
+            segments.append(seg)
     return segments
 
 
@@ -98,12 +122,24 @@ class PackedRow:
         return int(self.ids.shape[0])
 
 
-def _row(segments: list[Segment]) -> PackedRow:
+@dataclass
+class Layout:
+    """Trunk rows (first forward) and the suffixes that continue them (second forward)."""
+
+    rows: list[PackedRow]
+    suffixes: list[Suffix]
+
+    @property
+    def tokens(self) -> int:
+        return sum(r.width for r in self.rows) + sum(len(s.ids) for s in self.suffixes)
+
+
+def _row(segments: list[Segment]) -> tuple[PackedRow, list[Suffix]]:
     width = sum(len(s.ids) for s in segments)
     ids = torch.zeros(width, dtype=torch.long)
     positions = torch.zeros(width, dtype=torch.long)
     mask = torch.zeros(width, width, dtype=torch.bool)
-    leaves, offset = {}, 0
+    leaves, suffixes, offset = {}, [], 0
     for seg in segments:
         n = len(seg.ids)
         ids[offset:offset + n] = torch.tensor(seg.ids)
@@ -113,13 +149,18 @@ def _row(segments: list[Segment]) -> PackedRow:
             if parent >= 0:
                 mask[offset + i] |= mask[offset + parent]
         leaves.update({k: offset + v for k, v in seg.leaves.items()})
+        suffixes += [Suffix(row=-1, parent=offset + s.parent, ids=s.ids, start=s.start, leaves=s.leaves)
+                     for s in seg.suffixes]
         offset += n
-    return PackedRow(ids=ids, positions=positions, mask=mask, leaves=leaves)
+    return PackedRow(ids=ids, positions=positions, mask=mask, leaves=leaves), suffixes
 
 
-def pack(prompts: dict) -> list[PackedRow]:
-    """Pack token sequences {key: ids} into rows; first-fit decreasing, no row longer than the
-    longest segment (so packing adds rows, never attention width)."""
+def pack(prompts: dict) -> Layout:
+    """Lay out token sequences {key: ids} for two forwards. The tree's inner nodes are packed
+    into trunk rows, first-fit decreasing, no row longer than the longest segment (so packing
+    adds rows, never attention width); its childless nodes become suffixes that attend to their
+    trunk row through its keys and values. Attention is then dense only over the short trunk
+    rows and each suffix, not over every item of a block at once."""
     segments = sorted(_segments(prefix_tree(prompts)), key=lambda s: -len(s.ids))
     limit = len(segments[0].ids)
     bins: list[list[Segment]] = []
@@ -130,7 +171,14 @@ def pack(prompts: dict) -> list[PackedRow]:
                 break
         else:
             bins.append([seg])
-    return [_row(b) for b in bins]
+    rows, suffixes = [], []
+    for r, b in enumerate(bins):
+        row, own = _row(b)
+        rows.append(row)
+        for s in own:
+            s.row = r
+        suffixes += own
+    return Layout(rows=rows, suffixes=suffixes)
 
 
 def stack_rows(rows: list[PackedRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,7 +28,7 @@ import torch
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
 from cultbench.models import resolve_dtype
-from cultbench.packing import SOFT, PackedRow, pack, stack_rows
+from cultbench.packing import SOFT, Layout, pack, stack_rows
 from cultbench.prompts import PromptVariant, render_prompt
 
 
@@ -88,13 +89,19 @@ class SurveyScorer:
         self.device = embeddings.weight.device
         self.dtype = embeddings.weight.dtype
         self._token_cache: dict[tuple, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        self._layout_cache: dict[tuple, list[PackedRow]] = {}
+        self._layout_cache: dict[tuple, Layout] = {}
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         # Bytes per token of one forward's live activations (hidden states, attention
         # projections, MLP) and per attention entry (mask plus scores), for chunking.
         inner = getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)
         self._bytes_per_token = (6 * cfg.hidden_size + 3 * inner) * 4
         self._bytes_per_pair = 1 + 4 * cfg.num_attention_heads
+        # Cached keys and values of every layer, per token (the suffix forward holds a copy per suffix).
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        self._bytes_per_kv = 2 * cfg.num_hidden_layers * kv_heads * head_dim * self.dtype.itemsize
+        # transformers 5 names the forward's cache argument ``cache``; earlier ``past_key_values``.
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.tokens_forwarded = 0  # real (non-padding) tokens through the model, for benchmarks
 
     # -- tokenisation -------------------------------------------------------------------------
@@ -138,8 +145,8 @@ class SurveyScorer:
 
     # -- scoring ------------------------------------------------------------------------------
 
-    def layout(self, variant_index: int, persona: str | None, n_virtual: int) -> list[PackedRow]:
-        """The packed rows of one candidate's prompts under one variant (cached)."""
+    def layout(self, variant_index: int, persona: str | None, n_virtual: int) -> Layout:
+        """The packed layout of one candidate's prompts under one variant (cached)."""
         key = (variant_index, persona, n_virtual)
         if key not in self._layout_cache:
             prompts = {i: (SOFT,) * n_virtual + self.prompt_tokens(variant_index, i, persona)[0]
@@ -160,12 +167,11 @@ class SurveyScorer:
         personas = list(personas) if personas is not None else [None] * n
         n_var, n_items, n_opt = len(self.variants), len(self.instrument.items), len(self.instrument.options)
 
-        work = []  # (candidate, variant, packed row)
+        work = []  # (candidate, variant, layout)
         for c in range(n):
             n_virtual = soft[c].shape[0] if soft[c] is not None else 0
-            for v in range(n_var):
-                work.extend((c, v, row) for row in self.layout(v, personas[c], n_virtual))
-        logits = self._forward_rows(work, soft)  # (c, v, item) -> logits [vocab]
+            work.extend((c, v, self.layout(v, personas[c], n_virtual)) for v in range(n_var))
+        logits = self._forward(work, soft)  # (c, v, item) -> logits [vocab]
 
         keys = [(c, v, i) for c in range(n) for v in range(n_var) for i in range(n_items)]
         log_probs = torch.log_softmax(torch.stack([logits[k] for k in keys]).float(), dim=-1)
@@ -206,38 +212,82 @@ class SurveyScorer:
         return out
 
     def _rows_per_chunk(self, width: int) -> int:
-        per_row = self._bytes_per_token * width + self._bytes_per_pair * width * width
+        per_row = self._bytes_per_token * width + self._bytes_per_pair * width * width + self._bytes_per_kv * width
         return max(1, int(self.max_batch_mb * 2**20 // per_row))
 
     @torch.inference_mode()
-    def _forward_rows(self, work: list, soft: list) -> dict:
+    def _forward(self, work: list, soft: list) -> dict:
+        """Logits at every prompt's last position: trunk rows in one forward per chunk, then the
+        suffixes that continue those rows, reading the chunk's cached keys and values.
+
+        A forward only ever holds rows of one width (trunk rows of equal width, suffixes of equal
+        length), so nothing is padded and a candidate's numbers do not depend on which other
+        candidates share its batch (a population split over workers scores as it does whole).
+        """
         out: dict = {}
-        work = sorted(work, key=lambda w: -w[2].width)  # chunks of similar width pad little
-        start = 0
-        while start < len(work):
-            chunk = work[start:start + self._rows_per_chunk(work[start][2].width)]
-            start += len(chunk)
-            ids, positions, mask = stack_rows([row for _, _, row in chunk])
-            ids, positions, mask = ids.to(self.device), positions.to(self.device), mask.to(self.device)
-            inputs = self.embeddings(ids.clamp(min=0))
-            for r, (c, _, row) in enumerate(chunk):
-                slots = (ids[r] == SOFT).nonzero().squeeze(1)
-                if len(slots):  # every segment of the row carries its own copy of the soft prompt
-                    inputs[r, slots] = soft[c].repeat(len(slots) // soft[c].shape[0], 1)
-            rows_idx, pos_idx, keys = [], [], []
-            for r, (c, v, row) in enumerate(chunk):
-                for item, pos in row.leaves.items():
-                    rows_idx.append(r)
-                    pos_idx.append(pos)
-                    keys.append((c, v, item))
-            self.tokens_forwarded += sum(row.width for _, _, row in chunk)
-            with self._head_on(torch.tensor(rows_idx, device=self.device),
-                               torch.tensor(pos_idx, device=self.device)):
-                logits = self.model(inputs_embeds=inputs, attention_mask=self._attention_mask(mask),
-                                    position_ids=positions, use_cache=False).logits
-            for k, key in enumerate(keys):
-                out[key] = logits[0, k]
+        rows = [(c, v, row, [s for s in layout.suffixes if s.row == r])
+                for c, v, layout in work for r, row in enumerate(layout.rows)]
+        for width, group in _by_width(rows, lambda w: w[2].width):
+            for chunk in _chunks(group, self._rows_per_chunk(width)):
+                cache, mask = self._forward_trunk(chunk, soft, out)
+                suffixes = [(i, s) for i, (*_, own) in enumerate(chunk) for s in own]
+                for length, same in _by_width(suffixes, lambda x: len(x[1].ids)):
+                    for part in _chunks(same, self._rows_per_chunk(width + length)):
+                        self._forward_suffixes(part, chunk, cache, mask, out)
+                del cache
         return out
+
+    def _forward_trunk(self, chunk: list, soft: list, out: dict):
+        ids, positions, mask = stack_rows([row for _, _, row, _ in chunk])
+        ids, positions, mask = ids.to(self.device), positions.to(self.device), mask.to(self.device)
+        inputs = self.embeddings(ids.clamp(min=0))
+        for r, (c, _, row, _) in enumerate(chunk):
+            slots = (ids[r] == SOFT).nonzero().squeeze(1)
+            if len(slots):  # every segment of the row carries its own copy of the soft prompt
+                inputs[r, slots] = soft[c].repeat(len(slots) // soft[c].shape[0], 1)
+        ends = [(r, pos, (c, v, item)) for r, (c, v, row, _) in enumerate(chunk) for item, pos in row.leaves.items()]
+        self.tokens_forwarded += sum(row.width for _, _, row, _ in chunk)
+        cache = self._new_cache()
+        self._run(inputs, mask, positions, ends, out, cache)
+        return cache, mask
+
+    def _forward_suffixes(self, part: list, chunk: list, cache, trunk_mask: torch.Tensor, out: dict) -> None:
+        """Suffix rows [n, S]: token k sees its parent's view of the trunk row, then suffix tokens
+        0..k; padding sees only itself (an empty attention row gives NaN)."""
+        n, width, trunk = len(part), max(len(s.ids) for _, s in part), trunk_mask.shape[-1]
+        ids = torch.zeros(n, width, dtype=torch.long)
+        positions = torch.zeros(n, width, dtype=torch.long)
+        mask = torch.zeros(n, 1, width, trunk + width, dtype=torch.bool, device=self.device)
+        mask[:, 0, :, trunk:] = torch.eye(width, dtype=torch.bool)
+        ends = []
+        for j, (i, s) in enumerate(part):
+            size = len(s.ids)
+            ids[j, :size] = torch.tensor(s.ids)
+            positions[j, :size] = torch.arange(s.start, s.start + size)
+            mask[j, 0, :size, :trunk] = trunk_mask[i, 0, s.parent]
+            mask[j, 0, :size, trunk:trunk + size] = torch.ones(size, size, dtype=torch.bool).tril()
+            c, v = chunk[i][0], chunk[i][1]
+            ends += [(j, size - 1, (c, v, item)) for item in s.leaves]
+        self.tokens_forwarded += sum(len(s.ids) for _, s in part)
+        rows = torch.tensor([i for i, _ in part], device=self.device)
+        past = self._new_cache([(layer.keys[rows], layer.values[rows]) for layer in cache.layers])
+        ids, positions = ids.to(self.device), positions.to(self.device)
+        self._run(self.embeddings(ids), mask, positions, ends, out, past)
+
+    def _run(self, inputs, mask, positions, ends: list, out: dict, cache) -> None:
+        """One forward; the logits at ``ends`` (row, position, key) go to ``out[key]``."""
+        rows = torch.tensor([r for r, _, _ in ends], dtype=torch.long, device=self.device)
+        positions_at = torch.tensor([p for _, p, _ in ends], dtype=torch.long, device=self.device)
+        with self._head_on(rows, positions_at):
+            logits = self.model(inputs_embeds=inputs, attention_mask=self._attention_mask(mask),
+                                position_ids=positions, use_cache=True, **{self._cache_arg: cache}).logits
+        for k, (_, _, key) in enumerate(ends):
+            out[key] = logits[0, k]
+
+    def _new_cache(self, layers=None):
+        from transformers import DynamicCache
+
+        return DynamicCache() if layers is None else DynamicCache(ddp_cache_data=layers)
 
     def _attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """The 4-D mask as the model's attention implementation takes it: boolean for SDPA,
@@ -259,3 +309,15 @@ class SurveyScorer:
             yield
         finally:
             handle.remove()
+
+
+def _by_width(items: list, width) -> list[tuple[int, list]]:
+    """Items grouped by ``width(item)``, widest first, each group in its original order."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(width(item), []).append(item)
+    return sorted(groups.items(), key=lambda g: -g[0])
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -50,7 +50,10 @@ def assert_same(a, b):
     for name in ARRAYS:
         x, y = getattr(a, name), getattr(b, name)
         assert x.shape == y.shape, name
-        np.testing.assert_allclose(x, y, rtol=0, atol=1e-6, err_msg=name)
+        # A worker's share is batched in smaller forwards than the whole population; fp32 attention
+        # then rounds some logits differently by an ulp, which this random tiny model (large logits,
+        # index coefficients up to 35) turns into at most ~1e-4 index points.
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-4 if name == "indices" else 1e-5, err_msg=name)
     assert (a.variants, a.item_ids, a.dimension_ids) == (b.variants, b.item_ids, b.dimension_ids)
 
 
@@ -80,8 +83,8 @@ def test_de_alignment_on_ray_gives_the_single_process_fitness(scorers, tmp_path)
     assert len(a.history) == len(b.history) == 3
     for ha, hb in zip(a.history, b.history):
         for key in ("best", "mean"):
-            assert abs(ha[key] - hb[key]) <= 1e-6, (key, ha, hb)
-    assert abs(a.fitness - b.fitness) <= 1e-6
+            assert abs(ha[key] - hb[key]) <= 1e-6 * abs(hb[key]), (key, ha, hb)
+    assert abs(a.fitness - b.fitness) <= 1e-6 * abs(b.fitness)
 
 
 def test_a_dead_actor_is_replaced_and_its_share_rescored(scorers, monkeypatch):
