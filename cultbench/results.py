@@ -120,7 +120,8 @@ def combination_key(*, model: str, model_dtype: str, instrument: Mapping, consta
             "target": {"name": target["name"], "source": target["source"]},
             "aligner": aligner, "hyperparameters": dict(hyperparameters), "seed": seed, "budget": budget,
             "search_dtype": search_dtype, "distance": distance, "dimensions": list(dimensions),
-            "variants": {s: list(variants[s]) for s in SPLITS}}
+            "variants": {**{s: list(variants[s]) for s in SPLITS},
+                         **({"version": int(variants["version"])} if "version" in variants else {})}}
 
 
 def combination_key_of(record: Mapping) -> dict:
@@ -223,7 +224,7 @@ def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Ma
                     "dimensions": list(key["dimensions"]), "fitness": alignment.fitness, "persona": alignment.persona,
                     "soft_prompt": None if soft is None else {"n_virtual": int(soft.shape[0]),
                                                               "hidden_size": int(soft.shape[1])}},
-        "variants": {s: list(key["variants"][s]) for s in SPLITS},
+        "variants": dict(key["variants"]),
         "splits": splits, "metrics": metrics, "history": history_summary(alignment), "run": dict(run),
     }
     if lm_eval is not None:

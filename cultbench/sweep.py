@@ -31,7 +31,7 @@ from cultbench.instruments import load_instrument
 from cultbench.metrics import check_distance
 from cultbench.models import DEFAULT_MODEL, locate_model, load_model, resolve_dtype
 from cultbench.profiles import Profile, lookup
-from cultbench.prompts import get_variants
+from cultbench.prompts import get_variants, variants_version
 from cultbench.results import (SPLITS, build_record, combination_key, entry_stem, read_record, run_info,
                                write_record)
 from cultbench.scorer import SurveyScorer
@@ -147,7 +147,7 @@ class Sweep:
             constants=self.constants, target=combo.target.to_dict(), aligner=combo.aligner,
             hyperparameters=self.aligners[combo.aligner].get_params(), seed=seed, budget=budget,
             search_dtype=search_dtype, distance=self.spec.distance, dimensions=self.dimensions,
-            variants={s: [v.name for v in vs] for s, vs in self.variants.items()})
+            variants={**{s: [v.name for v in vs] for s, vs in self.variants.items()}, "version": variants_version()})
 
     def _keys(self, combo: Combination) -> tuple[dict, dict]:
         """(the key of a searching aligner's run, the key of a seed- and budget-free one)."""

@@ -24,7 +24,7 @@ from cultbench.cli import main
 from cultbench.instruments import load_instrument
 from cultbench.metrics import distance
 from cultbench.models import load_model
-from cultbench.prompts import get_variants
+from cultbench.prompts import get_variants, variants_version
 from cultbench.scorer import SurveyScorer
 
 SCHEMA = json.loads((Path(leaderboard_data.__file__).parent / "result.schema.json").read_text())
@@ -71,7 +71,8 @@ def test_run_writes_one_valid_result_per_combination(sweep, tiny_folder):
         jsonschema.validate(r, SCHEMA)
         assert r["schema_version"] == 1 and r["id"] in name and r["model"]["id"] == str(tiny_folder)
         assert r["model"]["parameters"] == loaded.info["parameters"] and r["constants"]["pdi"] == 50.0
-        assert r["variants"] == {"train": ["respondent", "honest"], "heldout": [v.name for v in heldout]}
+        assert r["variants"] == {"train": ["respondent", "honest"], "heldout": [v.name for v in heldout],
+                                "version": variants_version()}
         assert r["instrument"] == {"name": "vsm2013", "version": 1, "dimensions": inst.dimension_ids}
         target = np.array([r["target"]["scores"][d] for d in inst.dimension_ids])
         for split in ("train", "heldout"):

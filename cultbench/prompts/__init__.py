@@ -39,9 +39,19 @@ class PromptVariant:
 
 
 @lru_cache(maxsize=None)
-def _load(path: str = str(VARIANTS_FILE)) -> dict[str, PromptVariant]:
+def _read(path: str) -> dict:
     with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+        return yaml.safe_load(fh)
+
+
+def variants_version(path: str = str(VARIANTS_FILE)) -> int:
+    """The wording's version: results of different versions are different experiments."""
+    return int(_read(path).get("version", 1))
+
+
+@lru_cache(maxsize=None)
+def _load(path: str = str(VARIANTS_FILE)) -> dict[str, PromptVariant]:
+    data = _read(path)
     frames, systems, out = data["frames"], data.get("systems", {}), {}
     for raw in data["variants"]:
         if raw["split"] not in SPLITS or raw.get("order", "ascending") not in ("ascending", "descending"):
