@@ -264,8 +264,7 @@ def _groups(board: dict) -> dict[tuple, list[dict]]:
 
 
 def _charts_html(board: dict) -> tuple[str, str]:
-    labels = sorted({r["aligner_label"] for r in board["rows"]})
-    colours = {label: colour(k) for k, label in enumerate(labels)}
+    colours = chart_colours(board["rows"])
     dims, profiles, curves = dimensions(board), [], []
     for (model, _, _), rows in _groups(board).items():
         rows = sorted(rows, key=lambda r: r["aligner_label"])  # the same order in every chart's legend
@@ -277,19 +276,33 @@ def _charts_html(board: dict) -> tuple[str, str]:
         svg = profile_chart(title, dims, series, {"label": f"{target['name']} (target)", "values": target["scores"]})
         profiles.append(f"<figure>{svg}<figcaption>Held-out indices of each aligner (mean over seeds, whiskers "
                         f"± sd) against the target's profile.</figcaption></figure>")
-        searched = [r for r in rows if r["convergence"]]
-        if searched:
-            runs = [{"label": r["aligner_label"], "colour": colours[r["aligner_label"]],
-                     "curves": [c["curve"] for c in r["convergence"]],
-                     "final": [r["evaluations"]["mean"], r["fitness"]["mean"]]} for r in searched]
-            refs = [{"label": f"{r['aligner_label']} (final)", "colour": colours[r["aligner_label"]],
-                     "value": r["fitness"]["mean"]} for r in rows if not r["convergence"]]
-            svg = convergence_chart(title, runs, refs, "best fitness (training variants)")
-            curves.append(f"<figure>{svg}<figcaption>Best fitness found against candidate evaluations, one line "
-                          f"per seed, in the search's precision; hollow marker: the result re-scored in full "
-                          f"precision (mean over seeds), which is what the table reports; dashed: aligners that "
-                          f"do not search.</figcaption></figure>")
+        svg = convergence_svg(title, rows, colours)
+        if svg:
+            curves.append(f"<figure>{svg}<figcaption>{CONVERGENCE_NOTE}</figcaption></figure>")
     return "".join(profiles), "".join(curves) or "<p>No searching aligner in these entries.</p>"
+
+
+CONVERGENCE_NOTE = ("Best fitness found against candidate evaluations, one line per seed, in the search's "
+                    "precision; hollow marker: the result re-scored in full precision (mean over seeds), which "
+                    "is what the table reports; dashed: aligners that do not search.")
+
+
+def chart_colours(rows: list[dict]) -> dict[str, str]:
+    """One colour per aligner label, the same in every chart of a board."""
+    return {label: colour(k) for k, label in enumerate(sorted({r["aligner_label"] for r in rows}))}
+
+
+def convergence_svg(title: str, rows: list[dict], colours: dict[str, str]) -> str | None:
+    """Convergence chart of one model x target's rows (None when no row searched)."""
+    searched = [r for r in rows if r["convergence"]]
+    if not searched:
+        return None
+    runs = [{"label": r["aligner_label"], "colour": colours[r["aligner_label"]],
+             "curves": [c["curve"] for c in r["convergence"]],
+             "final": [r["evaluations"]["mean"], r["fitness"]["mean"]]} for r in searched]
+    refs = [{"label": f"{r['aligner_label']} (final)", "colour": colours[r["aligner_label"]],
+             "value": r["fitness"]["mean"]} for r in rows if not r["convergence"]]
+    return convergence_chart(title, runs, refs, "best fitness (training variants)")
 
 
 def _problems_html(board: dict) -> str:

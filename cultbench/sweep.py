@@ -136,9 +136,11 @@ class Sweep:
     # -- combinations ----------------------------------------------------------------------------
 
     def combinations(self) -> list[Combination]:
+        """Seed by seed (then target, then aligner): a sweep stopped early has every target and
+        aligner for its first seeds, not every seed of its first targets."""
         s = self.spec
-        return [Combination(m, p, a, b, seed) for m in _unique(s.models) for p in self.profiles
-                for a in self.aligners for b in _unique(s.budgets) for seed in _unique(s.seeds)]
+        return [Combination(m, p, a, b, seed) for m in _unique(s.models) for b in _unique(s.budgets)
+                for seed in _unique(s.seeds) for p in self.profiles for a in self.aligners]
 
     def key(self, combo: Combination, seed, budget, search_dtype) -> dict:
         return combination_key(

@@ -182,6 +182,7 @@ def leaderboard_group():
     \b
     Examples:
       cultbench leaderboard build --entries leaderboard/entries --out leaderboard
+      cultbench leaderboard study --entries leaderboard/entries --markdown study.md
       cultbench leaderboard check leaderboard/entries/*.json
     """
 
@@ -214,6 +215,46 @@ def build_cmd(entries, out, strict):
     left_out = len(board["rejected"]) + len(board["duplicates"])
     click.echo(f"{len(board['rows'])} rows from {board['entries_used']} entries; {left_out} left out", err=True)
     if strict and left_out:
+        sys.exit(1)
+
+
+@leaderboard_group.command("study")
+@click.option("--entries", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard/entries"),
+              show_default=True, help="Folder of result files (*.json).")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Markdown file to write the study into: between its study markers if it has them, "
+                   "else a new file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write the study's numbers into (JSON).")
+@click.option("--charts", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for one convergence chart (SVG) per model x target, linked from the Markdown.")
+@click.option("--check", is_flag=True, help="Write nothing; exit with status 1 if the files differ from what the "
+                                            "entries give (e.g. a document edited by hand or entries added since).")
+def study_cmd(entries, markdown, json_path, charts, check):
+    """Compare the aligners of a sweep: L1 per target x aligner (mean, sd, range over seeds),
+    averages over targets, per-dimension errors, option mass and paired tests (bootstrap CI,
+    exact permutation p, Holm-adjusted) of DE and CMA-ES against the baselines and each other.
+
+    Without --markdown or --json the Markdown goes to stdout.
+
+    \b
+    Example:
+      cultbench leaderboard study --entries leaderboard/entries --markdown docs/paper-small.md \\
+        --json leaderboard/study.json --charts docs/paper-small
+    """
+    from cultbench.leaderboard import collect
+    from cultbench.study import render_study_markdown, study, write_study
+
+    found = collect(entries)
+    if markdown is None and json_path is None:
+        click.echo(render_study_markdown(study(found)), nl=False)
+        return
+    if charts is not None and not check:
+        charts.mkdir(parents=True, exist_ok=True)
+    _, changed = write_study(found, markdown=markdown, json_path=json_path, charts_dir=charts, check=check)
+    for path in changed:
+        click.echo(f"differs from the entries: {path}" if check else str(path), err=check)
+    if check and changed:
         sys.exit(1)
 
 
