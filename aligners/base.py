@@ -22,8 +22,9 @@ class Aligner(Protocol):
     """Align a model to a target under a budget of candidate evaluations; return an Alignment.
 
     ``run_dir`` (optional) is where a long search keeps its checkpoint; ``resume`` continues the
-    run checkpointed there. Aligners that do not search ignore budget, seed and run_dir.
-    ``config_class`` is the hyper-parameter record; the registry checks that both it and
+    run checkpointed there. Aligners that do not search ignore budget, seed and run_dir, and may
+    say so with a class attribute ``searches = False`` (a sweep on Ray then runs them once per
+    target instead of once per seed). ``config_class`` is the hyper-parameter record; the registry checks that both it and
     ``align`` exist.
     """
 

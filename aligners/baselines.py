@@ -77,6 +77,8 @@ class ICLProfileConfig(ICLConfig):
 
 
 class _PromptBaseline(ConfiguredAligner):
+    searches = False  # the result depends on neither seed nor budget: a sweep runs it once per target
+
     def persona(self, problem: AlignmentProblem) -> str | None:
         raise NotImplementedError
 

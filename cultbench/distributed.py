@@ -1,4 +1,6 @@
-"""Candidate scoring on Ray: each population is split across actors that each hold one model replica.
+"""Ray: candidate scoring on actors (``RayScorer``) and sweeps as tasks (``run_sweep``).
+
+Candidate scoring: each population is split across actors that each hold one model replica.
 
 :class:`RayScorer` has the interface the aligners use (``model``, ``tokenizer``, ``instrument``,
 ``variants``, ``constants``, ``dtype``, ``hidden_size``, ``score``). The driver keeps its own copy
@@ -7,17 +9,22 @@ actor loads the model again from its name or path and builds its own :class:`Sur
 
 A population of C candidates is cut into contiguous shares, one per actor; the shares are scored
 in parallel and the arrays concatenated along the candidate axis in order. Each candidate is
-scored by the same code as in one process, so the numbers differ only by float rounding in
-batched matrix products (measured on the tiny test model: 0 in fp32; see docs/distributed.md).
+scored by the same code as in one process, so the numbers differ only by float rounding of
+batches of other sizes (about an ulp of the logits in fp32; see docs/distributed.md).
 An actor that dies is replaced and its share scored again, at most ``max_retries`` times per call.
 
-Ray is optional (``pip install 'cultbench[ray]'``) and imported only here, when a RayScorer is made.
+Sweeps: each combination of a sweep is a Ray task that aligns and evaluates it where it runs
+(one model per worker process, loaded once) and returns its record; the driver writes each
+result as its task finishes.
+
+Ray is optional (``pip install 'cultbench[ray]'``) and imported only here, when it is asked for.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -267,3 +274,117 @@ def _as_list(soft_prompts):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[-1][:300] if text else type(exc).__name__
+
+
+# -- sweeps: each combination is a Ray task ----------------------------------------------------
+
+_WORKER_MODELS: dict = {}  # inside a Ray worker process: model name -> (loaded, exact scorer, search scorer)
+
+
+def run_combination(spec, combo, model_path: str, threads: int | None):
+    """Body of a Ray task: align and evaluate one combination where the task runs; returns
+    (record, file stem, whether the aligner ignored seed and budget). The driver writes the
+    record; the run folder (checkpoint, alignment) is written here, so a retried task resumes.
+    ``model_path`` is what to load (the driver's relative paths made absolute); the model keeps
+    the name the user gave, which is what results are keyed by."""
+    import ray
+
+    from cultbench.sweep import Sweep
+
+    if threads:
+        torch.set_num_threads(threads)
+    sweep = Sweep(spec, echo=lambda message: None)
+    if combo.model not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()  # one model per worker process at a time
+        loaded, exact, search = sweep.scorers(model_path, device="cuda" if ray.get_gpu_ids() else None)
+        loaded.info = {**loaded.info, "id": combo.model}
+        _WORKER_MODELS[combo.model] = (loaded, exact, search)
+    record, stem, alignment = sweep.align_and_evaluate(combo, *_WORKER_MODELS[combo.model])
+    return record, stem, alignment.seed is None and alignment.budget is None
+
+
+def _worker_spec(spec):
+    """The spec as a worker must see it: absolute folders (a worker's folder is not the
+    driver's), no Ray of its own, no --force (the driver cleared the run folders once; a retried
+    task must find its first attempt's checkpoint)."""
+    from dataclasses import replace
+
+    models = [str(Path(m).resolve()) if Path(m).exists() else m for m in spec.models]
+    return replace(spec, models=models, output=Path(spec.output).resolve(), runs_dir=Path(spec.runs_dir).resolve(),
+                   workers=None, ray_address=None, progress=False, force=False)
+
+
+def run_sweep(sweep, combos: list, bar, max_retries: int = 2):
+    """Run ``combos`` of ``sweep`` as Ray tasks, at most ``workers`` at a time locally (one per GPU
+    slot, or per CPU, on a cluster); yields (status, result path) as each one finishes, writing its
+    result at once. A task whose worker dies is run again (up to ``max_retries`` times) and
+    resumes from the checkpoint its first attempt left; aligners that ignore seed and budget run
+    once per model and target."""
+    ray = import_ray()
+    spec = sweep.spec
+    owns = connect(spec.ray_address, spec.workers)
+    try:
+        resources = ray.cluster_resources()
+        gpus = float(spec.num_gpus_per_worker if spec.num_gpus_per_worker is not None else
+                     (1.0 if resources.get("GPU", 0) else 0.0))
+        cpus, threads = 1.0, None
+        if not spec.ray_address and not gpus:  # local CPUs: `workers` tasks at a time, the cores shared out
+            workers = spec.workers or 2
+            cpus = float(resources.get("CPU", 1)) / workers
+            threads = max(1, (os.cpu_count() or 1) // workers)
+        # A GPU worker runs one task, so each task loads its model on the GPU Ray gave it.
+        task = ray.remote(max_calls=1 if gpus else 0)(run_combination).options(
+            num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)
+        worker_spec = _worker_spec(spec)
+        paths = dict(zip(spec.models, worker_spec.models))
+        pending, groups, shared = {}, {}, []
+        for combo in combos:
+            if not sweep.searches(combo.aligner):
+                group = (combo.model, combo.target.name, combo.target.source, combo.aligner)
+                if group in groups:
+                    shared.append((combo, group))
+                    continue
+                groups[group] = None
+            if spec.force:
+                sweep.clear_run_folders(combo)
+            pending[task.remote(worker_spec, combo, paths[combo.model], threads)] = combo
+
+        def finish(ref, combo) -> Path:
+            record, stem, _ = ray.get(ref)
+            path = sweep.write(combo, record, stem)
+            group = (combo.model, combo.target.name, combo.target.source, combo.aligner)
+            if group in groups:
+                groups[group] = path
+            bar.update(1)
+            return path
+
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            combo = pending.pop(ref)
+            try:
+                path = finish(ref, combo)
+            except ray.exceptions.RayError as exc:
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                for other in ready:  # finished ones are kept, whatever happened to this one
+                    try:
+                        finish(other, pending.pop(other))
+                    except ray.exceptions.RayError:
+                        pass
+                for other in pending:
+                    ray.cancel(other, force=True)
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, CultbenchError):
+                    message = str(cause)
+                elif isinstance(exc, ray.exceptions.RayTaskError):
+                    message = _first_line(exc)
+                else:
+                    message = (f"{type(exc).__name__} after {max_retries} retries: {_first_line(exc)}; finished "
+                               "results are kept, run the same command again to go on")
+                raise CultbenchError(f"{combo.aligner} -> {combo.target.name} failed on Ray: {message}") from None
+            yield "written", path
+        for combo, group in shared:
+            bar.update(1)
+            yield "shared", groups[group]
+    finally:
+        if owns and ray.is_initialized():
+            ray.shutdown()

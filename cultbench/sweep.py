@@ -65,6 +65,10 @@ class SweepSpec:
     workers: int | None = None  # with ray_address: the searches score on Ray (cultbench.distributed)
     ray_address: str | None = None
     num_gpus_per_worker: float | None = None
+    # With Ray: "combination" runs each combination as a Ray task (a model replica per worker,
+    # scoring locally); "population" runs the combinations here, splitting each population
+    # over Ray actors (for one large model and few combinations).
+    ray_unit: str = "combination"
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,8 @@ class Sweep:
             for instance in self.aligners.values():
                 if isinstance(instance, SoftPromptAligner):
                     instance.check_budget(budget)
+        if spec.ray_unit not in ("combination", "population"):
+            raise CultbenchError(f"--ray-unit {spec.ray_unit!r}: choose combination or population")
         _make_dir(spec.output, "--output")
         _make_dir(spec.runs_dir, "--runs-dir")
 
@@ -179,6 +185,7 @@ class Sweep:
         combos = self.combinations()
         with tqdm(total=len(combos), desc="combinations", unit="run", disable=not self.spec.progress,
                   dynamic_ncols=True, position=0) as bar:
+            ray_todo: list[Combination] = []
             for model in _unique(self.spec.models):
                 mine = [c for c in combos if c.model == model]
                 todo = []
@@ -189,18 +196,43 @@ class Sweep:
                     else:
                         bar.update(1)
                         yield "done", done
-                if todo:
+                if todo and self.on_ray("combination"):
+                    ray_todo += todo
+                elif todo:
                     yield from self._run_model(model, todo, bar)
+            if ray_todo:
+                from cultbench.distributed import run_sweep  # Ray is optional: imported only when asked for
+
+                yield from run_sweep(self, ray_todo, bar)
+
+    def on_ray(self, unit: str) -> bool:
+        s = self.spec
+        return bool(s.workers or s.ray_address) and s.ray_unit == unit
+
+    def searches(self, aligner: str) -> bool:
+        """False for aligners whose result depends on neither seed nor budget (the baselines)."""
+        return bool(getattr(self.aligners[aligner], "searches", True))
 
     def _run_model(self, model: str, todo: list[Combination], bar) -> Iterator[tuple[str, Path]]:
+        loaded, exact, search = self.scorers(model)
+        try:
+            yield from self._run_combinations(todo, loaded, exact, search, bar)
+        finally:
+            if search is not exact and hasattr(search, "close"):
+                search.close()
+
+    def scorers(self, model: str, device: str | None = None) -> tuple:
+        """(the loaded model, its full-precision scorer, its search scorer): the search scorer is
+        a reduced-precision copy for ``search_dtype`` below the model's, or scores on Ray actors
+        with ``workers`` / ``ray_address``; else the full-precision one."""
         s = self.spec
-        loaded = load_model(model, dtype=s.dtype, device=s.device)
+        loaded = load_model(model, dtype=s.dtype, device=device or s.device)
         bound = {} if s.max_batch_mb is None else {"max_batch_mb": s.max_batch_mb}
         train = self.variants["train"]
         exact = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, train, constants=self.constants, **bound)
         search = exact
         reduced = resolve_dtype(s.search_dtype) != resolve_dtype(s.dtype)
-        if s.workers or s.ray_address:
+        if self.on_ray("population"):
             from cultbench.distributed import RayScorer  # Ray is optional: imported only when asked for
 
             search = RayScorer(loaded.model, loaded.tokenizer, self.instrument, train, model_name=model,
@@ -210,11 +242,7 @@ class Sweep:
         elif reduced:
             search = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, train, constants=self.constants,
                                   dtype=s.search_dtype, **bound)
-        try:
-            yield from self._run_combinations(todo, loaded, exact, search, bar)
-        finally:
-            if search is not exact and hasattr(search, "close"):
-                search.close()
+        return loaded, exact, search
 
     def _run_combinations(self, todo, loaded, exact, search, bar) -> Iterator[tuple[str, Path]]:
         seed_free: dict[tuple, Path] = {}  # (target, aligner) -> result of an aligner that ignores seed and budget
@@ -232,13 +260,35 @@ class Sweep:
 
     def _run_one(self, combo: Combination, loaded, exact, search) -> tuple[Path, Alignment]:
         """Align (or load the saved alignment, or resume the search), evaluate, write the result."""
+        record, stem, alignment = self.align_and_evaluate(combo, loaded, exact, search)
+        return self.write(combo, record, stem), alignment
+
+    def write(self, combo: Combination, record: dict, stem: str) -> Path:
+        """Write one combination's result (checked against the schema) and say so."""
+        path = write_record(self.spec.output / f"{stem}.json", record)
+        metrics = record["metrics"]
+        self.echo(f"{combo.aligner} -> {combo.target.name}: L1 train {metrics['train']['l1']:.1f}, held-out "
+                  f"{metrics['heldout']['l1']:.1f} ({record['run']['wall_time_s']:.0f} s) -> {path}")
+        return path
+
+    def _run_dirs(self, combo: Combination) -> list[Path]:
+        """The run folders a combination may have: searching (seeded) first, then seed-free."""
+        return [self.spec.runs_dir / self._stem(k, combo) for k in self._keys(combo)]
+
+    def clear_run_folders(self, combo: Combination) -> None:
+        """Forget a combination's checkpoint and saved alignment (--force)."""
+        for folder in self._run_dirs(combo):
+            for name in RUN_FILES:
+                (folder / name).unlink(missing_ok=True)
+
+    def align_and_evaluate(self, combo: Combination, loaded, exact, search) -> tuple[dict, str, Alignment]:
+        """(the result record, its file stem, the alignment) of one combination; nothing is written
+        into --output (the run folder keeps the checkpoint and the alignment)."""
         s = self.spec
         keyed, free = self._keys(combo)
-        run_dirs = [s.runs_dir / self._stem(k, combo) for k in (keyed, free)]
+        run_dirs = self._run_dirs(combo)
         if s.force:
-            for folder in run_dirs:
-                for name in RUN_FILES:
-                    (folder / name).unlink(missing_ok=True)
+            self.clear_run_folders(combo)
         started, t0 = datetime.now(timezone.utc), time.perf_counter()
         saved = next((d for d in run_dirs if (d / CONFIG_NAME).is_file()), None)
         resumed = saved is not None or (run_dirs[0] / CHECKPOINT_NAME).is_file()
@@ -257,9 +307,9 @@ class Sweep:
         searched = alignment.search is not None
         key = self.key(combo, alignment.seed, alignment.budget,
                        keyed["search_dtype"] if searched else None)
-        run_dir = s.runs_dir / self._stem(key, combo)
+        stem = self._stem(key, combo)
         if saved is None:
-            alignment.save_pretrained(run_dir)
+            alignment.save_pretrained(s.runs_dir / stem)
         t1 = time.perf_counter()
         evaluation = evaluate_candidate(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
                                         soft_prompt=alignment.soft_prompt, persona=alignment.persona,
@@ -270,11 +320,7 @@ class Sweep:
                        command=self.command(combo, key))
         record = build_record(key=key, alignment=alignment, evaluation=evaluation, model_info=loaded.info,
                               target=combo.target.to_dict(), run=run)
-        path = write_record(s.output / f"{self._stem(key, combo)}.json", record)
-        heldout = record["metrics"]["heldout"]["l1"]
-        self.echo(f"{label}: L1 train {record['metrics']['train']['l1']:.1f}, held-out {heldout:.1f} "
-                  f"({t2 - t0:.0f} s) -> {path}")
-        return path, alignment
+        return record, stem, alignment
 
     def command(self, combo: Combination, key: dict) -> str:
         """The command that reruns this one combination."""
