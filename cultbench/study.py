@@ -71,10 +71,9 @@ def _pairs(records: dict, label_of: dict, a: str, b: str, split: str) -> list[tu
     return out
 
 
-def _label(rows: list[dict], name: str) -> str | None:
-    """The aligner label of the rows whose aligner is ``name`` (None if absent or ambiguous)."""
-    labels = {r["aligner_label"] for r in rows if r["aligner"]["name"] == name}
-    return labels.pop() if len(labels) == 1 else None
+def _labels(rows: list[dict], name: str) -> list[str]:
+    """The aligner labels (setups: budgets, hyper-parameters) of the rows whose aligner is ``name``."""
+    return sorted({r["aligner_label"] for r in rows if r["aligner"]["name"] == name}, key=_order)
 
 
 def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0) -> dict:
@@ -98,22 +97,38 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0) -> dict:
         per_aligner = []
         for label in aligners:
             own = [t for t in table if t["aligner"] == label]
+            own_records = [r for name, r in records.items() if label_of[name] == label]
+            per_target = defaultdict(list)  # target -> that target's records (one per seed)
+            for r in own_records:
+                per_target[(r["target"]["name"], r["target"]["source"])].append(r)
+            searched = [r["history"]["best_fitness_search"] for r in own_records
+                        if r["history"] is not None and r["history"].get("best_fitness_search") is not None]
             per_aligner.append({
                 "aligner": label, "targets": len(own),
                 "l1": {s: stat(t["l1"][s]["mean"] for t in own) for s in SPLITS},
                 "option_mass": {s: stat(t["option_mass"][s]["mean"] for t in own) for s in SPLITS},
-                "abs_error": {s: {d: stat(t["abs_error"][s][d] for t in own)["mean"] for d in dims} for s in SPLITS}})
+                "abs_error": {s: {d: stat(t["abs_error"][s][d] for t in own)["mean"] for d in dims} for s in SPLITS},
+                # per variant: mean over targets of the mean over seeds
+                "l1_per_variant": {v: stat(stat(r["metrics"][s]["l1_per_variant"][v] for r in rs)["mean"]
+                                           for rs in per_target.values())["mean"]
+                                   for s in SPLITS for v in own_records[0]["variants"][s]},
+                # per target: largest minus smallest variant's L1 (seed means), averaged over targets
+                "variant_spread": stat(
+                    max(m_) - min(m_) for m_ in ([stat(r["metrics"][s]["l1_per_variant"][v] for r in rs)["mean"]
+                                                  for s in SPLITS for v in rs[0]["variants"][s]]
+                                                 for rs in per_target.values())),
+                "search_fitness": stat(searched) if searched else None,
+                "fitness": stat(r["aligner"]["fitness"] for r in own_records) if searched else None})
         tests = []
         for a_name, b_name in comparisons:
-            a, b = _label(mine, a_name), _label(mine, b_name)
-            if a is None or b is None:
-                continue
-            for split in SPLITS:
-                pairs = _pairs(records, label_of, a, b, split)
-                if len(pairs) < 2:
-                    continue
-                result = paired_comparison([p[2] for p in pairs], [p[3] for p in pairs], seed=seed)
-                tests.append({"a": a, "b": b, "split": split, **result})
+            for a in _labels(mine, a_name):
+                for b in _labels(mine, b_name):
+                    for split in SPLITS:
+                        pairs = _pairs(records, label_of, a, b, split)
+                        if len(pairs) < 2:
+                            continue
+                        result = paired_comparison([p[2] for p in pairs], [p[3] for p in pairs], seed=seed)
+                        tests.append({"a": a, "b": b, "split": split, **result})
         for p_holm, test in zip(holm([t["p_value"] for t in tests]), tests):
             test["p_holm"] = p_holm
         models.append({"model": model, "aligners": aligners,
@@ -164,6 +179,25 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
             [[_md(a["aligner"]), _stat_text(a["l1"]["train"]), _stat_text(a["l1"]["heldout"]),
               fmt(a["option_mass"]["train"]["mean"], ".3f"), fmt(a["option_mass"]["heldout"]["mean"], ".3f")]
              + [fmt(a["abs_error"]["heldout"][d], ".1f") for d in dims] for a in m["per_aligner"]]))
+        variants = list(m["per_aligner"][0]["l1_per_variant"])
+        parts.append("\n### L1 per prompt variant\n\n"
+                     "Mean over targets of the mean over seeds; the first two variants are the training ones. "
+                     "Spread: for each target, the largest minus the smallest variant's L1, averaged over the "
+                     "targets [min, max over targets] (how much the wording alone moves one target's L1).\n")
+        parts.append(_table(
+            ["Aligner"] + [_md(v) for v in variants] + ["Spread"],
+            [[_md(a["aligner"])] + [fmt(a["l1_per_variant"][v], ".1f") for v in variants]
+             + [f"{fmt(a['variant_spread']['mean'], '.1f')} [{fmt(a['variant_spread']['min'], '.1f')}, "
+                f"{fmt(a['variant_spread']['max'], '.1f')}]"]
+             for a in m["per_aligner"]]))
+        searches = [a for a in m["per_aligner"] if a["search_fitness"]]
+        if searches:
+            parts.append("\n### Search fitness against the full-precision re-score\n\n"
+                         "Best training fitness found by each search in its own precision, and the same "
+                         "candidate's training L1 re-scored in fp32 (mean ± sd over targets and seeds).\n")
+            parts.append(_table(
+                ["Aligner", "Search precision best", "fp32 re-score"],
+                [[_md(a["aligner"]), _stat_text(a["search_fitness"]), _stat_text(a["fitness"])] for a in searches]))
         parts.append("\n### Held-out error per dimension\n\n"
                      "Mean held-out index minus the target's score (mean over seeds): positive, the model "
                      "scores the dimension higher than the target.\n")
@@ -175,7 +209,9 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
                          "Δ = mean of (L1 of A − L1 of B) over pairs (same target and seed; negative: A is "
                          "closer to the target); 95% bootstrap CI (BCa); two-sided exact sign-flip "
                          "permutation p; p (Holm): adjusted over all the tests below; A better: share of "
-                         "pairs where A's L1 is lower.\n")
+                         "pairs where A's L1 is lower. An aligner without seeds stands beside each seed of the "
+                         "other, so the tests are conditional on these targets: they say whether a difference "
+                         "holds over seeds and these countries, not over countries in general.\n")
             parts.append(_table(
                 ["A", "B", "Split", "Pairs", "Mean A", "Mean B", "Δ", "95% CI", "p", "p (Holm)", "A better"],
                 [[_md(t["a"]), _md(t["b"]), t["split"], str(t["n_pairs"]), fmt(t["mean_a"], ".1f"),
@@ -236,7 +272,7 @@ def splice(path: Path, generated: str) -> str:
     if not path.exists():
         return block + "\n"
     text = path.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
+    if BEGIN not in text or END not in text.split(BEGIN, 1)[1]:
         raise CultbenchError(f"{path} exists but has no study markers ({BEGIN!r} ... {END!r}); add them where the "
                              "study goes, or give a new file")
     head, rest = text.split(BEGIN, 1)

@@ -112,14 +112,14 @@ def test_holm_adjustment():
 
 def test_study_writes_between_markers_and_check_finds_edits(runs, tmp_path):
     doc_path = tmp_path / "study.md"
-    doc_path.write_text(f"# Title\n\nProse before.\n\n{BEGIN}\nold\n{END}\n\nProse after.\n")
+    doc_path.write_text(f"# Title\n\nProse before.\n\n{BEGIN}\nstale generated text\n{END}\n\nProse after.\n")
     args = ["leaderboard", "study", "--entries", runs[0], "--markdown", doc_path, "--json", tmp_path / "s.json",
             "--charts", tmp_path / "charts"]
     result = invoke(args)
     assert result.exit_code == 0, result.output
     text = doc_path.read_text()
     assert text.startswith("# Title\n\nProse before.\n\n") and text.endswith("\n\nProse after.\n")
-    assert "old" not in text and generated_part(doc_path).startswith("### ")
+    assert "stale generated text" not in text and generated_part(doc_path).startswith("### ")
     charts = sorted((tmp_path / "charts").glob("*.svg"))
     assert len(charts) == 2 and all(f"(charts/{c.name})" in text for c in charts)
     assert invoke(args + ["--check"]).exit_code == 0

@@ -122,10 +122,13 @@ config_option = click.option(
               help="Folder of the combinations' run folders (search checkpoints and alignments).")
 @click.option("--force", is_flag=True, help="Run finished combinations again (and searches from scratch).")
 @ray_options
+@click.option("--ray-unit", type=click.Choice(["combination", "population"]), default="combination", show_default=True,
+              help="With --workers or --ray-address: run each combination as a Ray task (model replica per "
+                   "worker), or run combinations here and split each search's populations over Ray actors.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def run(models, targets, source, aligners, seeds, budgets, params, constants, search_dtype, dtype, device,
         instrument, distance, dimensions, max_batch_mb, output, runs_dir, force, workers, ray_address,
-        num_gpus_per_worker, progress):
+        num_gpus_per_worker, ray_unit, progress):
     """Align and evaluate every combination of models, targets, aligners, budgets and seeds.
 
     Each combination is aligned on the training prompt variants, evaluated on the training and
@@ -142,6 +145,7 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
       cultbench run --target US --target CN --aligner de --aligner cmaes --seed 0 --seed 1 \\
         --param popsize=10 --param n_virtual=4 --output results/
       cultbench run --config experiment.yaml --force
+      cultbench run --config experiment.yaml --ray-address auto   # combinations as Ray tasks
     """
     from cultbench.models import DEFAULT_MODEL
     from cultbench.sweep import Sweep, SweepSpec
@@ -155,7 +159,7 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
         dimensions=[d.strip() for d in dimensions.split(",") if d.strip()] if dimensions else None,
         search_dtype=search_dtype, dtype=dtype, device=device, max_batch_mb=max_batch_mb, output=output,
         runs_dir=runs_dir, force=force, progress=progress, workers=workers, ray_address=ray_address,
-        num_gpus_per_worker=num_gpus_per_worker)
+        num_gpus_per_worker=num_gpus_per_worker, ray_unit=ray_unit)
     sweep = Sweep(spec)
     counts, shown = {"written": 0, "done": 0, "shared": 0}, set()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
