@@ -283,7 +283,7 @@ _WORKER_MODELS: dict = {}  # inside a Ray worker process: model name -> (loaded,
 
 def run_combination(spec, combo, model_path: str, threads: int | None):
     """Body of a Ray task: align and evaluate one combination where the task runs; returns
-    (record, file stem, whether the aligner ignored seed and budget). The driver writes the
+    (record, file stem). The driver writes the
     record; the run folder (checkpoint, alignment) is written here, so a retried task resumes.
     ``model_path`` is what to load (the driver's relative paths made absolute); the model keeps
     the name the user gave, which is what results are keyed by."""
@@ -299,8 +299,8 @@ def run_combination(spec, combo, model_path: str, threads: int | None):
         loaded, exact, search = sweep.scorers(model_path, device="cuda" if ray.get_gpu_ids() else None)
         loaded.info = {**loaded.info, "id": combo.model}
         _WORKER_MODELS[combo.model] = (loaded, exact, search)
-    record, stem, alignment = sweep.align_and_evaluate(combo, *_WORKER_MODELS[combo.model])
-    return record, stem, alignment.seed is None and alignment.budget is None
+    record, stem, _ = sweep.align_and_evaluate(combo, *_WORKER_MODELS[combo.model])
+    return record, stem
 
 
 def _worker_spec(spec):
@@ -350,7 +350,7 @@ def run_sweep(sweep, combos: list, bar, max_retries: int = 2):
             pending[task.remote(worker_spec, combo, paths[combo.model], threads)] = combo
 
         def finish(ref, combo) -> Path:
-            record, stem, _ = ray.get(ref)
+            record, stem = ray.get(ref)
             path = sweep.write(combo, record, stem)
             group = (combo.model, combo.target.name, combo.target.source, combo.aligner)
             if group in groups:

@@ -111,7 +111,7 @@ def md_escape(text) -> str:
     return _MD_SPECIAL.sub(r"\\\1", escape(text, quote=False))
 
 
-def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+def md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return out + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -122,7 +122,7 @@ def render_markdown(board: dict) -> str:
              f"{len(board['rows'])} rows from {board['entries_used']} entries; data as of "
              f"{board['data_as_of'] or '–'}; cultbench {board['cultbench_version']}, result schema "
              f"{board['result_schema_version']}. Constants C: {_constants(board)}.", "", INTRO, ""]
-    lines += _md_table([c.header for c in cols], [[md_escape(c.text(r)) for c in cols] for r in board["rows"]])
+    lines += md_table([c.header for c in cols], [[md_escape(c.text(r)) for c in cols] for r in board["rows"]])
     groups = _ranked(board)
     if groups:
         dims = dimensions(board)
@@ -130,7 +130,7 @@ def render_markdown(board: dict) -> str:
         body = [[md_escape(g["model_label"]), md_escape(g["aligner_label"]), split, str(g["n_targets"])]
                 + [_rank_text(g["splits"][split].get(d)) for d in dims]
                 for g in groups for split in ("heldout", "train")]
-        lines += _md_table(["Model", "Aligner", "Split", "Targets"] + [d.upper() for d in dims], body)
+        lines += md_table(["Model", "Aligner", "Split", "Targets"] + [d.upper() for d in dims], body)
     lines += _problems_md(board)
     return "\n".join(lines) + "\n"
 

@@ -221,8 +221,9 @@ class SurveyScorer:
         suffixes that continue those rows, reading the chunk's cached keys and values.
 
         A forward only ever holds rows of one width (trunk rows of equal width, suffixes of equal
-        length), so nothing is padded and a candidate's numbers do not depend on which other
-        candidates share its batch (a population split over workers scores as it does whole).
+        length), so nothing is padded. The batch size still depends on the other candidates, and
+        fp32 kernels may round some logits an ulp differently for another batch size (a
+        population split over workers; see docs/distributed.md).
         """
         out: dict = {}
         rows = [(c, v, row, [s for s in layout.suffixes if s.row == r])
@@ -252,23 +253,19 @@ class SurveyScorer:
         return cache, mask
 
     def _forward_suffixes(self, part: list, chunk: list, cache, trunk_mask: torch.Tensor, out: dict) -> None:
-        """Suffix rows [n, S]: token k sees its parent's view of the trunk row, then suffix tokens
-        0..k; padding sees only itself (an empty attention row gives NaN)."""
-        n, width, trunk = len(part), max(len(s.ids) for _, s in part), trunk_mask.shape[-1]
-        ids = torch.zeros(n, width, dtype=torch.long)
-        positions = torch.zeros(n, width, dtype=torch.long)
-        mask = torch.zeros(n, 1, width, trunk + width, dtype=torch.bool, device=self.device)
-        mask[:, 0, :, trunk:] = torch.eye(width, dtype=torch.bool)
+        """Suffix rows [n, S], all of length S: token k sees its parent's view of the trunk row,
+        then suffix tokens 0..k."""
+        n, size, trunk = len(part), len(part[0][1].ids), trunk_mask.shape[-1]
+        ids = torch.tensor([s.ids for _, s in part], dtype=torch.long)
+        positions = torch.stack([torch.arange(s.start, s.start + size) for _, s in part])
+        mask = torch.zeros(n, 1, size, trunk + size, dtype=torch.bool, device=self.device)
+        mask[:, 0, :, trunk:] = torch.ones(size, size, dtype=torch.bool).tril()
         ends = []
         for j, (i, s) in enumerate(part):
-            size = len(s.ids)
-            ids[j, :size] = torch.tensor(s.ids)
-            positions[j, :size] = torch.arange(s.start, s.start + size)
-            mask[j, 0, :size, :trunk] = trunk_mask[i, 0, s.parent]
-            mask[j, 0, :size, trunk:trunk + size] = torch.ones(size, size, dtype=torch.bool).tril()
+            mask[j, 0, :, :trunk] = trunk_mask[i, 0, s.parent]
             c, v = chunk[i][0], chunk[i][1]
             ends += [(j, size - 1, (c, v, item)) for item in s.leaves]
-        self.tokens_forwarded += sum(len(s.ids) for _, s in part)
+        self.tokens_forwarded += n * size
         rows = torch.tensor([i for i, _ in part], device=self.device)
         past = self._new_cache([(layer.keys[rows], layer.values[rows]) for layer in cache.layers])
         ids, positions = ids.to(self.device), positions.to(self.device)

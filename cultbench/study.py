@@ -23,7 +23,8 @@ import numpy as np
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
 from cultbench.leaderboard import Entries, aggregate, stat
-from cultbench.leaderboard_page import CONVERGENCE_NOTE, chart_colours, convergence_svg, fmt, target_label
+from cultbench.leaderboard_page import (CONVERGENCE_NOTE, chart_colours, convergence_svg, fmt, fmt_stat, md_escape,
+                                         md_table, target_label)
 from cultbench.results import SPLITS
 from cultbench.stats import paired_comparison
 
@@ -139,34 +140,27 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0) -> dict:
 
 
 def _stat_text(s: dict, spec: str = ".1f") -> str:
-    if s["mean"] is None:
-        return "–"
+    """"mean ± sd [min, max]" over several values, the value alone for one."""
     if s["n"] < 2:
-        return fmt(s["mean"], spec)
-    return f"{fmt(s['mean'], spec)} ± {fmt(s['sd'], spec)} [{fmt(s['min'], spec)}, {fmt(s['max'], spec)}]"
-
-
-def _md(text: str) -> str:
-    return re.sub(r"([\\`*_{}\[\]<>|#])", r"\\\1", str(text))
+        return fmt_stat(s, spec)
+    return f"{fmt_stat(s, spec)} [{fmt(s['min'], spec)}, {fmt(s['max'], spec)}]"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(md_table(headers, rows))
 
 
 def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> str:
     """The study as Markdown; ``charts``: model -> {target label -> relative path of its SVG}."""
     parts = []
     for m in doc["models"]:
-        parts.append(f"### {_md(m['model'])}: L1 to the target per target x aligner\n\n"
+        parts.append(f"### {md_escape(m['model'])}: L1 to the target per target x aligner\n\n"
                      "Mean ± sd over seeds [min, max]; one value for aligners that ignore the seed. Train: the "
                      "two variants the aligners were fitted on; held-out: the four they never saw. Option mass: "
                      "mean next-token probability on the five answer tokens (held-out variants).\n")
         parts.append(_table(
             ["Target", "Aligner", "Seeds", "Train L1", "Held-out L1", "Option mass"],
-            [[_md(t["target"]), _md(t["aligner"]), str(t["n"]), _stat_text(t["l1"]["train"]),
+            [[md_escape(t["target"]), md_escape(t["aligner"]), str(t["n"]), _stat_text(t["l1"]["train"]),
               _stat_text(t["l1"]["heldout"]), fmt(t["option_mass"]["heldout"]["mean"], ".3f")] for t in m["table"]]))
         dims = list(m["per_aligner"][0]["abs_error"]["heldout"])
         parts.append(f"\n### Averaged over the {len(m['targets'])} targets\n\n"
@@ -176,7 +170,7 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
         parts.append(_table(
             ["Aligner", "Train L1", "Held-out L1", "Option mass train", "Option mass held-out"]
             + [f"\\|{d.upper()}\\| held-out" for d in dims],
-            [[_md(a["aligner"]), _stat_text(a["l1"]["train"]), _stat_text(a["l1"]["heldout"]),
+            [[md_escape(a["aligner"]), _stat_text(a["l1"]["train"]), _stat_text(a["l1"]["heldout"]),
               fmt(a["option_mass"]["train"]["mean"], ".3f"), fmt(a["option_mass"]["heldout"]["mean"], ".3f")]
              + [fmt(a["abs_error"]["heldout"][d], ".1f") for d in dims] for a in m["per_aligner"]]))
         variants = list(m["per_aligner"][0]["l1_per_variant"])
@@ -185,8 +179,8 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
                      "Spread: for each target, the largest minus the smallest variant's L1, averaged over the "
                      "targets [min, max over targets] (how much the wording alone moves one target's L1).\n")
         parts.append(_table(
-            ["Aligner"] + [_md(v) for v in variants] + ["Spread"],
-            [[_md(a["aligner"])] + [fmt(a["l1_per_variant"][v], ".1f") for v in variants]
+            ["Aligner"] + [md_escape(v) for v in variants] + ["Spread"],
+            [[md_escape(a["aligner"])] + [fmt(a["l1_per_variant"][v], ".1f") for v in variants]
              + [f"{fmt(a['variant_spread']['mean'], '.1f')} [{fmt(a['variant_spread']['min'], '.1f')}, "
                 f"{fmt(a['variant_spread']['max'], '.1f')}]"]
              for a in m["per_aligner"]]))
@@ -197,12 +191,12 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
                          "candidate's training L1 re-scored in fp32 (mean ± sd over targets and seeds).\n")
             parts.append(_table(
                 ["Aligner", "Search precision best", "fp32 re-score"],
-                [[_md(a["aligner"]), _stat_text(a["search_fitness"]), _stat_text(a["fitness"])] for a in searches]))
+                [[md_escape(a["aligner"]), _stat_text(a["search_fitness"]), _stat_text(a["fitness"])] for a in searches]))
         parts.append("\n### Held-out error per dimension\n\n"
                      "Mean held-out index minus the target's score (mean over seeds): positive, the model "
                      "scores the dimension higher than the target.\n")
         parts.append(_table(["Target", "Aligner"] + [d.upper() for d in dims],
-                            [[_md(t["target"]), _md(t["aligner"])]
+                            [[md_escape(t["target"]), md_escape(t["aligner"])]
                              + [fmt(t["signed_error"]["heldout"][d], "+.1f") for d in dims] for t in m["table"]]))
         if m["tests"]:
             parts.append("\n### Paired comparisons\n\n"
@@ -214,12 +208,12 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
                          "holds over seeds and these countries, not over countries in general.\n")
             parts.append(_table(
                 ["A", "B", "Split", "Pairs", "Mean A", "Mean B", "Δ", "95% CI", "p", "p (Holm)", "A better"],
-                [[_md(t["a"]), _md(t["b"]), t["split"], str(t["n_pairs"]), fmt(t["mean_a"], ".1f"),
+                [[md_escape(t["a"]), md_escape(t["b"]), t["split"], str(t["n_pairs"]), fmt(t["mean_a"], ".1f"),
                   fmt(t["mean_b"], ".1f"), fmt(t["mean_difference"], "+.1f"),
                   f"[{fmt(t['ci_low'], '+.1f')}, {fmt(t['ci_high'], '+.1f')}]", fmt(t["p_value"], ".4f"),
                   fmt(t["p_holm"], ".4f"), f"{t['a_better_fraction']:.0%}"] for t in m["tests"]]))
         for target, path in (charts or {}).get(m["model"], {}).items():
-            parts.append(f"\n![Convergence, {_md(target)}]({path})\n\n*{_md(target)}.* {CONVERGENCE_NOTE}")
+            parts.append(f"\n![Convergence, {md_escape(target)}]({path})\n\n*{md_escape(target)}.* {CONVERGENCE_NOTE}")
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 
