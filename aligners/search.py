@@ -90,6 +90,8 @@ class SoftPromptConfig(AlignerConfig):
             self._fail(f"d={self.d} is out of range: at least 1 (and at most n_virtual*hidden)")
         if not self.bounds[0] < self.bounds[1]:
             self._fail(f"bounds={self.bounds}: LOW must be below HIGH")
+        if self.projection_seed < 0:
+            self._fail(f"projection_seed={self.projection_seed}: a seed is a whole number >= 0")
         if self.popsize < self.min_popsize:
             self._fail(f"popsize={self.popsize}: this optimiser needs at least {self.min_popsize}")
         try:
@@ -108,6 +110,13 @@ def check_budget(budget, generation: int, name: str) -> int:
         raise CultbenchError(f"budget {budget} is smaller than one generation of {name} ({generation} "
                              f"candidates): give a budget of at least {generation} or a smaller popsize")
     return int(budget)
+
+
+def check_seed(seed) -> int:
+    """The seed as an int; an error unless it is a whole number >= 0 (what numpy's generators take)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise CultbenchError(f"seed must be a whole number >= 0, got {seed!r}")
+    return int(seed)
 
 
 def _digest(points: np.ndarray) -> str:
@@ -336,6 +345,7 @@ class SoftPromptAligner(ConfiguredAligner):
               run_dir=None, resume: bool = False, progress: bool = False) -> Alignment:
         cfg = self.config
         budget = self.check_budget(budget)
+        seed = check_seed(seed)
         scorer = problem.scorer
         space = SoftPromptSpace.build(scorer.model, scorer.tokenizer, n_virtual=cfg.n_virtual, d=cfg.d,
                                       init_text=format_persona(cfg.init_text, problem.target.name),

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from aligners import Alignment, AlignmentProblem, SoftPromptAligner, get_aligner_class
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from aligners.checkpoint import CHECKPOINT_NAME
+from aligners.search import check_seed
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.evaluation import evaluate_candidate
 from cultbench.instruments import load_instrument
@@ -120,6 +121,11 @@ class Sweep:
             for instance in self.aligners.values():
                 if isinstance(instance, SoftPromptAligner):
                     instance.check_budget(budget)
+        for seed in spec.seeds:
+            try:
+                check_seed(seed)
+            except CultbenchError:
+                raise CultbenchError(f"--seed {seed}: give a whole number >= 0") from None
         if spec.ray_unit not in ("combination", "population"):
             raise CultbenchError(f"--ray-unit {spec.ray_unit!r}: choose combination or population")
         _make_dir(spec.output, "--output")

@@ -217,10 +217,17 @@ def test_search_space_p0_projection_and_identity():
     (dict(popsiz=10), "unknown hyper-parameter 'popsiz'.*Did you mean: popsize"),
     (dict(n_virtual="four"), "n_virtual='four' is not an integer"),
     (dict(init_text="born in {place}"), "init_text may only use the field {country}"),
+    (dict(projection_seed=-1), "projection_seed=-1: a seed is a whole number >= 0"),
 ])
 def test_bad_hyperparameters_are_clear_errors(params, message):
     with pytest.raises(CultbenchError, match=message):
         make_aligner("de", **params)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_a_seed_that_is_not_a_whole_number_from_0_is_refused(seed):
+    with pytest.raises(CultbenchError, match="seed must be a whole number >= 0"):
+        make_aligner("de", **PARAMS).align(synthetic_problem(), budget=24, seed=seed)
 
 
 def test_d_beyond_the_prompt_size_is_refused():

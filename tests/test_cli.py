@@ -11,6 +11,8 @@ from cultbench.cli import main
     (["indices", "--answers"], "requires an argument"),
     (["evaluate", "--target", "US", "--max-batch-mb", "lots"], "'lots' is not a valid float"),
     (["no-such-command"], "No such command 'no-such-command'"),
+    (["run", "--target", "US", "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
+    (["align", "--target", "US", "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
 ])
 def test_click_usage_errors_are_one_line_and_exit_2(args, message):
     result = CliRunner().invoke(main, args)

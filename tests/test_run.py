@@ -21,6 +21,7 @@ from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from conftest import load_page_checker
 from cultbench import sweep as sweep_module
 from cultbench.cli import main
+from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.metrics import distance
 from cultbench.models import load_model
@@ -240,12 +241,15 @@ def test_config_file_yaml_and_toml(tiny_folder, tmp_path):
     (["--config", "bad.yaml"], "--config bad.yaml: not valid YAML"),
     (["--config", "typo.yaml"], "unknown option 'targt'.*Did you mean: target"),
     (["--constant", "xyz=1"], "xyz"),
+    (["--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
+    (["--config", "seed.yaml"], "'--seed': -3 is not in the range x>=0"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "FILE").write_text("")
     (tmp_path / "bad.yaml").write_text("target: [US\n")
     (tmp_path / "typo.yaml").write_text("targt: US\n")
+    (tmp_path / "seed.yaml").write_text("seed: [0, -3]\n")
     result = CliRunner().invoke(main, ["run", "--target", "US", "--aligner", "naive", "--no-progress", *extra])
     assert result.exit_code == 2, result.output
     assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1, result.output
@@ -259,3 +263,10 @@ def test_run_needs_a_target_and_every_command_has_an_example(tmp_path):
     for command in (["run"], ["leaderboard"], ["leaderboard", "build"], ["leaderboard", "check"]):
         shown = CliRunner().invoke(main, [*command, "--help"])
         assert shown.exit_code == 0 and "Example" in shown.output and "cultbench " + command[0] in shown.output
+
+
+def test_the_sweep_refuses_a_negative_seed_given_as_a_library_call(tmp_path):
+    spec = sweep_module.SweepSpec(targets=["US"], aligners=["de"], seeds=[0, -1], output=tmp_path / "entries",
+                                  runs_dir=tmp_path / "runs")
+    with pytest.raises(CultbenchError, match="--seed -1: give a whole number >= 0"):
+        sweep_module.Sweep(spec)

@@ -85,7 +85,7 @@ def _raise_interrupt(signum, frame):
 @click.option("--aligner", default="de", show_default=True, help="Aligner name (see `cultbench aligners`).")
 @click.option("--budget", default=300, show_default=True, type=int,
               help="Candidate evaluations the search may spend (baselines ignore it).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the search.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the search.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Hyper-parameter of the aligner (repeatable); see `cultbench aligners NAME`.")
 @click.option("--variants", default="train", show_default=True,

@@ -101,7 +101,7 @@ config_option = click.option(
 @click.option("--source", default=None, help="Source of the targets' scores (default: the 2015 matrix).")
 @click.option("--aligner", "aligners", multiple=True, metavar="NAME",
               help="Aligner (repeatable; see `cultbench aligners`) [default: naive, icl, de].")
-@click.option("--seed", "seeds", multiple=True, type=int, help="Seed of the search (repeatable) [default: 0].")
+@click.option("--seed", "seeds", multiple=True, type=click.IntRange(min=0), help="Seed of the search (repeatable) [default: 0].")
 @click.option("--budget", "budgets", multiple=True, type=int,
               help="Candidate evaluations per search (repeatable) [default: 300].")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
