@@ -28,7 +28,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
-    info: dict = field(default_factory=dict)  # id, source, revision or file hash, dtype, parameters
+    info: dict = field(default_factory=dict)  # id, source, revision, file_sha256 (model_sha256), dtype, ...
 
 
 def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
@@ -48,12 +48,54 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# The files of a Hugging Face folder that make its model: config, weights and tokenizer (top
+# level only, as the Hub lays folders out). generation_config.json and README files are left out:
+# they do not change a score.
+MODEL_FILE_PATTERNS = ("config.json", "*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json",
+                       "*.pt", "*.pth", "*.gguf", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+                       "*.tiktoken", "vocab.json", "vocab.txt", "merges.txt", "special_tokens_map.json",
+                       "added_tokens.json", "chat_template.jinja", "chat_template.json")
+
+_FILE_HASHES: dict[tuple, str] = {}  # (resolved path, inode, size, mtime_ns) -> sha256, in this process
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file's contents, read in blocks; remembered in this process while the file's
+    inode, size and modification time stay the same (a weights file is hashed once per run)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def folder_sha256(folder) -> str:
+    """sha256 identifying a Hugging Face model folder by content: the hash of the sorted list of
+    (file name, sha256 of the file) over its config, weight and tokenizer files
+    (``MODEL_FILE_PATTERNS``). Changed weights at the same path give another hash; moving or
+    renaming the folder does not."""
+    folder = Path(folder)
+    names = sorted({p.name for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+    manifest = "".join(f"{name}\0{file_sha256(folder / name)}\n" for name in names)
+    return hashlib.sha256(manifest.encode("utf-8")).hexdigest()
+
+
+def model_sha256(name: str) -> str | None:
+    """The content hash of a model on disk, without loading it: the GGUF file's sha256 (bundled
+    models and .gguf files), :func:`folder_sha256` of a local folder, None for a Hugging Face id
+    (identified by its revision once loaded)."""
+    return _content_sha256(*locate_model(name))
+
+
+def _content_sha256(where: str, gguf_file: str | None, kind: str) -> str | None:
+    if gguf_file:
+        return file_sha256(Path(where) / gguf_file)
+    return folder_sha256(where) if kind == "local" else None
 
 
 def locate_model(name: str) -> tuple[str, str | None, str]:
@@ -108,7 +150,7 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32
         "kind": kind,
         "source": str(Path(where) / gguf_file) if gguf_file else where,
         "revision": getattr(model.config, "_commit_hash", None),
-        "file_sha256": _sha256(Path(where) / gguf_file) if gguf_file else None,
+        "file_sha256": _content_sha256(where, gguf_file, kind),
         "dtype": str(torch_dtype).replace("torch.", ""),
         "device": str(target),
         "parameters": int(sum(p.numel() for p in model.parameters())),

@@ -66,7 +66,7 @@ def validation_errors(record) -> list[str]:
                                                              if e is not best][:4]
     out = []
     expected = entry_id(combination_key_of(record))
-    if record["id"] != expected:
+    if record["id"] != expected and record["id"] != entry_id(combination_key_of(record, model_files=False)):
         out.append(f"id {record['id']} does not match the entry's combination (expected {expected})")
     for split in SPLITS:
         if record["splits"][split]["variants"] != record["variants"][split]:
@@ -109,12 +109,14 @@ def write_record(path, record: dict) -> Path:
 
 def combination_key(*, model: str, model_dtype: str, instrument: Mapping, constants: Mapping, target: Mapping,
                     aligner: str, hyperparameters: Mapping, seed, budget, search_dtype, distance: str,
-                    dimensions, variants: Mapping) -> dict:
+                    dimensions, variants: Mapping, model_sha256: str | None = None) -> dict:
     """What identifies one run: everything that changes its result, and nothing that does not.
 
+    ``model_sha256`` is the content hash of a model on disk (``cultbench.models.model_sha256``;
+    None for a Hugging Face id), so changed weights at the same path make another combination.
     ``seed``, ``budget`` and ``search_dtype`` are None for aligners that do not search.
     """
-    return {"model": model, "model_dtype": model_dtype,
+    return {"model": model, **({"model_sha256": model_sha256} if model_sha256 else {}), "model_dtype": model_dtype,
             "instrument": {"name": instrument["name"], "version": instrument["version"]},
             "constants": {k: float(v) for k, v in sorted(constants.items())},
             "target": {"name": target["name"], "source": target["source"]},
@@ -124,9 +126,12 @@ def combination_key(*, model: str, model_dtype: str, instrument: Mapping, consta
                          **({"version": int(variants["version"])} if "version" in variants else {})}}
 
 
-def combination_key_of(record: Mapping) -> dict:
+def combination_key_of(record: Mapping, *, model_files: bool = True) -> dict:
+    """The combination key of a record; ``model_files=False`` leaves the model's content hash out,
+    as the keys of results written before cultbench keyed models by their files did."""
     a = record["aligner"]
     return combination_key(model=record["model"]["id"], model_dtype=record["model"]["dtype"],
+                           model_sha256=record["model"]["file_sha256"] if model_files else None,
                            instrument=record["instrument"], constants=record["constants"],
                            target=record["target"], aligner=a["name"], hyperparameters=a["hyperparameters"],
                            seed=a["seed"], budget=a["budget"], search_dtype=a["search_dtype"],

@@ -30,7 +30,7 @@ from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.evaluation import evaluate_candidate
 from cultbench.instruments import load_instrument
 from cultbench.metrics import check_distance
-from cultbench.models import DEFAULT_MODEL, locate_model, load_model, resolve_dtype
+from cultbench.models import DEFAULT_MODEL, load_model, locate_model, model_sha256, resolve_dtype
 from cultbench.profiles import Profile, lookup
 from cultbench.prompts import get_variants, variants_version
 from cultbench.results import (SPLITS, build_record, combination_key, entry_stem, read_record, run_info,
@@ -79,6 +79,7 @@ class Combination:
     aligner: str
     budget: int
     seed: int
+    model_sha256: str | None = None  # the model's content hash (cultbench.models.model_sha256), part of the key
 
 
 def _unique(values) -> list:
@@ -151,12 +152,14 @@ class Sweep:
         """Seed by seed (then target, then aligner): a sweep stopped early has every target and
         aligner for its first seeds, not every seed of its first targets."""
         s = self.spec
-        return [Combination(m, p, a, b, seed) for m in _unique(s.models) for b in _unique(s.budgets)
+        hashes = {m: model_sha256(m) for m in _unique(s.models)}  # hashed once per process (models.py)
+        return [Combination(m, p, a, b, seed, hashes[m]) for m in _unique(s.models) for b in _unique(s.budgets)
                 for seed in _unique(s.seeds) for p in self.profiles for a in self.aligners]
 
     def key(self, combo: Combination, seed, budget, search_dtype) -> dict:
         return combination_key(
-            model=combo.model, model_dtype=str(resolve_dtype(self.spec.dtype)).replace("torch.", ""),
+            model=combo.model, model_sha256=combo.model_sha256,
+            model_dtype=str(resolve_dtype(self.spec.dtype)).replace("torch.", ""),
             instrument={"name": self.instrument.name, "version": self.instrument.version},
             constants=self.constants, target=combo.target.to_dict(), aligner=combo.aligner,
             hyperparameters=self.aligners[combo.aligner].get_params(), seed=seed, budget=budget,

@@ -20,7 +20,8 @@ from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.leaderboard import build, collect
 from cultbench.profiles import lookup
-from cultbench.results import build_record, combination_key, entry_stem, read_record, write_record
+from cultbench.results import (build_record, check_record, combination_key, combination_key_of, entry_id, entry_stem,
+                               read_record, write_record)
 
 INST = load_instrument("vsm2013")
 DIMS = INST.dimension_ids
@@ -94,6 +95,21 @@ def test_records_are_checked_when_written_and_read(tmp_path):
                                        .replace('"l1": ', '"l1": NaN, "x": ', 1))
     with pytest.raises(CultbenchError, match="not valid JSON"):
         read_record(tmp_path / "nan.json")
+
+
+def test_the_model_files_hash_is_part_of_the_id_and_earlier_ids_stay_valid():
+    record, _ = make_record()
+    record["model"]["file_sha256"] = "a" * 64
+    without = entry_id(combination_key_of(record, model_files=False))
+    keyed = entry_id(combination_key_of(record))
+    assert combination_key_of(record)["model_sha256"] == "a" * 64 and keyed != without
+    for ident in (keyed, without):  # written now, or before models were keyed by their files
+        check_record(dict(record, id=ident))
+    other = copy.deepcopy(record)
+    other["model"]["file_sha256"] = "b" * 64
+    assert entry_id(combination_key_of(other)) != keyed  # other weights at the same path: another combination
+    with pytest.raises(CultbenchError, match="does not match the entry's combination"):
+        check_record(dict(other, id=keyed))
 
 
 def test_seeds_are_aggregated_and_rank_agreement_is_computed_across_targets(tmp_path):

@@ -1,6 +1,7 @@
 """Model loading (folders, hub ids offline, GGUF, the bundled alias) and the evaluate command."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 from cultbench import models
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
-from cultbench.models import load_model
+from cultbench.models import folder_sha256, load_model, model_sha256
 from cultbench.profiles import lookup
 
 
@@ -22,6 +23,34 @@ def test_loads_a_local_folder_with_dtype_and_records_it(tiny_folder):
     assert info["kind"] == "local" and info["dtype"] == "bfloat16" and info["hidden_size"] == 32
     assert info["parameters"] == sum(p.numel() for p in loaded.model.parameters())
     assert info["chat_template"] is True
+
+
+def perturb_weights(folder) -> None:
+    """Add 1e-3 to one tensor of a saved model (same file name, same size, other contents)."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1e-3
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def test_a_folder_is_identified_by_its_files_not_its_path(tiny_folder, tmp_path):
+    copy = shutil.copytree(tiny_folder, tmp_path / "moved")
+    original = folder_sha256(tiny_folder)
+    assert folder_sha256(copy) == original == model_sha256(str(copy))
+    assert load_model(str(copy)).info["file_sha256"] == original
+    (copy / "README.md").write_text("notes do not change the model")
+    assert folder_sha256(copy) == original
+    perturb_weights(copy)
+    changed = folder_sha256(copy)
+    assert changed != original and load_model(str(copy)).info["file_sha256"] == changed
+    tokenizer = json.loads((copy / "tokenizer.json").read_text())
+    tokenizer["added_tokens"][0]["content"] = "[UNKNOWN]"
+    (copy / "tokenizer.json").write_text(json.dumps(tokenizer))
+    assert folder_sha256(copy) not in (original, changed)
+    assert model_sha256("nobody-here/no-such-model") is None  # a hub id: identified by its revision
 
 
 @pytest.mark.parametrize("name, message", [

@@ -7,6 +7,7 @@ order: the sweep's records, then reruns (skip, evaluate a saved alignment, resum
 
 import json
 import re
+import shutil
 import statistics
 from pathlib import Path
 
@@ -270,3 +271,31 @@ def test_the_sweep_refuses_a_negative_seed_given_as_a_library_call(tmp_path):
                                   runs_dir=tmp_path / "runs")
     with pytest.raises(CultbenchError, match="--seed -1: give a whole number >= 0"):
         sweep_module.Sweep(spec)
+
+
+def test_changed_weights_in_the_same_folder_are_a_new_combination(tiny_folder, tmp_path):
+    from test_models_and_evaluate import perturb_weights
+
+    folder = shutil.copytree(tiny_folder, tmp_path / "model")
+    args = ["run", "--model", folder, "--target", "US", "--aligner", "naive", "--aligner", "de", "--budget", "5",
+            *SMALL_DE, "--output", tmp_path / "entries", "--runs-dir", tmp_path / "runs", "--no-progress"]
+    assert invoke(args).exit_code == 0
+    before = records(tmp_path / "entries")
+    (de_run,) = [d for d in (tmp_path / "runs").iterdir() if "_de_" in d.name]
+    saved = Alignment.from_pretrained(de_run)
+    (de_run / CONFIG_NAME).unlink()  # only the checkpoint is left: unchanged weights would resume from it
+    assert "0 combinations run, 2 done before" in invoke(args).stderr
+
+    perturb_weights(folder)
+    changed = load_model(str(folder)).info
+    with pytest.raises(CultbenchError, match="does not fit: the model file differs"):
+        saved.check_compatible(changed)
+    again = invoke(args)
+    assert again.exit_code == 0, again.output
+    assert "2 combinations run, 0 done before" in again.stderr and "resuming" not in again.stderr
+    after = records(tmp_path / "entries")
+    new = {n: r for n, r in after.items() if n not in before}
+    assert len(after) == 4 and len(new) == 2
+    assert {r["model"]["file_sha256"] for r in new.values()} == {changed["file_sha256"]}
+    assert {r["model"]["file_sha256"] for r in before.values()} == {saved.model["file_sha256"]}
+    assert all(r["model"]["id"] == str(folder) for r in after.values())
