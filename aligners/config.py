@@ -34,11 +34,14 @@ def _coerce(value, hint, name: str):
     if origin in (typing.Union, types.UnionType):
         if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
             return None
-        for option in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        for option in options:
             try:
                 return _coerce(value, option, name)
-            except (TypeError, ValueError):
-                continue
+            except (TypeError, ValueError) as exc:
+                error = exc
+        if len(options) == 1:  # an optional value: the one type's own message
+            raise ValueError(f"{error} (or none)")
         raise ValueError(f"{name}={value!r} is not a {_type_name(hint)}")
     if origin is tuple:
         items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value

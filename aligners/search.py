@@ -69,11 +69,13 @@ class AskTellOptimizer(Protocol):
 class SoftPromptConfig(AlignerConfig):
     """Hyper-parameters of the soft prompt and its search space, shared by every optimiser."""
 
-    n_virtual: int = param(4, f"Virtual tokens in the soft prompt (1..{MAX_VIRTUAL_TOKENS}).")
+    n_virtual: int | None = param(None, f"Virtual tokens in the soft prompt (1..{MAX_VIRTUAL_TOKENS}); default: "
+                                        "init_text's token count for the target, so z = 0 is the whole text.")
     d: int = param(16, "Dimension of the search space z (1..n_virtual*hidden); d = n_virtual*hidden "
                        "searches the prompt directly (A = identity, scaled like the random projection).")
-    init_text: str = param(ICL_TEMPLATE, "Text whose token embeddings form P0, the prompt at z = 0, cycled or "
-                                         "cut to n_virtual tokens; {country} is the target's name; empty: P0 = 0.")
+    init_text: str = param(ICL_TEMPLATE, "Text whose token embeddings (the embedding module's output) form P0, "
+                                         "the prompt at z = 0, cycled or cut to a given n_virtual; {country} is "
+                                         "the target's name; empty: P0 = 0 (needs n_virtual).")
     projection_seed: int = param(0, "Seed of the random projection A (fixed during a search, saved with the prompt).")
     bounds: tuple[float, float] = param((-1.0, 1.0), "Box of every coordinate of z, as LOW,HIGH; A is scaled "
                                                      "so that 1 moves the prompt by about one embedding std.")
@@ -84,7 +86,7 @@ class SoftPromptConfig(AlignerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 1 <= self.n_virtual <= MAX_VIRTUAL_TOKENS:
+        if self.n_virtual is not None and not 1 <= self.n_virtual <= MAX_VIRTUAL_TOKENS:
             self._fail(f"n_virtual={self.n_virtual} is out of range 1..{MAX_VIRTUAL_TOKENS}")
         if self.d < 1:
             self._fail(f"d={self.d} is out of range: at least 1 (and at most n_virtual*hidden)")
@@ -94,6 +96,8 @@ class SoftPromptConfig(AlignerConfig):
             self._fail(f"projection_seed={self.projection_seed}: a seed is a whole number >= 0")
         if self.popsize < self.min_popsize:
             self._fail(f"popsize={self.popsize}: this optimiser needs at least {self.min_popsize}")
+        if self.n_virtual is None and not self.init_text:
+            self._fail("an empty init_text needs an explicit n_virtual (the soft prompt's length)")
         try:
             format_persona(self.init_text, "X")
         except (KeyError, IndexError, ValueError) as exc:
@@ -347,7 +351,10 @@ class SoftPromptAligner(ConfiguredAligner):
         budget = self.check_budget(budget)
         seed = check_seed(seed)
         scorer = problem.scorer
-        space = SoftPromptSpace.build(scorer.model, scorer.tokenizer, n_virtual=cfg.n_virtual, d=cfg.d,
+        # P0 and the prompts in full precision, from the exact scorer's model: a reduced-precision
+        # search scorer rounds them itself, and the returned prompt stays exact.
+        exact = problem.exact_scorer
+        space = SoftPromptSpace.build(exact.model, exact.tokenizer, n_virtual=cfg.n_virtual, d=cfg.d,
                                       init_text=format_persona(cfg.init_text, problem.target.name),
                                       projection_seed=cfg.projection_seed, bounds=cfg.bounds)
         identity = {"aligner": self.name, "hyperparameters": self.get_params(), "seed": seed,

@@ -11,10 +11,16 @@ import subprocess
 import sys
 import time
 
+import copy
+
+import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
-from aligners import Alignment, AlignmentProblem, make_aligner
+from aligners import ICL_TEMPLATE, Alignment, AlignmentProblem, SoftPromptSpace, make_aligner
+from aligners.baselines import format_persona
+from aligners.search_space import embedding_scale, initial_prompt
 from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
@@ -49,6 +55,84 @@ def test_de_end_to_end_through_the_survey_scorer(tiny, tmp_path):
         loaded.check_compatible(dict(info, hidden_size=64))
     # The same seed reproduces the run through the real model.
     assert de.align(problem, budget=14, seed=0) == result
+
+
+def persona_space(model, tokenizer, country, **kw):
+    return SoftPromptSpace.build(model, tokenizer, n_virtual=kw.pop("n_virtual", None), d=kw.pop("d", 16),
+                                 init_text=format_persona(ICL_TEMPLATE, country), projection_seed=0,
+                                 bounds=(-1.0, 1.0), **kw)
+
+
+def test_p0_is_the_whole_persona_and_differs_between_targets(tiny):
+    model, tokenizer = tiny
+    spaces = {c: persona_space(model, tokenizer, lookup(c).name) for c in ("US", "DE")}
+    for country, space in spaces.items():
+        ids = tokenizer(format_persona(ICL_TEMPLATE, lookup(country).name), add_special_tokens=False)["input_ids"]
+        assert space.n_virtual == len(ids) == space.description["n_virtual"]
+        assert space.description["init_token_ids"] == ids
+    assert spaces["US"].description["n_virtual"] != spaces["DE"].description["n_virtual"]
+    us, de = spaces["US"].p0, spaces["DE"].p0
+    n = min(len(us), len(de))
+    assert not np.array_equal(us[:n], de[:n])  # the country enters the starting point
+    # An explicit n_virtual still cycles or cuts the text.
+    cut = persona_space(model, tokenizer, "U.S.A.", n_virtual=4)
+    np.testing.assert_array_equal(cut.p0, us[:4])
+
+
+def test_scoring_z0_is_scoring_the_persona_tokens_in_front_of_the_prompt(tiny):
+    model, tokenizer = tiny
+    variants = get_variants("train")
+    scorer = SurveyScorer(model, tokenizer, INST, variants)
+    persona = format_persona(ICL_TEMPLATE, "U.S.A.")
+    space = persona_space(model, tokenizer, "U.S.A.")
+    scored = scorer.score(soft_prompts=space.prompts(np.zeros(space.d)))
+    persona_ids = tokenizer(persona, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        for v, variant in enumerate(variants):
+            shown = np.array(variant.displayed_answers(INST.options), dtype=float)
+            for i in range(len(INST.items)):
+                ids, options = scorer.prompt_tokens(v, i, None)
+                logits = model(input_ids=torch.tensor([persona_ids + list(ids)])).logits[0, -1].double()
+                p = torch.softmax(logits, -1)[list(options)]
+                expected = float((p / p.sum()).numpy() @ shown)
+                assert scored.expected[0, v, i] == pytest.approx(expected, abs=1e-5)
+
+
+class ScaledEmbedding(torch.nn.Embedding):
+    """An embedding whose output is scaled by sqrt(hidden), as Gemma's is."""
+
+    def forward(self, ids):
+        return super().forward(ids) * self.embedding_dim ** 0.5
+
+
+def test_p0_and_scale_come_from_the_embedding_module_output(tiny):
+    model, tokenizer = tiny
+    scaled_model = copy.deepcopy(model)
+    plain = scaled_model.get_input_embeddings()
+    scaled = ScaledEmbedding(plain.num_embeddings, plain.embedding_dim)
+    scaled.load_state_dict(plain.state_dict())
+    scaled_model.set_input_embeddings(scaled)
+    space = persona_space(scaled_model, tokenizer, "U.S.A.")
+    ids = space.description["init_token_ids"]
+    factor = 32 ** 0.5
+    torch.testing.assert_close(torch.from_numpy(space.p0), plain.weight.detach()[ids].double() * factor)
+    p0, _ = initial_prompt(scaled_model, tokenizer, format_persona(ICL_TEMPLATE, "U.S.A."))
+    torch.testing.assert_close(p0, scaled(torch.tensor(ids)))
+    weight_std = float(plain.weight.detach().double().std())
+    assert embedding_scale(model) == pytest.approx(weight_std, rel=1e-12)
+    # (the scaled output is rounded to fp32 before the std is taken)
+    assert embedding_scale(scaled_model) == pytest.approx(weight_std * factor, rel=1e-6)
+    assert space.description["embedding_std"] == embedding_scale(scaled_model)
+    # The scorer embeds text tokens through the same module, so z = 0 is still the persona text.
+    scorer = SurveyScorer(scaled_model, tokenizer, INST, get_variants("train")[:1])
+    persona_ids = tokenizer(format_persona(ICL_TEMPLATE, "U.S.A."), add_special_tokens=False)["input_ids"]
+    ids0, options = scorer.prompt_tokens(0, 0, None)
+    with torch.no_grad():
+        logits = scaled_model(input_ids=torch.tensor([persona_ids + list(ids0)])).logits[0, -1].double()
+    p = torch.softmax(logits, -1)[list(options)]
+    shown = np.array(get_variants("train")[0].displayed_answers(INST.options), dtype=float)
+    expected = scorer.score(soft_prompts=space.prompts(np.zeros(space.d))).expected[0, 0, 0]
+    assert expected == pytest.approx(float((p / p.sum()).numpy() @ shown), abs=1e-5)
 
 
 def run_cli(args):
