@@ -9,7 +9,7 @@
       soft_prompt.safetensors   soft prompts only: "prompt_embeddings" [n_virtual, hidden] and
                                 "z" [d], the point of the search space it came from
 
-Loading reads only JSON and safetensors (nothing is unpickled), verifies the tensor file against
+Loading reads only JSON and safetensors (nothing is unpickled), only from inside the folder, verifies the tensor file against
 the hash the JSON records, and can check that the alignment fits a model (hidden size, model id,
 file hash, revision). Every file is written through a temporary file and ``os.replace``, so a
 reader sees the old version or the new one, never half of one.
@@ -49,6 +49,18 @@ def _array_equal(a, b) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+
+
+def _file_in_folder(folder: Path, name, record: Path) -> Path:
+    """``folder / name``, refused unless it names a file inside ``folder``: not absolute, and not
+    leaving the folder through ``..`` or a symbolic link (an artifact reads nothing else)."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        raise CultbenchError(f"{record}: soft_prompt.file {name!r} must be a file name inside the alignment folder")
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise CultbenchError(f"{record}: soft_prompt.file {name!r} leaves the alignment folder {folder}; "
+                             "it must name a file inside it")
+    return path
 
 
 @dataclasses.dataclass(eq=False)
@@ -171,7 +183,7 @@ class Alignment:
         soft, z = None, None
         if data.get("soft_prompt"):
             meta = data["soft_prompt"]
-            tensor_path = folder / meta.get("file", TENSORS_NAME)
+            tensor_path = _file_in_folder(folder, meta.get("file", TENSORS_NAME), path)
             try:
                 blob = tensor_path.read_bytes()
             except OSError as exc:

@@ -5,6 +5,7 @@ The stand-in maps a soft prompt linearly to indices, so with prompt = P0 + A z t
 affine in z and a target made from a chosen z* has a known optimum: fitness 0 at z = z*.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import aligners
 from aligners import (ICL_TEMPLATE, Alignment, AlignmentProblem, SoftPromptSpace, WORST_FITNESS,
                       make_aligner, register_aligner)
 from aligners import registry
+from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from aligners.de import DEConfig
 from cultbench.cli import main
@@ -448,15 +450,11 @@ def test_incompatible_or_damaged_artifacts_are_refused(results_600, tmp_path):
         Alignment.from_pretrained(folder, model_info={"id": "other", "hidden_size": 8})
     with pytest.raises(CultbenchError, match="was made for revision r1, not r2"):
         Alignment.from_pretrained(folder, model_info={"id": "stand-in", "hidden_size": 8, "revision": "r2"})
-    hashed = results_600["cmaes"]
-    hashed.model = dict(hashed.model, file_sha256="a" * 64)
-    try:
-        # The same file under another name is the same model; a different file is not.
-        hashed.check_compatible({"id": "renamed.gguf", "file_sha256": "a" * 64, "hidden_size": 8})
-        with pytest.raises(CultbenchError, match="the model file differs"):
-            hashed.check_compatible({"id": "stand-in", "file_sha256": "b" * 64, "hidden_size": 8})
-    finally:
-        hashed.model = dict(hashed.model, file_sha256=None)
+    hashed = dataclasses.replace(results_600["cmaes"], model=dict(results_600["cmaes"].model, file_sha256="a" * 64))
+    # The same file under another name is the same model; a different file is not.
+    hashed.check_compatible({"id": "renamed.gguf", "file_sha256": "a" * 64, "hidden_size": 8})
+    with pytest.raises(CultbenchError, match="the model file differs"):
+        hashed.check_compatible({"id": "stand-in", "file_sha256": "b" * 64, "hidden_size": 8})
     blob = bytearray((folder / "soft_prompt.safetensors").read_bytes())
     blob[-1] ^= 1
     (folder / "soft_prompt.safetensors").write_bytes(bytes(blob))
@@ -464,6 +462,25 @@ def test_incompatible_or_damaged_artifacts_are_refused(results_600, tmp_path):
         Alignment.from_pretrained(folder)
     with pytest.raises(CultbenchError, match="not an alignment folder"):
         Alignment.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../outside.safetensors", "ABSOLUTE", "sub/../../outside.safetensors",
+                                  "link.safetensors", "", 7])
+def test_an_artifact_reads_no_file_outside_its_folder(results_600, tmp_path, name):
+    folder = results_600["cmaes"].save_pretrained(tmp_path / "a")
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes((folder / TENSORS_NAME).read_bytes())  # a valid tensor file, but not the artifact's
+    (folder / "link.safetensors").symlink_to(outside)
+    name = str(outside) if name == "ABSOLUTE" else name
+    record = json.loads((folder / CONFIG_NAME).read_text())
+    record["soft_prompt"]["file"] = name
+    (folder / CONFIG_NAME).write_text(json.dumps(record))
+    with pytest.raises(CultbenchError, match=r"soft_prompt\.file .*(must be a file name inside|leaves) the alignment folder"):
+        Alignment.from_pretrained(folder)
+    record["soft_prompt"]["file"] = "sub/../" + TENSORS_NAME  # inside after all: read
+    (folder / CONFIG_NAME).write_text(json.dumps(record))
+    (folder / "sub").mkdir()
+    assert Alignment.from_pretrained(folder) == results_600["cmaes"]
 
 
 # -- baselines ----------------------------------------------------------------------------------
