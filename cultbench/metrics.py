@@ -1,15 +1,21 @@
-"""Metrics between a model's indices and a target profile: small pure functions over numpy arrays.
+"""Metrics: small pure functions over numpy arrays.
 
-The L1 distance depends on the constants C (see the README); the signed per-dimension error shows
-its direction, and rank agreement across several targets does not depend on C at all.
+Index instruments: distances between a model's indices and a target profile. The L1 distance
+depends on the constants C (see the README); the signed per-dimension error shows its direction,
+and rank agreement across several targets does not depend on C at all.
+
+Distribution instruments: the Jensen-Shannon distance (base 2, in [0, 1]) between the model's
+answer distribution on an item and a country's answer shares, the similarity 1 - JSD averaged
+over items (Durmus et al. 2023), and the ranking of countries by that similarity.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy import stats
+from scipy.spatial.distance import jensenshannon
 
 from cultbench.errors import CultbenchError, did_you_mean
 
@@ -59,3 +65,34 @@ def rank_agreement(model_scores, target_scores) -> dict:
         return {"kendall_tau": None, "spearman_rho": None, "n": int(len(a))}
     return {"kendall_tau": float(stats.kendalltau(a, b).statistic),
             "spearman_rho": float(stats.spearmanr(a, b).statistic), "n": int(len(a))}
+
+
+def js_distance(p, q) -> np.ndarray:
+    """Jensen-Shannon distance, base 2, between distributions over the last axis (broadcast).
+
+    Each side is normalised to sum 1 first (as scipy does); 0 means identical, 1 disjoint. NaN
+    where a side has no mass (e.g. an item a country was not asked).
+    """
+    p, q = np.broadcast_arrays(np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64))
+    if p.shape[-1] < 1:
+        raise ValueError("a distribution needs at least one option")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = jensenshannon(p, q, base=2, axis=-1)
+    empty = (np.nansum(p, axis=-1) <= 0) | (np.nansum(q, axis=-1) <= 0) | np.isnan(p).any(-1) | np.isnan(q).any(-1)
+    return np.where(empty, np.nan, out)
+
+
+def similarity(distances) -> float:
+    """1 - mean Jensen-Shannon distance over the items that have one (NaN skipped); NaN if none."""
+    d = np.asarray(distances, dtype=np.float64).ravel()
+    d = d[~np.isnan(d)]
+    return float(1.0 - d.mean()) if len(d) else float("nan")
+
+
+def rank_by_similarity(similarities: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Countries (or any targets) from the most to the least similar; NaN last; ties by name."""
+    def key(entry):
+        name, value = entry
+        return (np.isnan(value), -value if not np.isnan(value) else 0.0, name)
+
+    return sorted(((str(k), float(v)) for k, v in similarities.items()), key=key)

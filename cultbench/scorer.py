@@ -29,7 +29,7 @@ from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
 from cultbench.models import resolve_dtype
 from cultbench.packing import SOFT, Layout, pack, stack_rows
-from cultbench.prompts import PromptVariant, render_prompt
+from cultbench.prompts import PromptVariant, displayed_options, option_labels, render_prompt
 
 
 @dataclass
@@ -37,9 +37,11 @@ class ScoreResult:
     """Scores of C candidates on V variants and I items (answers in the instrument's order)."""
 
     probs: np.ndarray  # [C, V, I, K] answer distribution, renormalised over the K options
+    # (distribution instruments: K is the largest option count, zero beyond an item's own)
     option_mass: np.ndarray  # [C, V, I] next-token probability that fell on the option tokens
-    expected: np.ndarray  # [C, V, I] expected answer
-    indices: np.ndarray  # [C, V, D] indices per variant
+    expected: np.ndarray  # [C, V, I] expected answer (NaN for distribution instruments)
+    indices: np.ndarray  # [C, V, D] indices per variant (distribution instruments: the answer
+    # shares per (item, option) slot, see ``cultbench.instruments.distribution``)
     constants: dict
     variants: list[str]
     item_ids: list[str]
@@ -113,14 +115,14 @@ class SurveyScorer:
             variant = self.variants[variant_index]
             item = self.instrument.items[item_index]
             text = render_prompt(self.tokenizer, self.instrument, item, variant, persona)
-            self._token_cache[key] = self._split_options(text)
+            self._token_cache[key] = self._split_options(text, option_labels(self.instrument, item))
         return self._token_cache[key]
 
     def _encode(self, text: str) -> list[int]:
         chat = bool(getattr(self.tokenizer, "chat_template", None))
         return list(self.tokenizer(text, add_special_tokens=not chat)["input_ids"])
 
-    def _split_options(self, text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def _split_options(self, text: str, labels: Sequence[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Prompt ids and one token per option, as the tokenizer splits prompt + option label.
 
         Without a chat template the option follows a space ("Answer: 3"); tokens shared by all
@@ -131,8 +133,8 @@ class SurveyScorer:
         delimiter = "" if chat else " "
         prompt = self._encode(text)
         tails = []
-        for option in self.instrument.options:
-            full = self._encode(text + delimiter + str(option))
+        for option in labels:
+            full = self._encode(text + delimiter + option)
             if full[: len(prompt)] != prompt:
                 raise CultbenchError(f"tokenizer merges option {option} with the end of the prompt")
             tails.append(full[len(prompt):])
@@ -165,7 +167,8 @@ class SurveyScorer:
             raise CultbenchError(f"{len(soft)} soft prompts but {len(personas)} personas")
         soft = soft if soft is not None else [None] * n
         personas = list(personas) if personas is not None else [None] * n
-        n_var, n_items, n_opt = len(self.variants), len(self.instrument.items), len(self.instrument.options)
+        n_var, n_items = len(self.variants), len(self.instrument.items)
+        n_opt = max(len(option_labels(self.instrument, it)) for it in self.instrument.items)
 
         work = []  # (candidate, variant, layout)
         for c in range(n):
@@ -175,19 +178,27 @@ class SurveyScorer:
 
         keys = [(c, v, i) for c in range(n) for v in range(n_var) for i in range(n_items)]
         log_probs = torch.log_softmax(torch.stack([logits[k] for k in keys]).float(), dim=-1)
-        opts = torch.tensor([self.prompt_tokens(v, i, personas[c])[1] for c, v, i in keys],
-                            device=log_probs.device)
+        option_ids = [self.prompt_tokens(v, i, personas[c])[1] for c, v, i in keys]
+        opts = torch.tensor([ids + (ids[0],) * (n_opt - len(ids)) for ids in option_ids], device=log_probs.device)
         option_lp = log_probs.gather(1, opts)  # [N, K] in displayed order
+        if any(len(ids) < n_opt for ids in option_ids):  # items with fewer options: no mass on the padding
+            width = torch.tensor([len(ids) for ids in option_ids], device=log_probs.device)
+            option_lp = option_lp.masked_fill(torch.arange(n_opt, device=log_probs.device) >= width[:, None],
+                                              -torch.inf)
         mass = option_lp.exp().sum(-1).double().cpu().numpy().reshape(n, n_var, n_items)
         shown = torch.softmax(option_lp.double(), dim=-1).cpu().numpy().reshape(n, n_var, n_items, n_opt)
-        # Back from displayed option numbers to the instrument's answer values.
-        options = self.instrument.options
+        # Back from displayed labels to the instrument's options (reversed orders map back).
         probs = np.zeros_like(shown)
         for v, variant in enumerate(self.variants):
-            order = [options.index(a) for a in variant.displayed_answers(options)]
-            probs[:, v][..., order] = shown[:, v]
-        expected = probs @ np.array(options, dtype=float)
-        indices = self.instrument.indices(expected, self.constants)
+            for i, item in enumerate(self.instrument.items):
+                order = displayed_options(self.instrument, item, variant)
+                probs[:, v, i, order] = shown[:, v, i, :len(order)]
+        if getattr(self.instrument, "kind", "index") == "distribution":
+            expected = np.full(probs.shape[:-1], np.nan)
+            indices = self.instrument.flatten(probs)
+        else:
+            expected = probs @ np.array(self.instrument.options, dtype=float)
+            indices = self.instrument.indices(expected, self.constants)
         return ScoreResult(probs=probs, option_mass=mass, expected=expected, indices=indices,
                            constants=dict(self.constants), variants=[v.name for v in self.variants],
                            item_ids=self.instrument.item_ids, dimension_ids=self.instrument.dimension_ids)

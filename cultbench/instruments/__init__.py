@@ -1,7 +1,12 @@
-"""Survey instruments as data: items, answer scales and index formulas, read from YAML.
+"""Survey instruments as data, read from YAML files in this folder. Two kinds (``kind:``):
 
-An index is ``sum(coef * (mean[a] - mean[b])) + C``: one generic engine serves every instrument,
-so a new instrument is a YAML file in this folder, not new code.
+- ``index`` (the default; VSM 2013): Likert items, answer scales and index formulas. An index is
+  ``sum(coef * (mean[a] - mean[b])) + C``: one generic engine serves every instrument of the kind.
+- ``distribution`` (GlobalOpinionQA): items with their own options and, per country, the shares
+  of respondents per option; the YAML names the data's format and the user brings the data
+  (``distribution.py``, ``opinions.py``).
+
+A new instrument is a YAML file in this folder, not new code.
 """
 
 from __future__ import annotations
@@ -15,18 +20,11 @@ import numpy as np
 import yaml
 
 from cultbench.errors import CultbenchError, did_you_mean
+from cultbench.instruments.distribution import DistributionInstrument
+from cultbench.instruments.items import Item
+from cultbench.instruments.opinions import build as build_distribution
 
 INSTRUMENTS_DIR = Path(__file__).parent
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    block: str
-    text: str
-    lead_in: str | None
-    scale: tuple[str, ...]  # label of answer 1 .. answer k
-    reversed: bool = False  # scale runs the other way round relative to its block's neighbours
 
 
 @dataclass(frozen=True)
@@ -47,6 +45,8 @@ class Instrument:
     items: tuple[Item, ...]
     dimensions: tuple[Dimension, ...]
     default_constant: float
+    kind: str = "index"
+    variants_file: str | None = None  # prompt variants for this instrument (None: the default file)
 
     @property
     def item_ids(self) -> list[str]:
@@ -55,6 +55,10 @@ class Instrument:
     @property
     def dimension_ids(self) -> list[str]:
         return [d.id for d in self.dimensions]
+
+    def labels(self, item: Item) -> list[str]:
+        """The labels shown for an item's options: the option numbers, "1".."5"."""
+        return [str(o) for o in self.options]
 
     def constants(self, overrides: Mapping[str, float] | None = None) -> dict[str, float]:
         """The constant C of every dimension: the default, replaced where ``overrides`` says."""
@@ -129,14 +133,55 @@ def _parse(data: dict, source: str) -> Instrument:
         return Instrument(name=data["name"], version=int(data["version"]), title=data["title"],
                           citation=data.get("citation", ""), licence=data.get("licence", ""),
                           options=options, items=tuple(items), dimensions=tuple(dims),
-                          default_constant=float(data.get("default_constant", 0.0)))
+                          default_constant=float(data.get("default_constant", 0.0)),
+                          variants_file=data.get("variants"))
     except (KeyError, TypeError, ValueError) as exc:
         raise CultbenchError(f"{source}: malformed instrument file ({type(exc).__name__}: {exc})") from exc
 
 
+KINDS = ("index", "distribution")
+FORMATS = ("globalopinionqa",)  # data formats of distribution instruments
+
+
+def instrument_spec(name_or_path: str) -> tuple[dict, Path]:
+    """The YAML of an instrument (by name or path) and its path; its kind defaults to ``index``."""
+    path = _find(name_or_path)
+    with open(path, encoding="utf-8") as fh:
+        spec = yaml.safe_load(fh)
+    if not isinstance(spec, dict):
+        raise CultbenchError(f"{path}: malformed instrument file (not a mapping)")
+    spec.setdefault("kind", "index")
+    if spec["kind"] not in KINDS:
+        raise CultbenchError(f"{path}: unknown instrument kind {spec['kind']!r}; kinds: {', '.join(KINDS)}")
+    if spec["kind"] == "distribution" and spec.get("format") not in FORMATS:
+        raise CultbenchError(f"{path}: unknown data format {spec.get('format')!r}; formats: {', '.join(FORMATS)}")
+    return spec, path
+
+
 @lru_cache(maxsize=None)
-def load_instrument(name_or_path: str = "vsm2013") -> Instrument:
-    """An instrument by its name (a YAML file shipped here) or by the path of a YAML file."""
+def load_instrument(name_or_path: str = "vsm2013", data: str | None = None, *, heldout_items: tuple | None = None,
+                    split_seed: int | None = None, heldout_fraction: float | None = None,
+                    cleaning: tuple | None = None) -> Instrument | DistributionInstrument:
+    """An instrument by its name (a YAML file shipped here) or by the path of a YAML file.
+
+    A distribution instrument reads its data from ``data`` (a file), or from the local Hugging
+    Face cache when ``data`` is None; the keywords override its question split and its cleaning
+    policy (``cleaning`` as ``(key, value)`` pairs). An index instrument takes none of them.
+    """
+    spec, path = instrument_spec(name_or_path)
+    extra = {"heldout_items": heldout_items, "split_seed": split_seed, "heldout_fraction": heldout_fraction,
+             "cleaning": cleaning}
+    if spec["kind"] == "distribution":
+        return build_distribution(spec, str(path), data, heldout_items=heldout_items, split_seed=split_seed,
+                                  heldout_fraction=heldout_fraction, cleaning=dict(cleaning or ()))
+    given = [k for k, v in {"data": data, **extra}.items() if v is not None]
+    if given:
+        raise CultbenchError(f"{spec.get('name', path.stem)} is an index instrument: it takes no "
+                             f"{', '.join(given)} (those are for distribution instruments)")
+    return _parse(spec, str(path))
+
+
+def _find(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = INSTRUMENTS_DIR / f"{name_or_path}.yaml"
@@ -144,5 +189,4 @@ def load_instrument(name_or_path: str = "vsm2013") -> Instrument:
             names = available_instruments()
             raise CultbenchError(f"unknown instrument {name_or_path!r}; available: {', '.join(names)}."
                                  f"{did_you_mean(name_or_path, names)}")
-    with open(path, encoding="utf-8") as fh:
-        return _parse(yaml.safe_load(fh), str(path))
+    return path

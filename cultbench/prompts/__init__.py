@@ -64,13 +64,21 @@ def _load(path: str = str(VARIANTS_FILE)) -> dict[str, PromptVariant]:
     return out
 
 
-def all_variants() -> list[PromptVariant]:
-    return list(_load().values())
+def variants_file(instrument: Instrument | None = None) -> str:
+    """The variants file of an instrument (its YAML's ``variants:``, a file beside this module),
+    or the default one."""
+    name = getattr(instrument, "variants_file", None)
+    return str(VARIANTS_FILE if not name else Path(__file__).parent / name)
 
 
-def get_variants(names: str | Sequence[str] | None = None) -> list[PromptVariant]:
-    """Variants by name, or by split ("train", "heldout"), or all when None."""
-    table = _load()
+def all_variants(path: str = str(VARIANTS_FILE)) -> list[PromptVariant]:
+    return list(_load(path).values())
+
+
+def get_variants(names: str | Sequence[str] | None = None, path: str = str(VARIANTS_FILE)) -> list[PromptVariant]:
+    """Variants by name, or by split ("train", "heldout"), or all when None (from the default
+    variants file, or from ``path``: see ``variants_file``)."""
+    table = _load(path)
     if names is None:
         return list(table.values())
     if isinstance(names, str):
@@ -89,13 +97,24 @@ def get_variants(names: str | Sequence[str] | None = None) -> list[PromptVariant
     return out
 
 
+def option_labels(instrument: Instrument, item: Item) -> list[str]:
+    """The labels shown for an item's options, in display order: the instrument's option
+    numbers ("1".."5"), or for a distribution instrument the letters A, B, C, ..."""
+    return instrument.labels(item)
+
+
+def displayed_options(instrument: Instrument, item: Item, variant: PromptVariant) -> list[int]:
+    """Index (into ``item.scale``) of the option behind each displayed label."""
+    return variant.displayed_answers(list(range(len(option_labels(instrument, item)))))
+
+
 def render_user_message(instrument: Instrument, item: Item, variant: PromptVariant) -> str:
-    options = instrument.options
-    answers = variant.displayed_answers(options)
-    scale = "\n".join(variant.scale_line.format(option=shown, label=item.scale[options.index(answer)])
-                      for shown, answer in zip(options, answers))
+    labels = option_labels(instrument, item)
+    shown = displayed_options(instrument, item, variant)
+    scale = "\n".join(variant.scale_line.format(option=label, label=item.scale[k])
+                      for label, k in zip(labels, shown))
     text = variant.template.format(lead_in="\0LEAD\0", scale=scale, question=item.text,
-                                   first=options[0], last=options[-1])
+                                   first=labels[0], last=labels[-1])
     # Drop the lead-in (and its line break) for items that have none.
     if item.lead_in:
         return text.replace("\0LEAD\0", item.lead_in)

@@ -1,0 +1,228 @@
+"""Distribution instruments (GlobalOpinionQA format) on the project's synthetic fixture: loading and
+cleaning, metrics against hand-computed Jensen-Shannon distances, the question split, and the
+packed scorer against a plain forward per prompt."""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from cultbench.errors import CultbenchError
+from cultbench.instruments import load_instrument
+from cultbench.instruments.opinions import parse_literal
+from cultbench.metrics import js_distance, rank_by_similarity, similarity
+from cultbench.prompts import get_variants, render_user_message, variants_file
+from cultbench.scorer import SurveyScorer
+from tests.conftest import CHAT_TEMPLATE, ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import synthetic_opinions  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "data" / "globalopinionqa_fixture.csv"
+INST = load_instrument("globalopinionqa", str(FIXTURE))
+
+
+def test_the_committed_fixture_is_the_generators_output_in_the_datasets_format(tmp_path):
+    synthetic_opinions.write(synthetic_opinions.fixture_rows(), tmp_path / "f.csv")
+    assert (tmp_path / "f.csv").read_bytes() == FIXTURE.read_bytes()
+    assert "defaultdict(<class 'list'>, {'Britain': [0.5" in FIXTURE.read_text()
+
+
+def test_loader_cleans_by_policy_and_counts_every_change():
+    counts = INST.cleaning["counts"]
+    assert counts["rows_read"] == 10 and counts["items"] == 9
+    assert counts["rows_dropped_no_countries"] == 1  # the all-mismatched row
+    assert counts["entries_dropped_mismatched"] == 3  # Mexico in q0003, both entries of q0005
+    assert counts["entries_dropped_off_sum"] == 1  # Germany's 0.4 + 0.4 in q0004
+    assert counts["refusal_options_dropped"] == 2  # "DK/Refused", "Don't know/Refused"
+    assert counts["rows_with_non_text_options"] == 1
+    assert "q0005" not in INST.item_ids
+    by_id = {it.id: it for it in INST.items}
+    assert by_id["q0000"].scale == ("Spend more", "Spend the same", "Spend less")
+    assert by_id["q0006"].scale == ("0", "3", "7")
+    assert sorted(INST.option_counts) == [2, 2, 2, 3, 3, 3, 3, 5, 7]
+    # refusal dropped, the rest renormalised: Germany 0.6, 0.25, 0.1 over 0.95
+    np.testing.assert_allclose(INST.reference["Germany"]["q0000"], np.array([0.6, 0.25, 0.1]) / 0.95)
+    assert "q0004" not in INST.reference["Germany"] and "q0003" not in INST.reference["Mexico"]
+
+
+def test_country_keys_are_normalised_merged_and_linked_to_profiles():
+    by_name = {c.name: c for c in INST.countries}
+    assert set(by_name) == {"Germany", "Great Britain", "India", "Mexico", "Nigeria", "Palestinian territories",
+                            "South Korea", "United States"}
+    assert by_name["Great Britain"].keys == ("Britain", "Great Britain") and by_name["Great Britain"].iso2 == "GB"
+    assert by_name["South Korea"].keys == ("S. Korea", "South Korea") and by_name["South Korea"].iso2 == "KR"
+    assert by_name["India"].keys == ("India (Current national sample)", "India (Non-national sample)")
+    assert by_name["Palestinian territories"].code is None  # no profile: kept, not linked
+    assert INST.country("DE").name == "Germany" and INST.country("UK").name == "Great Britain"
+    assert INST.country("S. Korea").name == "South Korea"
+    with pytest.raises(CultbenchError, match="not a country of globalopinionqa"):
+        INST.country("Saudi Arabia")
+
+
+def test_policies_are_configurable():
+    keep = load_instrument("globalopinionqa", str(FIXTURE), cleaning=(("off_sum", "renormalise"), ("refusal", "keep")))
+    assert keep.cleaning["counts"]["entries_off_sum_renormalised"] == 1
+    np.testing.assert_allclose(keep.reference["Germany"]["q0004"], [0.5, 0.5])
+    assert {it.id: it for it in keep.items}["q0000"].scale[-1] == "DK/Refused"
+    with pytest.raises(CultbenchError, match="mismatched=error"):
+        load_instrument("globalopinionqa", str(FIXTURE), cleaning=(("mismatched", "error"),))
+    with pytest.raises(CultbenchError, match="off_sum"):
+        load_instrument("globalopinionqa", str(FIXTURE), cleaning=(("off_sum", "ignore"),))
+
+
+def test_reprs_are_parsed_as_literals_never_evaluated(tmp_path):
+    assert parse_literal("defaultdict(<class 'list'>, {'A': [0.5, 0.5]})", "{", "}") == {"A": [0.5, 0.5]}
+    with pytest.raises(ValueError):
+        parse_literal("defaultdict(<class 'list'>, {'A': __import__('os').getcwd()})", "{", "}")
+    bad = tmp_path / "bad.csv"
+    bad.write_text('question,selections,options\nQ?,"defaultdict(list, {\'A\': [open(\'x\')]})","[\'a\', \'b\']"\n'
+                   'Q2?,"{\'Germany\': [0.5, 0.5]}","[\'a\', \'b\']"\n')
+    inst = load_instrument("globalopinionqa", str(bad))
+    assert inst.cleaning["counts"]["rows_dropped_unparseable"] == 1 and inst.item_ids == ["q0001"]
+
+
+def test_data_errors_are_clear(tmp_path):
+    with pytest.raises(CultbenchError, match="does not exist"):
+        load_instrument("globalopinionqa", str(tmp_path / "none.csv"))
+    (tmp_path / "cols.csv").write_text("question,answers\nQ,1\n")
+    with pytest.raises(CultbenchError, match="missing column"):
+        load_instrument("globalopinionqa", str(tmp_path / "cols.csv"))
+    with pytest.raises(CultbenchError, match="index instrument"):
+        load_instrument("vsm2013", str(FIXTURE))
+
+
+def test_jsonl_and_parquet_read_like_the_csv(tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False)
+    frame.to_json(tmp_path / "f.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "f.parquet")
+    for name in ("f.jsonl", "f.parquet"):
+        other = load_instrument("globalopinionqa", str(tmp_path / name))
+        assert other.items == INST.items and other.reference == INST.reference
+
+
+def _js_by_hand(p, q):
+    p, q = np.asarray(p, float) / np.sum(p), np.asarray(q, float) / np.sum(q)
+    m = (p + q) / 2
+
+    def kl(a, b):
+        return sum(x * math.log2(x / y) for x, y in zip(a, b) if x > 0)
+
+    return math.sqrt((kl(p, m) + kl(q, m)) / 2)
+
+
+def test_metrics_against_hand_computed_js_distances():
+    assert js_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert js_distance([0.5, 0.5], [1, 0]) == pytest.approx(math.sqrt((0.5 * math.log2(0.5 / 0.75) + 0.5
+                                                                       + math.log2(1 / 0.75)) / 2))
+    p, q = [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]
+    assert js_distance(p, q) == pytest.approx(_js_by_hand(p, q), abs=1e-12)
+    assert np.isnan(js_distance([0.5, 0.5], [np.nan, np.nan]))
+    assert similarity([0.1, np.nan, 0.3]) == pytest.approx(0.8) and np.isnan(similarity([]))
+    assert rank_by_similarity({"b": 0.5, "a": 0.5, "c": 0.9, "d": float("nan")})[0] == ("c", 0.9)
+    assert [n for n, _ in rank_by_similarity({"b": 0.5, "a": 0.5, "d": float("nan")})] == ["a", "b", "d"]
+
+
+def test_instrument_distance_is_the_mean_item_jsd_over_the_items_a_country_was_asked():
+    rng = np.random.default_rng(0)
+    shares = np.concatenate([rng.dirichlet(np.ones(k)) for k in INST.option_counts])
+    target = INST.target("Mexico")
+    vector = target.vector(INST.dimension_ids)
+    by_hand = [_js_by_hand(shares[a:b], target.shares[i]) for i, a, b in
+               zip(INST.item_ids, INST.offsets[:-1], INST.offsets[1:]) if i in target.shares]
+    assert len(by_hand) == 3  # Mexico was asked q0002, q0007, q0009 (its q0003 entry was mismatched)
+    assert INST.distance(shares, vector) == pytest.approx(np.mean(by_hand), abs=1e-12)
+    assert INST.similarities(shares)["Mexico"] == pytest.approx(1 - np.mean(by_hand), abs=1e-12)
+    batch = np.stack([shares, shares])[None]  # [1, 2, slots]
+    np.testing.assert_allclose(INST.distance(batch, vector), np.full((1, 2), np.mean(by_hand)))
+    own = INST.target("Germany").vector(INST.dimension_ids)
+    assert INST.ranking(np.nan_to_num(own))[0][0] == "Germany"
+
+
+def test_question_split_is_a_fixed_seeded_rule_and_can_be_overridden():
+    assert INST.split_ids("train") == ["q0000", "q0002", "q0006", "q0008", "q0009"]
+    assert INST.split_ids("heldout") == ["q0001", "q0003", "q0004", "q0007"]
+    other = load_instrument("globalopinionqa", str(FIXTURE), split_seed=1)
+    assert other.split != INST.split
+    chosen = load_instrument("globalopinionqa", str(FIXTURE), heldout_items=("q0000",))
+    assert chosen.split_ids("heldout") == ["q0000"] and chosen.split_rule["rule"] == "list"
+    train = INST.subset("train")
+    assert train.item_ids == INST.split_ids("train") and set(train.reference["Germany"]) <= set(train.item_ids)
+    with pytest.raises(CultbenchError, match="not among the questions"):
+        load_instrument("globalopinionqa", str(FIXTURE), heldout_items=("q9999",))
+
+
+def test_letter_labels_and_reversed_order_are_wording_variants():
+    variants = {v.name: v for v in get_variants(None, path=variants_file(INST))}
+    item = {it.id: it for it in INST.items}["q0000"]
+    forward = render_user_message(INST, item, variants["respondent"])
+    backward = render_user_message(INST, item, variants["respondent-reversed"])
+    assert "A. Spend more\nB. Spend the same\nC. Spend less" in forward and "from A to C" in forward
+    assert "A. Spend less\nB. Spend the same\nC. Spend more" in backward
+    assert {v.split for v in variants.values()} == {"train", "heldout"}
+    assert {v.order for v in variants.values() if v.split == "train"} == {"ascending", "descending"}
+
+
+# -- the scorer -------------------------------------------------------------------------------------
+
+
+def opinions_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
+    variants = get_variants(None, path=variants_file(INST))
+    corpus = [f"{it.text} {' '.join(it.scale)}" for it in INST.items]
+    corpus += [f"{v.template} {v.scale_line} {v.system or ''}" for v in variants] + [" ".join("ABCDEFGHIJ")]
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(
+        special_tokens=["[UNK]", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>")
+    if chat:
+        fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+@pytest.fixture(scope="module")
+def tiny_opinions():
+    tokenizer = opinions_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, initializer_range=0.2)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+@pytest.mark.parametrize("chat", [True, False], ids=["chat-template", "no-template"])
+def test_scorer_equals_a_plain_forward_per_prompt(tiny_opinions, chat):
+    model, tokenizer = tiny_opinions
+    tokenizer = tokenizer if chat else opinions_tokenizer(chat=False)
+    variants = get_variants(None, path=variants_file(INST))
+    torch.manual_seed(1)
+    soft = [torch.randn(3, model.config.hidden_size), None]
+    personas = [None, "Answer as a person from Germany."]
+    scorer = SurveyScorer(model, tokenizer, INST, variants, max_batch_mb=0.2)  # several chunks
+    result = scorer.score(soft, personas)
+    n_opt = max(INST.option_counts)
+    assert result.probs.shape == (2, len(variants), len(INST.items), n_opt)
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        for c in range(2):
+            for v, variant in enumerate(variants):
+                for i, item in enumerate(INST.items):
+                    ids, options = scorer.prompt_tokens(v, i, personas[c])
+                    assert len(options) == len(item.scale)
+                    x = embed(torch.tensor(ids))
+                    x = x if soft[c] is None else torch.cat([soft[c], x])
+                    p = torch.softmax(model(inputs_embeds=x[None]).logits[0, -1].double(), -1)[list(options)]
+                    shown = (p / p.sum()).numpy()
+                    expected = shown if variant.order == "ascending" else shown[::-1]
+                    np.testing.assert_allclose(result.probs[c, v, i, :len(item.scale)], expected, atol=1e-5)
+                    assert np.all(result.probs[c, v, i, len(item.scale):] == 0)
+                    assert result.option_mass[c, v, i] == pytest.approx(float(p.sum()), abs=1e-5)
+    np.testing.assert_allclose(result.indices, INST.flatten(result.probs))
+    assert result.indices.shape == (2, len(variants), len(INST.dimension_ids))
+    assert np.isnan(result.expected).all()
