@@ -99,8 +99,14 @@ class AlignerConfig:
             object.__setattr__(self, f.name, value)
 
     @classmethod
+    def _owner(cls) -> str:
+        """The aligner these hyper-parameters belong to, as users name it (set at registration)."""
+        name = vars(cls).get("aligner_name")
+        return f"aligner {name}" if name else cls.__name__
+
+    @classmethod
     def _label(cls) -> str:
-        return f"hyper-parameters of {cls.__name__}"
+        return f"hyper-parameters of {cls._owner()}"
 
     def _fail(self, message: str):
         raise CultbenchError(f"{self._label()}: {message}")
@@ -118,7 +124,7 @@ class AlignerConfig:
         if unknown:
             hint = did_you_mean(unknown[0], names)
             known = ", ".join(names) if names else "none"
-            raise CultbenchError(f"unknown hyper-parameter {unknown[0]!r} for {cls.__name__}; "
+            raise CultbenchError(f"unknown hyper-parameter {unknown[0]!r} for {cls._owner()}; "
                                  f"hyper-parameters: {known}.{hint}")
         return cls(**dict(data))
 

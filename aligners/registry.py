@@ -57,6 +57,9 @@ def register_aligner(name: str):
         if current is not None and current is not cls and not reloaded:
             raise ValueError(f"aligner name {name!r} is taken by {current.__module__}.{current.__qualname__}")
         cls.name = name
+        config = getattr(cls, "config_class", None)
+        if config is not None and "aligner_name" not in vars(config):
+            config.aligner_name = name  # messages about its hyper-parameters name the aligner, not the class
         _ALIGNERS[name] = cls
         return cls
 

@@ -137,6 +137,29 @@ def _differences(stored, current, prefix: str = "") -> list[str]:
     return [] if stored == current else [prefix.rstrip(".")]
 
 
+def _value_at(record, path: str):
+    for key in path.split("."):
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
+# Command-line options that set a part of a run's identity, so a refused resume can name what to pass.
+_OPTION_OF = {"search_precision": "--search-dtype {}", "seed": "--seed {}", "model.dtype": "--dtype {}",
+              "problem.distance": "--distance {}", "aligner": "--aligner {}"}
+
+
+def _difference_text(stored, current, path: str) -> str:
+    old, new = _value_at(stored, path), _value_at(current, path)
+    option = _OPTION_OF.get(path)
+    if path.startswith("hyperparameters."):
+        option = f"--param {path.split('.', 1)[1]}={{}}"
+    shown = (",".join(map(str, old)) if isinstance(old, list) else old) if option else None
+    hint = f"; pass {option.format(shown)}" if option and old is not None else ""
+    if isinstance(old, (dict, list)) and not option or isinstance(new, (dict, list)) and not option:
+        return path
+    return f"{path} is {old!r} in the checkpoint and {new!r} now{hint}"
+
+
 class SearchRun:
     """One search's bookkeeping: evaluations, budget, best candidate, history, checkpoint, progress.
 
@@ -280,9 +303,9 @@ class SearchRun:
         state, arrays = load_checkpoint(path)
         differ = _differences(state.get("identity"), self.identity)
         if differ:
-            raise CultbenchError(f"{path} belongs to another run (it differs in {', '.join(differ)}); resume "
-                                 "with the same aligner, hyper-parameters, seed, model and problem, or use "
-                                 "another folder")
+            shown = "; ".join(_difference_text(state.get("identity"), self.identity, d) for d in differ)
+            raise CultbenchError(f"{path} belongs to another run ({shown}); resume with the same aligner, "
+                                 "hyper-parameters, seed, model and problem, or use another folder")
         if state["evaluations"] > self.budget:
             raise CultbenchError(f"the checkpoint has used {state['evaluations']} evaluations, more than the "
                                  f"budget {self.budget}")

@@ -5,28 +5,62 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
+from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.metrics import distance, signed_error
 from cultbench.profiles import Profile
-from cultbench.prompts import get_variants
+from cultbench.prompts import get_variants, variants_version
 from cultbench.scorer import SurveyScorer
 
 SPLIT_NAMES = ("train", "heldout")
 
 
+def versus_target(target: Profile, per_variant, variant_names: Sequence[str], dims: Sequence[str]) -> dict:
+    """One split's comparison with one target, from the indices per variant [V, D].
+
+    ``l1`` is the L1 distance per prompt variant, averaged over the variants (as the aligners'
+    fitness is); ``signed_error`` is model minus target on the split's mean indices, so the L1 is
+    not the sum of the absolute signed errors (that would be the L1 of the mean indices).
+    """
+    vector = target.vector(dims)
+    per_variant = np.asarray(per_variant, dtype=np.float64)
+    l1 = distance(per_variant, vector)
+    return {"id": target.key, "name": target.name, "code": target.code, "iso2": target.iso2,
+            "source": target.source, "estimated": target.estimated, "scores": dict(target.scores),
+            "l1": float(l1.mean()), "l1_per_variant": dict(zip(variant_names, l1.tolist())),
+            "signed_error": dict(zip(dims, signed_error(per_variant.mean(axis=0), vector).tolist()))}
+
+
 def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile], *, soft_prompt=None,
                        persona: str | None = None, splits: Sequence[str] = SPLIT_NAMES,
-                       constants: dict | None = None, max_batch_mb: float | None = None) -> dict:
-    """Scores per split (indices, expected answers, option mass) and per target (L1, error).
+                       constants: dict | None = None, max_batch_mb: float | None = None,
+                       dimensions: Sequence[str] | None = None, baseline: bool = False) -> dict:
+    """Scores per split (indices, expected answers, option mass) and per target (L1, error), the
+    targets keyed by their stable id (``Profile.key``, e.g. "US").
 
     L1 is computed per prompt variant and averaged over the split's variants, as the aligners'
-    fitness is; the signed error is that of the split's mean indices.
+    fitness is; the signed error is that of the split's mean indices. With ``baseline``, the
+    naive model (no soft prompt, no persona) is scored in the same call, and each target gets
+    ``naive_l1`` and ``delta_vs_naive`` (negative: the candidate is closer than the naive model).
+    ``dimensions`` (default: all) are those the targets are compared on.
     """
+    dims, items = instrument.dimension_ids, instrument.item_ids
+    compared = list(dims) if dimensions is None else [str(d).lower() for d in dimensions]
+    unknown = [d for d in compared if d not in dims]
+    if unknown:
+        raise CultbenchError(f"unknown dimension {unknown[0]!r} for {instrument.name}; dimensions: "
+                             f"{', '.join(dims)}.{did_you_mean(unknown[0], dims)}")
+    positions = [list(dims).index(d) for d in compared]
     variants = [v for split in splits for v in get_variants(split)]
     kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
     scorer = SurveyScorer(model, tokenizer, instrument, variants, constants=constants, **kwargs)
-    scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
-    dims, items = instrument.dimension_ids, instrument.item_ids
+    if baseline:
+        scored = scorer.score([soft_prompt, None], [persona, None])
+    else:
+        scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
     out = {"instrument": {"name": instrument.name, "version": instrument.version},
+           "wording": {"version": variants_version()}, "dimensions": compared,
            "constants": scored.constants, "precision": str(scorer.dtype).replace("torch.", ""), "splits": {}}
     for split in splits:
         rows = [k for k, v in enumerate(variants) if v.split == split]
@@ -42,12 +76,11 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
             "targets": {},
         }
         for target in targets:
-            vector = target.vector(dims)
-            split_out["targets"][target.name] = {
-                "source": target.source,
-                "l1": float(distance(indices, vector).mean()),
-                "l1_per_variant": dict(zip(split_out["variants"], distance(indices, vector).tolist())),
-                "signed_error": dict(zip(dims, signed_error(mean, vector).tolist())),
-            }
+            versus = versus_target(target, indices[:, positions], split_out["variants"], compared)
+            if baseline:
+                naive = scored.indices[1, rows][:, positions]
+                versus["naive_l1"] = float(distance(naive, target.vector(compared)).mean())
+                versus["delta_vs_naive"] = versus["l1"] - versus["naive_l1"]
+            split_out["targets"][target.key] = versus
         out["splits"][split] = split_out
     return out

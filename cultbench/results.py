@@ -27,6 +27,7 @@ import jsonschema
 from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
+from cultbench.profiles import target_key
 from cultbench.metrics import rank_agreement
 
 SCHEMA_VERSION = 1
@@ -201,7 +202,7 @@ def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Ma
                  run: Mapping, engine: str = "cultbench-scorer", lm_eval: Mapping | None = None) -> dict:
     """The result record of one combination, from the alignment (``aligners.Alignment``) and
     ``cultbench.evaluation.evaluate_candidate``'s output for the one target."""
-    name = target["name"]
+    name = target_key(target)
     splits, metrics = {}, {"precision": evaluation["precision"]}
     for split in SPLITS:
         scored = evaluation["splits"][split]

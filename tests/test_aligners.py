@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 import aligners
 from aligners import (ICL_TEMPLATE, Alignment, AlignmentProblem, SoftPromptSpace, WORST_FITNESS,
-                      make_aligner, register_aligner)
+                      available_aligners, get_aligner_class, make_aligner, register_aligner)
 from aligners import registry
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -351,11 +351,18 @@ def test_resume_refuses_another_run_and_a_run_needs_a_fresh_folder(tmp_path):
     make_aligner("de", **PARAMS).align(synthetic_problem(), budget=48, seed=0, run_dir=tmp_path)
     with pytest.raises(CultbenchError, match="already holds a run's checkpoint"):
         make_aligner("de", **PARAMS).align(synthetic_problem(), budget=48, seed=0, run_dir=tmp_path)
-    with pytest.raises(CultbenchError, match=r"belongs to another run \(it differs in hyperparameters.popsize, seed\)"):
+    with pytest.raises(CultbenchError, match=r"belongs to another run \(hyperparameters.popsize is 12 in the "
+                       r"checkpoint and 6 now; pass --param popsize=12; seed is 0 in the checkpoint and 1 now; "
+                       r"pass --seed 0\)"):
         make_aligner("de", **dict(PARAMS, popsize=6)).align(synthetic_problem(), budget=48, seed=1,
                                                             run_dir=tmp_path, resume=True)
     with pytest.raises(CultbenchError, match="nothing to resume"):
         make_aligner("de", **PARAMS).align(synthetic_problem(), budget=48, run_dir=tmp_path / "new", resume=True)
+    # A resume in another search precision names the value the checkpointed run used.
+    with pytest.raises(CultbenchError, match="search_precision is 'float32' in the checkpoint and 'bfloat16' now; "
+                                             "pass --search-dtype float32"):
+        make_aligner("de", **PARAMS).align(synthetic_problem(LinearScorer(dtype="bfloat16")), budget=48, seed=0,
+                                           run_dir=tmp_path, resume=True)
     # A larger budget continues the finished run where it stopped.
     longer = make_aligner("de", **PARAMS).align(synthetic_problem(), budget=96, seed=0, run_dir=tmp_path,
                                                 resume=True)
@@ -583,3 +590,11 @@ def test_a_third_party_aligner_from_an_entry_point_runs_end_to_end(plugin_on_pat
     assert "broken       (plugin could not be loaded: ModuleNotFoundError" in listing.output
     with pytest.raises(CultbenchError, match="aligner plugin 'broken' could not be loaded"):
         make_aligner("broken")
+
+
+@pytest.mark.parametrize("name", sorted(available_aligners()))
+def test_hyperparameter_errors_name_the_aligner_not_a_class(name):
+    with pytest.raises(CultbenchError) as unknown:
+        get_aligner_class(name).config_class.from_dict({"no_such_param": "1"})
+    assert f"unknown hyper-parameter 'no_such_param' for aligner {name};" in str(unknown.value)
+    assert "Config" not in str(unknown.value)

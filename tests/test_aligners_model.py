@@ -150,6 +150,13 @@ def test_cli_align_resume_bf16_search_and_baseline(tiny_folder, tmp_path):
     saved = Alignment.from_pretrained(out, model_info=info)
     assert saved.aligner == "de" and saved.evaluations == 10 and saved.model["id"] == str(tiny_folder)
     assert saved.target["name"] == "U.S.A." and saved.target["source"] == "hofstede-2015"
+    # The summary puts the naive model's fitness on the same variants beside the alignment's.
+    loaded = load_model(str(tiny_folder))
+    exact = SurveyScorer(loaded.model, loaded.tokenizer, INST, get_variants("train"))
+    naive = AlignmentProblem(exact, lookup("US")).fitness(exact.score().indices)[0]
+    verdict = "better than" if saved.fitness < naive else "WORSE than"
+    assert f"  de {saved.fitness:.1f}   naive model {naive:.1f}: {verdict} the naive model" in first.stderr
+    assert "cultbench evaluate --target US --alignment " + str(out) in first.stderr
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 2 and "already holds checkpoint.safetensors and alignment.json" in refused.output
     resumed = run_cli(args + ["--resume"])
@@ -176,7 +183,7 @@ def test_cli_align_resume_bf16_search_and_baseline(tiny_folder, tmp_path):
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--param", "popsiz=5"], "unknown hyper-parameter 'popsiz' for DEConfig.*Did you mean: popsize"),
+    (["--param", "popsiz=5"], "unknown hyper-parameter 'popsiz' for aligner de; .*Did you mean: popsize"),
     (["--budget", "3", "--param", "popsize=5"], "budget 3 is smaller than one generation of de"),
     (["--target", "SA"], "Saudi Arabia has no PDI, IDV, MAS, UAI in source hofstede-2015"),
     (["--aligner", "cma"], "unknown aligner 'cma'"),

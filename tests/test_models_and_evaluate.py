@@ -13,6 +13,7 @@ from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.models import folder_sha256, load_model, model_sha256
 from cultbench.profiles import lookup
+from cultbench.prompts import variants_version
 
 
 def test_loads_a_local_folder_with_dtype_and_records_it(tiny_folder):
@@ -84,9 +85,10 @@ def test_unknown_dtype_and_device():
 
 def test_evaluate_command_reports_splits_and_target_metrics(tiny_folder):
     result = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_folder), "--target", "US",
-                                       "--target", "China", "--constant", "pdi=0"])
+                                       "--target", "China", "--constant", "pdi=0", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
+    assert out["wording"]["version"] == variants_version()
     assert out["constants"]["pdi"] == 0 and out["constants"]["idv"] == 50
     assert set(out["splits"]) == {"train", "heldout"}
     train = out["splits"]["train"]
@@ -95,10 +97,55 @@ def test_evaluate_command_reports_splits_and_target_metrics(tiny_folder):
     us = lookup("US")
     per_variant = [np.abs(np.array(list(v.values())) - us.vector()).sum()
                    for v in train["indices_per_variant"].values()]
-    assert train["targets"]["U.S.A."]["l1"] == pytest.approx(np.mean(per_variant))
+    assert train["targets"]["US"]["l1"] == pytest.approx(np.mean(per_variant))
+    assert train["targets"]["US"]["name"] == "U.S.A." and train["targets"]["US"]["id"] == "US"
     mean = np.array(list(train["indices"].values()))
-    assert list(train["targets"]["U.S.A."]["signed_error"].values()) == pytest.approx(list(mean - us.vector()))
-    assert "China" in train["targets"]
+    assert list(train["targets"]["US"]["signed_error"].values()) == pytest.approx(list(mean - us.vector()))
+    assert train["targets"]["CN"]["name"] == "China"
+    assert "naive_l1" not in train["targets"]["US"]  # the model as it is is the naive model
+
+
+def test_evaluate_prints_a_summary_and_writes_the_json(tiny_folder, tmp_path):
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_folder), "--target", "US", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    us = data["splits"]["heldout"]["targets"]["US"]
+    text = result.stdout
+    assert "U.S.A. (US, hofstede-2015)" in text
+    published = next(line for line in text.splitlines() if line.strip().startswith("published"))
+    assert published.split()[1:] == ["40", "91", "62", "46", "26", "68"]
+    assert f"L1 held-out: {us['l1']:.1f} (mean of {len(us['l1_per_variant'])} variants)" in text
+    assert "Option mass" in text and "per prompt variant, then averaged" in text
+
+
+def test_evaluate_with_a_persona_scores_the_naive_model_beside_it(tiny_folder, tmp_path):
+    out = tmp_path / "persona.json"
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_folder), "--target", "US",
+                                       "--persona", "You are from the U.S.A.", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    naive = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_folder), "--target", "US", "--json"])
+    for split in ("train", "heldout"):
+        with_persona = json.loads(out.read_text())["splits"][split]["targets"]["US"]
+        alone = json.loads(naive.stdout)["splits"][split]["targets"]["US"]
+        # scored in one batch with the persona: equal up to fp32 rounding
+        assert with_persona["naive_l1"] == pytest.approx(alone["l1"], abs=1e-3)
+        assert with_persona["delta_vs_naive"] == pytest.approx(with_persona["l1"] - with_persona["naive_l1"])
+        beats = "better than" if with_persona["delta_vs_naive"] < 0 else "WORSE than"
+        label = {"train": "train", "heldout": "held-out"}[split]
+        assert (f"L1 {label}: {with_persona['l1']:.1f} (mean of {len(with_persona['l1_per_variant'])} variants); naive model "
+                f"{with_persona['naive_l1']:.1f}: {beats} the naive model") in result.stdout
+
+
+def test_evaluate_dimensions_restrict_the_comparison(tiny_folder):
+    """The error for a target without all six scores suggests restricting the dimensions: evaluate can."""
+    refused = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_folder), "--target", "SA"])
+    assert refused.exit_code == 2 and "--dimensions" in refused.stderr
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_folder), "--target", "SA",
+                                       "--dimensions", "lto,ivr", "--json"])
+    assert result.exit_code == 0, result.output
+    sa = json.loads(result.stdout)["splits"]["train"]["targets"]["SA"]
+    assert list(sa["signed_error"]) == ["lto", "ivr"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -115,7 +115,9 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
           num_gpus_per_worker, progress):
     """Align a model to a country's profile and save the alignment artifact.
 
-    Prints the artifact's folder. A search writes a checkpoint into that folder after every
+    Prints a summary (the aligned fitness next to the naive model's on the same prompt variants,
+    the indices next to the published scores, the option mass) and, on stdout, the artifact's
+    folder; its alignment.json holds the full record. A search writes a checkpoint into that folder after every
     generation; after Ctrl-C, SIGTERM or a crash, the same command with --resume continues it
     and ends where an uninterrupted run would.
 
@@ -126,6 +128,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
         --search-dtype bfloat16 --output runs/de-us
     """
     from aligners import AlignmentProblem, SoftPromptAligner, get_aligner_class
+    from aligners.base import final_result
     from aligners.checkpoint import CHECKPOINT_NAME
     from aligners.objective import check_distance
     from cultbench.instruments import load_instrument
@@ -133,6 +136,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     from cultbench.profiles import lookup
     from cultbench.prompts import get_variants
     from cultbench.scorer import SurveyScorer
+    from cultbench.summary import alignment_text
 
     cls = get_aligner_class(aligner)
     instance = cls(cls.config_class.from_dict(parse_params(params)))
@@ -176,9 +180,8 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
         if search is not exact and hasattr(search, "close"):
             search.close()
     alignment.save_pretrained(output)
-    shown = ", ".join(f"{d.upper()} {v:.1f}" for d, v in alignment.indices.items())
-    click.echo(f"{alignment.aligner} for {profile.name} ({profile.source}): fitness {alignment.fitness:.3f} "
-               f"({distance}, full precision), {alignment.evaluations} evaluations; {shown}", err=True)
+    naive = None if alignment.aligner == "naive" else final_result(problem)  # the baseline beside it
+    click.echo(alignment_text(alignment, naive, output, distance, [v.name for v in chosen]), err=True, nl=False)
     click.echo(str(output))
 
 

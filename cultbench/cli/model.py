@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cultbench.cli.options import constant_option, emit_json
+from cultbench.cli.options import alignment_folder, constant_option, emit_json, emit_report, json_options
 from cultbench.errors import CultbenchError
 
 
@@ -17,9 +17,13 @@ from cultbench.errors import CultbenchError
               help="Target country (name, ISO code or alias); repeatable.")
 @click.option("--source", default=None, help="Source of the targets' scores (default: the 2015 matrix).")
 @click.option("--alignment", type=click.Path(path_type=Path), default=None,
-              help="Alignment folder (from `cultbench align`) to apply; default: the model as it is.")
+              help="Alignment folder (from `cultbench align`) or its alignment.json, to apply; default: the "
+                   "model as it is. The naive model is scored beside it.")
 @click.option("--persona", default=None, help="A system-prompt text to apply instead of an alignment.")
 @click.option("--splits", default="train,heldout", show_default=True, help="Prompt-variant splits to score.")
+@click.option("--dimensions", default=None, metavar="DIM,DIM",
+              help="Dimensions the L1 and the errors use [default: all of the instrument's]; a target needs "
+                   "scores on these only.")
 @click.option("--instrument", default="vsm2013", show_default=True, help="Instrument name or YAML path.")
 @constant_option
 @click.option("--dtype", default="float32", show_default=True, help="Model dtype (reported indices: float32).")
@@ -28,22 +32,27 @@ from cultbench.errors import CultbenchError
 @click.option("--engine", type=click.Choice(["scorer", "lm-eval"]), default="scorer", show_default=True,
               help="scorer: cultbench's survey scorer; lm-eval: lm-evaluation-harness's request machinery "
                    "on the vsm2013_<variant> tasks (same report, plus lm-eval's results block).")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Write the JSON here.")
-def evaluate(model, targets, source, alignment, persona, splits, instrument, constants, dtype, device,
-             max_batch_mb, engine, output):
+@json_options
+def evaluate(model, targets, source, alignment, persona, splits, dimensions, instrument, constants, dtype, device,
+             max_batch_mb, engine, output, as_json):
     """Score a model (as it is, with a persona, or with an alignment) on train and held-out prompt
-    variants, and compare it with target countries. Prints JSON.
+    variants, and compare it with target countries.
+
+    Prints, per target, the published scores next to the model's indices, the L1 distance on each
+    split (with the naive model's beside an alignment or persona), the option mass and warnings;
+    the full JSON (targets keyed by id, e.g. "US") goes to -o FILE or, with --json, to stdout.
 
     \b
     Examples:
       cultbench evaluate --target US --target CN
       cultbench evaluate --target US --alignment runs/de-us-s0 -o eval-de-us.json
-      cultbench evaluate --target US --alignment runs/de-us-s0 --engine lm-eval
+      cultbench evaluate --target US --alignment runs/de-us-s0 --engine lm-eval --json
     """
     from cultbench.evaluation import SPLIT_NAMES, evaluate_candidate
     from cultbench.instruments import load_instrument
     from cultbench.models import DEFAULT_MODEL, load_model
     from cultbench.profiles import lookup
+    from cultbench.summary import evaluation_text
 
     if alignment is not None and persona is not None:
         raise CultbenchError("pass --alignment or --persona, not both")
@@ -51,9 +60,13 @@ def evaluate(model, targets, source, alignment, persona, splits, instrument, con
     for s in chosen:
         if s not in SPLIT_NAMES:
             raise CultbenchError(f"unknown split {s!r}; splits: {', '.join(SPLIT_NAMES)}")
-    profiles = [lookup(t, source=source) for t in targets]
+    dims = [d.strip().lower() for d in dimensions.split(",") if d.strip()] if dimensions else None
+    if dims is not None and engine == "lm-eval":
+        raise CultbenchError("--dimensions works with --engine scorer only")
+    profiles = [lookup(t, source=source, dimensions=dims) for t in targets]
     inst = load_instrument(instrument)
     applied = None
+    alignment = alignment_folder(alignment)
     if alignment is not None:
         from aligners import Alignment
 
@@ -72,10 +85,11 @@ def evaluate(model, targets, source, alignment, persona, splits, instrument, con
     else:
         result = evaluate_candidate(loaded.model, loaded.tokenizer, inst, profiles, soft_prompt=soft,
                                     persona=persona, splits=chosen, constants=constants,
-                                    max_batch_mb=max_batch_mb)
+                                    max_batch_mb=max_batch_mb, dimensions=dims,
+                                    baseline=soft is not None or persona is not None)
     result = {"model": loaded.info, "alignment": None if applied is None else str(alignment),
               "persona": persona, **result}
-    emit_json(result, output)
+    emit_report(result, evaluation_text(result), output, as_json)
 
 
 @click.command("bench")

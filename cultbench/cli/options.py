@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import click
 
@@ -56,6 +57,32 @@ def ray_options(f):
     return click.option("--workers", default=None, type=click.IntRange(min=1),
                         help="Score each search's populations on this many Ray actors, one model replica "
                              "each (needs `pip install 'cultbench[ray]'`; see docs/distributed.md).")(f)
+
+
+def json_options(f):
+    """Decorator adding ``--output/-o FILE`` (the full JSON, written atomically) and ``--json`` (the
+    full JSON on stdout instead of the readable summary)."""
+    f = click.option("--json", "as_json", is_flag=True,
+                     help="Print the full JSON on stdout instead of the readable summary.")(f)
+    return click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        metavar="FILE", help="Also write the full JSON to FILE.")(f)
+
+
+def emit_report(data, summary: str, output=None, as_json: bool = False) -> None:
+    """The readable ``summary`` on stdout (or the JSON with ``as_json``), and the JSON in ``output``."""
+    if output is not None:
+        emit_json(data, output)
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(summary, nl=False)
+
+
+def alignment_folder(path: Path | None) -> Path | None:
+    """An alignment given as its folder or as the folder's alignment.json: the folder."""
+    if path is not None and path.name == "alignment.json" and path.is_file():
+        return path.parent
+    return path
 
 
 def emit_json(data, output=None) -> None:

@@ -29,9 +29,9 @@ from harness_tasks import TASKS_PATH
 from cultbench.errors import CultbenchError
 from cultbench.harness.model import CultbenchLM
 from cultbench.harness.taskfiles import task_name
-from cultbench.metrics import distance, signed_error
+from cultbench.evaluation import versus_target
 from cultbench.profiles import Profile
-from cultbench.prompts import get_variants
+from cultbench.prompts import get_variants, variants_version
 
 SPLIT_NAMES = ("train", "heldout")
 
@@ -92,7 +92,7 @@ def evaluate_with_lm_eval(loaded, instrument, targets: Sequence[Profile], *, ali
         mass[v.name] = np.array([r[2] for r in records])
     first = results["configs"][names[variants[0].name]]["metadata"]["cultbench"]
     out = {"engine": "lm-eval", "instrument": {"name": instrument.name, "version": instrument.version},
-           "constants": first["constants"], "precision": str(lm.model.dtype).replace("torch.", ""),
+           "wording": {"version": variants_version()}, "constants": first["constants"], "precision": str(lm.model.dtype).replace("torch.", ""),
            "chat_template_applied": chat, "splits": {}}
     for split in splits:
         names_in = [v.name for v in variants if v.split == split]
@@ -108,13 +108,7 @@ def evaluate_with_lm_eval(loaded, instrument, targets: Sequence[Profile], *, ali
             "targets": {},
         }
         for target in targets:
-            vector = target.vector(dims)
-            l1 = distance(per_variant, vector)
-            split_out["targets"][target.name] = {
-                "source": target.source, "l1": float(l1.mean()),
-                "l1_per_variant": dict(zip(names_in, l1.tolist())),
-                "signed_error": dict(zip(dims, signed_error(mean, vector).tolist())),
-            }
+            split_out["targets"][target.key] = versus_target(target, per_variant, names_in, dims)
         out["splits"][split] = split_out
     out["lm_eval"] = _jsonable({
         "lm_eval_version": LM_EVAL_VERSION,

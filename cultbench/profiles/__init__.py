@@ -62,6 +62,11 @@ class Profile:
         ordered = {d: float(self.scores[d]) for d in DIMENSIONS if d in self.scores}
         object.__setattr__(self, "scores", MappingProxyType(ordered))
 
+    @property
+    def key(self) -> str:
+        """A stable id for output keys: see :func:`target_key`."""
+        return target_key(self.to_dict())
+
     def vector(self, dimension_ids: Sequence[str] = DIMENSIONS) -> np.ndarray:
         """The scores in the order of ``dimension_ids``, as a float64 array."""
         ids = [str(d).lower() for d in dimension_ids]
@@ -84,6 +89,14 @@ class Profile:
             "provenance": self.provenance,
             "scores": dict(self.scores),
         }
+
+
+def target_key(target: Mapping) -> str:
+    """A stable id of a target profile (a ``Profile.to_dict()``): the ISO alpha-2 code (the matrix
+    code for regions without one), with ``@SOURCE`` when the source is not the default, so that it
+    can be passed back as ``--target`` ("US", "SA@hofstede-insights-2022-estimates")."""
+    ident = target.get("iso2") or target["code"]
+    return ident if target["source"] == DEFAULT_SOURCE else f"{ident}@{target['source']}"
 
 
 @dataclass(frozen=True)
@@ -221,11 +234,15 @@ def _missing_message(country, src, scores, missing, needed) -> str:
     table = _sources().values()
     having = [s.id for s, rows in table
               if country.code in rows and all(d in rows[country.code] for d in needed)]
+    restrict = (f" or compare on the dimensions it has: --dimensions {','.join(d for d in needed if d in scores)}"
+                if scores and any(d in scores for d in needed) else "")
     if having:
-        return f"{head}; sources with {wanted}: {', '.join(having)}. Pass --source or restrict the dimensions."
+        return f"{head}; sources with {wanted}: {', '.join(having)}. Pass --source{restrict}."
     partial = [f"{s.id} ({', '.join(d.upper() for d in rows[country.code])})"
                for s, rows in table if country.code in rows]
-    return f"{head}; no source has {wanted}; scores exist in {', '.join(partial)}. Restrict the dimensions."
+    return (f"{head}; no source has {wanted}; scores exist in {', '.join(partial)}. Pass one of these as "
+            f"--source and the dimensions it has as --dimensions" + (f", e.g. --dimensions "
+            f"{','.join(d for d in needed if d in scores)}." if restrict else "."))
 
 
 def lookup(name: str, source: str | None = None, dimensions: Iterable[str] | None = None) -> Profile:
@@ -255,4 +272,4 @@ def lookup(name: str, source: str | None = None, dimensions: Iterable[str] | Non
     return _profile(country, src, scores)
 
 
-__all__ = ["DIMENSIONS", "DEFAULT_SOURCE", "Profile", "Source", "countries", "lookup", "sources"]
+__all__ = ["DIMENSIONS", "DEFAULT_SOURCE", "Profile", "Source", "countries", "lookup", "sources", "target_key"]

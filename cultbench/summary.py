@@ -1,0 +1,191 @@
+"""Readable terminal summaries of what the commands compute; the full numbers stay in the JSON.
+
+Each function takes the JSON-ready dict a command writes (or the pieces of it) and returns plain
+text: per target, the published scores next to the model's indices dimension by dimension, the
+L1 distance on each split with the naive model's beside it when it is known, the option mass, and
+the validity verdict with a warning when the numbers mean little. Nothing here computes a score.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from cultbench.profiles import target_key
+
+SPLIT_LABELS = {"train": "train", "heldout": "held-out"}
+# Below this mean option mass the model mostly does not answer in the format (used only when the
+# result carries no validity verdict of its own).
+LOW_OPTION_MASS = 0.5
+L1_NOTE = ("L1: distance to the published scores, per prompt variant, then averaged over the split's "
+           "variants (lower is better); the rows show the mean indices over those variants.")
+
+
+def _num(value, spec: str = ".1f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(str(r[k])) for r in [header, *rows]) for k in range(len(header))]
+    out = []
+    for r in [header, *rows]:
+        cells = [str(c).ljust(w) if k == 0 else str(c).rjust(w) for k, (c, w) in enumerate(zip(r, widths))]
+        out.append((indent + "  ".join(cells)).rstrip())
+    return out
+
+
+def target_title(target: Mapping) -> str:
+    """ "U.S.A. (US, hofstede-2015)"; estimated sources say so."""
+    ident = target.get("id") or target.get("iso2") or target.get("code")
+    source = target.get("source", "")
+    return (f"{target.get('name', ident)} ({ident}" + ("" if not source or "@" in str(ident) else f", {source}")
+            + (", estimated" if target.get("estimated") else "") + ")")
+
+
+def verdict_lines(diagnostics: Mapping | None, option_mass: float | None = None) -> list[str]:
+    """The validity verdict and its failed checks, or, without one, a warning on a low option mass."""
+    if diagnostics and "interpretable" in diagnostics:
+        failed = diagnostics.get("failed") or []
+        names = [f if isinstance(f, str) else f.get("message") or f.get("name") or f.get("check") for f in failed]
+        if diagnostics["interpretable"]:
+            return ["Validity: interpretable (every diagnostic check passed)."]
+        return [f"Validity: NOT interpretable; failed: {'; '.join(map(str, names)) or 'see the JSON'}.",
+                "Warning: the indices of an uninterpretable result say little about the model's culture."]
+    if option_mass is not None and option_mass < LOW_OPTION_MASS:
+        return [f"Warning: only {option_mass:.0%} of the next-token probability fell on the answer options; "
+                "the model mostly does not answer in the format, and its indices mean little."]
+    return []
+
+
+def _beats(delta: float | None) -> str:
+    if delta is None:
+        return ""
+    if delta < 0:
+        return f"better than the naive model by {-delta:.1f}"
+    if delta > 0:
+        return f"WORSE than the naive model by {delta:.1f}"
+    return "the same as the naive model"
+
+
+def evaluation_text(result: Mapping) -> str:
+    """``cultbench evaluate``'s summary (its JSON output as input)."""
+    model = result.get("model") or {}
+    applied = ("with the alignment " + str(result["alignment"]) if result.get("alignment")
+               else "with the persona " + repr(result["persona"]) if result.get("persona") else "as it is")
+    inst = result.get("instrument") or {}
+    head = f"{model.get('id', 'model')} ({result.get('precision', model.get('dtype', '?'))}) {applied}"
+    about = [f"{inst.get('name', '?')} v{inst.get('version', '?')}"]
+    if result.get("wording"):
+        about.append(f"wording v{result['wording']['version']}")
+    if result.get("constants"):
+        cs = set(result["constants"].values())
+        about.append("C = " + (f"{cs.pop():g} on every dimension" if len(cs) == 1 else
+                               ", ".join(f"{k.upper()} {v:g}" for k, v in result["constants"].items())))
+    if result.get("engine"):
+        about.append(f"engine {result['engine']}")
+    lines = [head, " · ".join(about)]
+    splits = result.get("splits") or {}
+    masses = {s: v.get("option_mass") for s, v in splits.items()}
+    if any(m is not None for m in masses.values()):
+        lines.append("Option mass (probability on the answer options): "
+                     + ", ".join(f"{SPLIT_LABELS.get(s, s)} {m:.2f}" for s, m in masses.items() if m is not None))
+    lines += verdict_lines(result.get("diagnostics"), min((m for m in masses.values() if m is not None),
+                                                          default=None))
+    keys = list(dict.fromkeys(k for v in splits.values() for k in v.get("targets", {})))
+    for key in keys:
+        per_split = {s: v["targets"][key] for s, v in splits.items() if key in v.get("targets", {})}
+        first = next(iter(per_split.values()))
+        lines += ["", target_title({"id": key, **first})]
+        dims = list(next(iter(splits.values())).get("indices") or {})
+        scores = first.get("scores") or {}
+        if dims:
+            rows = [["published"] + [_num(scores.get(d), "g") if d in scores else "–" for d in dims]]
+            rows += [[SPLIT_LABELS.get(s, s)] + [_num(splits[s]["indices"].get(d)) for d in dims] for s in per_split]
+            lines += _table([""] + [d.upper() for d in dims], rows)
+        for s, t in per_split.items():
+            if "l1" not in t:
+                continue
+            n = len(t.get("l1_per_variant") or {})
+            text = f"  L1 {SPLIT_LABELS.get(s, s)}: {t['l1']:.1f}" + (f" (mean of {n} variants)" if n else "")
+            if t.get("naive_l1") is not None:
+                text += f"; naive model {t['naive_l1']:.1f}: {_beats(t.get('delta_vs_naive'))}"
+            lines.append(text)
+    if keys:
+        lines += ["", L1_NOTE]
+    return "\n".join(lines) + "\n"
+
+
+def alignment_text(alignment, naive: Mapping | None, output, distance: str, variants: Sequence[str]) -> str:
+    """``cultbench align``'s summary: the aligned candidate's fitness next to the naive model's on the
+    same training variants, both in full precision (``naive``: ``aligners.base.final_result``'s dict,
+    None when the aligner is the naive model)."""
+    target = alignment.target
+    dims = list(alignment.indices)
+    scores = target.get("scores") or {}
+    lines = [f"{alignment.aligner} for {target_title({'id': target_key(target), **target})}: "
+             f"{alignment.evaluations} candidate evaluations",
+             f"Fitness ({distance} per variant, averaged over the {len(variants)} variants the aligner saw: "
+             f"{', '.join(variants)}; full precision, lower is better):",
+             f"  {alignment.aligner} {alignment.fitness:.1f}"]
+    if naive is not None:
+        delta = alignment.fitness - naive["fitness"]
+        lines[-1] += f"   naive model {naive['fitness']:.1f}: {_beats(delta)}"
+    rows = [["published"] + [_num(scores.get(d), "g") if d in scores else "–" for d in dims],
+            [alignment.aligner] + [_num(alignment.indices[d]) for d in dims]]
+    if naive is not None:
+        rows.append(["naive"] + [_num(naive["indices"][d]) for d in dims])
+    lines += _table([""] + [d.upper() for d in dims], rows)
+    mass = alignment.result.get("option_mass")
+    if mass is not None:
+        lines.append(f"Option mass: {alignment.aligner} {mass:.2f}"
+                     + ("" if naive is None or naive.get("option_mass") is None else f", naive {naive['option_mass']:.2f}"))
+    lines += verdict_lines(alignment.result.get("diagnostics"), mass)
+    lines.append(f"Held-out variants, with the naive model beside it: cultbench evaluate --target "
+                 f"{target_key(target)} --alignment {output}")
+    return "\n".join(lines) + "\n"
+
+
+def scores_text(scored: Mapping, published: Mapping[str, Mapping] | None = None) -> str:
+    """``cultbench score``'s summary: per group, respondents and indices, and the published scores of
+    the group's country where the group names one (``published``: group -> profile dict)."""
+    published = published or {}
+    cs = set(scored["constants"].values())
+    lines = [f"{scored['instrument']} v{scored['version']} · {scored['source']} · C = "
+             + (f"{cs.pop():g} on every dimension" if len(cs) == 1 else
+                ", ".join(f"{k.upper()} {v:g}" for k, v in scored["constants"].items()))]
+    groups = scored["groups"]
+    dims = list(next(iter(groups.values()))["indices"]) if groups else []
+    rows = []
+    for name, g in groups.items():
+        rows.append([f"{name} (n={g['n']})"] + [_num(g["indices"][d]) for d in dims])
+        if name in published:
+            p = published[name]
+            rows.append([f"  published {target_title(p)}"]
+                        + [_num(p["scores"].get(d), "g") if d in p["scores"] else "–" for d in dims])
+    lines += _table(["group"] + [d.upper() for d in dims], rows, indent="")
+    missing = [n for n, g in groups.items() if any(v is None for v in g["indices"].values())]
+    if missing:
+        lines.append(f"– : an index item has no answer in {', '.join(missing)}")
+    return "\n".join(lines) + "\n"
+
+
+def run_text(records: Sequence[Mapping]) -> str:
+    """``cultbench run``'s summary: one line per result, L1 on each split and its difference to the
+    naive model's result for the same model and target (when the sweep has one)."""
+    naive = {}
+    for r in records:
+        if r["aligner"]["name"] == "naive":
+            naive[(r["model"]["id"], target_key(r["target"]))] = r["metrics"]
+    rows = []
+    for r in records:
+        key = target_key(r["target"])
+        base = naive.get((r["model"]["id"], key))
+        cells = [key, r["aligner"]["name"], "–" if r["aligner"]["seed"] is None else str(r["aligner"]["seed"])]
+        for s in ("train", "heldout"):
+            l1 = r["metrics"][s]["l1"]
+            cells.append(_num(l1))
+            cells.append("–" if base is None or r["aligner"]["name"] == "naive" else f"{l1 - base[s]['l1']:+.1f}")
+        cells.append(_num(r["metrics"]["heldout"]["option_mass"], ".2f"))
+        rows.append(cells)
+    lines = _table(["target", "aligner", "seed", "L1 train", "Δ naive", "L1 held-out", "Δ naive", "option mass"],
+                   rows, indent="")
+    return "\n".join(lines + ["Δ naive: L1 minus the naive model's (negative: closer to the target). " + L1_NOTE]) + "\n"
