@@ -19,7 +19,7 @@ from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.leaderboard import build, collect
-from cultbench.profiles import lookup
+from cultbench.profiles import lookup, target_key
 from cultbench.results import (build_record, check_record, combination_key, combination_key_of, entry_id, entry_stem,
                                read_record, write_record)
 
@@ -52,12 +52,12 @@ def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, mod
             "variants": names, "indices": ind, "indices_per_variant": dict.fromkeys(names, ind),
             "expected_answers": dict.fromkeys(INST.item_ids, 3.0), "option_mass": 0.4,
             "option_mass_per_item": dict.fromkeys(INST.item_ids, 0.4),
-            "targets": {profile["name"]: {"source": profile["source"], "l1": l1,
+            "targets": {target_key(profile): {"source": profile["source"], "l1": l1,
                                           "l1_per_variant": dict.fromkeys(names, l1), "signed_error": err}}}
     history = [{"evaluations": 5 * (k + 1), "best": b, "mean": b + 1} for k, b in enumerate(curve)]
     alignment = SimpleNamespace(
         aligner=aligner, hyperparameters=key["hyperparameters"], evaluations=10 if searching else 0,
-        fitness=evaluation["splits"]["train"]["targets"][profile["name"]]["l1"], persona=None, soft_prompt=None,
+        fitness=evaluation["splits"]["train"]["targets"][target_key(profile)]["l1"], persona=None, soft_prompt=None,
         search={"precision": "bfloat16", "generations": 2, "stopped": "budget", "best_fitness": curve[-1]}
         if searching else None, history=history if searching else [])
     run = {"wall_time_s": 1.5, "device": "cpu", "libraries": {"cultbench": "0.1.0"}, "command": "cultbench run",
