@@ -3,6 +3,10 @@
 The fitness of a candidate is the distance between its indices and the target's, computed per
 prompt variant and then averaged over the variants (so a candidate must be close under every
 training wording, not only on average). Lower is better; 0 is a perfect match.
+
+On a distribution instrument the "indices" are the answer shares per (item, option) and the
+instrument supplies the distance: the Jensen-Shannon distance per item, averaged over the items
+the target country was asked (``jsd``).
 """
 
 from __future__ import annotations
@@ -51,9 +55,12 @@ class AlignmentProblem:
 
     Args:
         scorer: scores candidates on the instrument under the training prompt variants.
-        target: the country profile to move towards; it must have every dimension used.
-        dimensions: the dimensions the distance uses (default: all of the instrument's).
-        distance: ``l1`` (default, the paper's loss), ``l2`` or ``mean-abs``.
+        target: the country profile to move towards; it must have every dimension used (a
+            distribution instrument: the country's answer shares, ``instrument.target(name)``).
+        dimensions: the dimensions the distance uses (default: all of the instrument's; a
+            distribution instrument uses all its items: restrict it with ``instrument.subset``).
+        distance: ``l1`` (default for index instruments, the paper's loss), ``l2`` or ``mean-abs``;
+            ``jsd`` (the only one, and the default) for distribution instruments.
         model_info: the loaded model's record (``LoadedModel.info``: id, revision, file hash),
             stored in the artifact so it can be checked against the model it is applied to.
         exact_scorer: scores the final candidate in full precision when ``scorer`` searches in
@@ -64,12 +71,22 @@ class AlignmentProblem:
     scorer: Scorer
     target: Profile
     dimensions: Sequence[str] | None = None
-    distance: str = "l1"
+    distance: str | None = None
     model_info: Mapping = field(default_factory=dict)
     exact_scorer: Scorer | None = None
 
     def __post_init__(self):
-        check_distance(self.distance)
+        self._by_instrument = getattr(self.scorer.instrument, "kind", "index") == "distribution"
+        if self._by_instrument:
+            if self.distance not in (None, "jsd"):
+                raise CultbenchError(f"{self.scorer.instrument.name} is a distribution instrument: its distance "
+                                     f"is jsd, not {self.distance!r}")
+            if self.dimensions is not None:
+                raise CultbenchError(f"{self.scorer.instrument.name} is a distribution instrument: choose its "
+                                     "questions (a question split), not dimensions")
+            self.distance = "jsd"
+        else:
+            self.distance = check_distance(self.distance or "l1")
         if self.exact_scorer is None:
             self.exact_scorer = self.scorer
         elif _setting(self.exact_scorer) != _setting(self.scorer):
@@ -93,6 +110,8 @@ class AlignmentProblem:
         NaN where a candidate's indices are not finite (the caller decides what that means).
         """
         indices = np.asarray(indices, dtype=np.float64)[..., self._positions]
+        if self._by_instrument:
+            return self.scorer.instrument.distance(indices, self.target_vector).mean(axis=-1)
         per_variant = DISTANCES[self.distance](indices - self.target_vector)
         return per_variant.mean(axis=-1)
 

@@ -226,3 +226,149 @@ def test_scorer_equals_a_plain_forward_per_prompt(tiny_opinions, chat):
     np.testing.assert_allclose(result.indices, INST.flatten(result.probs))
     assert result.indices.shape == (2, len(variants), len(INST.dimension_ids))
     assert np.isnan(result.expected).all()
+
+
+# -- aligners' objective, the command line, lm-eval --------------------------------------------------
+
+
+def test_alignment_problem_fitness_is_the_instruments_mean_jsd(tiny_opinions):
+    from aligners import AlignmentProblem
+
+    model, tokenizer = tiny_opinions
+    train = INST.subset("train")
+    variants = get_variants("train", path=variants_file(train))
+    scorer = SurveyScorer(model, tokenizer, train, variants)
+    target = train.target("Great Britain")
+    problem = AlignmentProblem(scorer, target)
+    assert problem.distance == "jsd" and problem.describe()["target"]["name"] == "Great Britain"
+    soft = torch.randn(2, 3, model.config.hidden_size, generator=torch.Generator().manual_seed(2))
+    scored = scorer.score(soft)
+    fitness = problem.fitness(scored.indices)
+    vector = target.vector(train.dimension_ids)
+    for c in range(2):
+        by_hand = np.mean([np.mean([_js_by_hand(scored.probs[c, v, i, :len(it.scale)], target.shares[it.id])
+                                    for i, it in enumerate(train.items) if it.id in target.shares])
+                           for v in range(len(variants))])
+        assert fitness[c] == pytest.approx(by_hand, abs=1e-9)
+        assert train.distance(scored.indices[c], vector).shape == (len(variants),)
+    with pytest.raises(CultbenchError, match="distance is jsd"):
+        AlignmentProblem(scorer, target, distance="l1")
+
+
+@pytest.fixture(scope="module")
+def opinions_folder(tiny_opinions, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-opinions")
+    model, tokenizer = tiny_opinions
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_cli_lists_instruments_and_describes_the_data():
+    from click.testing import CliRunner
+
+    from cultbench.cli import main
+
+    listed = CliRunner().invoke(main, ["instruments"])
+    assert listed.exit_code == 0 and "globalopinionqa  distribution" in listed.stdout
+    described = CliRunner().invoke(main, ["instruments", "globalopinionqa", "--data", str(FIXTURE), "--countries",
+                                          "--cleaning", "refusal=keep"])
+    assert described.exit_code == 0, described.output
+    record = __import__("json").loads(described.stdout)
+    assert record["cleaning"]["policy"]["refusal"] == "keep" and "refusal_options_dropped" not in record["cleaning"]["counts"]
+    assert {c["name"]: c["iso2"] for c in record["countries"]}["South Korea"] == "KR"
+
+
+def test_cli_evaluate_reports_question_and_wording_splits(opinions_folder, tiny_opinions):
+    import json
+
+    from click.testing import CliRunner
+
+    from cultbench.cli import main
+
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(opinions_folder), "--instrument", "globalopinionqa",
+                                       "--data", str(FIXTURE), "--target", "Germany", "--target", "KR", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "entries dropped mismatched 3" in result.stderr and "construct validity" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["instrument"]["questions"] == {"train": 5, "heldout": 4}
+    model, tokenizer = tiny_opinions
+    for split in ("train", "heldout"):
+        variants = get_variants(split, path=variants_file(INST))
+        scored = SurveyScorer(model, tokenizer, INST, variants).score()
+        block = report["splits"][split]
+        assert block["variants"] == [v.name for v in variants]
+        for q in ("train", "heldout"):
+            got = block["questions"][q]
+            keep = [i for i, it in enumerate(INST.items) if INST.split[it.id] == q]
+            assert got["items"] == len(keep)
+            for name in ("Germany", "South Korea"):
+                target = INST.target(name)
+                d = INST.item_distances(scored.indices[0], target.vector(INST.dimension_ids))[:, keep]
+                per_variant = [similarity(row) for row in d]
+                assert got["targets"][name]["similarity"] == pytest.approx(np.mean(per_variant), abs=1e-9)
+                assert list(got["targets"][name]["similarity_per_variant"].values()) == pytest.approx(per_variant)
+            assert got["countries_ranked"] == len(got["ranking"])  # the fixture has fewer than --top countries
+            ranked = [s for _, s in got["ranking"]]
+            assert ranked == sorted(ranked, reverse=True)
+
+
+def test_stock_lm_eval_cli_agrees_with_cultbench_evaluate(opinions_folder, tmp_path):
+    """The stock `lm_eval` entry point, `--model hf`, on the task files with the fixture as data."""
+    import json
+    import os
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from cultbench.cli import main
+    from cultbench.harness import TASKS_PATH
+
+    ours = CliRunner().invoke(main, ["evaluate", "--model", str(opinions_folder), "--instrument", "globalopinionqa",
+                                     "--data", str(FIXTURE), "--target", "Germany", "--json"])
+    assert ours.exit_code == 0, ours.output
+    report = json.loads(ours.stdout)
+    lm_eval = Path(sys.executable).parent / "lm_eval"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    metadata = json.dumps({"data": str(FIXTURE), "target": "Germany", "questions": "heldout"})
+    proc = subprocess.run([str(lm_eval), "--model", "hf", "--model_args", f"pretrained={opinions_folder},dtype=float32",
+                           "--include_path", str(TASKS_PATH), "--tasks", "globalopinionqa_train,globalopinionqa_heldout",
+                           "--apply_chat_template", "--batch_size", "16", "--device", "cpu", "--metadata", metadata,
+                           "--output_path", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = (tmp_path / "out").rglob("results_*.json")
+    data = json.loads(path.read_text())
+    for split in ("train", "heldout"):
+        ours_split = report["splits"][split]["questions"]["heldout"]["targets"]["Germany"]
+        for variant, value in ours_split["similarity_per_variant"].items():
+            task = f"globalopinionqa_{variant.replace('-', '_')}"
+            assert data["results"][task]["similarity,none"] == pytest.approx(value, abs=1e-5)
+            assert data["configs"][task]["metadata"]["cultbench"]["questions"] == "heldout"
+        assert data["results"][f"globalopinionqa_{split}"]["similarity,none"] == pytest.approx(
+            ours_split["similarity"], abs=1e-5)
+
+
+def test_cli_evaluate_summary_and_align_on_the_training_questions(opinions_folder, tmp_path):
+    from click.testing import CliRunner
+
+    from cultbench.cli import main
+
+    common = ["--model", str(opinions_folder), "--instrument", "globalopinionqa", "--data", str(FIXTURE)]
+    summary = CliRunner().invoke(main, ["evaluate", *common, "--target", "Nigeria"])
+    assert summary.exit_code == 0, summary.output
+    assert "heldout wordings (participant-reworded, researcher-reversed), heldout questions (4)" in summary.stdout
+    assert "Nigeria: similarity" in summary.stdout and "construct validity" in summary.stdout
+    out = tmp_path / "rs"
+    aligned = CliRunner().invoke(main, ["align", *common, "--target", "Nigeria", "--aligner", "random", "--budget", "4",
+                                        "--param", "popsize=2", "--param", "n_virtual=2", "--output", str(out),
+                                        "--no-progress"])
+    assert aligned.exit_code == 0, aligned.output
+    assert "on 5 training questions x 2 training wordings" in aligned.stderr
+    import json
+
+    record = json.loads((out / "alignment.json").read_text())
+    assert record["problem"]["distance"] == "jsd" and record["problem"]["instrument"] == "globalopinionqa"
+    assert all(k.split(":")[0] in INST.split_ids("train") for k in record["result"]["indices"])
+    again = CliRunner().invoke(main, ["evaluate", *common, "--target", "Nigeria", "--alignment", str(out), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["alignment"] == str(out)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cultbench.cli.options import constant_option, ray_options
+from cultbench.cli.options import constant_option, data_options, load_instrument_with_data, ray_options
 from cultbench.errors import CultbenchError
 
 
@@ -90,7 +90,10 @@ def _raise_interrupt(signum, frame):
               help="Hyper-parameter of the aligner (repeatable); see `cultbench aligners NAME`.")
 @click.option("--variants", default="train", show_default=True,
               help="Prompt variants the aligner sees: a split (train) or comma-separated names.")
-@click.option("--instrument", default="vsm2013", show_default=True, help="Instrument name or YAML path.")
+@click.option("--instrument", default="vsm2013", show_default=True,
+              help="Instrument name or YAML path (see `cultbench instruments`). A distribution instrument "
+                   "is aligned on its training questions only.")
+@data_options
 @constant_option
 @click.option("--dimensions", default=None, metavar="DIM,DIM",
               help="Dimensions the fitness uses (default: all of the instrument's).")
@@ -110,8 +113,8 @@ def _raise_interrupt(signum, frame):
               help="Memory bound of one forward pass of the scorer [default: the scorer's].")
 @ray_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def align(model, target, source, aligner, budget, seed, params, variants, instrument, constants, dimensions,
-          distance, output, resume, search_dtype, dtype, device, max_batch_mb, workers, ray_address,
+def align(model, target, source, aligner, budget, seed, params, variants, instrument, data, heldout_items,
+          split_seed, cleaning, constants, dimensions, distance, output, resume, search_dtype, dtype, device, max_batch_mb, workers, ray_address,
           num_gpus_per_worker, progress):
     """Align a model to a country's profile and save the alignment artifact.
 
@@ -131,10 +134,9 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     from aligners.base import final_result
     from aligners.checkpoint import CHECKPOINT_NAME
     from aligners.objective import check_distance
-    from cultbench.instruments import load_instrument
+    from cultbench.instruments import resolve_target
     from cultbench.models import DEFAULT_MODEL, load_model, resolve_dtype
-    from cultbench.profiles import lookup
-    from cultbench.prompts import get_variants
+    from cultbench.prompts import get_variants, variants_file
     from cultbench.scorer import SurveyScorer
     from cultbench.summary import alignment_text
 
@@ -143,13 +145,18 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     # Everything that can be checked without the model is checked before loading it.
     if isinstance(instance, SoftPromptAligner):
         instance.check_budget(budget)
-    check_distance(distance)
     dims = [d for d in dimensions.split(",") if d.strip()] if dimensions else None
-    profile = lookup(target, source=source, dimensions=dims)
-    output = output or Path("runs") / f"{aligner}-{(profile.iso2 or profile.code).lower()}-s{seed}"
+    inst = load_instrument_with_data(instrument, data, heldout_items, split_seed, cleaning)
+    if inst.kind == "distribution":  # fitted on the training questions; the others are held out
+        inst = inst.subset("train")
+        distance = None if distance == "l1" else distance  # the instrument's own distance (jsd)
+    else:
+        check_distance(distance)
+    profile = resolve_target(inst, target, source=source, dimensions=dims)
+    slug = (profile.iso2 or profile.code or profile.name.replace(" ", "-")).lower()
+    output = output or Path("runs") / f"{aligner}-{slug}-s{seed}"
     _check_output(output, resume)
-    inst = load_instrument(instrument)
-    chosen = get_variants(variants)
+    chosen = get_variants(variants, path=variants_file(inst))
     loaded = load_model(model or DEFAULT_MODEL, dtype=dtype, device=device)
     bound = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
     exact = SurveyScorer(loaded.model, loaded.tokenizer, inst, chosen, constants=constants, **bound)
@@ -181,7 +188,15 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
             search.close()
     alignment.save_pretrained(output)
     naive = None if alignment.aligner == "naive" else final_result(problem)  # the baseline beside it
-    click.echo(alignment_text(alignment, naive, output, distance, [v.name for v in chosen]), err=True, nl=False)
+    if inst.kind == "distribution":
+        beside = "" if naive is None else f"; naive model {1 - naive['fitness']:.3f}"
+        click.echo(f"{alignment.aligner} for {profile.name} ({inst.name}): similarity {1 - alignment.fitness:.3f} "
+                   f"(1 - jsd, full precision) on {len(inst.items)} training questions x {len(chosen)} training "
+                   f"wordings{beside}; {alignment.evaluations} evaluations\n"
+                   f"Held-out questions and wordings: cultbench evaluate --instrument {inst.name} --data ... "
+                   f"--target '{profile.name}' --alignment {output}", err=True)
+    else:
+        click.echo(alignment_text(alignment, naive, output, distance, [v.name for v in chosen]), err=True, nl=False)
     click.echo(str(output))
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from cultbench.cli.options import alignment_folder, constant_option, emit_json, emit_report, json_options
+from cultbench.cli.options import (alignment_folder, constant_option, data_options, emit_json, emit_report,
+                                   json_options, load_instrument_with_data)
 from cultbench.errors import CultbenchError
 
 
@@ -24,7 +25,11 @@ from cultbench.errors import CultbenchError
 @click.option("--dimensions", default=None, metavar="DIM,DIM",
               help="Dimensions the L1 and the errors use [default: all of the instrument's]; a target needs "
                    "scores on these only.")
-@click.option("--instrument", default="vsm2013", show_default=True, help="Instrument name or YAML path.")
+@click.option("--instrument", default="vsm2013", show_default=True,
+              help="Instrument name or YAML path (see `cultbench instruments`).")
+@data_options
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Distribution instruments: countries listed in each similarity ranking.")
 @constant_option
 @click.option("--dtype", default="float32", show_default=True, help="Model dtype (reported indices: float32).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
@@ -33,8 +38,8 @@ from cultbench.errors import CultbenchError
               help="scorer: cultbench's survey scorer; lm-eval: lm-evaluation-harness's request machinery "
                    "on the vsm2013_<variant> tasks (same report, plus lm-eval's results block).")
 @json_options
-def evaluate(model, targets, source, alignment, persona, splits, dimensions, instrument, constants, dtype, device,
-             max_batch_mb, engine, output, as_json):
+def evaluate(model, targets, source, alignment, persona, splits, dimensions, instrument, data, heldout_items,
+             split_seed, cleaning, top, constants, dtype, device, max_batch_mb, engine, output, as_json):
     """Score a model (as it is, with a persona, or with an alignment) on train and held-out prompt
     variants, and compare it with target countries.
 
@@ -47,11 +52,15 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
       cultbench evaluate --target US --target CN
       cultbench evaluate --target US --alignment runs/de-us-s0 -o eval-de-us.json
       cultbench evaluate --target US --alignment runs/de-us-s0 --engine lm-eval --json
+      cultbench evaluate --instrument globalopinionqa --data global_opinions.csv --target Germany
+
+    A distribution instrument (globalopinionqa) reports, per wording split, the similarity
+    (1 - Jensen-Shannon distance) to each target and the ranking of all its countries, on the
+    training and the held-out questions separately.
     """
     from cultbench.evaluation import SPLIT_NAMES, evaluate_candidate
-    from cultbench.instruments import load_instrument
+    from cultbench.instruments import resolve_target
     from cultbench.models import DEFAULT_MODEL, load_model
-    from cultbench.profiles import lookup
     from cultbench.summary import evaluation_text
 
     if alignment is not None and persona is not None:
@@ -63,8 +72,16 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
     dims = [d.strip().lower() for d in dimensions.split(",") if d.strip()] if dimensions else None
     if dims is not None and engine == "lm-eval":
         raise CultbenchError("--dimensions works with --engine scorer only")
-    profiles = [lookup(t, source=source, dimensions=dims) for t in targets]
-    inst = load_instrument(instrument)
+    inst = load_instrument_with_data(instrument, data, heldout_items, split_seed, cleaning)
+    distribution = inst.kind == "distribution"
+    if distribution:
+        if constants or dims:
+            raise CultbenchError(f"{inst.name} is a distribution instrument: it has no constants or dimensions")
+        if engine == "lm-eval":
+            raise CultbenchError(f"--engine lm-eval is for index instruments; run the {inst.name}_* tasks with "
+                                 "`cultbench harness-eval` (see docs/instruments.md)")
+        _report_cleaning(inst)
+    profiles = [resolve_target(inst, t, source=source, dimensions=dims) for t in targets]
     applied = None
     alignment = alignment_folder(alignment)
     if alignment is not None:
@@ -82,6 +99,15 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
         result = evaluate_with_lm_eval(loaded, inst, profiles, alignment=applied,
                                        persona=None if applied is not None else persona, splits=chosen,
                                        constants=constants, instrument_ref=instrument)
+    elif distribution:
+        from cultbench.distribution_evaluation import distribution_text, evaluate_distribution
+
+        result = evaluate_distribution(loaded.model, loaded.tokenizer, inst, profiles, soft_prompt=soft,
+                                       persona=persona, splits=chosen, max_batch_mb=max_batch_mb, top=top)
+        result = {"model": loaded.info, "alignment": None if applied is None else str(alignment),
+                  "persona": persona, **result}
+        emit_report(result, distribution_text(result), output, as_json)
+        return
     else:
         result = evaluate_candidate(loaded.model, loaded.tokenizer, inst, profiles, soft_prompt=soft,
                                     persona=persona, splits=chosen, constants=constants,
@@ -90,6 +116,14 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
     result = {"model": loaded.info, "alignment": None if applied is None else str(alignment),
               "persona": persona, **result}
     emit_report(result, evaluation_text(result), output, as_json)
+
+
+def _report_cleaning(instrument) -> None:
+    """What cleaning the data changed, on stderr (the JSON has it too): nothing is dropped silently."""
+    counts = instrument.cleaning["counts"]
+    shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if v)
+    click.echo(f"{instrument.name}: {shown}", err=True)
+    click.echo(f"Note: {instrument.caveat}", err=True)
 
 
 @click.command("bench")

@@ -85,6 +85,40 @@ def alignment_folder(path: Path | None) -> Path | None:
     return path
 
 
+def data_options(f):
+    """Decorator adding the options of a distribution instrument's data (``--data``,
+    ``--heldout-items``, ``--split-seed``, ``--cleaning``); the command receives ``data_args``, a
+    dict of keyword arguments for ``cultbench.instruments.load_instrument``."""
+    f = click.option("--cleaning", multiple=True, metavar="KEY=VALUE",
+                     help="Override one cleaning policy of the data (e.g. refusal=keep, off_sum=renormalise); "
+                          "repeatable. See docs/instruments.md.")(f)
+    f = click.option("--split-seed", default=None, type=int,
+                     help="Seed of the held-out question rule [default: the instrument's].")(f)
+    f = click.option("--heldout-items", default=None, type=click.Path(dir_okay=False),
+                     help="File of item ids (one a line) to hold out instead of the seeded rule.")(f)
+    return click.option("--data", default=None, metavar="PATH",
+                        help="Data of a distribution instrument (CSV, Parquet or JSONL in the GlobalOpinionQA "
+                             "columns) [default: the local Hugging Face cache; never downloaded].")(f)
+
+
+def load_instrument_with_data(instrument: str, data=None, heldout_items=None, split_seed=None, cleaning=()):
+    """``load_instrument`` with the values of ``data_options``."""
+    from cultbench.instruments import load_instrument
+    from cultbench.instruments.opinions import heldout_list
+
+    pairs = []
+    for value in cleaning or ():
+        key, sep, v = str(value).partition("=")
+        if not sep or not key.strip():
+            raise CultbenchError(f"--cleaning {value!r}: expected KEY=VALUE, e.g. --cleaning refusal=keep")
+        v = v.strip()
+        number = v.replace(".", "", 1).isdigit()
+        pairs.append((key.strip(), (float(v) if "." in v else int(v)) if number else v))
+    held = None if heldout_items is None else tuple(heldout_list(heldout_items))
+    return load_instrument(instrument, None if data is None else str(data), heldout_items=held,
+                           split_seed=split_seed, cleaning=tuple(pairs) or None)
+
+
 def emit_json(data, output=None) -> None:
     """Print ``data`` as indented JSON, or write it atomically to ``output`` and say so on stderr."""
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"

@@ -7,6 +7,8 @@ import json
 import click
 
 from cultbench import profiles
+from cultbench.cli.options import data_options
+from cultbench.errors import CultbenchError
 
 
 def _cell(value: float | None) -> str:
@@ -54,4 +56,51 @@ def countries(source, as_json):
         click.echo(_table(rows))
 
 
-COMMANDS = [countries]
+@click.command()
+@click.argument("name", required=False)
+@data_options
+@click.option("--countries", "show_countries", is_flag=True,
+              help="With NAME (a distribution instrument): list its countries and their link to `cultbench countries`.")
+def instruments(name, data, heldout_items, split_seed, cleaning, show_countries):
+    """List the installed instruments (kind, version, items), or describe one.
+
+    Index instruments (VSM 2013) ship with cultbench. Distribution instruments (GlobalOpinionQA)
+    ship only their description: the user brings the data (--data FILE, or the local Hugging Face
+    cache). Describing one reads its data and prints what cleaning changed, the question split
+    and, with --countries, its countries.
+
+    
+    Examples:
+      cultbench instruments
+      cultbench instruments globalopinionqa --data global_opinions.csv --countries
+    """
+    from cultbench.cli.options import emit_json, load_instrument_with_data
+    from cultbench.instruments import available_instruments, instrument_spec
+
+    if name is None:
+        if data is not None or show_countries:
+            raise CultbenchError("--data and --countries describe one instrument: name it, e.g. "
+                                 "`cultbench instruments globalopinionqa --data FILE`")
+        rows = [["name", "kind", "version", "items", "title"]]
+        for n in available_instruments():
+            spec, _ = instrument_spec(n)
+            items = (str(len(spec.get("items", []))) if spec["kind"] == "index"
+                     else f"from data ({spec.get('dataset')}; bring it: --data)")
+            rows.append([n, spec["kind"], str(spec.get("version", "")), items, spec.get("title", "")])
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            click.echo("  ".join([c.ljust(w) for c, w in zip(r[:4], widths)] + [r[4]]).rstrip())
+        return
+    inst = load_instrument_with_data(name, data, heldout_items, split_seed, cleaning)
+    if inst.kind != "distribution":
+        emit_json({"name": inst.name, "version": inst.version, "kind": inst.kind, "title": inst.title,
+                   "items": len(inst.items), "dimensions": inst.dimension_ids})
+        return
+    record = inst.describe()
+    if show_countries:
+        record["countries"] = [{**c.to_dict(), "items": len(inst.reference[c.name])} for c in inst.countries]
+    record["caveat"] = inst.caveat
+    emit_json(record)
+
+
+COMMANDS = [countries, instruments]

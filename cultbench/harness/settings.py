@@ -21,17 +21,20 @@ from typing import Mapping
 
 from cultbench.cli.options import parse_constants
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.instruments import Instrument, load_instrument
-from cultbench.profiles import Profile, resolve_country, lookup
-from cultbench.prompts import PromptVariant, get_variants
+from cultbench.instruments import Instrument, load_instrument, resolve_target
+from cultbench.profiles import Profile, resolve_country
+from cultbench.prompts import PromptVariant, get_variants, variants_file
 
 DEFAULT_INSTRUMENT = "vsm2013"
-SETTING_KEYS = ("instrument", "variant", "persona", "target", "source", "constants")
+# data, questions: distribution instruments only (the data file; the question split to ask:
+# train, heldout or all).
+SETTING_KEYS = ("instrument", "variant", "persona", "target", "source", "constants", "data", "questions")
+QUESTION_SPLITS = ("train", "heldout", "all")
 
 
-def default_variant() -> str:
+def default_variant(instrument: Instrument | None = None) -> str:
     """The first training prompt variant (the aligners' first wording)."""
-    return get_variants("train")[0].name
+    return get_variants("train", path=variants_file(instrument))[0].name
 
 
 def _same(key: str, a, b) -> bool:
@@ -64,6 +67,18 @@ class SurveySettings:
     persona: str | None
     constants: dict
     target: Profile | None
+    data: str | None = None
+    questions: str = "all"
+
+    @property
+    def distribution(self) -> bool:
+        return getattr(self.instrument, "kind", "index") == "distribution"
+
+    @property
+    def items(self) -> list:
+        """(position, item) of the items the task asks: a distribution instrument's question split."""
+        return [(k, it) for k, it in enumerate(self.instrument.items)
+                if self.questions == "all" or self.instrument.split[it.id] == self.questions]
 
     @classmethod
     def resolve(cls, metadata: Mapping | None = None, fixed: Mapping | None = None,
@@ -83,9 +98,16 @@ class SurveySettings:
         values = {k: metadata.get(k) for k in SETTING_KEYS} | fixed
 
         ref = str(values["instrument"] or DEFAULT_INSTRUMENT)
-        instrument = load_instrument(ref)
-        name = str(values["variant"] or default_variant())
-        variants = get_variants([name])
+        data = None if values["data"] in (None, "") else str(values["data"])
+        instrument = load_instrument(ref, data) if data is not None else load_instrument(ref)
+        distribution = getattr(instrument, "kind", "index") == "distribution"
+        questions = str(values["questions"] or "all")
+        if questions not in QUESTION_SPLITS:
+            raise CultbenchError(f"metadata questions={questions!r}; choose {', '.join(QUESTION_SPLITS)}")
+        if questions != "all" and not distribution:
+            raise CultbenchError(f"metadata questions={questions!r} is for distribution instruments")
+        name = str(values["variant"] or default_variant(instrument))
+        variants = get_variants([name], path=variants_file(instrument))
         if len(variants) != 1:
             raise CultbenchError(f"variant {name!r} is a split of {len(variants)} prompt variants; a task "
                                  f"renders one variant: run the group vsm2013_{name}, or name one variant")
@@ -95,22 +117,26 @@ class SurveySettings:
         constants = instrument.constants(_constants(values["constants"]))
         target = None
         if values["target"] not in (None, ""):
-            target = lookup(str(values["target"]), source=values["source"] or None,
-                            dimensions=instrument.dimension_ids)
+            target = resolve_target(instrument, str(values["target"]), source=values["source"] or None)
         elif values["source"] not in (None, ""):
             raise CultbenchError(f"metadata source={values['source']!r} is given without a target")
         return cls(instrument=instrument, instrument_ref=ref, variant=variants[0], persona=persona or None,
-                   constants=constants, target=target)
+                   constants=constants, target=target, data=data, questions=questions)
 
     def as_metadata(self) -> dict:
         """The settings as metadata keys that resolve to these settings again."""
         return {"instrument": self.instrument_ref, "variant": self.variant.name, "persona": self.persona,
                 "constants": dict(self.constants),
                 "target": None if self.target is None else self.target.name,
-                "source": None if self.target is None else self.target.source}
+                "source": None if self.target is None or self.distribution else self.target.source,
+                **({"data": self.data, "questions": self.questions} if self.distribution else {})}
 
     def describe(self) -> dict:
         """A JSON record of what the task measures (kept in lm-eval's configs block)."""
+        if self.distribution:
+            return {"instrument": self.instrument.describe(), "variant": self.variant.to_dict(),
+                    "persona": self.persona, "questions": self.questions,
+                    "target": None if self.target is None else self.target.to_dict()}
         return {"instrument": {"name": self.instrument.name, "version": self.instrument.version},
                 "variant": self.variant.to_dict(), "persona": self.persona, "constants": dict(self.constants),
                 "target": None if self.target is None else self.target.to_dict()}

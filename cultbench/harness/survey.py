@@ -16,15 +16,17 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cultbench.harness.settings import SurveySettings
-from cultbench.metrics import distance, signed_error
-from cultbench.prompts import render_messages
+from cultbench.metrics import distance, js_distance, signed_error, similarity
+from cultbench.prompts import displayed_options, option_labels, render_messages
 
-Record = tuple  # (item id, expected answer, option mass)
+Record = tuple  # (item id, expected answer, option mass); distribution instruments: (item id, shares, mass)
 
 
 def survey_rows(settings: SurveySettings) -> list[dict]:
     """One document per item, in the instrument's order, rendered by ``cultbench.prompts``."""
     inst, variant = settings.instrument, settings.variant
+    if settings.distribution:
+        return _distribution_rows(settings)
     rows = []
     for position, item in enumerate(inst.items):
         messages = render_messages(inst, item, variant, settings.persona)
@@ -34,6 +36,22 @@ def survey_rows(settings: SurveySettings) -> list[dict]:
             "system": system[0] if system else "", "user": messages[-1]["content"],
             "choices": [str(o) for o in inst.options],
             "answers": [int(a) for a in variant.displayed_answers(inst.options)],
+        })
+    return rows
+
+
+def _distribution_rows(settings: SurveySettings) -> list[dict]:
+    """Distribution instruments: the letters as choices, ``answers`` the option (index into the
+    item's options) behind each displayed letter."""
+    inst, variant, rows = settings.instrument, settings.variant, []
+    for position, item in settings.items:
+        messages = render_messages(inst, item, variant, settings.persona)
+        system = [m["content"] for m in messages if m["role"] == "system"]
+        rows.append({
+            "item": item.id, "position": position, "block": item.block, "variant": variant.name,
+            "kind": "distribution", "questions": inst.split[item.id],
+            "system": system[0] if system else "", "user": messages[-1]["content"],
+            "choices": option_labels(inst, item), "answers": displayed_options(inst, item, variant),
         })
     return rows
 
@@ -59,6 +77,11 @@ def answer_record(doc: dict, loglikelihoods: Sequence[float]) -> Record:
     top = lls.max()
     weights = np.exp(lls - top)
     probs = weights / weights.sum()
+    mass = float(np.exp(top) * weights.sum())
+    if doc.get("kind") == "distribution":  # the shares in the item's option order
+        shares = np.zeros(len(probs))
+        shares[np.asarray(doc["answers"])] = probs
+        return (doc["item"], tuple(shares.tolist()), mass)
     expected = float(probs @ np.asarray(doc["answers"], dtype=np.float64))
     mass = float(np.exp(top) * weights.sum())
     return (doc["item"], expected, mass)
@@ -80,6 +103,8 @@ def survey_metrics(settings: SurveySettings) -> dict[str, tuple[Callable, bool |
     ``<dim>_error`` (model minus target) per dimension.
     """
     inst, constants, target = settings.instrument, settings.constants, settings.target
+    if settings.distribution:
+        return _distribution_metrics(settings)
     dims = inst.dimension_ids
 
     def indices(records):
@@ -99,4 +124,23 @@ def survey_metrics(settings: SurveySettings) -> dict[str, tuple[Callable, bool |
         for j, d in enumerate(dims):
             out[f"{d}_error"] = ((lambda j: lambda records: float(signed_error(indices(records), vector)[j]))(j),
                                  None)
+    return out
+
+
+def _distribution_metrics(settings: SurveySettings) -> dict[str, tuple[Callable, bool | None]]:
+    """Distribution instruments: ``option_mass``; with a target, ``similarity`` (1 - the mean
+    Jensen-Shannon distance over the task's items the target was asked) and ``jsd`` (that mean)."""
+    target = settings.target
+
+    def mass(records):
+        return float(np.mean([r[2] for r in records])) if records else float("nan")
+
+    out: dict[str, tuple[Callable, bool | None]] = {"option_mass": (mass, True)}
+    if target is not None:
+        def distances(records):
+            return [float(js_distance(shares, target.shares[item])) for item, shares, _ in records
+                    if item in target.shares]
+
+        out["similarity"] = (lambda records: similarity(distances(records)), True)
+        out["jsd"] = (lambda records: 1.0 - similarity(distances(records)), False)
     return out

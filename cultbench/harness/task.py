@@ -26,7 +26,7 @@ from cultbench.errors import CultbenchError
 from cultbench.harness.model import CultbenchLM
 from cultbench.harness.settings import SETTING_KEYS, SurveySettings
 from cultbench.harness.survey import answer_record, survey_metrics
-from cultbench.prompts import render_prompt
+from cultbench.prompts import displayed_options, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,9 @@ class SurveyTask(ConfigurableTask):
     def process_results(self, doc, results):
         if "bypass" in self._metric_fn_list:  # --predict_only
             return super().process_results(doc, results)
+        if self.settings.distribution:  # the documents may come from the base task's default variant
+            item = self.settings.instrument.items[int(doc["position"])]
+            doc = {**doc, "answers": displayed_options(self.settings.instrument, item, self.settings.variant)}
         record = answer_record(doc, [ll for ll, _ in results])
         return dict.fromkeys(self._metric_fn_list, record)
 

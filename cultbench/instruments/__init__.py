@@ -23,6 +23,7 @@ from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.instruments.distribution import DistributionInstrument
 from cultbench.instruments.items import Item
 from cultbench.instruments.opinions import build as build_distribution
+from cultbench.profiles import lookup
 
 INSTRUMENTS_DIR = Path(__file__).parent
 
@@ -179,6 +180,16 @@ def load_instrument(name_or_path: str = "vsm2013", data: str | None = None, *, h
         raise CultbenchError(f"{spec.get('name', path.stem)} is an index instrument: it takes no "
                              f"{', '.join(given)} (those are for distribution instruments)")
     return _parse(spec, str(path))
+
+
+def resolve_target(instrument, name: str, source: str | None = None, dimensions=None):
+    """A target of ``instrument``: a country profile (index instruments: ``cultbench countries``)
+    or a country's answer shares in the instrument's data (distribution instruments)."""
+    if getattr(instrument, "kind", "index") == "distribution":
+        if source is not None:
+            raise CultbenchError(f"{instrument.name} takes its targets from its data: no --source")
+        return instrument.target(name)
+    return lookup(name, source=source, dimensions=dimensions or instrument.dimension_ids)
 
 
 def _find(name_or_path: str) -> Path:

@@ -1,0 +1,97 @@
+"""Evaluate one candidate on a distribution instrument: similarity to target countries and the
+ranking of every country, on training and held-out questions under training and held-out wordings.
+
+Four blocks, reported separately: wording split (the prompt variants an aligner saw or not) x
+question split (the questions an aligner fitted or not). A similarity is 1 - the Jensen-Shannon
+distance per item, averaged over the items the country was asked, computed per prompt variant and
+averaged over the split's variants (as the aligners' fitness is).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from cultbench.instruments.distribution import SPLITS as QUESTION_SPLITS
+from cultbench.instruments.distribution import DistributionInstrument, OpinionTarget
+from cultbench.metrics import rank_by_similarity, similarity
+from cultbench.prompts import get_variants, variants_file
+from cultbench.scorer import SurveyScorer
+
+WORDING_SPLITS = ("train", "heldout")
+
+
+def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, items: list[int],
+           variant_names: list[str], targets: Sequence[OpinionTarget], top: int | None) -> dict:
+    """Similarities on the questions ``items`` (positions) from shares [V, slots], mass [V, I]."""
+    ids = [instrument.item_ids[i] for i in items]
+    dims = instrument.dimension_ids
+    keep = np.zeros(len(instrument.items), dtype=bool)
+    keep[items] = True
+
+    def per_variant(target: OpinionTarget) -> np.ndarray:
+        d = instrument.item_distances(shares, target.vector(dims))[:, keep]  # [V, I_split]
+        return np.array([similarity(row) for row in d])
+
+    countries = {c.name: float(np.mean(per_variant(instrument.target(c.name)))) for c in instrument.countries
+                 if any(i in instrument.reference[c.name] for i in ids)}
+    out = {"items": len(ids), "option_mass": float(mass[:, keep].mean()) if ids else float("nan"), "targets": {}}
+    for target in targets:
+        sims = per_variant(target)
+        asked = sum(1 for i in ids if i in target.shares)
+        out["targets"][target.name] = {"similarity": float(np.mean(sims)), "items_asked": asked,
+                                       "similarity_per_variant": dict(zip(variant_names, sims.tolist())),
+                                       "rank": 1 + [n for n, _ in rank_by_similarity(countries)].index(target.name)
+                                       if target.name in countries else None}
+    ranking = rank_by_similarity(countries)
+    out["countries_ranked"] = len(ranking)
+    out["ranking"] = [[n, s] for n, s in (ranking if top is None else ranking[:top])]
+    return out
+
+
+def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, targets: Sequence[OpinionTarget], *,
+                          soft_prompt=None, persona: str | None = None, splits: Sequence[str] = WORDING_SPLITS,
+                          max_batch_mb: float | None = None, top: int | None = 10) -> dict:
+    """The report of one candidate (see the module docstring); ``top`` countries in each ranking
+    (None: all)."""
+    path = variants_file(instrument)
+    variants = [v for split in splits for v in get_variants(split, path=path)]
+    kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
+    scorer = SurveyScorer(model, tokenizer, instrument, variants, **kwargs)
+    scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
+    out = {"instrument": instrument.describe(), "caveat": instrument.caveat,
+           "precision": str(scorer.dtype).replace("torch.", ""), "splits": {}}
+    for split in splits:
+        rows = [k for k, v in enumerate(variants) if v.split == split]
+        names = [variants[k].name for k in rows]
+        shares, mass = scored.indices[0, rows], scored.option_mass[0, rows]
+        blocks = {}
+        for q in QUESTION_SPLITS:
+            items = [i for i, it in enumerate(instrument.items) if instrument.split[it.id] == q]
+            blocks[q] = _block(instrument, shares, mass, items, names, targets, top)
+        mean = instrument.unflatten(shares.mean(axis=0))
+        out["splits"][split] = {"variants": names, "questions": blocks, "option_mass": float(mass.mean()),
+                                "answer_shares": {i: m.tolist() for i, m in zip(instrument.item_ids, mean)}}
+    return out
+
+
+def distribution_text(result: dict) -> str:
+    """``cultbench evaluate``'s terminal summary for a distribution instrument; the JSON has it all."""
+    inst = result["instrument"]
+    lines = [f"{inst['name']}: {inst['items']} questions ({inst['questions']['train']} training, "
+             f"{inst['questions']['heldout']} held out), {inst['countries']} countries",
+             "Similarity = 1 - mean Jensen-Shannon distance to a country's answer shares (1: identical); "
+             "rank among the data's countries:"]
+    for split, block in result["splits"].items():
+        for q, got in block["questions"].items():
+            head = f"  {split} wordings ({', '.join(block['variants'])}), {q} questions ({got['items']}):"
+            lines.append(head + f" option mass {got['option_mass']:.2f}")
+            for name, t in got["targets"].items():
+                rank = "-" if t["rank"] is None else f"{t['rank']} of {got['countries_ranked']}"
+                lines.append(f"    {name}: similarity {t['similarity']:.3f}, rank {rank}, "
+                             f"asked {t['items_asked']} of these questions")
+            top = ", ".join(f"{n} {s:.3f}" for n, s in got["ranking"][:3])
+            lines.append(f"    most similar: {top}")
+    lines.append(f"Note: {result['caveat']}")
+    return "\n".join(lines) + "\n"
