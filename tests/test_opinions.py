@@ -372,3 +372,22 @@ def test_cli_evaluate_summary_and_align_on_the_training_questions(opinions_folde
     again = CliRunner().invoke(main, ["evaluate", *common, "--target", "Nigeria", "--alignment", str(out), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["alignment"] == str(out)
+
+
+@pytest.mark.parametrize("name, params, budget", [("de", {"popsize": 5, "n_virtual": 2, "d": 4}, 10),
+                                                  ("cmaes", {"popsize": 4, "n_virtual": 2, "d": 4}, 8),
+                                                  ("naive", {}, None), ("icl", {}, None)])
+def test_aligners_run_unchanged_on_the_distribution_distance(tiny_opinions, name, params, budget):
+    from aligners import AlignmentProblem, make_aligner
+
+    model, tokenizer = tiny_opinions
+    train = INST.subset("train")
+    scorer = SurveyScorer(model, tokenizer, train, get_variants("train", path=variants_file(train)))
+    problem = AlignmentProblem(scorer, train.target("Nigeria"),
+                               model_info={"id": "tiny", "revision": None, "file_sha256": None, "hidden_size": 32})
+    result = make_aligner(name, **params).align(problem, budget, seed=0)
+    again = scorer.score(None if result.soft_prompt is None else [result.soft_prompt], [result.persona])
+    assert problem.fitness(again.indices)[0] == pytest.approx(result.fitness, abs=1e-9)
+    assert 0 < result.fitness < 1 and result.problem["distance"] == "jsd"
+    if name == "icl":
+        assert "Nigeria" in result.persona

@@ -136,7 +136,13 @@ def _report_cleaning(instrument) -> None:
               help="Engines to run, comma-separated.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True,
               help="Where to write the JSON report.")
-def bench(model, candidates, repeats, max_batch_mb, engines, output):
+@click.option("--instrument", default="vsm2013", show_default=True,
+              help="vsm2013 (soft-prompt candidates) or a distribution instrument: then every item of --data "
+                   "under one variant, items/s against lm-eval's HFLM (engines scorer-fp32,lm-eval).")
+@click.option("--data", default=None, metavar="PATH", help="A distribution instrument's data file.")
+@click.option("--variant", default="respondent", show_default=True, help="Distribution instruments: the wording.")
+@click.option("--batch-size", default=32, show_default=True, type=int, help="lm-eval's batch size.")
+def bench(model, candidates, repeats, max_batch_mb, engines, output, instrument, data, variant, batch_size):
     """Benchmark the survey scorer against lm-eval's HFLM and a one-forward-per-item loop.
 
     Each engine scores the same rendered prompts with the same random soft prompts, in its own
@@ -148,7 +154,22 @@ def bench(model, candidates, repeats, max_batch_mb, engines, output):
       cultbench bench --model smollm2-135m-instruct -o bench.json
     """
     from cultbench.bench import ENGINES, benchmark
+    from cultbench.instruments import instrument_spec
 
+    if instrument_spec(instrument)[0]["kind"] == "distribution":
+        from cultbench import bench_distribution
+
+        if data is None:
+            raise CultbenchError(f"bench --instrument {instrument} needs --data FILE (e.g. python "
+                                 "scripts/synthetic_opinions.py random 1000 opinions-1000.csv)")
+        if repeats < 1:
+            raise CultbenchError("--repeats must be at least 1")
+        load_instrument_with_data(instrument, data)  # data errors before any subprocess
+        kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
+        report = bench_distribution.benchmark(model, instrument, str(data), variant, repeats, batch_size=batch_size,
+                                              echo=lambda m: click.echo(m, err=True), **kwargs)
+        emit_json(report, output)
+        return
     chosen = [e.strip() for e in engines.split(",") if e.strip()]
     for e in chosen:
         if e not in ENGINES:
