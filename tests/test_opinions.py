@@ -391,3 +391,29 @@ def test_aligners_run_unchanged_on_the_distribution_distance(tiny_opinions, name
     assert 0 < result.fitness < 1 and result.problem["distance"] == "jsd"
     if name == "icl":
         assert "Nigeria" in result.persona
+
+
+@pytest.mark.parametrize("name", ["mistral-v1", "mistral-v3", "smollm2"])
+@pytest.mark.parametrize("chat", [True, False], ids=["chat-template", "plain"])
+def test_letter_labels_are_single_tokens_on_real_tokenizers(name, chat):
+    """Every item under every wording: the scorer's prompt ids plus one option token are how the
+    tokenizer splits the rendered prompt plus that letter, and each token decodes to its letter."""
+    import copy
+    import re
+
+    from tests.test_tokenizers import load
+
+    tokenizer = copy.deepcopy(load(name))
+    if not chat:
+        tokenizer.chat_template = None
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=16)
+    variants = get_variants(None, path=variants_file(INST))
+    scorer = SurveyScorer(LlamaForCausalLM(config).eval(), tokenizer, INST, variants)
+    for v in range(len(variants)):
+        for i, item in enumerate(INST.items):
+            prompt, options = scorer.prompt_tokens(v, i, "Answer as a person from France.")
+            letters = INST.labels(item)
+            assert [re.sub(r"\s+", "", tokenizer.decode([t])) for t in options] == letters
+            text = tokenizer.decode(list(prompt) + [options[-1]], skip_special_tokens=False)
+            assert re.sub(r"\s+", "", text).endswith(letters[-1])
