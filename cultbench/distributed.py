@@ -1,4 +1,5 @@
-"""Ray: candidate scoring on actors (``RayScorer``) and sweeps as tasks (``run_sweep``).
+"""Ray: candidate scoring on actors (``RayScorer``) and the sweep's Ray executors (``RayExecutor``:
+each combination a task; ``RayPopulationExecutor``: each population over actors).
 
 Candidate scoring: each population is split across actors that each hold one model replica.
 
@@ -13,9 +14,10 @@ scored by the same code as in one process, so the numbers differ only by float r
 batches of other sizes (about an ulp of the logits in fp32; see docs/distributed.md).
 An actor that dies is replaced and its share scored again, at most ``max_retries`` times per call.
 
-Sweeps: each combination of a sweep is a Ray task that aligns and evaluates it where it runs
-(one model per worker process, loaded once) and returns its record; the driver writes each
-result as its task finishes.
+Sweeps (the executors of ``cultbench.sweep.Sweep``): with ``RayExecutor`` each combination is a
+Ray task that aligns and evaluates it where it runs (one model per worker process, loaded once)
+and returns its record, and the driver writes each result as its task finishes; with
+``RayPopulationExecutor`` the combinations run in the driver and only the populations go to Ray.
 
 Ray is optional (``pip install 'cultbench[ray]'``) and imported only here, when it is asked for.
 """
@@ -24,17 +26,19 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
-from cultbench.models import resolve_dtype
+from cultbench.models import load_model, resolve_dtype
 from cultbench.prompts import PromptVariant
 from cultbench.scorer import ScoreResult, SurveyScorer
+from cultbench.sweep import LocalExecutor, Sweep, SweepSpec
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -90,13 +94,9 @@ class ScorerWorker:
 
     def __init__(self, model_name: str, model_dtype: str, instrument: Instrument, variants: list,
                  constants: dict | None, max_batch_mb: float, dtype: str | None, threads: int | None):
-        import ray
-
-        from cultbench.models import load_model
-
         if threads:
             torch.set_num_threads(threads)
-        device = "cuda" if ray.get_gpu_ids() else "cpu"
+        device = "cuda" if import_ray().get_gpu_ids() else "cpu"
         loaded = load_model(model_name, dtype=model_dtype, device=device)
         self.scorer = SurveyScorer(loaded.model, loaded.tokenizer, instrument, variants, constants=constants,
                                    max_batch_mb=max_batch_mb, dtype=dtype)
@@ -276,7 +276,23 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[-1][:300] if text else type(exc).__name__
 
 
-# -- sweeps: each combination is a Ray task ----------------------------------------------------
+# -- sweeps on Ray ------------------------------------------------------------------------------
+
+class RayPopulationExecutor(LocalExecutor):
+    """Runs a sweep's combinations in this process, each search's populations split over Ray
+    actors (:class:`RayScorer`); for one large model and few combinations."""
+
+    def __init__(self, workers: int | None = None, address: str | None = None,
+                 num_gpus_per_worker: float | None = None):
+        self.workers, self.address, self.num_gpus_per_worker = workers, address, num_gpus_per_worker
+
+    def search_scorer(self, sweep: Sweep, model: str, loaded, exact):
+        s = sweep.spec
+        return RayScorer(loaded.model, loaded.tokenizer, sweep.instrument, sweep.variants["train"], model_name=model,
+                         model_dtype=s.dtype, constants=sweep.constants,
+                         dtype=s.search_dtype if sweep.reduced_precision() else None, workers=self.workers,
+                         address=self.address, num_gpus_per_worker=self.num_gpus_per_worker, **sweep.scorer_bound())
+
 
 _WORKER_MODELS: dict = {}  # inside a Ray worker process: model name -> (loaded, exact scorer, search scorer)
 
@@ -287,104 +303,106 @@ def run_combination(spec, combo, model_path: str, threads: int | None):
     record; the run folder (checkpoint, alignment) is written here, so a retried task resumes.
     ``model_path`` is what to load (the driver's relative paths made absolute); the model keeps
     the name the user gave, which is what results are keyed by."""
-    import ray
-
-    from cultbench.sweep import Sweep
-
+    ray = import_ray()
     if threads:
         torch.set_num_threads(threads)
     sweep = Sweep(spec, echo=lambda message: None)
     if combo.model not in _WORKER_MODELS:
         _WORKER_MODELS.clear()  # one model per worker process at a time
-        loaded, exact, search = sweep.scorers(model_path, device="cuda" if ray.get_gpu_ids() else None)
+        loaded, exact = sweep.load(model_path, device="cuda" if ray.get_gpu_ids() else None)
         loaded.info = {**loaded.info, "id": combo.model}
-        _WORKER_MODELS[combo.model] = (loaded, exact, search)
+        _WORKER_MODELS[combo.model] = (loaded, exact, sweep.local_search_scorer(loaded, exact))
     record, stem, _ = sweep.align_and_evaluate(combo, *_WORKER_MODELS[combo.model])
     return record, stem
 
 
-def _worker_spec(spec):
+def _worker_spec(spec: SweepSpec) -> SweepSpec:
     """The spec as a worker must see it: absolute folders (a worker's folder is not the
-    driver's), no Ray of its own, no --force (the driver cleared the run folders once; a retried
-    task must find its first attempt's checkpoint)."""
-    from dataclasses import replace
-
+    driver's), no --force (the driver cleared the run folders once; a retried task must find its
+    first attempt's checkpoint)."""
     models = [str(Path(m).resolve()) if Path(m).exists() else m for m in spec.models]
     return replace(spec, models=models, output=Path(spec.output).resolve(), runs_dir=Path(spec.runs_dir).resolve(),
-                   workers=None, ray_address=None, progress=False, force=False)
+                   progress=False, force=False)
 
 
-def run_sweep(sweep, combos: list, bar, max_retries: int = 2):
-    """Run ``combos`` of ``sweep`` as Ray tasks, at most ``workers`` at a time locally (one per GPU
-    slot, or per CPU, on a cluster); yields (status, result path) as each one finishes, writing its
-    result at once. A task whose worker dies is run again (up to ``max_retries`` times) and
-    resumes from the checkpoint its first attempt left; aligners that ignore seed and budget run
-    once per model and target."""
-    ray = import_ray()
-    spec = sweep.spec
-    owns = connect(spec.ray_address, spec.workers)
-    try:
-        resources = ray.cluster_resources()
-        gpus = float(spec.num_gpus_per_worker if spec.num_gpus_per_worker is not None else
-                     (1.0 if resources.get("GPU", 0) else 0.0))
-        cpus, threads = 1.0, None
-        if not spec.ray_address and not gpus:  # local CPUs: `workers` tasks at a time, the cores shared out
-            workers = spec.workers or 2
-            cpus = float(resources.get("CPU", 1)) / workers
-            threads = max(1, (os.cpu_count() or 1) // workers)
-        # A GPU worker runs one task, so each task loads its model on the GPU Ray gave it.
-        task = ray.remote(max_calls=1 if gpus else 0)(run_combination).options(
-            num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)
-        worker_spec = _worker_spec(spec)
-        paths = dict(zip(spec.models, worker_spec.models))
-        pending, groups, shared = {}, {}, []
-        for combo in combos:
-            if not sweep.searches(combo.aligner):
+class RayExecutor:
+    """Runs each combination of a sweep as a Ray task, at most ``workers`` at a time locally (one
+    per GPU slot, or per CPU, on a cluster); the driver writes each result as its task finishes.
+    A task whose worker dies is run again (up to ``max_retries`` times) and resumes from the
+    checkpoint its first attempt left; aligners that ignore seed and budget run once per model
+    and target."""
+
+    def __init__(self, workers: int | None = None, address: str | None = None,
+                 num_gpus_per_worker: float | None = None, max_retries: int = 2):
+        self.workers, self.address, self.num_gpus_per_worker = workers, address, num_gpus_per_worker
+        self.max_retries = max_retries
+
+    def run(self, sweep: Sweep, combos: list, bar) -> Iterator[tuple[str, Path]]:
+        ray = import_ray()
+        spec, max_retries = sweep.spec, self.max_retries
+        owns = connect(self.address, self.workers)
+        try:
+            resources = ray.cluster_resources()
+            gpus = float(self.num_gpus_per_worker if self.num_gpus_per_worker is not None else
+                         (1.0 if resources.get("GPU", 0) else 0.0))
+            cpus, threads = 1.0, None
+            if not self.address and not gpus:  # local CPUs: `workers` tasks at a time, the cores shared out
+                workers = self.workers or 2
+                cpus = float(resources.get("CPU", 1)) / workers
+                threads = max(1, (os.cpu_count() or 1) // workers)
+            # A GPU worker runs one task, so each task loads its model on the GPU Ray gave it.
+            task = ray.remote(max_calls=1 if gpus else 0)(run_combination).options(
+                num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)
+            worker_spec = _worker_spec(spec)
+            paths = dict(zip(spec.models, worker_spec.models))
+            pending, groups, shared = {}, {}, []
+            for combo in combos:
+                if not sweep.searches(combo.aligner):
+                    group = (combo.model, combo.target.name, combo.target.source, combo.aligner)
+                    if group in groups:
+                        shared.append((combo, group))
+                        continue
+                    groups[group] = None
+                if spec.force:
+                    sweep.clear_run_folders(combo)
+                pending[task.remote(worker_spec, combo, paths[combo.model], threads)] = combo
+
+            def finish(ref, combo) -> Path:
+                record, stem = ray.get(ref)
+                path = sweep.write(combo, record, stem)
                 group = (combo.model, combo.target.name, combo.target.source, combo.aligner)
                 if group in groups:
-                    shared.append((combo, group))
-                    continue
-                groups[group] = None
-            if spec.force:
-                sweep.clear_run_folders(combo)
-            pending[task.remote(worker_spec, combo, paths[combo.model], threads)] = combo
+                    groups[group] = path
+                bar.update(1)
+                return path
 
-        def finish(ref, combo) -> Path:
-            record, stem = ray.get(ref)
-            path = sweep.write(combo, record, stem)
-            group = (combo.model, combo.target.name, combo.target.source, combo.aligner)
-            if group in groups:
-                groups[group] = path
-            bar.update(1)
-            return path
-
-        while pending:
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
-            combo = pending.pop(ref)
-            try:
-                path = finish(ref, combo)
-            except ray.exceptions.RayError as exc:
-                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
-                for other in ready:  # finished ones are kept, whatever happened to this one
-                    try:
-                        finish(other, pending.pop(other))
-                    except ray.exceptions.RayError:
-                        pass
-                for other in pending:
-                    ray.cancel(other, force=True)
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, CultbenchError):
-                    message = str(cause)
-                elif isinstance(exc, ray.exceptions.RayTaskError):
-                    message = _first_line(exc)
-                else:
-                    message = (f"{type(exc).__name__} after {max_retries} retries: {_first_line(exc)}; finished "
-                               "results are kept, run the same command again to go on")
-                raise CultbenchError(f"{combo.aligner} -> {combo.target.name} failed on Ray: {message}") from None
-            yield "written", path
-        for combo, group in shared:
-            bar.update(1)
-            yield "shared", groups[group]
-    finally:
-        if owns and ray.is_initialized():
-            ray.shutdown()
+            while pending:
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                combo = pending.pop(ref)
+                try:
+                    path = finish(ref, combo)
+                except ray.exceptions.RayError as exc:
+                    ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                    for other in ready:  # finished ones are kept, whatever happened to this one
+                        try:
+                            finish(other, pending.pop(other))
+                        except ray.exceptions.RayError:
+                            pass
+                    for other in pending:
+                        ray.cancel(other, force=True)
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, CultbenchError):
+                        message = str(cause)
+                    elif isinstance(exc, ray.exceptions.RayTaskError):
+                        message = _first_line(exc)
+                    else:
+                        message = (f"{type(exc).__name__} after {max_retries} retries: {_first_line(exc)}; "
+                                   "finished results are kept, run the same command again to go on")
+                    raise CultbenchError(f"{combo.aligner} -> {combo.target.name} failed on Ray: {message}") from None
+                yield "written", path
+            for combo, group in shared:
+                bar.update(1)
+                yield "shared", groups[group]
+        finally:
+            if owns and ray.is_initialized():
+                ray.shutdown()

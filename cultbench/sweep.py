@@ -8,6 +8,9 @@ checkpoint, then the alignment artifact): a rerun skips finished combinations, e
 alignment that was saved but not evaluated, and resumes an interrupted search from its
 checkpoint. Aligners that ignore the seed and the budget (the baselines: their alignment says
 ``seed=None``) run once per model and target, whatever the seeds and budgets asked for.
+
+Where the combinations run is the sweep's executor (:class:`Executor`): :class:`LocalExecutor`
+in this process, or one of Ray's in ``cultbench.distributed``; the caller (the CLI) picks it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from tqdm.auto import tqdm
 
@@ -63,13 +66,6 @@ class SweepSpec:
     runs_dir: Path = Path("runs")
     force: bool = False
     progress: bool = True
-    workers: int | None = None  # with ray_address: the searches score on Ray (cultbench.distributed)
-    ray_address: str | None = None
-    num_gpus_per_worker: float | None = None
-    # With Ray: "combination" runs each combination as a Ray task (a model replica per worker,
-    # scoring locally); "population" runs the combinations here, splitting each population
-    # over Ray actors (for one large model and few combinations).
-    ray_unit: str = "combination"
 
 
 @dataclass(frozen=True)
@@ -80,6 +76,34 @@ class Combination:
     budget: int
     seed: int
     model_sha256: str | None = None  # the model's content hash (cultbench.models.model_sha256), part of the key
+
+
+class Executor(Protocol):
+    """Where a sweep's combinations run: :class:`LocalExecutor` (this process), or Ray
+    (``cultbench.distributed.RayExecutor``: each combination a Ray task;
+    ``RayPopulationExecutor``: here, each population scored on Ray actors)."""
+
+    def run(self, sweep: "Sweep", todo: list[Combination], bar) -> Iterator[tuple[str, Path]]:
+        """Align, evaluate and write the unfinished combinations ``todo`` (of any models); yield
+        ("written" or "shared", result path) as each one ends, and advance ``bar``."""
+
+
+class LocalExecutor:
+    """Runs the combinations in this process, model after model (each loaded once)."""
+
+    def run(self, sweep: "Sweep", todo: list[Combination], bar) -> Iterator[tuple[str, Path]]:
+        for model in _unique(c.model for c in todo):
+            loaded, exact = sweep.load(model)
+            search = self.search_scorer(sweep, model, loaded, exact)
+            try:
+                yield from sweep.run_combinations([c for c in todo if c.model == model], loaded, exact, search, bar)
+            finally:
+                if search is not exact and hasattr(search, "close"):
+                    search.close()
+
+    def search_scorer(self, sweep: "Sweep", model: str, loaded, exact):
+        """The scorer the searches use (the final pick and every reported number use ``exact``)."""
+        return sweep.local_search_scorer(loaded, exact)
 
 
 def _unique(values) -> list:
@@ -98,8 +122,10 @@ def _make_dir(path: Path, what: str) -> None:
 class Sweep:
     """Checks a :class:`SweepSpec` (everything that can be checked before a model loads) and runs it."""
 
-    def __init__(self, spec: SweepSpec, echo: Callable[[str], None] | None = None):
+    def __init__(self, spec: SweepSpec, echo: Callable[[str], None] | None = None,
+                 executor: Executor | None = None):
         self.spec = spec
+        self.executor = executor or LocalExecutor()
         self.echo = echo or (lambda m: tqdm.write(m, file=sys.stderr))  # messages between the progress bars
         if not spec.targets or not spec.aligners:
             raise CultbenchError("give at least one --target and one --aligner")
@@ -127,8 +153,6 @@ class Sweep:
                 check_seed(seed)
             except CultbenchError:
                 raise CultbenchError(f"--seed {seed}: give a whole number >= 0") from None
-        if spec.ray_unit not in ("combination", "population"):
-            raise CultbenchError(f"--ray-unit {spec.ray_unit!r}: choose combination or population")
         _make_dir(spec.output, "--output")
         _make_dir(spec.runs_dir, "--runs-dir")
 
@@ -194,66 +218,47 @@ class Sweep:
         combos = self.combinations()
         with tqdm(total=len(combos), desc="combinations", unit="run", disable=not self.spec.progress,
                   dynamic_ncols=True, position=0) as bar:
-            ray_todo: list[Combination] = []
-            for model in _unique(self.spec.models):
-                mine = [c for c in combos if c.model == model]
-                todo = []
-                for combo in mine:
-                    done = None if self.spec.force else self.finished(combo)
-                    if done is None:
-                        todo.append(combo)
-                    else:
-                        bar.update(1)
-                        yield "done", done
-                if todo and self.on_ray("combination"):
-                    ray_todo += todo
-                elif todo:
-                    yield from self._run_model(model, todo, bar)
-            if ray_todo:
-                from cultbench.distributed import run_sweep  # Ray is optional: imported only when asked for
-
-                yield from run_sweep(self, ray_todo, bar)
-
-    def on_ray(self, unit: str) -> bool:
-        s = self.spec
-        return bool(s.workers or s.ray_address) and s.ray_unit == unit
+            todo = []
+            for combo in combos:
+                done = None if self.spec.force else self.finished(combo)
+                if done is None:
+                    todo.append(combo)
+                else:
+                    bar.update(1)
+                    yield "done", done
+            if todo:
+                yield from self.executor.run(self, todo, bar)
 
     def searches(self, aligner: str) -> bool:
         """False for aligners whose result depends on neither seed nor budget (the baselines)."""
         return bool(getattr(self.aligners[aligner], "searches", True))
 
-    def _run_model(self, model: str, todo: list[Combination], bar) -> Iterator[tuple[str, Path]]:
-        loaded, exact, search = self.scorers(model)
-        try:
-            yield from self._run_combinations(todo, loaded, exact, search, bar)
-        finally:
-            if search is not exact and hasattr(search, "close"):
-                search.close()
-
-    def scorers(self, model: str, device: str | None = None) -> tuple:
-        """(the loaded model, its full-precision scorer, its search scorer): the search scorer is
-        a reduced-precision copy for ``search_dtype`` below the model's, or scores on Ray actors
-        with ``workers`` / ``ray_address``; else the full-precision one."""
+    def load(self, model: str, device: str | None = None) -> tuple:
+        """(the loaded model, its full-precision scorer on the training variants)."""
         s = self.spec
         loaded = load_model(model, dtype=s.dtype, device=device or s.device)
-        bound = {} if s.max_batch_mb is None else {"max_batch_mb": s.max_batch_mb}
-        train = self.variants["train"]
-        exact = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, train, constants=self.constants, **bound)
-        search = exact
-        reduced = resolve_dtype(s.search_dtype) != resolve_dtype(s.dtype)
-        if self.on_ray("population"):
-            from cultbench.distributed import RayScorer  # Ray is optional: imported only when asked for
+        exact = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, self.variants["train"],
+                             constants=self.constants, **self.scorer_bound())
+        return loaded, exact
 
-            search = RayScorer(loaded.model, loaded.tokenizer, self.instrument, train, model_name=model,
-                               model_dtype=s.dtype, constants=self.constants, dtype=s.search_dtype if reduced else None,
-                               workers=s.workers, address=s.ray_address,
-                               num_gpus_per_worker=s.num_gpus_per_worker, **bound)
-        elif reduced:
-            search = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, train, constants=self.constants,
-                                  dtype=s.search_dtype, **bound)
-        return loaded, exact, search
+    def scorer_bound(self) -> dict:
+        """The scorers' memory bound (--max-batch-mb), as keyword arguments."""
+        return {} if self.spec.max_batch_mb is None else {"max_batch_mb": self.spec.max_batch_mb}
 
-    def _run_combinations(self, todo, loaded, exact, search, bar) -> Iterator[tuple[str, Path]]:
+    def reduced_precision(self) -> bool:
+        return resolve_dtype(self.spec.search_dtype) != resolve_dtype(self.spec.dtype)
+
+    def local_search_scorer(self, loaded, exact):
+        """The searches' scorer in this process: a reduced-precision copy for ``search_dtype``
+        below the model's, else the full-precision scorer itself."""
+        if not self.reduced_precision():
+            return exact
+        return SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, self.variants["train"],
+                            constants=self.constants, dtype=self.spec.search_dtype, **self.scorer_bound())
+
+    def run_combinations(self, todo, loaded, exact, search, bar) -> Iterator[tuple[str, Path]]:
+        """Run ``todo`` (combinations of one model) with that model's scorers, one after another;
+        an aligner that ignores seed and budget runs once per target."""
         seed_free: dict[tuple, Path] = {}  # (target, aligner) -> result of an aligner that ignores seed and budget
         for combo in todo:
             group = (combo.target.name, combo.target.source, combo.aligner)

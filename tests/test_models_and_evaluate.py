@@ -57,11 +57,11 @@ def test_a_folder_is_identified_by_its_files_not_its_path(tiny_folder, tmp_path)
 @pytest.mark.parametrize("name, message", [
     ("nobody-here/no-such-model", "not on disk"),
     ("./no/such/folder", "model path not found"),
-    ("/tmp/definitely-missing.gguf", "GGUF file not found"),
+    ("{tmp}/missing.gguf", "GGUF file not found"),
 ])
-def test_missing_weights_are_clear_errors_without_network(name, message):
+def test_missing_weights_are_clear_errors_without_network(name, message, tmp_path):
     with pytest.raises(CultbenchError, match=message):
-        load_model(name)
+        load_model(name.format(tmp=tmp_path))
 
 
 def test_a_folder_without_config_is_refused(tmp_path):

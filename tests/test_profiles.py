@@ -1,6 +1,7 @@
 """Reference country profiles: lookup by any name or code, sources, estimates, the CLI listing."""
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -26,11 +27,13 @@ def matrix_row(ctr):
     return row
 
 
+# sha256 of the publisher's 6-D matrix file (hofstede-6d-2015.tsv, dated 2015-08-16; see
+# sources.yaml), taken when the bundled copy was compared with it byte for byte.
+REFERENCE_SHA256 = "247e02168fd3d158a6a03f46cdcaceef282d61d386e0d54268e2a14b999a30ea"
+
+
 def test_matrix_is_an_exact_copy_of_the_reference_file():
-    reference = Path("/work/shared/reference/hofstede-6d-2015.tsv")
-    if not reference.exists():
-        pytest.skip("shared reference file not present")
-    assert (PROFILES_DIR / "hofstede-2015.tsv").read_bytes() == reference.read_bytes()
+    assert hashlib.sha256((PROFILES_DIR / "hofstede-2015.tsv").read_bytes()).hexdigest() == REFERENCE_SHA256
 
 
 @pytest.mark.parametrize("name", ["US", "us", "usa", "USA", "United States", "united states of america",

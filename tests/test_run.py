@@ -1,10 +1,11 @@
 """`cultbench run` end to end on the tiny random Llama (conftest.py), then `cultbench leaderboard build`.
 
-One sweep (2 targets x naive and DE x 2 seeds) is shared by the tests of this module, which run in
-order: the sweep's records, then reruns (skip, evaluate a saved alignment, resume a checkpoint,
---force), then the leaderboard built from the records.
+One sweep (2 targets x naive and DE x 2 seeds) is shared by the tests of this module (a module
+fixture, so each test also runs alone): the sweep's records, reruns (skip, evaluate a saved
+alignment, resume a checkpoint, --force), and the leaderboard built from the records.
 """
 
+import ast
 import json
 import re
 import shutil
@@ -140,13 +141,20 @@ def test_rerun_skips_evaluates_saved_alignments_and_resumes_checkpoints(sweep):
     assert "0 combinations run, 1 done before" in invoke(naive_us).stderr
 
 
-def test_leaderboard_build_matches_the_entries(sweep):
+@pytest.fixture(scope="module")
+def board(sweep, tmp_path_factory):
+    """The leaderboard built from the sweep's entries (rebuilt by no test)."""
     root, _, _ = sweep
-    (root / "board").mkdir()
-    built = invoke(["leaderboard", "build", "--entries", root / "entries", "--out", root / "board"])
+    out = tmp_path_factory.mktemp("board")
+    built = invoke(["leaderboard", "build", "--entries", root / "entries", "--out", out])
     assert built.exit_code == 0, built.output
+    return root, out
+
+
+def test_leaderboard_build_matches_the_entries(board):
+    root, out = board
     entries = records(root / "entries")
-    board = json.loads((root / "board" / "leaderboard.json").read_text())
+    board = json.loads((out / "leaderboard.json").read_text())
     assert board["entries_used"] == 6 and board["rejected"] == [] and board["duplicates"] == []
     rows = board["rows"]
     assert len(rows) == 4  # model x aligner x target
@@ -172,7 +180,7 @@ def test_leaderboard_build_matches_the_entries(sweep):
     assert all(v["kendall_tau"] is None for g in board["rank_agreement"] for v in g["splits"]["heldout"].values())
 
     # The Markdown table: one line per row, in the JSON's order, with the JSON's numbers.
-    md = (root / "board" / "LEADERBOARD.md").read_text()
+    md = (out / "LEADERBOARD.md").read_text()
     lines = [line for line in md.splitlines() if line.startswith("| ") and "hofstede-2015" in line]
     assert len(lines) == len(rows)
     for line, row in zip(lines, rows):
@@ -186,7 +194,7 @@ def test_leaderboard_build_matches_the_entries(sweep):
         assert cells[9] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
 
     # The HTML table: one row per row, each number's full value in data-v, shown rounded.
-    html = (root / "board" / "index.html").read_text()
+    html = (out / "index.html").read_text()
     page = load_page_checker().parse(html)
     assert [int(r["row"]) for r in page.rows] == list(range(len(rows)))
     for shown, row in zip(page.rows, rows):
@@ -201,11 +209,9 @@ def test_leaderboard_build_matches_the_entries(sweep):
 
 @pytest.mark.skipif(load_page_checker().find_chromium() is None,
                     reason="chromium is not installed (apt-get install -y chromium chromium-driver)")
-def test_the_built_page_passes_the_browser_check(sweep):
-    root, _, _ = sweep
-    if not (root / "board" / "index.html").exists():
-        pytest.skip("needs test_leaderboard_build_matches_the_entries")
-    assert load_page_checker().main([str(root / "board" / "index.html")]) == 0
+def test_the_built_page_passes_the_browser_check(board):
+    _, out = board
+    assert load_page_checker().main([str(out / "index.html")]) == 0
 
 
 def test_config_file_yaml_and_toml(tiny_folder, tmp_path):
@@ -299,3 +305,30 @@ def test_changed_weights_in_the_same_folder_are_a_new_combination(tiny_folder, t
     assert {r["model"]["file_sha256"] for r in new.values()} == {changed["file_sha256"]}
     assert {r["model"]["file_sha256"] for r in before.values()} == {saved.model["file_sha256"]}
     assert all(r["model"]["id"] == str(folder) for r in after.values())
+
+
+def test_the_sweep_runs_its_unfinished_combinations_through_its_executor(tiny_folder, tmp_path):
+    class Recording(sweep_module.LocalExecutor):
+        def __init__(self):
+            self.calls = []
+
+        def run(self, sweep, todo, bar):
+            self.calls.append([(c.target.name, c.aligner) for c in todo])
+            yield from super().run(sweep, todo, bar)
+
+    spec = sweep_module.SweepSpec(targets=["US", "Japan"], aligners=["naive"], models=[str(tiny_folder)],
+                                  output=tmp_path / "entries", runs_dir=tmp_path / "runs", progress=False)
+    executor = Recording()
+    first = list(sweep_module.Sweep(spec, echo=lambda m: None, executor=executor).run())
+    assert [status for status, _ in first] == ["written", "written"]
+    (tmp_path / "entries" / first[1][1].name).unlink()
+    again = list(sweep_module.Sweep(spec, echo=lambda m: None, executor=executor).run())
+    assert sorted(status for status, _ in again) == ["done", "written"]
+    assert executor.calls == [[("U.S.A.", "naive"), ("Japan", "naive")], [("Japan", "naive")]]
+
+
+def test_the_local_sweep_does_not_import_the_ray_code():
+    tree = ast.parse(Path(sweep_module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and (m.startswith("cultbench.distributed") or m.startswith("ray"))}

@@ -19,13 +19,13 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
 from cultbench.instruments import load_instrument
-from cultbench.prompts import get_variants, render_prompt
+from cultbench.prompts import get_variants, option_labels, render_prompt
 from cultbench.scorer import SurveyScorer
 
 DATA = Path(__file__).parent / "data" / "tokenizers"
 INST = load_instrument("vsm2013")
 VARIANTS = get_variants("train") + get_variants("heldout")
-LABELS = [str(o) for o in INST.options]
+LABELS = ["1", "2", "3", "4", "5"]
 PERSONA = "You are an average human being born in France and living in France."
 # A chat template in the shape of Mistral's instruct ones (system text before the user's, inside [INST]).
 MISTRAL_TEMPLATE = ("{{ bos_token }}{% set system = messages | selectattr('role', 'equalto', 'system') | list %}"
@@ -72,9 +72,11 @@ def test_each_option_is_one_token_that_decodes_to_its_label_and_follows_the_whol
                 persona = PERSONA if i % 2 else None
                 prompt, options = scorer.prompt_tokens(v, i, persona)
                 text = render_prompt(tokenizer, INST, item, variant, persona)
-                assert [tokenizer.decode([o]).strip() for o in options] == LABELS, (variant.name, item.id)
+                labels = option_labels(INST, item)
+                assert labels == LABELS
+                assert [tokenizer.decode([o]).strip() for o in options] == labels, (variant.name, item.id)
                 assert not set(options) & set(tokenizer.all_special_ids)
-                for label, option in zip(LABELS, options):
+                for label, option in zip(labels, options):
                     full = tokenizer(text + delimiter + label, add_special_tokens=not chat)["input_ids"]
                     assert list(prompt) + [option] == list(full), (variant.name, item.id, label)
                 # The prompt ids hold the whole rendered prompt (white space aside: a lone space

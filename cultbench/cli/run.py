@@ -158,9 +158,14 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
         source=source, params=parse_params(params), constants=constants, instrument=instrument, distance=distance,
         dimensions=[d.strip() for d in dimensions.split(",") if d.strip()] if dimensions else None,
         search_dtype=search_dtype, dtype=dtype, device=device, max_batch_mb=max_batch_mb, output=output,
-        runs_dir=runs_dir, force=force, progress=progress, workers=workers, ray_address=ray_address,
-        num_gpus_per_worker=num_gpus_per_worker, ray_unit=ray_unit)
-    sweep = Sweep(spec)
+        runs_dir=runs_dir, force=force, progress=progress)
+    executor = None  # the sweep's default: this process
+    if workers or ray_address:
+        from cultbench import distributed  # Ray is optional: imported only when asked for
+
+        kind = distributed.RayExecutor if ray_unit == "combination" else distributed.RayPopulationExecutor
+        executor = kind(workers=workers, address=ray_address, num_gpus_per_worker=num_gpus_per_worker)
+    sweep = Sweep(spec, executor=executor)
     counts, shown = {"written": 0, "done": 0, "shared": 0}, set()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
