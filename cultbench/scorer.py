@@ -159,41 +159,12 @@ class SurveyScorer:
     def score(self, soft_prompts=None, personas: Sequence[str | None] | None = None) -> ScoreResult:
         """Score candidates: ``soft_prompts`` [C, n_virtual, hidden] (or a list of such tensors,
         None entries for none) and/or ``personas`` (C system-prompt texts, None for none)."""
-        soft = self._check_soft(soft_prompts)
-        n = max(len(soft) if soft is not None else 0, len(personas) if personas is not None else 0)
-        if n == 0:
-            soft, personas, n = [None], [None], 1
-        if soft is not None and personas is not None and len(soft) != len(personas):
-            raise CultbenchError(f"{len(soft)} soft prompts but {len(personas)} personas")
-        soft = soft if soft is not None else [None] * n
-        personas = list(personas) if personas is not None else [None] * n
-        n_var, n_items = len(self.variants), len(self.instrument.items)
-        n_opt = max(len(option_labels(self.instrument, it)) for it in self.instrument.items)
-
-        work = []  # (candidate, variant, layout)
-        for c in range(n):
-            n_virtual = soft[c].shape[0] if soft[c] is not None else 0
-            work.extend((c, v, self.layout(v, personas[c], n_virtual)) for v in range(n_var))
-        logits = self._forward(work, soft)  # (c, v, item) -> logits [vocab]
-
-        keys = [(c, v, i) for c in range(n) for v in range(n_var) for i in range(n_items)]
-        log_probs = torch.log_softmax(torch.stack([logits[k] for k in keys]).float(), dim=-1)
-        option_ids = [self.prompt_tokens(v, i, personas[c])[1] for c, v, i in keys]
-        opts = torch.tensor([ids + (ids[0],) * (n_opt - len(ids)) for ids in option_ids], device=log_probs.device)
-        option_lp = log_probs.gather(1, opts)  # [N, K] in displayed order
-        if any(len(ids) < n_opt for ids in option_ids):  # items with fewer options: no mass on the padding
-            width = torch.tensor([len(ids) for ids in option_ids], device=log_probs.device)
-            option_lp = option_lp.masked_fill(torch.arange(n_opt, device=log_probs.device) >= width[:, None],
-                                              -torch.inf)
-        mass = option_lp.exp().sum(-1).double().cpu().numpy().reshape(n, n_var, n_items)
-        shown = torch.softmax(option_lp.double(), dim=-1).cpu().numpy().reshape(n, n_var, n_items, n_opt)
-        # Back from displayed labels to the instrument's options (reversed orders map back).
-        probs = np.zeros_like(shown)
-        for v, variant in enumerate(self.variants):
-            for i, item in enumerate(self.instrument.items):
-                order = displayed_options(self.instrument, item, variant)
-                probs[:, v, i, order] = shown[:, v, i, :len(order)]
-        if getattr(self.instrument, "kind", "index") == "distribution":
+        soft, personas, n = self._candidates(soft_prompts, personas)
+        variants = list(range(len(self.variants)))
+        option_lp = self._option_log_probs(soft, personas, variants, grad=False)  # [C, V, I, K]
+        mass = option_lp.exp().sum(-1).double().cpu().numpy()
+        probs = self._answer_probs(option_lp, variants).cpu().numpy()
+        if self._distribution:
             expected = np.full(probs.shape[:-1], np.nan)
             indices = self.instrument.flatten(probs)
         else:
@@ -202,6 +173,87 @@ class SurveyScorer:
         return ScoreResult(probs=probs, option_mass=mass, expected=expected, indices=indices,
                            constants=dict(self.constants), variants=[v.name for v in self.variants],
                            item_ids=self.instrument.item_ids, dimension_ids=self.instrument.dimension_ids)
+
+    def expected_answers(self, soft_prompts=None, personas: Sequence[str | None] | None = None,
+                         variants: Sequence[int] | None = None) -> torch.Tensor:
+        """Expected answers [C, V, I] (float64) as a torch tensor with autograd: the gradient flows
+        back to ``soft_prompts`` (e.g. a leaf tensor with ``requires_grad``). The same packed
+        forwards as :meth:`score` (same values), with the model's weights frozen for the call.
+
+        ``variants``: indices into this scorer's variants (default: all). The graph of every
+        variant asked for is held until ``backward``, so a caller short of memory asks for a few
+        variants at a time and accumulates the gradient (the fitness is a mean over variants).
+        """
+        if self._distribution:
+            raise CultbenchError(f"{self.instrument.name} is a distribution instrument: it has no expected answers "
+                                 "to differentiate (the gradient path serves index instruments)")
+        soft, personas, _ = self._candidates(soft_prompts, personas)
+        variants = list(range(len(self.variants))) if variants is None else [int(v) for v in variants]
+        if not variants or any(not 0 <= v < len(self.variants) for v in variants):
+            raise CultbenchError(f"variant indices must lie in 0..{len(self.variants) - 1}, got {variants}")
+        option_lp = self._option_log_probs(soft, personas, variants, grad=True)
+        options = torch.tensor(self.instrument.options, dtype=torch.float64, device=option_lp.device)
+        return self._answer_probs(option_lp, variants) @ options
+
+    def indices_tensor(self, expected: torch.Tensor) -> torch.Tensor:
+        """Indices [..., D] from expected answers [..., I] in torch (differentiable): the
+        instrument's formulas as the matrix :meth:`Instrument.weights` plus this scorer's
+        constants, as :meth:`Instrument.indices` computes them in numpy."""
+        weights = torch.from_numpy(self.instrument.weights()).to(expected)
+        constants = torch.tensor(list(self.constants.values()), dtype=expected.dtype, device=expected.device)
+        return expected @ weights + constants
+
+    @property
+    def _distribution(self) -> bool:
+        return getattr(self.instrument, "kind", "index") == "distribution"
+
+    def _candidates(self, soft_prompts, personas) -> tuple[list, list, int]:
+        """(soft prompts, personas, C): both lists of length C, None where a candidate has none."""
+        soft = self._check_soft(soft_prompts)
+        n = max(len(soft) if soft is not None else 0, len(personas) if personas is not None else 0)
+        if n == 0:
+            soft, personas, n = [None], [None], 1
+        if soft is not None and personas is not None and len(soft) != len(personas):
+            raise CultbenchError(f"{len(soft)} soft prompts but {len(personas)} personas")
+        soft = soft if soft is not None else [None] * n
+        personas = list(personas) if personas is not None else [None] * n
+        return soft, personas, n
+
+    def _option_log_probs(self, soft: list, personas: list, variants: list[int], grad: bool) -> torch.Tensor:
+        """Next-token log-probabilities of the options, [C, len(variants), I, K] in displayed order."""
+        n, n_var, n_items = len(soft), len(variants), len(self.instrument.items)
+        work = []  # (candidate, variant, layout)
+        for c in range(n):
+            n_virtual = soft[c].shape[0] if soft[c] is not None else 0
+            work.extend((c, v, self.layout(v, personas[c], n_virtual)) for v in variants)
+        logits = self._forward(work, soft, grad=grad)  # (c, v, item) -> logits [vocab]
+        keys = [(c, v, i) for c in range(n) for v in variants for i in range(n_items)]
+        n_opt = max(len(option_labels(self.instrument, it)) for it in self.instrument.items)
+        with contextlib.nullcontext() if grad else torch.inference_mode():
+            log_probs = torch.log_softmax(torch.stack([logits[k] for k in keys]).float(), dim=-1)
+            option_ids = [self.prompt_tokens(v, i, personas[c])[1] for c, v, i in keys]
+            opts = torch.tensor([ids + (ids[0],) * (n_opt - len(ids)) for ids in option_ids], device=log_probs.device)
+            option_lp = log_probs.gather(1, opts)  # [N, K] in displayed order
+            if any(len(ids) < n_opt for ids in option_ids):  # items with fewer options: no mass on the padding
+                width = torch.tensor([len(ids) for ids in option_ids], device=log_probs.device)
+                option_lp = option_lp.masked_fill(torch.arange(n_opt, device=log_probs.device) >= width[:, None],
+                                                  -torch.inf)
+            return option_lp.reshape(n, n_var, n_items, n_opt)
+
+    def _answer_probs(self, option_lp: torch.Tensor, variants: list[int]) -> torch.Tensor:
+        """Answer distributions [C, V, I, K] in float64, renormalised over the options and put
+        back from displayed labels into the instrument's option order (reversed orders map
+        back); zero beyond an item's own options."""
+        shown = torch.softmax(option_lp.double(), dim=-1)
+        n_opt = shown.shape[-1]
+        # position[v, i, j]: where option j of item i is displayed under variant v (j itself,
+        # a padded position of zero probability, beyond the item's options)
+        position = torch.arange(n_opt).repeat(len(variants), len(self.instrument.items), 1)
+        for v_pos, v in enumerate(variants):
+            for i, item in enumerate(self.instrument.items):
+                order = displayed_options(self.instrument, item, self.variants[v])
+                position[v_pos, i, :len(order)] = torch.from_numpy(np.argsort(order))
+        return shown.gather(-1, position.to(shown.device).expand_as(shown))
 
     def _check_soft(self, soft_prompts):
         if soft_prompts is None:
@@ -226,8 +278,7 @@ class SurveyScorer:
         per_row = self._bytes_per_token * width + self._bytes_per_pair * width * width + self._bytes_per_kv * width
         return max(1, int(self.max_batch_mb * 2**20 // per_row))
 
-    @torch.inference_mode()
-    def _forward(self, work: list, soft: list) -> dict:
+    def _forward(self, work: list, soft: list, grad: bool = False) -> dict:
         """Logits at every prompt's last position: trunk rows in one forward per chunk, then the
         suffixes that continue those rows, reading the chunk's cached keys and values.
 
@@ -235,7 +286,14 @@ class SurveyScorer:
         length), so nothing is padded. The batch size still depends on the other candidates, and
         fp32 kernels may round some logits an ulp differently for another batch size (a
         population split over workers; see docs/distributed.md).
+
+        ``grad``: run with autograd (the soft prompts' gradient), the weights frozen meanwhile;
+        otherwise under ``torch.inference_mode``.
         """
+        with (self._weights_frozen() if grad else torch.inference_mode()):
+            return self._forward_rows(work, soft)
+
+    def _forward_rows(self, work: list, soft: list) -> dict:
         out: dict = {}
         rows = [(c, v, row, [s for s in layout.suffixes if s.row == r])
                 for c, v, layout in work for r, row in enumerate(layout.rows)]
@@ -291,6 +349,21 @@ class SurveyScorer:
                                 position_ids=positions, use_cache=True, **{self._cache_arg: cache}).logits
         for k, (_, _, key) in enumerate(ends):
             out[key] = logits[0, k]
+
+    @contextlib.contextmanager
+    def _weights_frozen(self):
+        """Autograd on, the model's parameters out of the graph (their flags restored after), so
+        a backward computes the soft prompt's gradient only."""
+        params = list(self.model.parameters())
+        flags = [p.requires_grad for p in params]
+        try:
+            for p in params:
+                p.requires_grad_(False)
+            with torch.enable_grad():
+                yield
+        finally:
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
 
     def _new_cache(self, layers=None):
         from transformers import DynamicCache

@@ -135,3 +135,56 @@ def test_bundled_model_matches_per_item_forwards(smollm2):
     np.testing.assert_allclose(result.probs, ref_probs, atol=1e-5)
     np.testing.assert_allclose(result.option_mass, ref_mass, atol=1e-5)
     assert 0.05 < result.option_mass.mean() < 1.0
+
+
+def plain_loss(model, scorer, soft, persona, target):
+    """L1 to ``target`` per variant, averaged, from one plain forward per prompt (autograd on)."""
+    embed = model.get_input_embeddings()
+    values = torch.tensor(INST.options, dtype=torch.float64)
+    per_variant = []
+    for v, variant in enumerate(scorer.variants):
+        expected = []
+        for i in range(len(INST.items)):
+            ids, options = scorer.prompt_tokens(v, i, persona)
+            x = torch.cat([soft, embed(torch.tensor(ids)).detach()])
+            p = torch.softmax(model(inputs_embeds=x[None]).logits[0, -1].double(), -1)[list(options)]
+            shown = p / p.sum()
+            expected.append(shown @ (values if variant.order == "ascending" else values.flip(0)))
+        indices = torch.stack(expected) @ torch.from_numpy(INST.weights()) + torch.tensor(list(scorer.constants.values()))
+        per_variant.append((indices - target).abs().sum())
+    return torch.stack(per_variant).mean()
+
+
+def test_gradient_of_the_packed_path_equals_a_plain_forward(tiny):
+    """The differentiable path: same expected answers as score(), and the gradient of the L1
+    objective w.r.t. the soft prompt equals the plain per-prompt forward's (fp32)."""
+    model, tokenizer = tiny
+    variants = get_variants(["respondent", "brief-reversed"])
+    scorer = SurveyScorer(model, tokenizer, INST, variants, max_batch_mb=0.3)
+    soft = torch.randn(3, model.config.hidden_size, generator=torch.Generator().manual_seed(2)) * 0.5
+    target = torch.tensor([40.0, 91, 62, 46, 26, 68], dtype=torch.float64)
+    flags = [p.requires_grad for p in model.parameters()]
+
+    leaf = soft.clone().requires_grad_(True)
+    expected = scorer.expected_answers(leaf[None], [PERSONAS[0]])
+    np.testing.assert_allclose(expected.detach().numpy(), scorer.score(soft[None], [PERSONAS[0]]).expected,
+                               atol=1e-9)
+    loss = (scorer.indices_tensor(expected)[0] - target).abs().sum(-1).mean()
+    loss.backward()
+    # the model's weights got no gradient and keep their flags
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    ref_leaf = soft.clone().requires_grad_(True)
+    ref = plain_loss(model, scorer, ref_leaf, PERSONAS[0], target)
+    torch.autograd.backward(ref, inputs=[ref_leaf])
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-3)
+    assert float(leaf.grad.abs().max()) > 1e-3  # the soft prompt matters
+    torch.testing.assert_close(leaf.grad, ref_leaf.grad, atol=1e-4, rtol=1e-3)
+    # one variant at a time accumulates to the same gradient (the objective is a mean over variants)
+    split = soft.clone().requires_grad_(True)
+    for v in range(len(variants)):
+        part = scorer.indices_tensor(scorer.expected_answers(split[None], [PERSONAS[0]], variants=[v]))
+        ((part[0, 0] - target).abs().sum() / len(variants)).backward()
+    torch.testing.assert_close(split.grad, leaf.grad, atol=1e-6, rtol=1e-5)
+    with pytest.raises(CultbenchError, match="variant indices"):
+        scorer.expected_answers(soft[None], variants=[2])
