@@ -6,7 +6,8 @@
     alignment.save_pretrained("runs/de-us")
 
 Built-in aligners: ``naive``, ``icl``, ``icl-profile`` (baselines) and ``de``, ``cmaes``,
-``random`` (soft-prompt search). Third-party packages add theirs through the entry-point group
+``random`` (soft-prompt search), ``prompt-tuning`` (gradient training of the soft prompt, where the
+weights are at hand). Third-party packages add theirs through the entry-point group
 ``cultbench.aligners`` (see registry.py).
 """
 
@@ -24,6 +25,7 @@ from aligners.search_space import SoftPromptSpace
 from aligners.baselines import ICL_TEMPLATE, ICLBaseline, ICLProfileBaseline, NaiveBaseline  # noqa: E402
 from aligners.cmaes import CMAES  # noqa: E402
 from aligners.de import DifferentialEvolution  # noqa: E402
+from aligners.prompt_tuning import PromptTuning  # noqa: E402
 from aligners.random_search import RandomSearch  # noqa: E402
 
 
@@ -36,7 +38,7 @@ def make_aligner(name: str, config: AlignerConfig | None = None, **params):
 __all__ = [
     "Aligner", "AlignerConfig", "Alignment", "AlignmentProblem", "AskTellOptimizer", "CMAES",
     "ConfiguredAligner", "DISTANCES", "DifferentialEvolution", "ENTRY_POINT_GROUP", "ICLBaseline",
-    "ICLProfileBaseline", "ICL_TEMPLATE", "NaiveBaseline", "RandomSearch", "SearchRun", "SoftPromptAligner",
+    "ICLProfileBaseline", "ICL_TEMPLATE", "NaiveBaseline", "PromptTuning", "RandomSearch", "SearchRun", "SoftPromptAligner",
     "SoftPromptConfig", "SoftPromptSpace", "WORST_FITNESS", "available_aligners", "describe", "final_result",
     "get_aligner_class", "load_entry_points", "make_aligner", "param", "register_aligner",
     "run_ask_tell",

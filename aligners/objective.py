@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
 
 import numpy as np
+import torch
 
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.metrics import DISTANCES, check_distance
@@ -114,6 +115,12 @@ class AlignmentProblem:
             return self.scorer.instrument.distance(indices, self.target_vector).mean(axis=-1)
         per_variant = DISTANCES[self.distance](indices - self.target_vector)
         return per_variant.mean(axis=-1)
+
+    def loss(self, indices):
+        """[C] fitness from a torch tensor of indices [C, V, D_instrument], differentiable: the
+        same distance per variant, averaged, as :meth:`fitness` computes in numpy."""
+        target = torch.as_tensor(self.target_vector, dtype=indices.dtype, device=indices.device)
+        return DISTANCES[self.distance](indices[..., self._positions] - target).mean(dim=-1)
 
     def describe(self) -> dict:
         """The problem's part of an alignment record."""

@@ -146,6 +146,46 @@ def _loop_engine(lm, soft, repeats):
             "expected": expected, "indices": inst.indices(np.array(expected)).tolist()}
 
 
+def prompt_tuning_step_cost(model: str = "smollm2-135m-instruct", population: int = 10, steps: int = 3,
+                            repeats: int = 2, variants: str = "train", dtype: str | None = None,
+                            variants_per_backward: int = 1, echo=print) -> dict:
+    """Seconds of one prompt-tuning step (forward and backward over the training variants, the
+    optimiser's update) against one forward candidate evaluation (a population of ``population``
+    soft prompts scored in one call, divided by ``population``), on the same model, variants,
+    target and soft-prompt length (the searches' default P0, the persona for the U.S.A.). Their
+    ratio is what ``prompt-tuning``'s ``step_cost`` should be. In-process; medians over repeats
+    (the first step, which pays for tokenisation and packing, is left out)."""
+    from aligners import AlignmentProblem, make_aligner
+    from aligners.baselines import ICL_TEMPLATE, format_persona
+    from aligners.search_space import initial_prompt
+    from cultbench.profiles import lookup
+
+    lm = load_model(model)
+    target = lookup("US")
+    scorer = SurveyScorer(lm.model, lm.tokenizer, load_instrument(), get_variants(variants), dtype=dtype)
+    problem = AlignmentProblem(scorer, target, model_info=lm.info)
+    p0, _ = initial_prompt(scorer.model, scorer.tokenizer, format_persona(ICL_TEMPLATE, target.name))
+    offsets = soft_prompts(scorer.model, population, n_virtual=p0.shape[0]).to(p0.dtype)
+    candidates = p0[None] + 0.5 * offsets  # around P0, as a search's population is
+    scorer.score(candidates[:1])  # warm-up: tokenisation, packing, first-call overheads
+    forward = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        scorer.score(candidates)
+        forward.append((time.perf_counter() - t) / population)
+    echo(f"  forward candidate evaluation: {statistics.median(forward):.2f} s")
+    aligner = make_aligner("prompt-tuning", steps=steps + 1, variants_per_backward=variants_per_backward)
+    history = aligner.align(problem).history
+    seconds = np.diff([0.0] + [h["seconds"] for h in history])[1:].tolist()
+    ratio = statistics.median(seconds) / statistics.median(forward)
+    echo(f"  prompt-tuning step: {statistics.median(seconds):.2f} s = {ratio:.2f} forward candidate evaluations")
+    return {"model": model, "variants": [v.name for v in scorer.variants], "dtype": str(scorer.dtype).replace("torch.", ""),
+            "n_virtual": int(p0.shape[0]), "population": population, "variants_per_backward": variants_per_backward,
+            "seconds_per_forward_evaluation": forward, "seconds_per_step": seconds, "step_cost": ratio,
+            "threads": torch.get_num_threads(), "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                                            "torch": torch.__version__}}
+
+
 def run_engine(engine: str, model: str, candidates: int, repeats: int, max_batch_mb: float) -> dict:
     torch.manual_seed(0)
     lm = load_model(model)

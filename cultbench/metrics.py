@@ -20,19 +20,21 @@ from scipy.spatial.distance import jensenshannon
 from cultbench.errors import CultbenchError, did_you_mean
 
 
+# Written with Python operators only, so they take numpy arrays and torch tensors alike (the
+# gradient aligner differentiates them).
 def _l1(diff: np.ndarray) -> np.ndarray:
-    return np.abs(diff).sum(-1)
+    return abs(diff).sum(-1)
 
 
 def _l2(diff: np.ndarray) -> np.ndarray:
-    return np.sqrt((diff ** 2).sum(-1))
+    return ((diff ** 2).sum(-1)) ** 0.5
 
 
 def _mean_abs(diff: np.ndarray) -> np.ndarray:
-    return np.abs(diff).mean(-1)
+    return abs(diff).mean(-1)
 
 
-# Distance between index vectors, over the last axis.
+# Distance between index vectors, over the last axis (numpy arrays or torch tensors).
 DISTANCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"l1": _l1, "l2": _l2, "mean-abs": _mean_abs}
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Protocol
 
 from tqdm.auto import tqdm
 
-from aligners import Alignment, AlignmentProblem, SoftPromptAligner, get_aligner_class
+from aligners import Alignment, AlignmentProblem, get_aligner_class
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from aligners.checkpoint import CHECKPOINT_NAME
 from aligners.search import check_seed
@@ -146,7 +146,7 @@ class Sweep:
             if isinstance(budget, bool) or budget < 1:
                 raise CultbenchError(f"--budget {budget}: give a positive number of candidate evaluations")
             for instance in self.aligners.values():
-                if isinstance(instance, SoftPromptAligner):
+                if callable(getattr(instance, "check_budget", None)):  # searches and prompt tuning
                     instance.check_budget(budget)
         for seed in spec.seeds:
             try:

@@ -282,6 +282,40 @@ def test_peft_export_is_a_standard_prompt_tuning_adapter(peft_adapter, soft_alig
     assert result.exit_code == 0, result.output
 
 
+def test_peft_export_of_a_prompt_tuning_alignment_agrees_with_the_scorer(tiny_model, tiny_folder, tmp_path):
+    """A soft prompt trained by the prompt-tuning aligner, exported: plain PEFT loads it (the same
+    tensor, the same next-token logits as the prompt in front of the text), and lm-eval's hf
+    model with peft= (what `lm_eval --model hf --model_args ...,peft=` runs) gives the scorer's
+    indices within 1e-3 index points on an in-order and a reversed-scale variant."""
+    from aligners import AlignmentProblem, make_aligner
+    from peft import PeftModel
+
+    model, tokenizer = tiny_model
+    variants = ["respondent", "brief-reversed"]
+    scorer = SurveyScorer(model, tokenizer, INST, get_variants(variants))
+    info = load_model(str(tiny_folder)).info
+    trained = make_aligner("prompt-tuning", n_virtual=3, lr=0.1, steps=3).align(
+        AlignmentProblem(scorer, lookup("US"), model_info=info))
+    folder = trained.save_pretrained(tmp_path / "pt-us")
+    adapter = export_peft(folder, tmp_path / "peft")
+    soft = trained.soft_prompt
+    peft_model = PeftModel.from_pretrained(load_model(str(tiny_folder)).model, str(adapter))
+    assert torch.equal(peft_model.prompt_encoder["default"].embedding.weight.detach(), soft)
+    ids = torch.tensor([tokenizer("Answer with a single number", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        ref = model(inputs_embeds=torch.cat([soft, model.get_input_embeddings()(ids[0])])[None]).logits[0, -1]
+        torch.testing.assert_close(peft_model(input_ids=ids).logits[0, -1], ref, atol=1e-5, rtol=1e-5)
+
+    a, _ = scorer_indices(model, tokenizer, variants, soft=soft)
+    naive, _ = scorer_indices(model, tokenizer, variants)
+    assert np.abs(a - naive).max() > 1  # the trained prompt matters
+    tasks = ["vsm2013_respondent", "vsm2013_brief_reversed"]
+    out = harness("hf", tasks, model_args={"pretrained": str(tiny_folder), "peft": str(adapter), "dtype": "float32",
+                                           "device": "cpu"})
+    for v, task in enumerate(tasks):
+        assert np.abs(indices_of(out, task) - a[v]).max() < 1e-3
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("metadata, message", [

@@ -130,7 +130,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
         --budget 300 --seed 0 --param popsize=10 --param n_virtual=4 \\
         --search-dtype bfloat16 --output runs/de-us
     """
-    from aligners import AlignmentProblem, SoftPromptAligner, get_aligner_class
+    from aligners import AlignmentProblem, get_aligner_class
     from aligners.base import final_result
     from aligners.checkpoint import CHECKPOINT_NAME
     from aligners.objective import check_distance
@@ -143,7 +143,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     cls = get_aligner_class(aligner)
     instance = cls(cls.config_class.from_dict(parse_params(params)))
     # Everything that can be checked without the model is checked before loading it.
-    if isinstance(instance, SoftPromptAligner):
+    if callable(getattr(instance, "check_budget", None)):  # searches and prompt tuning
         instance.check_budget(budget)
     dims = [d for d in dimensions.split(",") if d.strip()] if dimensions else None
     inst = load_instrument_with_data(instrument, data, heldout_items, split_seed, cleaning)

@@ -142,7 +142,11 @@ def _report_cleaning(instrument) -> None:
 @click.option("--data", default=None, metavar="PATH", help="A distribution instrument's data file.")
 @click.option("--variant", default="respondent", show_default=True, help="Distribution instruments: the wording.")
 @click.option("--batch-size", default=32, show_default=True, type=int, help="lm-eval's batch size.")
-def bench(model, candidates, repeats, max_batch_mb, engines, output, instrument, data, variant, batch_size):
+@click.option("--step-cost", "step_cost", is_flag=True,
+              help="Also time one prompt-tuning step against one forward candidate evaluation (the training "
+                   "variants, a population of 10): the step_cost of the prompt-tuning aligner.")
+def bench(model, candidates, repeats, max_batch_mb, engines, output, instrument, data, variant, batch_size,
+          step_cost):
     """Benchmark the survey scorer against lm-eval's HFLM and a one-forward-per-item loop.
 
     Each engine scores the same rendered prompts with the same random soft prompts, in its own
@@ -153,7 +157,7 @@ def bench(model, candidates, repeats, max_batch_mb, engines, output, instrument,
     Example:
       cultbench bench --model smollm2-135m-instruct -o bench.json
     """
-    from cultbench.bench import ENGINES, benchmark
+    from cultbench.bench import ENGINES, benchmark, prompt_tuning_step_cost
     from cultbench.instruments import instrument_spec
 
     if instrument_spec(instrument)[0]["kind"] == "distribution":
@@ -176,7 +180,11 @@ def bench(model, candidates, repeats, max_batch_mb, engines, output, instrument,
             raise CultbenchError(f"unknown engine {e!r}; engines: {', '.join(ENGINES)}")
     if candidates < 1 or repeats < 1:
         raise CultbenchError("--candidates and --repeats must be at least 1")
-    report = benchmark(model, candidates, repeats, max_batch_mb, chosen, echo=lambda m: click.echo(m, err=True))
+    echo = lambda m: click.echo(m, err=True)  # noqa: E731
+    report = benchmark(model, candidates, repeats, max_batch_mb, chosen, echo=echo) if chosen else {"model": model}
+    if step_cost:
+        echo("timing a prompt-tuning step ...")
+        report["prompt_tuning_step"] = prompt_tuning_step_cost(model, repeats=repeats, echo=echo)
     emit_json(report, output)
     click.echo(f"wrote {output}", err=True)
 

@@ -1,0 +1,286 @@
+"""Gradient prompt tuning: the soft prompt trained with torch.optim, the white-box reference.
+
+Where the model's weights are at hand, the expected answers are differentiable in the soft prompt.
+This aligner trains the soft prompt [n_virtual, hidden] itself (no projection, no box) on the
+objective of the searches: the distance between the indices and the target per training variant,
+averaged over the variants (``AlignmentProblem.loss``). The gradient flows through the scorer's
+packed forwards (``SurveyScorer.expected_answers``: the same prefix tree and key/value cache as
+the forward-only path, with autograd), through the answer distributions and expected answers,
+and through the instrument's index formulas (a matrix). One variant's graph is held at a time
+(``variants_per_backward``) and the gradients are summed, which is exact because the objective
+is a mean over variants.
+
+- Start: P0, the embeddings of the initial text (by default the cultural prompt for the target,
+  the same P0 as the searches, built by ``search_space.initial_prompt``). The trained tensor is
+  kept in float32 (master copy) and cast to the scorer's precision for each forward.
+- Budget: in candidate evaluations, like the searches. One step (a forward and a backward over
+  every training variant) counts as ``step_cost`` evaluations, the measured cost of a step
+  relative to one forward candidate evaluation (``cultbench bench``, section prompt-tuning), so
+  ``budget // step_cost`` steps are run. The artifact records the conversion and the wall time.
+- Result: the prompt with the lowest training fitness among those the steps evaluated (each
+  step scores the prompt before its update), re-scored in full precision by ``final_result``.
+- Checkpoint: after every step, one safetensors file (``aligners.checkpoint``) holds the prompt,
+  the optimiser's state, the best prompt, the step and the history, replaced atomically; a run
+  killed at any moment resumes from the last step and ends with the same tensor, bit for bit,
+  as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from aligners.artifact import Alignment
+from aligners.base import ConfiguredAligner, final_result, model_record
+from aligners.baselines import ICL_TEMPLATE, format_persona
+from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from aligners.config import AlignerConfig, param
+from aligners.objective import AlignmentProblem, precision
+from aligners.registry import register_aligner
+from aligners.search import _differences, _json_roundtrip
+from aligners.search_space import MAX_VIRTUAL_TOKENS, initial_prompt
+from cultbench.errors import CultbenchError, did_you_mean
+
+_log = logging.getLogger(__name__)
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+# Measured by `cultbench bench` (prompt-tuning section) on SmolLM2-135M-Instruct, fp32, 2 CPU cores:
+# one forward-and-backward step over the training variants against one forward candidate
+# evaluation in a population of 10 (docs/aligners.md).
+STEP_COST = 3.0
+# Keys of the history that hold wall time: they differ between an interrupted and a whole run.
+TIMING_KEYS = ("seconds",)
+
+
+@dataclass(frozen=True)
+class PromptTuningConfig(AlignerConfig):
+    n_virtual: int | None = param(None, f"Virtual tokens in the soft prompt (1..{MAX_VIRTUAL_TOKENS}); default: "
+                                        "init_text's token count for the target (P0 is then the whole text).")
+    init_text: str = param(ICL_TEMPLATE, "Text whose token embeddings (the embedding module's output) form P0, "
+                                         "the starting prompt, cycled or cut to a given n_virtual; {country} is "
+                                         "the target's name; empty: P0 = 0 (needs n_virtual).")
+    optimizer: str = param("adam", "torch.optim optimiser: " + ", ".join(OPTIMIZERS) + ".")
+    lr: float = param(5e-3, "Learning rate (Adam moves each coordinate by about lr per step; SmolLM2's token "
+                            "embeddings have a spread of about 0.1).")
+    betas: tuple[float, float] = param((0.9, 0.999), "Adam's/AdamW's BETA1,BETA2.")
+    momentum: float = param(0.0, "SGD's momentum.")
+    weight_decay: float = param(0.0, "Weight decay (AdamW: decoupled; Adam and SGD: L2 on the prompt).")
+    max_grad_norm: float = param(0.0, "Clip the gradient to this norm before each step; 0: no clipping.")
+    steps: int | None = param(None, "Optimiser steps; default: as many as the budget pays for (budget // "
+                                    "step_cost). With a budget too, the smaller of the two.")
+    step_cost: float = param(STEP_COST, "Candidate evaluations one step counts as: the measured cost of a "
+                                        "forward-and-backward step relative to one forward candidate evaluation "
+                                        "(`cultbench bench`, prompt-tuning).")
+    variants_per_backward: int = param(1, "Training variants whose autograd graph is held at once (more: larger "
+                                          "batches, more memory); the gradient is the same.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_virtual is not None and not 1 <= self.n_virtual <= MAX_VIRTUAL_TOKENS:
+            self._fail(f"n_virtual={self.n_virtual} is out of range 1..{MAX_VIRTUAL_TOKENS}")
+        if self.optimizer not in OPTIMIZERS:
+            self._fail(f"optimizer={self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}."
+                       f"{did_you_mean(self.optimizer, OPTIMIZERS)}")
+        if not self.lr > 0:
+            self._fail(f"lr={self.lr} must be positive")
+        if not all(0 <= b < 1 for b in self.betas):
+            self._fail(f"betas={self.betas} must lie in [0, 1)")
+        for name in ("momentum", "weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                self._fail(f"{name}={getattr(self, name)} must be >= 0")
+        if self.steps is not None and self.steps < 1:
+            self._fail(f"steps={self.steps} must be at least 1")
+        if not self.step_cost > 0:
+            self._fail(f"step_cost={self.step_cost} must be positive")
+        if self.variants_per_backward < 1:
+            self._fail(f"variants_per_backward={self.variants_per_backward} must be at least 1")
+        try:
+            format_persona(self.init_text, "X")
+        except (KeyError, IndexError, ValueError) as exc:
+            self._fail(f"init_text may only use the field {{country}} ({type(exc).__name__}: {exc})")
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, np.ndarray]:
+    """The optimiser's per-parameter state as arrays (one parameter: the prompt)."""
+    state = optimizer.state_dict()["state"]
+    return {f"optimizer.{key}": value.detach().cpu().numpy() if isinstance(value, torch.Tensor)
+            else np.asarray(value) for key, value in state.get(0, {}).items()}
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, arrays: dict[str, np.ndarray]) -> None:
+    own = {k[len("optimizer."):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("optimizer.")}
+    state = optimizer.state_dict()
+    state["state"] = {0: own} if own else {}
+    optimizer.load_state_dict(state)
+
+
+@register_aligner("prompt-tuning")
+class PromptTuning(ConfiguredAligner):
+    """Soft prompt trained by gradient descent (torch.optim), the white-box reference."""
+
+    config_class = PromptTuningConfig
+
+    def make_optimizer(self, prompt: torch.Tensor) -> torch.optim.Optimizer:
+        cfg = self.config
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD([prompt], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return OPTIMIZERS[cfg.optimizer]([prompt], lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+    def plan_steps(self, budget) -> int:
+        """Steps to run: ``steps``, or what ``budget`` pays for at ``step_cost``, whichever is fewer."""
+        cfg = self.config
+        if budget is None:
+            if cfg.steps is None:
+                raise CultbenchError("prompt-tuning: give a budget (candidate evaluations) or steps")
+            return cfg.steps
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+            raise CultbenchError(f"budget must be a positive whole number of evaluations, got {budget!r}")
+        paid = int(math.floor(budget / cfg.step_cost + 1e-9))
+        if paid < 1:
+            raise CultbenchError(f"budget {budget} pays for no step of prompt-tuning (one step costs "
+                                 f"{cfg.step_cost:g} evaluations): give a budget of at least {math.ceil(cfg.step_cost)}")
+        return paid if cfg.steps is None else min(paid, cfg.steps)
+
+    def check_budget(self, budget) -> int:
+        """The steps the budget pays for; a clear error unless at least one (as the searches check)."""
+        return self.plan_steps(budget)
+
+    def align(self, problem: AlignmentProblem, budget: int | None = None, *, seed: int = 0,
+              run_dir=None, resume: bool = False, progress: bool = False) -> Alignment:
+        cfg = self.config
+        steps = self.plan_steps(budget)
+        # The differentiable scorer: the search scorer if it has a gradient path (a local
+        # SurveyScorer), else the exact one (a search scorer on Ray workers has none).
+        scorer = problem.scorer if hasattr(problem.scorer, "expected_answers") else problem.exact_scorer
+        if not hasattr(scorer, "expected_answers"):
+            raise CultbenchError(f"prompt-tuning needs a scorer with a gradient path (SurveyScorer), got "
+                                 f"{type(scorer).__name__}")
+        init_text = format_persona(cfg.init_text, problem.target.name)
+        # P0 from the full-precision model, whatever precision the steps compute in.
+        exact = problem.exact_scorer
+        p0, ids = initial_prompt(exact.model, exact.tokenizer, init_text, cfg.n_virtual)
+        hidden = p0.shape[1]
+        params = self.get_params()
+        params.pop("steps")  # where to stop, like the budget: a resumed run may change it
+        identity = _json_roundtrip({"aligner": self.name, "hyperparameters": params, "seed": seed,
+                                    "model": model_record(problem, hidden), "problem": problem.describe(),
+                                    "search_precision": precision(scorer)})
+        run = _TrainingRun(self, problem, scorer, p0, identity, run_dir=run_dir, resume=resume)
+        if run.step > steps:
+            raise CultbenchError(f"the checkpoint has taken {run.step} steps, more than the {steps} this budget "
+                                 "pays for")
+        with tqdm(total=steps, initial=run.step, desc=self.name, unit="step", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            while run.step < steps:
+                run.train_step()
+                bar.set_postfix(loss=f"{run.history[-1]['mean']:.4g}", best=f"{run.best_fitness:.4g}", refresh=False)
+                bar.update(1)
+        stopped = "steps" if cfg.steps is not None and steps == cfg.steps else "budget"
+        parametrisation = {"form": "trained", "n_virtual": int(p0.shape[0]), "hidden_size": int(hidden),
+                           "init_text": init_text, "init_token_ids": ids, "p0_source": "embedding module output"}
+        done = run.step
+        search = {"best_fitness": run.best_fitness, "precision": precision(scorer), "stopped": stopped,
+                  "generations": done, "steps": done, "step_cost": cfg.step_cost,
+                  "evaluations_per_step": cfg.step_cost, "optimizer": cfg.optimizer,
+                  "wall_seconds": run.elapsed, "seconds_per_step": run.elapsed / max(run.step, 1), "invalid": 0}
+        soft_prompt = run.best_prompt.to(p0.dtype)
+        return Alignment(
+            aligner=self.name, hyperparameters=self.get_params(), seed=seed, model=identity["model"],
+            problem=problem.describe(), budget=budget, evaluations=int(math.ceil(done * cfg.step_cost - 1e-9)),
+            result=final_result(problem, soft_prompt=soft_prompt), soft_prompt=soft_prompt.detach().cpu(),
+            parametrisation=parametrisation, search=search, history=[dict(h) for h in run.history])
+
+
+class _TrainingRun:
+    """The trained prompt, its optimiser, the best prompt seen, the history and the checkpoint."""
+
+    def __init__(self, aligner: PromptTuning, problem: AlignmentProblem, scorer, p0: torch.Tensor, identity: dict,
+                 *, run_dir=None, resume: bool = False):
+        self.aligner, self.problem, self.scorer, self.identity = aligner, problem, scorer, identity
+        self.prompt = p0.detach().to(torch.float32).clone().requires_grad_(True)
+        self.optimizer = aligner.make_optimizer(self.prompt)
+        self.step, self.elapsed = 0, 0.0
+        self.history: list[dict] = []
+        self.best_fitness, self.best_prompt = math.inf, self.prompt.detach().clone()
+        self.path = None if run_dir is None else Path(run_dir) / CHECKPOINT_NAME
+        if self.path is None:
+            if resume:
+                raise CultbenchError("resume needs the run folder that holds the checkpoint")
+        elif resume:
+            self._restore()
+        elif self.path.exists():
+            raise CultbenchError(f"{run_dir} already holds a run's checkpoint: resume it or choose another folder")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._save()
+
+    def train_step(self) -> None:
+        """Score the prompt and take one optimiser step: a forward and backward per group of
+        variants, the gradients summed (the fitness is their mean)."""
+        started = time.perf_counter()
+        cfg, scorer, problem = self.aligner.config, self.scorer, self.problem
+        n_var = len(scorer.variants)
+        self.optimizer.zero_grad(set_to_none=True)
+        fitness, rows = 0.0, []
+        for start in range(0, n_var, cfg.variants_per_backward):
+            group = list(range(start, min(start + cfg.variants_per_backward, n_var)))
+            indices = scorer.indices_tensor(scorer.expected_answers(self.prompt[None], variants=group))
+            part = problem.loss(indices)[0] * (len(group) / n_var)
+            if not torch.isfinite(part):
+                raise CultbenchError(f"step {self.step}: the soft prompt gives non-finite indices (NaN or infinite "
+                                     f"logits); try a smaller lr (now {cfg.lr:g})")
+            part.backward()
+            fitness += float(part.detach())
+            rows.append(indices.detach()[0].double().cpu().numpy())
+        grad_norm = float(self.prompt.grad.norm())
+        if fitness < self.best_fitness:
+            self.best_fitness, self.best_prompt = fitness, self.prompt.detach().clone()
+            self.best_indices = np.concatenate(rows).mean(axis=0)
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_([self.prompt], cfg.max_grad_norm)
+        self.optimizer.step()
+        self.elapsed += time.perf_counter() - started
+        dims = list(scorer.instrument.dimension_ids)
+        self.history.append({
+            "step": self.step, "evaluations": (self.step + 1) * cfg.step_cost, "best": self.best_fitness,
+            "mean": fitness, "grad_norm": grad_norm, "seconds": self.elapsed,
+            "best_indices": dict(zip(dims, self.best_indices.tolist())),
+        })
+        self.step += 1
+        self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        state = {"identity": self.identity, "step": self.step, "elapsed": self.elapsed, "history": self.history,
+                 "best_fitness": None if not self.history else self.best_fitness}
+        arrays = {"prompt": self.prompt.detach().cpu().numpy(), "best_prompt": self.best_prompt.cpu().numpy(),
+                  **_optimizer_state(self.optimizer)}
+        if self.history:
+            arrays["best_indices"] = self.best_indices
+        save_checkpoint(self.path, state, arrays)
+
+    def _restore(self) -> None:
+        if not self.path.is_file():
+            raise CultbenchError(f"nothing to resume: {self.path.parent} has no {CHECKPOINT_NAME}")
+        state, arrays = load_checkpoint(self.path)
+        differ = _differences(state.get("identity"), self.identity)
+        if differ or "prompt" not in arrays:
+            raise CultbenchError(f"{self.path} belongs to another run (it differs in {', '.join(differ) or 'kind'}); "
+                                 "resume with the same aligner, hyper-parameters, seed, model and problem, or use "
+                                 "another folder")
+        with torch.no_grad():
+            self.prompt.copy_(torch.from_numpy(arrays["prompt"]))
+        _restore_optimizer(self.optimizer, arrays)
+        self.step, self.elapsed, self.history = state["step"], state["elapsed"], state["history"]
+        self.best_prompt = torch.from_numpy(arrays["best_prompt"]).clone()
+        if state["best_fitness"] is not None:
+            self.best_fitness, self.best_indices = state["best_fitness"], arrays["best_indices"]
+        _log.info("resuming %s at step %d", self.path, self.step)

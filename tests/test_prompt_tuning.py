@@ -1,0 +1,193 @@
+"""The gradient aligner on the tiny random Llama of conftest.py: training lowers the objective,
+budget conversion, artifact, checkpoint and resume (after an exception and after kill -9, bit for
+bit), bad input, and the CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from aligners import Alignment, AlignmentProblem, make_aligner
+from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from aligners.prompt_tuning import TIMING_KEYS
+from aligners.search_space import initial_prompt
+from cultbench.cli import main
+from cultbench.errors import CultbenchError
+from cultbench.instruments import load_instrument
+from cultbench.profiles import lookup
+from cultbench.prompts import get_variants
+from cultbench.scorer import SurveyScorer
+from conftest import check_one_line_error
+
+INST = load_instrument("vsm2013")
+VARIANTS = ["respondent", "brief-reversed"]
+PARAMS = dict(n_virtual=3, lr=0.05)
+INFO = {"id": "tiny-llama", "revision": None, "file_sha256": None, "hidden_size": 32}
+
+
+def problem_of(tiny, target="US"):
+    model, tokenizer = tiny
+    return AlignmentProblem(SurveyScorer(model, tokenizer, INST, get_variants(VARIANTS)), lookup(target),
+                            model_info=INFO)
+
+
+def untimed(alignment: Alignment) -> dict:
+    """The record without wall times (which differ between an interrupted and a whole run)."""
+    record = alignment.to_dict()
+    record["search"] = {k: v for k, v in record["search"].items() if k not in ("wall_seconds", "seconds_per_step")}
+    record["history"] = [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in record["history"]]
+    return record
+
+
+def same_run(a: Alignment, b: Alignment) -> bool:
+    return torch.equal(a.soft_prompt, b.soft_prompt) and untimed(a) == untimed(b)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny):
+    return make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, seed=0)
+
+
+def test_training_lowers_the_objective_from_p0_and_records_the_budget(tiny, trained):
+    problem = problem_of(tiny)
+    model, tokenizer = tiny
+    p0, _ = initial_prompt(model, tokenizer, "You are an average human being born in U.S.A. and living in U.S.A. "
+                           "responding to the following survey question.", 3)
+    start = problem.fitness(problem.scorer.score(p0[None]).indices)[0]
+    first = trained.history[0]
+    assert first["mean"] == pytest.approx(start, abs=1e-6)  # step 0 scores P0 itself
+    assert trained.fitness < start - 1  # the steps moved the indices towards the target
+    assert [h["step"] for h in trained.history] == list(range(8))  # budget 24 // step_cost 3
+    assert trained.search["steps"] == 8 and trained.evaluations == 24 and trained.search["step_cost"] == 3.0
+    assert trained.search["wall_seconds"] > 0 and trained.history[-1]["seconds"] == pytest.approx(
+        trained.search["wall_seconds"])
+    assert [h["best"] for h in trained.history] == sorted((h["best"] for h in trained.history), reverse=True)
+    # the returned prompt is the best one a step scored, re-scored in fp32 by a fresh scorer
+    again = problem.fitness(problem_of(tiny).scorer.score(trained.soft_prompt[None]).indices)[0]
+    assert trained.fitness == pytest.approx(again, abs=1e-9) == pytest.approx(trained.search["best_fitness"], abs=1e-6)
+    assert trained.soft_prompt.shape == (3, 32) and trained.soft_prompt.dtype == torch.float32
+    assert trained.result["precision"] == "float32" and trained.search["optimizer"] == "adam"
+
+
+def test_steps_budget_and_bad_input(tiny):
+    pt = make_aligner("prompt-tuning", steps=2, step_cost=2.5)
+    assert pt.plan_steps(None) == 2 and pt.plan_steps(100) == 2 and pt.plan_steps(5) == 2 and pt.plan_steps(4) == 1
+    assert make_aligner("prompt-tuning", step_cost=2.5).plan_steps(10) == 4
+    with pytest.raises(CultbenchError, match="pays for no step"):
+        make_aligner("prompt-tuning").plan_steps(2)
+    with pytest.raises(CultbenchError, match="give a budget"):
+        make_aligner("prompt-tuning").align(problem_of(tiny))
+    for params, message in [({"optimizer": "adma"}, "Did you mean: adam"), ({"lr": 0}, "lr=0.0 must be positive"),
+                            ({"steps": 0}, "steps=0"), ({"init_text": "{nation}"}, "only use the field")]:
+        with pytest.raises(CultbenchError, match=message):
+            make_aligner("prompt-tuning", **params)
+
+
+def test_resume_after_an_interrupt_ends_with_the_same_tensor(tiny, trained, tmp_path, monkeypatch):
+    from aligners import prompt_tuning
+
+    real, calls = prompt_tuning._TrainingRun.train_step, []
+
+    def interrupted(run):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(1)
+        real(run)
+
+    monkeypatch.setattr(prompt_tuning._TrainingRun, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, run_dir=tmp_path)
+    monkeypatch.setattr(prompt_tuning._TrainingRun, "train_step", real)
+    state, arrays = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["step"] == 5 and {"prompt", "best_prompt", "optimizer.exp_avg", "optimizer.exp_avg_sq"} <= set(arrays)
+    with pytest.raises(CultbenchError, match="already holds a run's checkpoint"):
+        make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, run_dir=tmp_path)
+    with pytest.raises(CultbenchError, match="differs in hyperparameters.lr"):
+        make_aligner("prompt-tuning", n_virtual=3, lr=0.01).align(problem_of(tiny), budget=24, run_dir=tmp_path,
+                                                                  resume=True)
+    resumed = make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, run_dir=tmp_path,
+                                                            resume=True)
+    assert same_run(resumed, trained)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    import conftest, test_prompt_tuning as t
+    from aligners import make_aligner
+    tiny = conftest.tiny.__wrapped__()
+    make_aligner("prompt-tuning", **t.PARAMS).align(t.problem_of(tiny), budget=300, run_dir={run!r})
+""")
+
+
+def test_resume_after_kill_9_ends_with_the_same_tensor(tiny, tmp_path):
+    run = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(tests=str(Path(__file__).parent), run=str(run))],
+                             stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (run / CHECKPOINT_NAME).exists() and load_checkpoint(run / CHECKPOINT_NAME)[0]["step"] >= 3:
+                break
+            assert child.poll() is None, child.stderr.read().decode()
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    done = load_checkpoint(run / CHECKPOINT_NAME)[0]["step"]
+    assert 3 <= done < 12
+    budget = 3 * (done + 2)  # resume may change the budget; compare with a whole run of the same one
+    resumed = make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=budget, run_dir=run, resume=True)
+    whole = make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=budget)
+    assert resumed.search["steps"] == done + 2 and same_run(resumed, whole)
+
+
+def test_cli_align_and_show(tiny_folder, tmp_path):
+    shown = CliRunner().invoke(main, ["aligners", "prompt-tuning"])
+    assert shown.exit_code == 0 and "lr (float, default 0.005)" in shown.output and "step_cost" in shown.output
+    out = tmp_path / "pt"
+    result = CliRunner().invoke(main, ["align", "--model", str(tiny_folder), "--target", "Japan", "--aligner",
+                                       "prompt-tuning", "--budget", "6", "--param", "n_virtual=2", "--output",
+                                       str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    saved = Alignment.from_pretrained(out)
+    assert saved.aligner == "prompt-tuning" and saved.search["steps"] == 2 and saved.evaluations == 6
+    assert json.loads((out / "alignment.json").read_text())["soft_prompt"]["shape"] == [2, 32]
+    bad = CliRunner().invoke(main, ["align", "--model", str(tiny_folder), "--target", "Japan", "--aligner",
+                                    "prompt-tuning", "--budget", "2", "--output", str(tmp_path / "x"), "--no-progress"])
+    check_one_line_error(bad, "pays for no step")
+
+
+def test_cultbench_run_and_leaderboard_with_prompt_tuning(tiny_folder, tmp_path):
+    import jsonschema
+    import leaderboard as leaderboard_data
+
+    args = ["run", "--model", str(tiny_folder), "--target", "Japan", "--aligner", "prompt-tuning", "--aligner",
+            "naive", "--budget", "7", "--param", "n_virtual=2", "--param", "lr=0.05", "--output",
+            str(tmp_path / "entries"), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    records = {p.name: json.loads(p.read_text()) for p in (tmp_path / "entries").glob("*.json")}
+    (record,) = [r for r in records.values() if r["aligner"]["name"] == "prompt-tuning"]
+    schema = json.loads((Path(leaderboard_data.__file__).parent / "result.schema.json").read_text())
+    jsonschema.validate(record, schema)
+    a = record["aligner"]
+    assert (a["budget"], a["evaluations"], a["hyperparameters"]["lr"]) == (7, 6, 0.05)  # 2 steps of 3 evaluations
+    assert [p["evaluations"] for p in record["history"]["curve"]] == [3, 6]
+    assert record["metrics"]["train"]["l1"] == pytest.approx(a["fitness"], abs=1e-4)
+    board = tmp_path / "board"
+    board.mkdir()
+    built = CliRunner().invoke(main, ["leaderboard", "build", "--entries", str(tmp_path / "entries"), "--out",
+                                      str(board)])
+    assert built.exit_code == 0, built.output
+    rows = json.loads((board / "leaderboard.json").read_text())["rows"]
+    assert sorted(r["aligner"]["name"] for r in rows) == ["naive", "prompt-tuning"]
