@@ -118,7 +118,11 @@ class AlignmentProblem:
 
     def loss(self, indices):
         """[C] fitness from a torch tensor of indices [C, V, D_instrument], differentiable: the
-        same distance per variant, averaged, as :meth:`fitness` computes in numpy."""
+        same distance per variant, averaged, as :meth:`fitness` computes in numpy (index
+        instruments: a distribution instrument's distance is numpy only)."""
+        if self._by_instrument:
+            raise CultbenchError(f"{self.scorer.instrument.name}'s distance ({self.distance}) has no torch form: "
+                                 "gradient aligners serve index instruments")
         target = torch.as_tensor(self.target_vector, dtype=indices.dtype, device=indices.device)
         return DISTANCES[self.distance](indices[..., self._positions] - target).mean(dim=-1)
 
