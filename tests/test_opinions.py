@@ -417,3 +417,24 @@ def test_letter_labels_are_single_tokens_on_real_tokenizers(name, chat):
             assert [re.sub(r"\s+", "", tokenizer.decode([t])) for t in options] == letters
             text = tokenizer.decode(list(prompt) + [options[-1]], skip_special_tokens=False)
             assert re.sub(r"\s+", "", text).endswith(letters[-1])
+
+
+def test_without_data_the_hub_cache_is_read_offline_and_its_absence_is_one_clear_error(tmp_path, monkeypatch):
+    import datasets
+
+    from cultbench.cli import main
+    from click.testing import CliRunner
+    from tests.conftest import check_one_line_error
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path)  # an empty cache
+    monkeypatch.chdir(tmp_path)
+    before = datasets.config.HF_HUB_OFFLINE
+    with pytest.raises(CultbenchError, match="not in the local Hugging Face cache.*never downloads"):
+        load_instrument("globalopinionqa")
+    assert datasets.config.HF_HUB_OFFLINE == before  # offline only while reading
+    result = CliRunner().invoke(main, ["evaluate", "--instrument", "globalopinionqa", "--data", str(FIXTURE),
+                                       "--target", "Atlantis"])
+    check_one_line_error(result, "'Atlantis' is not a country of globalopinionqa")
+    result = CliRunner().invoke(main, ["evaluate", "--instrument", "globalopinionqa", "--data", str(tmp_path / "x.csv"),
+                                       "--target", "Germany"])
+    check_one_line_error(result, "does not exist")

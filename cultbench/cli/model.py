@@ -80,8 +80,9 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
         if engine == "lm-eval":
             raise CultbenchError(f"--engine lm-eval is for index instruments; run the {inst.name}_* tasks with "
                                  "`cultbench harness-eval` (see docs/instruments.md)")
-        _report_cleaning(inst)
     profiles = [resolve_target(inst, t, source=source, dimensions=dims) for t in targets]
+    if distribution:
+        _report_cleaning(inst)
     applied = None
     alignment = alignment_folder(alignment)
     if alignment is not None:

@@ -174,7 +174,7 @@ class DistributionInstrument:
                 return c
         names = [c.name for c in self.countries]
         raise CultbenchError(f"{name!r} is not a country of {self.name} ({len(names)} countries, e.g. "
-                             f"{', '.join(names[:5])}; `cultbench instruments --countries` lists them)."
+                             f"{', '.join(names[:5])}; `cultbench instruments {self.name} --data FILE --countries` lists them)."
                              f"{did_you_mean(name, names)}")
 
     def target(self, name: str) -> OpinionTarget:
