@@ -76,23 +76,36 @@ def model_record(problem: AlignmentProblem, hidden_size: int | None = None) -> d
             "dtype": info.get("dtype"), "hidden_size": None if hidden_size is None else int(hidden_size)}
 
 
-def final_result(problem: AlignmentProblem, soft_prompt=None, persona: str | None = None) -> dict:
-    """Score one candidate with the problem's exact (full-precision) scorer: its fitness and
-    indices, as stored in the artifact. A search may run in bf16; what it reports may not."""
+def exact_results(problem: AlignmentProblem, soft_prompts=None, personas=None) -> list[dict]:
+    """Score candidates in ONE call of the problem's exact (full-precision) scorer: per candidate,
+    its fitness and indices as stored in an artifact (``fitness`` NaN where the model gives
+    non-finite indices). ``soft_prompts`` [C, n_virtual, hidden] or a list; ``personas`` C texts."""
     scorer = problem.exact_scorer
-    scored = scorer.score(soft_prompts=None if soft_prompt is None else [soft_prompt], personas=[persona])
-    indices = np.asarray(scored.indices, dtype=np.float64)[0]  # [V, D]
-    fitness = float(problem.fitness(indices[None])[0])
-    if not np.isfinite(fitness) or not np.all(np.isfinite(indices)):
-        raise CultbenchError("the model gives non-finite indices for the final candidate "
-                             "(NaN or infinite logits); nothing was saved")
+    scored = scorer.score(soft_prompts=soft_prompts, personas=personas)
+    indices = np.asarray(scored.indices, dtype=np.float64)  # [C, V, D]
+    fitness = problem.fitness(indices)
     dims = list(problem.scorer.instrument.dimension_ids)
     names = [v.name for v in problem.scorer.variants]
     mass = getattr(scored, "option_mass", None)
-    return {
-        "precision": precision(scorer),
-        "fitness": fitness,
-        "indices": dict(zip(dims, indices.mean(axis=0).tolist())),
-        "indices_per_variant": {n: dict(zip(dims, row.tolist())) for n, row in zip(names, indices)},
-        "option_mass": None if mass is None else float(np.mean(mass[0])),
-    }
+    out = []
+    for c, rows in enumerate(indices):
+        finite = bool(np.isfinite(fitness[c]) and np.all(np.isfinite(rows)))
+        out.append({
+            "precision": precision(scorer),
+            "fitness": float(fitness[c]) if finite else float("nan"),
+            "indices": dict(zip(dims, rows.mean(axis=0).tolist())),
+            "indices_per_variant": {n: dict(zip(dims, row.tolist())) for n, row in zip(names, rows)},
+            "option_mass": None if mass is None else float(np.mean(mass[c])),
+        })
+    return out
+
+
+def final_result(problem: AlignmentProblem, soft_prompt=None, persona: str | None = None) -> dict:
+    """Score one candidate with the problem's exact (full-precision) scorer: its fitness and
+    indices, as stored in the artifact. A search may run in bf16; what it reports may not."""
+    result = exact_results(problem, soft_prompts=None if soft_prompt is None else [soft_prompt],
+                           personas=[persona])[0]
+    if not np.isfinite(result["fitness"]):
+        raise CultbenchError("the model gives non-finite indices for the final candidate "
+                             "(NaN or infinite logits); nothing was saved")
+    return result

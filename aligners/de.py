@@ -8,7 +8,8 @@ budget). The population size is absolute (``popsize`` candidates, not scipy's mu
 the initial population is drawn here from the seed and passed as ``init``.
 
 Budget: scipy evaluates the initial population and then ``maxiter`` trial populations, so
-``maxiter = budget // popsize - 1`` spends whole generations and never more than the budget;
+``maxiter = search_budget // popsize - 1`` spends whole generations and never more than the
+budget left after the finalists' reserve (see search.py);
 SearchRun refuses any evaluation beyond it as a second guard.
 """
 
@@ -80,7 +81,7 @@ class DifferentialEvolution(SoftPromptAligner):
 
         try:
             differential_evolution(
-                objective, [cfg.bounds] * d, strategy=cfg.strategy, maxiter=run.budget // cfg.popsize - 1,
+                objective, [cfg.bounds] * d, strategy=cfg.strategy, maxiter=run.search_budget // cfg.popsize - 1,
                 tol=cfg.tol, atol=0.0, mutation=cfg.mutation, recombination=cfg.recombination, rng=rng,
                 polish=False, init=init, updating="deferred", vectorized=True)
         except BudgetExhausted:

@@ -105,6 +105,12 @@ class AlignmentProblem:
         self.target_vector = self.target.vector(self.dimensions)  # names the missing dimension if any
         self._positions = [instrument_dims.index(d) for d in self.dimensions]
 
+    @property
+    def reduced_precision(self) -> bool:
+        """True when the search scorer computes in another (lower) precision than the exact one:
+        the search's finalists are then re-scored in full precision (see aligners/search.py)."""
+        return self.exact_scorer is not self.scorer and precision(self.scorer) != precision(self.exact_scorer)
+
     def fitness(self, indices) -> np.ndarray:
         """[C] fitness from indices [C, V, D_instrument]: the distance per variant, averaged.
 

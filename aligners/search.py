@@ -15,6 +15,18 @@ through exactly the states of the interrupted run, bit for bit, and then goes on
 uninterrupted run would. This needs neither an optimiser's private state nor pickles (restarting
 scipy's DE from a saved population is not bit-exact: it keeps the population in a unit cube and
 rescales it), and a population that does not hash as recorded stops the resume with an error.
+
+The final pick is made in full precision. A search that runs in reduced precision (e.g. bf16,
+whose fitness ranks candidates only roughly against fp32) keeps its finalists: the ``finalists``
+best distinct points of its whole history by search-precision fitness (ties: the earlier one).
+When the search ends they are re-scored by the exact scorer in ONE call, and the fp32 best is
+returned. Those evaluations count in the budget: they are reserved up front, so the search
+itself spends at most ``budget - finalists``. The artifact's ``search`` record keeps every
+finalist's search and full-precision fitness, Spearman's rho between the two, and the winner's
+curse: the returned candidate's full-precision fitness minus the best fitness the search saw
+(positive when the reduced-precision proxy was optimistic; fitness is a distance, lower is
+better). A search in full precision returns its best as it is: nothing is re-scored or reserved.
+The finalists are rebuilt while a resumed run replays its generations, so resume stays exact.
 """
 
 from __future__ import annotations
@@ -28,10 +40,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from aligners.artifact import Alignment
-from aligners.base import ConfiguredAligner, final_result, model_record
+from aligners.base import ConfiguredAligner, exact_results, final_result, model_record
 from aligners.baselines import ICL_TEMPLATE, format_persona
 from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from aligners.config import AlignerConfig, param
@@ -81,6 +94,10 @@ class SoftPromptConfig(AlignerConfig):
                                                      "so that 1 moves the prompt by about one embedding std.")
     popsize: int = param(10, "Candidates per generation, scored in one call; the budget is spent in whole "
                              "generations.")
+    finalists: int = param(5, "When the search runs in reduced precision: its best this many distinct candidates "
+                              "(whole history, search fitness) are re-scored in full precision in one call and "
+                              "the full-precision best is returned; they count in the budget (reserved up front). "
+                              "A full-precision search returns its best as it is.")
 
     min_popsize = 1  # class attribute, not a field: what the optimiser needs
 
@@ -94,6 +111,8 @@ class SoftPromptConfig(AlignerConfig):
             self._fail(f"bounds={self.bounds}: LOW must be below HIGH")
         if self.projection_seed < 0:
             self._fail(f"projection_seed={self.projection_seed}: a seed is a whole number >= 0")
+        if self.finalists < 1:
+            self._fail(f"finalists={self.finalists} must be at least 1")
         if self.popsize < self.min_popsize:
             self._fail(f"popsize={self.popsize}: this optimiser needs at least {self.min_popsize}")
         if self.n_virtual is None and not self.init_text:
@@ -104,15 +123,18 @@ class SoftPromptConfig(AlignerConfig):
             self._fail(f"init_text may only use the field {{country}} ({type(exc).__name__}: {exc})")
 
 
-def check_budget(budget, generation: int, name: str) -> int:
-    """The budget as an int; an error unless it pays for at least one generation."""
+def check_budget(budget, generation: int, name: str, reserve: int = 0) -> int:
+    """The budget as an int; an error unless it pays for at least one generation (plus ``reserve``
+    evaluations kept for the full-precision re-score of the finalists)."""
     if budget is None:
         raise CultbenchError(f"{name} searches: give a budget (candidate evaluations)")
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise CultbenchError(f"budget must be a positive whole number of evaluations, got {budget!r}")
-    if budget < generation:
+    if budget < generation + reserve:
+        extra = f" plus the {reserve} finalists re-scored in full precision" if reserve else ""
         raise CultbenchError(f"budget {budget} is smaller than one generation of {name} ({generation} "
-                             f"candidates): give a budget of at least {generation} or a smaller popsize")
+                             f"candidates){extra}: give a budget of at least {generation + reserve} or a "
+                             "smaller popsize")
     return int(budget)
 
 
@@ -164,11 +186,18 @@ class SearchRun:
     """One search's bookkeeping: evaluations, budget, best candidate, history, checkpoint, progress.
 
     ``identity`` (JSON-ready) is what a resumed run must share with the checkpointed one.
+    ``finalists``: how many of the best distinct candidates are re-scored in full precision at
+    the end when the problem's search scorer has reduced precision (reserved from the budget).
     """
 
     def __init__(self, problem: AlignmentProblem, space: SoftPromptSpace, *, budget: int, identity: dict,
-                 run_dir=None, resume: bool = False, progress: bool = False, label: str = "search"):
+                 run_dir=None, resume: bool = False, progress: bool = False, label: str = "search",
+                 finalists: int = 1):
         self.problem, self.space, self.budget = problem, space, budget
+        self.rescore = problem.reduced_precision
+        self.finalists = int(finalists) if self.rescore else 1
+        self.search_budget = budget - (self.finalists if self.rescore else 0)
+        self._pool: list[tuple[float, int, np.ndarray]] = []  # (search fitness, order, z), best first
         self.identity = _json_roundtrip(identity)
         self.evaluations = self.generation = self.invalid = 0
         self.history: list[dict] = []
@@ -198,7 +227,8 @@ class SearchRun:
     # -- evaluation -----------------------------------------------------------------------------
 
     def affordable(self, n: int) -> bool:
-        return self.evaluations + n <= self.budget
+        """Whether the search may still spend ``n`` evaluations (the finalists' re-score reserved)."""
+        return self.evaluations + n <= self.search_budget
 
     def evaluate(self, points) -> np.ndarray:
         """Fitness [n] of one generation of points [n, d]: from the checkpoint while replaying,
@@ -213,6 +243,7 @@ class SearchRun:
             fitness = self._score_generation(points)
         self._fitness_log.append(fitness)
         self._hashes.append(digest)
+        self._keep_finalists(points, fitness)
         self.evaluations += len(points)
         self.generation += 1
         if self.generation > len(self._replay):
@@ -222,6 +253,19 @@ class SearchRun:
                               mean="-" if mean is None else f"{mean:.4g}", refresh=False)
         self._bar.update(len(points))
         return fitness.copy()
+
+    def _keep_finalists(self, points: np.ndarray, fitness: np.ndarray) -> None:
+        """Update the best ``finalists`` distinct points seen (valid ones only; ties: the earlier)."""
+        for j, (z, f) in enumerate(zip(points, fitness)):
+            if not f < WORST_FITNESS:
+                continue
+            if len(self._pool) == self.finalists and f >= self._pool[-1][0]:
+                continue
+            if any(np.array_equal(z, kept) for _, _, kept in self._pool):
+                continue
+            self._pool.append((float(f), self.evaluations + j, z.copy()))
+            self._pool.sort(key=lambda entry: entry[:2])
+            del self._pool[self.finalists:]
 
     def _digest_checked(self, points: np.ndarray) -> str:
         digest = _digest(points)
@@ -320,19 +364,52 @@ class SearchRun:
     # -- result ---------------------------------------------------------------------------------
 
     def alignment(self, aligner: "SoftPromptAligner", seed: int, stopped: str) -> Alignment:
-        """The best candidate, re-scored in full precision, as an artifact."""
+        """The pick in full precision (see the module's docstring), as an artifact."""
         if self.best_z is None:
             raise CultbenchError(f"no candidate of the {self.evaluations} evaluated could be scored "
                                  "(every one gave non-finite indices)")
-        soft_prompt = self.space.prompts(self.best_z)[0]
+        z, result, selection = self._select()
+        soft_prompt = self.space.prompts(z)[0]
         search = {"best_fitness": self.best_fitness, "precision": precision(self.problem.scorer),
-                  "stopped": stopped, "generations": self.generation, "invalid": self.invalid}
+                  "stopped": stopped, "generations": self.generation, "invalid": self.invalid,
+                  "selection": selection}
         return Alignment(
             aligner=aligner.name, hyperparameters=aligner.get_params(), seed=seed,
             model=self.identity["model"], problem=self.problem.describe(), budget=self.budget,
-            evaluations=self.evaluations, result=final_result(self.problem, soft_prompt=soft_prompt),
-            soft_prompt=soft_prompt.detach().cpu(), z=self.best_z.copy(), parametrisation=self.space.description,
-            search=search, history=list(self.history))
+            evaluations=self.evaluations, result=result, soft_prompt=soft_prompt.detach().cpu(), z=z.copy(),
+            parametrisation=self.space.description, search=search, history=list(self.history))
+
+    def _select(self) -> tuple[np.ndarray, dict, dict]:
+        """(the returned point, its full-precision result, the selection record)."""
+        exact = precision(self.problem.exact_scorer)
+        if not self.rescore:
+            result = final_result(self.problem, soft_prompt=self.space.prompts(self.best_z)[0])
+            return self.best_z, result, {
+                "method": "search best (the search ran in full precision: nothing re-scored)",
+                "precision": exact, "finalists": [], "rescored": 0, "spearman": None,
+                "winners_curse": result["fitness"] - self.best_fitness}
+        points = np.stack([z for _, _, z in self._pool])
+        results = exact_results(self.problem, soft_prompts=self.space.prompts(points))  # ONE call
+        self.evaluations += len(points)
+        self._bar.update(len(points))
+        search_fitness = np.array([f for f, _, _ in self._pool])
+        exact_fitness = np.array([r["fitness"] for r in results])
+        valid = np.isfinite(exact_fitness)
+        if not valid.any():
+            raise CultbenchError("the model gives non-finite indices in full precision for every finalist "
+                                 "(NaN or infinite logits); nothing was saved")
+        winner = int(np.flatnonzero(valid)[np.argmin(exact_fitness[valid])])  # ties: the better search fitness
+        rho = None
+        if valid.sum() >= 3 and np.ptp(search_fitness[valid]) > 0 and np.ptp(exact_fitness[valid]) > 0:
+            rho = float(spearmanr(search_fitness[valid], exact_fitness[valid]).statistic)
+        finalists = [{"evaluation": order, "search_fitness": f, "fitness": float(e) if np.isfinite(e) else None}
+                     for (f, order, _), e in zip(self._pool, exact_fitness)]
+        selection = {
+            "method": f"best {self.finalists} distinct candidates of the history by {precision(self.problem.scorer)} "
+                      f"fitness, re-scored in {exact} in one call; the {exact} best is returned",
+            "precision": exact, "finalists": finalists, "rescored": len(points), "winner": winner,
+            "spearman": rho, "winners_curse": float(exact_fitness[winner]) - self.best_fitness}
+        return points[winner], results[winner], selection
 
 
 def _json_roundtrip(data):
@@ -360,9 +437,11 @@ class SoftPromptAligner(ConfiguredAligner):
     def make_optimizer(self, space: SoftPromptSpace, seed: int) -> AskTellOptimizer:
         raise NotImplementedError
 
-    def check_budget(self, budget) -> int:
-        """The budget as an int; a clear error unless it pays for at least one generation."""
-        return check_budget(budget, self.config.popsize, self.name)
+    def check_budget(self, budget, reduced_precision: bool = False) -> int:
+        """The budget as an int; a clear error unless it pays for at least one generation (and,
+        for a search in reduced precision, the finalists' full-precision re-score)."""
+        reserve = self.config.finalists if reduced_precision else 0
+        return check_budget(budget, self.config.popsize, self.name, reserve)
 
     def search(self, run: SearchRun, seed: int) -> str:
         """Run the optimiser on ``run`` until the budget or convergence; returns why it stopped."""
@@ -371,7 +450,7 @@ class SoftPromptAligner(ConfiguredAligner):
     def align(self, problem: AlignmentProblem, budget: int | None = None, *, seed: int = 0,
               run_dir=None, resume: bool = False, progress: bool = False) -> Alignment:
         cfg = self.config
-        budget = self.check_budget(budget)
+        budget = self.check_budget(budget, problem.reduced_precision)
         seed = check_seed(seed)
         scorer = problem.scorer
         # P0 and the prompts in full precision, from the exact scorer's model: a reduced-precision
@@ -382,8 +461,8 @@ class SoftPromptAligner(ConfiguredAligner):
                                       projection_seed=cfg.projection_seed, bounds=cfg.bounds)
         identity = {"aligner": self.name, "hyperparameters": self.get_params(), "seed": seed,
                     "model": model_record(problem, space.hidden_size), "problem": problem.describe(),
-                    "search_precision": precision(scorer)}
+                    "search_precision": precision(scorer), "precision": precision(exact)}
         with SearchRun(problem, space, budget=budget, identity=identity, run_dir=run_dir, resume=resume,
-                       progress=progress, label=self.name) as run:
+                       progress=progress, label=self.name, finalists=cfg.finalists) as run:
             stopped = self.search(run, seed)
         return run.alignment(self, seed, stopped)

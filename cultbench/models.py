@@ -40,6 +40,30 @@ def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
         raise CultbenchError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}") from None
 
 
+# How exact each dtype is: a search may run at a lower rank than what is reported, never higher.
+_PRECISION_RANK = {torch.float32: 2, torch.bfloat16: 1, torch.float16: 1}
+
+
+def dtype_name(dtype: str | torch.dtype) -> str:
+    """The canonical name of a dtype ("fp32" -> "float32")."""
+    return str(resolve_dtype(dtype)).replace("torch.", "")
+
+
+def check_precisions(dtype: str | torch.dtype, search_dtype: str | torch.dtype | None = None) -> tuple[str, str]:
+    """(precision of everything reported, precision of the search) as canonical names.
+
+    ``dtype`` is the precision the model is loaded in and every reported number is computed in;
+    ``search_dtype`` (None: the same) may only lower it: any other combination is an error.
+    """
+    reported = resolve_dtype(dtype)
+    search = reported if search_dtype is None else resolve_dtype(search_dtype)
+    if search != reported and _PRECISION_RANK[search] >= _PRECISION_RANK[reported]:
+        raise CultbenchError(f"--search-dtype {dtype_name(search)} with --dtype {dtype_name(reported)}: --dtype is the "
+                             "precision of everything reported and --search-dtype may only lower it (e.g. --dtype "
+                             "float32 --search-dtype bfloat16)")
+    return dtype_name(reported), dtype_name(search)
+
+
 def resolve_device(name: str | None) -> torch.device:
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

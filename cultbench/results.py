@@ -195,7 +195,14 @@ def history_summary(alignment) -> dict | None:
     search = alignment.search
     return {"search_precision": search.get("precision"), "generations": search.get("generations", len(curve)),
             "stopped": search.get("stopped"), "best_fitness_search": search.get("best_fitness"),
-            "invalid": int(search.get("invalid", 0)), "curve": curve}
+            "invalid": int(search.get("invalid", 0)), "curve": curve,
+            **({"selection": _selection_summary(search["selection"])} if search.get("selection") else {})}
+
+
+def _selection_summary(selection: Mapping) -> dict:
+    """How the returned candidate was picked: in what precision, how many finalists were
+    re-scored, Spearman's rho between their search and full-precision fitness, winner's curse."""
+    return {k: selection.get(k) for k in ("precision", "rescored", "spearman", "winners_curse")}
 
 
 def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Mapping, target: Mapping,

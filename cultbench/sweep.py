@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Protocol
 
 from tqdm.auto import tqdm
 
-from aligners import Alignment, AlignmentProblem, get_aligner_class
+from aligners import Alignment, AlignmentProblem, SoftPromptAligner, get_aligner_class
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from aligners.checkpoint import CHECKPOINT_NAME
 from aligners.search import check_seed
@@ -33,7 +33,7 @@ from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.evaluation import evaluate_candidate
 from cultbench.instruments import load_instrument
 from cultbench.metrics import check_distance
-from cultbench.models import DEFAULT_MODEL, load_model, locate_model, model_sha256, resolve_dtype
+from cultbench.models import DEFAULT_MODEL, check_precisions, load_model, locate_model, model_sha256, resolve_dtype
 from cultbench.profiles import Profile, lookup
 from cultbench.prompts import get_variants, variants_version
 from cultbench.results import (SPLITS, build_record, combination_key, entry_stem, read_record, run_info,
@@ -58,7 +58,7 @@ class SweepSpec:
     instrument: str = "vsm2013"
     distance: str = "l1"
     dimensions: list[str] | None = None
-    search_dtype: str = "float32"
+    search_dtype: str | None = None  # None: dtype; may only lower it (models.check_precisions)
     dtype: str = "float32"
     device: str = "cpu"
     max_batch_mb: float | None = None
@@ -134,8 +134,7 @@ class Sweep:
         self.instrument = load_instrument(spec.instrument)
         self.constants = self.instrument.constants(spec.constants)
         check_distance(spec.distance)
-        for name in (spec.dtype, spec.search_dtype):
-            resolve_dtype(name)
+        spec.dtype, spec.search_dtype = check_precisions(spec.dtype, spec.search_dtype)
         self.variants = {split: get_variants(split) for split in SPLITS}
         profiles = [lookup(t, source=spec.source, dimensions=spec.dimensions) for t in spec.targets]
         self.profiles = list({(p.name, p.source): p for p in profiles}.values())  # "US" and "USA" are one target
@@ -146,7 +145,9 @@ class Sweep:
             if isinstance(budget, bool) or budget < 1:
                 raise CultbenchError(f"--budget {budget}: give a positive number of candidate evaluations")
             for instance in self.aligners.values():
-                if callable(getattr(instance, "check_budget", None)):  # searches and prompt tuning
+                if isinstance(instance, SoftPromptAligner):  # reserves the fp32 finalists of a reduced-precision search
+                    instance.check_budget(budget, spec.search_dtype != spec.dtype)
+                elif callable(getattr(instance, "check_budget", None)):  # prompt tuning
                     instance.check_budget(budget)
         for seed in spec.seeds:
             try:

@@ -310,23 +310,74 @@ def test_a_scorer_that_fails_for_every_candidate_is_an_error_and_keeps_the_check
     assert resumed == make_aligner("de", **PARAMS).align(synthetic_problem(), budget=120)
 
 
-def test_a_bf16_search_reports_the_full_precision_rescore_of_its_best():
-    search, exact = LinearScorer(dtype=torch.bfloat16), LinearScorer()
+class RecordingScorer(LinearScorer):
+    """LinearScorer that keeps every soft prompt it scored."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen = []
+
+    def score(self, soft_prompts=None, personas=None):
+        if soft_prompts is not None:
+            self.seen += [p.clone() for p in soft_prompts]
+        return super().score(soft_prompts, personas)
+
+
+def test_a_bf16_search_returns_the_full_precision_best_of_its_finalists():
+    search, exact = RecordingScorer(dtype=torch.bfloat16), LinearScorer()
     problem = synthetic_problem(search, exact_scorer=exact)
-    result = make_aligner("cmaes", **PARAMS).align(problem, budget=240, seed=0)
-    assert search.batches == [12] * 20 and exact.batches == [1]
+    assert problem.reduced_precision
+    result = make_aligner("cmaes", **PARAMS, finalists=5).align(problem, budget=240, seed=0)
+    # 5 evaluations are reserved: 19 generations (228) fit in 235; the finalists are ONE exact call.
+    assert search.batches == [12] * 19 and exact.batches == [5] and result.evaluations == 233
     assert result.search["precision"] == "bfloat16" and result.result["precision"] == "float32"
-    # The search saw the "bf16" indices (all off by 0.5); the artifact holds the exact ones.
+    # The finalists are the 5 best distinct candidates of the whole history by "bf16" fitness.
     biased, check = synthetic_problem(LinearScorer(dtype=torch.bfloat16)), synthetic_problem(LinearScorer())
-    assert result.search["best_fitness"] == pytest.approx(biased.fitness(biased.scorer.score([result.soft_prompt]).indices)[0])
-    assert result.fitness == check.fitness(check.scorer.score([result.soft_prompt]).indices)[0]
-    assert abs(result.fitness - result.search["best_fitness"]) > 0.1
+    seen = torch.stack(search.seen)
+    search_fitness = biased.fitness(biased.scorer.score(seen).indices)
+    exact_fitness = check.fitness(check.scorer.score(seen).indices)
+    best5 = np.argsort(search_fitness, kind="stable")[:5]
+    selection = result.search["selection"]
+    assert [f["evaluation"] for f in selection["finalists"]] == best5.tolist()
+    assert [f["search_fitness"] for f in selection["finalists"]] == pytest.approx(search_fitness[best5].tolist())
+    assert [f["fitness"] for f in selection["finalists"]] == pytest.approx(exact_fitness[best5].tolist())
+    assert result.search["best_fitness"] == pytest.approx(search_fitness.min())
+    # The returned candidate is the exact best of the finalists, no worse than the bf16 best.
+    assert result.fitness == pytest.approx(exact_fitness[best5].min())
+    assert result.fitness <= exact_fitness[best5[0]]
+    assert selection["winner"] == int(np.argmin(exact_fitness[best5])) and selection["rescored"] == 5
+    torch.testing.assert_close(result.soft_prompt, seen[best5[selection["winner"]]])
+    assert selection["winners_curse"] == pytest.approx(result.fitness - result.search["best_fitness"])
+    from scipy.stats import spearmanr
+    rho = spearmanr(search_fitness[best5], exact_fitness[best5]).statistic
+    assert selection["spearman"] == pytest.approx(rho)
     exact_indices = check.scorer.score([result.soft_prompt]).indices[0, 0]
     assert result.indices == pytest.approx(dict(zip(DIMENSIONS, exact_indices)))
     other = LinearScorer()
     other.constants = dict(other.constants, pdi=0.0)
     with pytest.raises(CultbenchError, match="exact scorer must score the same instrument, variants and constants"):
         synthetic_problem(search, exact_scorer=other)
+
+
+def test_a_full_precision_search_returns_its_best_without_a_rescore():
+    scorer = LinearScorer()
+    result = make_aligner("cmaes", **PARAMS, finalists=5).align(synthetic_problem(scorer), budget=240, seed=0)
+    assert scorer.batches == [12] * 20 + [1] and result.evaluations == 240  # nothing reserved
+    selection = result.search["selection"]
+    assert selection["rescored"] == 0 and selection["finalists"] == [] and selection["spearman"] is None
+    assert "nothing re-scored" in selection["method"]
+    assert result.fitness == pytest.approx(result.search["best_fitness"])
+    assert selection["winners_curse"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_reduced_precision_budget_must_pay_for_the_finalists():
+    problem = synthetic_problem(LinearScorer(dtype=torch.bfloat16), exact_scorer=LinearScorer())
+    with pytest.raises(CultbenchError, match=r"budget 15 is smaller than one generation of de \(12 candidates\) "
+                                             r"plus the 5 finalists re-scored in full precision"):
+        make_aligner("de", **PARAMS, finalists=5).align(problem, budget=15)
+    assert make_aligner("de", **PARAMS, finalists=5).align(problem, budget=17).evaluations == 17
+    with pytest.raises(CultbenchError, match="finalists=0 must be at least 1"):
+        make_aligner("de", finalists=0)
 
 
 # -- resume -------------------------------------------------------------------------------------
@@ -346,6 +397,20 @@ def test_resume_after_interrupt_gives_the_uninterrupted_result(tmp_path, name):
     assert scorer.batches == [12] * 13 + [1]  # only the 13 missing generations were scored
     assert resumed == whole
     assert resumed.fitness == whole.fitness and resumed.history == whole.history
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_a_bf16_search_resumes_to_the_same_finalists_and_pick(tmp_path, name):
+    def problem(**kw):
+        return synthetic_problem(LinearScorer(dtype=torch.bfloat16, **kw), exact_scorer=LinearScorer())
+
+    whole = make_aligner(name, **PARAMS).align(problem(), budget=245, seed=5, run_dir=tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        make_aligner(name, **PARAMS).align(problem(interrupt_at=8), budget=245, seed=5, run_dir=tmp_path / "b")
+    resumed = make_aligner(name, **PARAMS).align(problem(), budget=245, seed=5, run_dir=tmp_path / "b",
+                                                 resume=True)
+    assert resumed == whole and whole.search["selection"]["rescored"] == 5
+    assert resumed.search["selection"] == whole.search["selection"]
 
 
 def test_resume_refuses_another_run_and_a_run_needs_a_fresh_folder(tmp_path):

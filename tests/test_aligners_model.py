@@ -168,11 +168,25 @@ def test_cli_align_resume_bf16_search_and_baseline(tiny_folder, tmp_path):
     assert fast.exit_code == 0, fast.output
     bf16 = Alignment.from_pretrained(tmp_path / "bf16")
     assert bf16.search["precision"] == "bfloat16" and bf16.result["precision"] == "float32"
+    # One generation of 5, then its 5 finalists re-scored in fp32: 10 evaluations in all.
+    assert bf16.search["selection"]["rescored"] == 5 and bf16.evaluations == 10
+    assert bf16.search["selection"]["winners_curse"] == pytest.approx(
+        bf16.fitness - bf16.search["best_fitness"])
     assert bf16.constants["pdi"] == 0.0
     loaded = load_model(str(tiny_folder))
     exact = SurveyScorer(loaded.model, loaded.tokenizer, INST, get_variants("train"), constants={"pdi": 0})
     problem = AlignmentProblem(exact, lookup("China"))
-    assert problem.fitness(bf16.score(exact).indices)[0] == pytest.approx(bf16.fitness, abs=1e-9)
+    # (the finalists were scored as a batch of 5: fp32 kernels may round an ulp differently alone)
+    assert problem.fitness(bf16.score(exact).indices)[0] == pytest.approx(bf16.fitness, abs=1e-4)
+
+    # --dtype bfloat16 alone: the search and everything reported are bf16, and the record says so.
+    low = run_cli(["align", "--model", str(tiny_folder), "--target", "China", "--aligner", "random",
+                   "--budget", "5", *SMALL_DE, "--dtype", "bfloat16", "--output", str(tmp_path / "low"),
+                   "--no-progress"])
+    assert low.exit_code == 0, low.output
+    low = Alignment.from_pretrained(tmp_path / "low")
+    assert low.search["precision"] == low.result["precision"] == "bfloat16"
+    assert low.search["selection"]["rescored"] == 0 and low.evaluations == 5
 
     icl = run_cli(["align", "--model", str(tiny_folder), "--target", "China", "--aligner", "icl",
                    "--output", str(tmp_path / "icl")])
@@ -190,6 +204,10 @@ def test_cli_align_resume_bf16_search_and_baseline(tiny_folder, tmp_path):
     (["--param", "n_virtual=0"], "n_virtual=0 is out of range"),
     (["--distance", "l3"], "unknown distance 'l3'"),
     (["--resume"], "nothing to resume"),
+    (["--dtype", "bfloat16", "--search-dtype", "float32"],
+     "--search-dtype float32 with --dtype bfloat16: --dtype is the precision of everything reported"),
+    (["--budget", "9", "--param", "popsize=5", "--search-dtype", "bfloat16"],
+     "plus the 5 finalists re-scored in full precision"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tiny_folder, tmp_path, extra, message):
     args = ["align", "--model", str(tiny_folder), "--target", "US", "--output", str(tmp_path / "run"),

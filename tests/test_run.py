@@ -250,6 +250,8 @@ def test_config_file_yaml_and_toml(tiny_folder, tmp_path):
     (["--constant", "xyz=1"], "xyz"),
     (["--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
     (["--config", "seed.yaml"], "'--seed': -3 is not in the range x>=0"),
+    (["--dtype", "bfloat16", "--search-dtype", "float32"],
+     "--search-dtype float32 with --dtype bfloat16: --dtype is the precision of everything reported"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)

@@ -103,11 +103,12 @@ def _raise_interrupt(signum, frame):
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Run folder for the checkpoint and the artifact [default: runs/ALIGNER-COUNTRY-sSEED].")
 @click.option("--resume", is_flag=True, help="Continue the run checkpointed in --output.")
-@click.option("--search-dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
-              help="Precision of the search. bfloat16 is about 4x faster on CPUs with bf16 and less exact; "
-                   "the final best candidate is always re-scored in the model's full precision, and that "
-                   "is what is reported and saved.")
-@click.option("--dtype", default="float32", show_default=True, help="Model weights' dtype.")
+@click.option("--search-dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
+              help="Precision of the search; may only lower --dtype [default: --dtype]. bfloat16 is about 3x "
+                   "faster on CPUs with bf16 and less exact: the search's finalists are re-scored in --dtype "
+                   "and the best of them is returned (see `cultbench aligners de`, finalists).")
+@click.option("--dtype", default="float32", show_default=True,
+              help="Precision of the model and of everything reported (the saved fitness and indices).")
 @click.option("--device", default="cpu", show_default=True, help="Device (cpu, cuda, auto).")
 @click.option("--max-batch-mb", default=None, type=float,
               help="Memory bound of one forward pass of the scorer [default: the scorer's].")
@@ -130,20 +131,24 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
         --budget 300 --seed 0 --param popsize=10 --param n_virtual=4 \\
         --search-dtype bfloat16 --output runs/de-us
     """
-    from aligners import AlignmentProblem, get_aligner_class
+    from aligners import AlignmentProblem, SoftPromptAligner, get_aligner_class
     from aligners.base import final_result
     from aligners.checkpoint import CHECKPOINT_NAME
     from aligners.objective import check_distance
     from cultbench.instruments import resolve_target
-    from cultbench.models import DEFAULT_MODEL, load_model, resolve_dtype
+    from cultbench.models import DEFAULT_MODEL, check_precisions, load_model
     from cultbench.prompts import get_variants, variants_file
     from cultbench.scorer import SurveyScorer
     from cultbench.summary import alignment_text
 
+    dtype, search_dtype = check_precisions(dtype, search_dtype)
+    reduced = search_dtype != dtype
     cls = get_aligner_class(aligner)
     instance = cls(cls.config_class.from_dict(parse_params(params)))
     # Everything that can be checked without the model is checked before loading it.
-    if callable(getattr(instance, "check_budget", None)):  # searches and prompt tuning
+    if isinstance(instance, SoftPromptAligner):  # reserves the fp32 finalists of a reduced-precision search
+        instance.check_budget(budget, reduced)
+    elif callable(getattr(instance, "check_budget", None)):  # prompt tuning
         instance.check_budget(budget)
     dims = [d for d in dimensions.split(",") if d.strip()] if dimensions else None
     inst = load_instrument_with_data(instrument, data, heldout_items, split_seed, cleaning)
@@ -160,10 +165,9 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     loaded = load_model(model or DEFAULT_MODEL, dtype=dtype, device=device)
     bound = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
     exact = SurveyScorer(loaded.model, loaded.tokenizer, inst, chosen, constants=constants, **bound)
-    # The search may run on the scorer's bf16 copy of the model; the final best is re-scored exactly.
+    # The search may run on the scorer's bf16 copy of the model; its finalists are re-scored exactly.
     search = exact
-    reduced = resolve_dtype(search_dtype) != resolve_dtype(dtype)
-    if workers or ray_address:  # the search on Ray actors; the final best is re-scored here
+    if workers or ray_address:  # the search on Ray actors; the final pick is scored here
         from cultbench.distributed import RayScorer
 
         search = RayScorer(loaded.model, loaded.tokenizer, inst, chosen, model_name=model or DEFAULT_MODEL,

@@ -107,10 +107,11 @@ config_option = click.option(
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Aligner hyper-parameter (repeatable), given to every aligner that has it.")
 @constant_option
-@click.option("--search-dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
-              help="Precision of the searches (bfloat16: faster, less exact); the best candidate and every "
-                   "reported number are computed in full precision.")
-@click.option("--dtype", default="float32", show_default=True, help="Model weights' dtype.")
+@click.option("--search-dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
+              help="Precision of the searches; may only lower --dtype [default: --dtype]. bfloat16: faster, "
+                   "less exact; each search's finalists are re-scored in --dtype and the best is returned.")
+@click.option("--dtype", default="float32", show_default=True,
+              help="Precision of the model and of everything reported (fitness, indices, metrics).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--instrument", default="vsm2013", show_default=True, help="Instrument name or YAML path.")
 @click.option("--distance", default="l1", show_default=True, help="Fitness of the searches: l1, l2 or mean-abs.")
