@@ -5,6 +5,12 @@ prompts; a candidate evaluation is one soft prompt scored on the whole instrumen
 runs in its own subprocess, one after the other, so peak memory is measured per engine and one
 engine's caches do not help another. Throughput is a median over repeats; ratios are taken
 between engines measured in the same run.
+
+Beside speed, the bench measures how far a bf16 search can trust its own fitness
+(:func:`precision_agreement`): random points of the default search space (US, training
+variants) scored in bf16 and fp32, Spearman's rho between the two fitness values, and the
+winner's curse of picking the bf16 best (its fp32 fitness minus the fp32 best among the points,
+and its rank in fp32).
 """
 
 from __future__ import annotations
@@ -186,6 +192,69 @@ def prompt_tuning_step_cost(model: str = "smollm2-135m-instruct", population: in
                                                             "torch": torch.__version__}}
 
 
+def precision_agreement(model, tokenizer, points: int = 24, seed: int = 0, target: str = "US",
+                        max_batch_mb: float | None = None) -> dict:
+    """bf16 against fp32 fitness on ``points`` uniform random points of the default search space
+    (the soft-prompt aligners' defaults, ``target``'s persona as P0, the training variants).
+
+    Returns both fitness lists, Spearman's rho, mean and max |difference|, and the bf16 pick: the
+    point with the best bf16 fitness, its fp32 rank (1 = the fp32 best), its winner's curse (its
+    fp32 fitness minus the fp32 best among the points) and the proxy's optimism about it (its
+    fp32 minus its bf16 fitness). Fitness is the L1 distance averaged over the variants.
+    """
+    from scipy.stats import spearmanr
+
+    from aligners import AlignmentProblem, SoftPromptConfig, SoftPromptSpace
+    from aligners.baselines import format_persona
+    from cultbench.profiles import lookup
+
+    cfg, profile = SoftPromptConfig(), lookup(target)
+    bound = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
+    inst, variants = load_instrument(), get_variants("train")
+    exact = SurveyScorer(model, tokenizer, inst, variants, **bound)
+    low = SurveyScorer(model, tokenizer, inst, variants, dtype="bfloat16", **bound)
+    problem = AlignmentProblem(low, profile, exact_scorer=exact)
+    space = SoftPromptSpace.build(model, tokenizer, n_virtual=cfg.n_virtual, d=cfg.d,
+                                  init_text=format_persona(cfg.init_text, profile.name),
+                                  projection_seed=cfg.projection_seed, bounds=cfg.bounds)
+    z = np.random.default_rng(seed).uniform(*cfg.bounds, size=(points, space.d))
+    prompts = space.prompts(z)
+    fitness, seconds = {}, {}
+    for name, scorer in (("bfloat16", low), ("float32", exact)):
+        t = time.perf_counter()
+        fitness[name] = problem.fitness(scorer.score(soft_prompts=prompts).indices)
+        seconds[name] = time.perf_counter() - t
+    f16, f32 = fitness["bfloat16"], fitness["float32"]
+    pick = int(np.argmin(f16))
+    return {
+        "target": profile.name, "variants": [v.name for v in variants], "points": points, "seed": seed,
+        "search_space": {k: space.description[k] for k in ("n_virtual", "d", "init_text", "projection_seed",
+                                                             "embedding_std", "bounds")},
+        "fitness_bfloat16": f16.tolist(), "fitness_float32": f32.tolist(),
+        "spearman": float(spearmanr(f16, f32).statistic),
+        "mean_abs_difference": float(np.abs(f16 - f32).mean()), "max_abs_difference": float(np.abs(f16 - f32).max()),
+        "bf16_pick": {"point": pick, "fitness_bfloat16": float(f16[pick]), "fitness_float32": float(f32[pick]),
+                      "rank_in_float32": int(1 + (f32 < f32[pick]).sum()),
+                      "winners_curse": float(f32[pick] - f32.min()),
+                      "optimism": float(f32[pick] - f16[pick])},
+        "float32_best": float(f32.min()), "seconds": seconds,
+    }
+
+
+def _precision_report(model: str, points: int, seed: int) -> dict:
+    lm = load_model(model)
+    return precision_agreement(lm.model, lm.tokenizer, points=points, seed=seed)
+
+
+def describe_precision(r: dict) -> str:
+    """One line of the precision report, for the terminal and the docs."""
+    pick = r["bf16_pick"]
+    return (f"bf16 vs fp32 fitness on {r['points']} random points ({r['target']}, {', '.join(r['variants'])}): "
+            f"Spearman rho {r['spearman']:.2f}, mean |diff| {r['mean_abs_difference']:.2f}, max "
+            f"{r['max_abs_difference']:.2f} L1 points; the bf16 best is #{pick['rank_in_float32']} of "
+            f"{r['points']} in fp32, {pick['winners_curse']:.2f} above the fp32 best (winner's curse)")
+
+
 def run_engine(engine: str, model: str, candidates: int, repeats: int, max_batch_mb: float) -> dict:
     torch.manual_seed(0)
     lm = load_model(model)
@@ -212,8 +281,9 @@ def run_engine(engine: str, model: str, candidates: int, repeats: int, max_batch
 
 
 def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 20, repeats: int = 3,
-              max_batch_mb: float | None = None, engines=ENGINES, echo=print) -> dict:
-    """Run every engine in its own subprocess; return the combined report."""
+              max_batch_mb: float | None = None, engines=ENGINES, echo=print, precision_points: int = 24) -> dict:
+    """Run every engine in its own subprocess, then the bf16/fp32 agreement on
+    ``precision_points`` random points (0: skip it); return the combined report."""
     from cultbench.scorer import SurveyScorer as _S
     import inspect
 
@@ -237,6 +307,20 @@ def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 20, repeat
               "matmul_flops_per_second": rates, "machine": {"platform": platform.platform(),
               "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__},
               "engines": results, "comparisons": _compare(results)}
+    if precision_points:
+        report["precision"] = _run_precision(model, precision_points, echo)
+    return report
+
+
+def _run_precision(model: str, points: int, echo) -> dict:
+    """:func:`precision_agreement` in its own subprocess (like the engines)."""
+    echo(f"running bf16/fp32 agreement on {points} points ...")
+    proc = subprocess.run([sys.executable, "-m", "cultbench.bench", "precision", model, str(points), "0"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark precision check failed:\n{proc.stderr[-3000:]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    echo(f"  {describe_precision(report)}")
     return report
 
 
@@ -258,5 +342,8 @@ def _compare(results: dict) -> dict:
 
 
 if __name__ == "__main__":
-    engine, model, candidates, repeats, max_batch_mb = sys.argv[1:6]
-    print(json.dumps(run_engine(engine, model, int(candidates), int(repeats), float(max_batch_mb))))
+    if sys.argv[1] == "precision":
+        print(json.dumps(_precision_report(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+    else:
+        engine, model, candidates, repeats, max_batch_mb = sys.argv[1:6]
+        print(json.dumps(run_engine(engine, model, int(candidates), int(repeats), float(max_batch_mb))))

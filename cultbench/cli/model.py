@@ -135,6 +135,9 @@ def _report_cleaning(instrument) -> None:
 @click.option("--max-batch-mb", default=None, type=float, help="The scorer's memory bound [default: its default].")
 @click.option("--engines", default="scorer-fp32,scorer-bf16,lm-eval,loop", show_default=True,
               help="Engines to run, comma-separated.")
+@click.option("--precision-points", default=24, show_default=True, type=click.IntRange(min=0),
+              help="Random points of the default search space (US, training variants) scored in bf16 and fp32: "
+                   "Spearman's rho and the winner's curse of the bf16 pick (0: skip).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True,
               help="Where to write the JSON report.")
 @click.option("--instrument", default="vsm2013", show_default=True,
@@ -146,13 +149,15 @@ def _report_cleaning(instrument) -> None:
 @click.option("--step-cost", "step_cost", is_flag=True,
               help="Also time one prompt-tuning step against one forward candidate evaluation (the training "
                    "variants, a population of 10): the step_cost of the prompt-tuning aligner.")
-def bench(model, candidates, repeats, max_batch_mb, engines, output, instrument, data, variant, batch_size,
-          step_cost):
+def bench(model, candidates, repeats, max_batch_mb, engines, precision_points, output, instrument, data, variant,
+          batch_size, step_cost):
     """Benchmark the survey scorer against lm-eval's HFLM and a one-forward-per-item loop.
 
     Each engine scores the same rendered prompts with the same random soft prompts, in its own
     subprocess. Reports candidate evaluations/s, tokens/s, model FLOP/s as a fraction of this
-    machine's measured matmul rate, peak memory, and each engine's index error against fp32.
+    machine's measured matmul rate, peak memory, and each engine's index error against fp32;
+    then how well bf16 fitness ranks random search points against fp32 (Spearman's rho) and the
+    winner's curse of picking the bf16 best.
 
     \b
     Example:
@@ -182,7 +187,8 @@ def bench(model, candidates, repeats, max_batch_mb, engines, output, instrument,
     if candidates < 1 or repeats < 1:
         raise CultbenchError("--candidates and --repeats must be at least 1")
     echo = lambda m: click.echo(m, err=True)  # noqa: E731
-    report = benchmark(model, candidates, repeats, max_batch_mb, chosen, echo=echo) if chosen else {"model": model}
+    report = (benchmark(model, candidates, repeats, max_batch_mb, chosen, echo=echo, precision_points=precision_points)
+              if chosen or precision_points else {"model": model})
     if step_cost:
         echo("timing a prompt-tuning step ...")
         report["prompt_tuning_step"] = prompt_tuning_step_cost(model, repeats=repeats, echo=echo)
