@@ -6,6 +6,8 @@ the network.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
@@ -13,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import transformers.modeling_gguf_pytorch_utils as gguf_utils
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from cultbench.errors import CultbenchError
 
@@ -149,6 +153,22 @@ def locate_model(name: str) -> tuple[str, str | None, str]:
     return name, None, "hub"
 
 
+@contextlib.contextmanager
+def quiet_loading():
+    """No progress bars while a model loads: transformers' own ("Loading weights") and the GGUF
+    de-quantisation bar, which transformers draws with tqdm directly (not through its switch)."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    original = gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32",
                device: str | None = "cpu", allow_download: bool = False) -> LoadedModel:
     """Load a causal LM and its tokenizer, in eval mode, on ``device`` in ``dtype``."""
@@ -159,8 +179,9 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)
     except (OSError, ValueError) as exc:
         if kind == "hub":
             raise CultbenchError(

@@ -120,6 +120,13 @@ def read_responses(path, instrument: Instrument | str = "vsm2013", group_by: str
                 raise CultbenchError(f"{path}, row {header_row}: column {name!r} appears twice in the header")
             seen.add(name)
         missing = [iid for iid in inst.item_ids if iid not in seen]
+        separator = next((sep for sep in ";\t|" if len(names) == 1 and names[0].count(sep) >= len(inst.item_ids) - 1),
+                         None)
+        if missing and separator is not None:
+            shown = "tabs" if separator == "\t" else repr(separator)
+            raise CultbenchError(f"{path}, row {header_row} (header): the columns look separated by {shown}; "
+                                 f"cultbench reads comma-separated files: save the file with commas as separators "
+                                 f"(e.g. in Python: pandas.read_csv(path, sep={separator!r}).to_csv(new_path, index=False))")
         if missing:
             hint = did_you_mean(missing[0], [n for n in names if n]) if len(missing) == 1 else ""
             raise CultbenchError(

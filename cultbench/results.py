@@ -58,6 +58,9 @@ def validation_errors(record) -> list[str]:
     if not isinstance(record, dict):
         return [f"not a JSON object but {type(record).__name__}"]
     version = record.get("schema_version")
+    if version is None and "splits" in record and "aligner" not in record:
+        return ["this is the output of `cultbench evaluate`, not a result entry; result entries "
+                "are written by `cultbench run` (one file per model x target x aligner x seed)"]
     if isinstance(version, int) and version > SCHEMA_VERSION:
         return [f"schema_version {version} is newer than this cultbench reads ({SCHEMA_VERSION}); upgrade cultbench"]
     errors = sorted(_validator().iter_errors(record), key=lambda e: (_where(e), e.message))

@@ -24,11 +24,12 @@ def _num(value, spec: str = ".1f") -> str:
     return "–" if value is None else format(value, spec)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ", text_columns: int = 1) -> list[str]:
+    """Aligned columns: the first ``text_columns`` left-aligned, the numbers right-aligned."""
     widths = [max(len(str(r[k])) for r in [header, *rows]) for k in range(len(header))]
     out = []
     for r in [header, *rows]:
-        cells = [str(c).ljust(w) if k == 0 else str(c).rjust(w) for k, (c, w) in enumerate(zip(r, widths))]
+        cells = [str(c).ljust(w) if k < text_columns else str(c).rjust(w) for k, (c, w) in enumerate(zip(r, widths))]
         out.append((indent + "  ".join(cells)).rstrip())
     return out
 
@@ -187,5 +188,5 @@ def run_text(records: Sequence[Mapping]) -> str:
         cells.append(_num(r["metrics"]["heldout"]["option_mass"], ".2f"))
         rows.append(cells)
     lines = _table(["target", "aligner", "seed", "L1 train", "Δ naive", "L1 held-out", "Δ naive", "option mass"],
-                   rows, indent="")
+                   rows, indent="", text_columns=2)
     return "\n".join(lines + ["Δ naive: L1 minus the naive model's (negative: closer to the target). " + L1_NOTE]) + "\n"

@@ -316,6 +316,20 @@ def test_peft_export_of_a_prompt_tuning_alignment_agrees_with_the_scorer(tiny_mo
         assert np.abs(indices_of(out, task) - a[v]).max() < 1e-3
 
 
+def test_peft_export_of_the_bundled_alias_records_a_loadable_path_and_says_how_to_load_it(soft, tmp_path):
+    from cultbench.models import locate_model
+
+    folder, gguf_file, _ = locate_model("smollm2-135m-instruct")
+    alignment = save_alignment(tmp_path / "de-us", "smollm2-135m-instruct", soft=soft)
+    result = CliRunner().invoke(main, ["export-peft", str(alignment / "alignment.json"), str(tmp_path / "peft")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(Path(folder).resolve())  # not the alias PEFT cannot resolve
+    readme = (tmp_path / "peft" / "README.md").read_text()
+    assert f"AutoModelForCausalLM.from_pretrained({str(Path(folder).resolve())!r}, gguf_file={gguf_file!r}" in readme
+    assert f"pretrained={Path(folder).resolve()},gguf_file={gguf_file},dtype=float32,peft=" in readme
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("metadata, message", [
@@ -397,10 +411,21 @@ def test_stock_lm_eval_cli_with_the_peft_adapter_and_the_cultbench_model(tiny_mo
         assert data["configs"]["vsm2013_us"]["metadata"]["cultbench"]["target"]["name"] == "U.S.A."
 
 
+def test_evaluate_takes_the_alignment_json_for_its_folder_and_scores_the_naive_model_beside_it(
+        tiny_folder, soft_alignment):
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_folder), "--target", "US", "--splits", "train",
+                                       "--alignment", str(soft_alignment / "alignment.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["alignment"] == str(soft_alignment)
+    us = data["splits"]["train"]["targets"]["US"]
+    assert us["delta_vs_naive"] == pytest.approx(us["l1"] - us["naive_l1"]) and us["naive_l1"] != us["l1"]
+
+
 def test_evaluate_engine_lm_eval_matches_the_scorer(tiny_folder, soft_alignment, tmp_path):
     common = ["evaluate", "--model", str(tiny_folder), "--target", "US", "--target", "CN",
               "--alignment", str(soft_alignment), "--constant", "uai=10"]
-    scorer = CliRunner().invoke(main, common)
+    scorer = CliRunner().invoke(main, [*common, "--json"])
     assert scorer.exit_code == 0, scorer.output
     engine = CliRunner().invoke(main, [*common, "--engine", "lm-eval", "-o", str(tmp_path / "e.json")])
     assert engine.exit_code == 0, engine.output

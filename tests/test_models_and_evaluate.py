@@ -1,6 +1,7 @@
 """Model loading (folders, hub ids offline, GGUF, the bundled alias) and the evaluate command."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -159,3 +160,11 @@ def test_evaluate_bad_input_is_one_line(tiny_folder, args, message):
     assert result.exit_code == 2
     assert message.lower() in result.stderr.lower()
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_loading_a_model_draws_no_progress_bars(tiny_folder, capfd):
+    load_model(str(tiny_folder))
+    assert "Loading weights" not in capfd.readouterr().err
+    with models.quiet_loading():  # the GGUF de-quantisation bar is drawn with tqdm directly
+        assert models.gguf_utils.tqdm(range(3)).disable
+    assert not models.gguf_utils.tqdm(range(3), file=open(os.devnull, "w")).disable

@@ -192,6 +192,19 @@ def test_cli_countries_lists_rows():
     assert sum("(estimated)" in line for line in lines) == 2
 
 
+def test_cli_countries_one_country_in_every_source_that_has_it():
+    result = CliRunner().invoke(main, ["countries", "sa"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 + 3 and all(line.startswith("SAU") for line in lines[1:])
+    us = CliRunner().invoke(main, ["countries", "US", "--source", "hofstede-2015", "--json"])
+    assert [p["name"] for p in json.loads(us.output)] == ["U.S.A."]
+    missing = CliRunner().invoke(main, ["countries", "US", "--source", "hofstede-insights-2022-estimates"])
+    assert missing.exit_code == 2
+    assert missing.output == ("Error: US has no scores in source hofstede-insights-2022-estimates; "
+                              "see `cultbench countries US`\n")
+
+
 def test_cli_countries_json_one_source():
     result = CliRunner().invoke(main, ["countries", "--source", "hofstede-insights-2022-estimates", "--json"])
     assert result.exit_code == 0, result.output

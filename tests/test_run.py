@@ -141,11 +141,47 @@ def test_rerun_skips_evaluates_saved_alignments_and_resumes_checkpoints(sweep):
     assert "0 combinations run, 1 done before" in invoke(naive_us).stderr
 
 
+def test_run_prints_a_table_with_the_naive_model_beside_each_result(sweep):
+    root, _, result = sweep
+    entries = records(root / "entries")
+    naive = {r["target"]["name"]: r["metrics"] for r in entries.values() if r["aligner"]["name"] == "naive"}
+    for r in entries.values():
+        if r["aligner"]["name"] != "de":
+            continue
+        cells = [r["metrics"][s]["l1"] - naive[r["target"]["name"]][s]["l1"] for s in ("train", "heldout")]
+        key = "US" if r["target"]["name"] == "U.S.A." else "CN"
+        line = (f"{key:<6}  de       {r['aligner']['seed']:>4}  {r['metrics']['train']['l1']:>8.1f}  {cells[0]:>+7.1f}  "
+                f"{r['metrics']['heldout']['l1']:>11.1f}  {cells[1]:>+7.1f}")
+        assert line in result.stderr, result.stderr
+
+
+def test_publish_copies_checked_results_and_refuses_a_published_combination(sweep, tmp_path):
+    root, _, _ = sweep
+    published = tmp_path / "entries"
+    published.mkdir()
+    files = sorted((root / "entries").glob("*.json"))
+    first = invoke(["leaderboard", "publish", *files[:2], "--entries", published])
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in published.iterdir()) == sorted(f.name for f in files[:2])
+    again = invoke(["leaderboard", "publish", files[1], files[2], "--entries", published])
+    assert again.exit_code == 2 and "this combination is published already" in again.output
+    assert len(list(published.iterdir())) == 2  # nothing of a refused batch is copied
+
+
+def test_check_says_that_result_entries_come_from_run(tmp_path):
+    evaluation = tmp_path / "eval.json"
+    evaluation.write_text(json.dumps({"model": {"id": "m"}, "splits": {"train": {}}, "constants": {}}))
+    result = invoke(["leaderboard", "check", evaluation])
+    assert result.exit_code == 1
+    assert "output of `cultbench evaluate`, not a result entry; result entries are written by `cultbench run`" \
+        in result.output
+
+
 @pytest.fixture(scope="module")
 def board(sweep, tmp_path_factory):
     """The leaderboard built from the sweep's entries (rebuilt by no test)."""
     root, _, _ = sweep
-    out = tmp_path_factory.mktemp("board")
+    out = tmp_path_factory.mktemp("board") / "new"  # --out is created, as run's --output is
     built = invoke(["leaderboard", "build", "--entries", root / "entries", "--out", out])
     assert built.exit_code == 0, built.output
     return root, out
@@ -269,7 +305,8 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, monkeypatch, extra, mes
 def test_run_needs_a_target_and_every_command_has_an_example(tmp_path):
     result = CliRunner().invoke(main, ["run", "--aligner", "naive"])
     assert result.exit_code == 2 and result.output == "Error: give at least one --target (or `target:` in --config)\n"
-    for command in (["run"], ["leaderboard"], ["leaderboard", "build"], ["leaderboard", "check"]):
+    for command in (["run"], ["leaderboard"], ["leaderboard", "build"], ["leaderboard", "check"],
+                    ["leaderboard", "publish"]):
         shown = CliRunner().invoke(main, [*command, "--help"])
         assert shown.exit_code == 0 and "Example" in shown.output and "cultbench " + command[0] in shown.output
 

@@ -100,7 +100,7 @@ def test_score_without_groups_by_hand(good_csv):
 def test_cli_score_with_constants(good_csv):
     # MAS of B with C(mas) = 0: 87.5; PDI of A with C(pdi) = 10: 165
     result = run(["score", "--instrument", "vsm2013", str(good_csv), "--group-by", "country",
-                  "--constant", "mas=0", "--constant", "pdi=10"])
+                  "--constant", "mas=0", "--constant", "pdi=10", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["constants"] == {"pdi": 10.0, "idv": 50.0, "mas": 0.0, "uai": 50.0, "lto": 50.0, "ivr": 50.0}
@@ -115,10 +115,33 @@ def test_cli_score_output_file(good_csv, tmp_path):
     out.write_text("old", encoding="utf-8")
     result = run(["score", str(good_csv), "--group-by", "country", "--output", str(out)])
     assert result.exit_code == 0, result.output
-    assert result.stdout == ""
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["groups"]["A"]["indices"]["pdi"] == pytest.approx(205)
+    # The terminal gets the summary: one row of indices per group, "–" where an index has no answer.
+    a_row = next(line for line in result.stdout.splitlines() if line.startswith("A (n="))
+    assert a_row.split()[2] == "205.0"
+    assert "– : an index item has no answer in B" in result.stdout
     assert sorted(os.listdir(tmp_path)) == ["responses.csv", "scores.json"]  # no temp file left behind
+
+
+def test_cli_score_summary_puts_a_country_group_beside_its_published_scores(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(HEADER + "\n" + row(3, "US") + "\n" + row(3, "US") + "\n", encoding="utf-8")
+    result = run(["score", str(path), "--group-by", "country"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    us = lines.index(next(line for line in lines if line.startswith("US (n=2)")))
+    assert lines[us].split()[2:] == ["50.0"] * 6  # answering 3 everywhere scores C on every index
+    assert lines[us + 1].split()[-6:] == ["40", "91", "62", "46", "26", "68"]
+    assert "published U.S.A. (US, hofstede-2015)" in lines[us + 1]
+
+
+def test_semicolon_separated_file_gets_a_delimiter_hint(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(HEADER.replace(",", ";") + "\n" + row(3, "A").replace(",", ";") + "\n", encoding="utf-8")
+    result = run(["score", str(path)])
+    assert result.exit_code == 2 and result.output.startswith("Error: ")
+    assert "separated by ';'" in result.output and "commas" in result.output
 
 
 def test_cli_score_output_folder_missing(good_csv, tmp_path):

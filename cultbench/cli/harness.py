@@ -70,19 +70,24 @@ def harness_eval(lm_eval_args):
 @click.argument("alignment_dir", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--base-model", default=None,
-              help="base_model_name_or_path to record [default: the model id the alignment records].")
+              help="base_model_name_or_path to record [default: where the alignment's model is on this machine "
+                   "(a folder path for cultbench's aliases and GGUF files, else the hub id)].")
 @click.option("--overwrite", is_flag=True, help="Replace the adapter files in an existing OUT_DIR.")
 def export_peft_cmd(alignment_dir, out_dir, base_model, overwrite):
     """Write an alignment's soft prompt as a standard PEFT prompt-tuning adapter
     (adapter_config.json + adapter_model.safetensors), loadable with
     PeftModel.from_pretrained(base, OUT_DIR) and lm-eval's --model_args ...,peft=OUT_DIR.
+    ALIGNMENT_DIR may also be given as its alignment.json. OUT_DIR/README.md says exactly how
+    to load the base model and the adapter.
 
     \b
     Example:
       cultbench export-peft runs/de-us-s0 runs/de-us-s0-peft
     """
+    from cultbench.cli.options import alignment_folder
     from cultbench.peft_export import export_peft
 
+    alignment_dir = alignment_folder(alignment_dir)
     if alignment_dir.resolve() == out_dir.resolve():
         raise CultbenchError("OUT_DIR must be another folder than ALIGNMENT_DIR")
     out = export_peft(alignment_dir, out_dir, base_model=base_model, overwrite=overwrite)

@@ -33,11 +33,13 @@ def _table(rows: list[profiles.Profile]) -> str:
 
 
 @click.command()
+@click.argument("country", required=False)
 @click.option("--source", default=None, metavar="ID",
               help="Only this source of scores (default: every source, the 2015 matrix first).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of profiles instead of a table.")
-def countries(source, as_json):
-    """List the reference country profiles: matrix code, ISO codes, scores and source.
+def countries(country, source, as_json):
+    """List the reference country profiles: matrix code, ISO codes, scores and source; with
+    COUNTRY (a name, code or alias), that country's profile in every source that has it.
 
     A blank score means the source has none for that country; estimated profiles are marked
     "(estimated)". Any of the code, ISO codes, name or aliases can name a target country.
@@ -45,11 +47,18 @@ def countries(source, as_json):
     \b
     Examples:
       cultbench countries
+      cultbench countries US
+      cultbench countries "Saudi Arabia"
       cultbench countries --source hofstede-insights-2022-estimates
       cultbench countries --source hofstede-2015 --json
     """
     ids = [source] if source is not None else [s.id for s in profiles.sources()]
     rows = [p for sid in ids for p in profiles.countries(sid)]
+    if country is not None:
+        code = profiles.resolve_country(country).code
+        rows = [p for p in rows if p.code == code]
+        if not rows:
+            raise CultbenchError(f"{country} has no scores in source {source}; see `cultbench countries {country}`")
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in rows], indent=2, ensure_ascii=False))
     else:

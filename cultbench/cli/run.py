@@ -117,8 +117,9 @@ config_option = click.option(
 @click.option("--distance", default="l1", show_default=True, help="Fitness of the searches: l1, l2 or mean-abs.")
 @click.option("--dimensions", default=None, metavar="DIM,DIM", help="Dimensions the fitness uses [default: all].")
 @click.option("--max-batch-mb", default=None, type=float, help="Memory bound of one forward of the scorer.")
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard/entries"),
-              show_default=True, help="Folder of the result files (one JSON per combination).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/results"),
+              show_default=True, help="Folder of the result files (one JSON per combination). Publishing "
+                                      "them is a separate step: `cultbench leaderboard publish`.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
               help="Folder of the combinations' run folders (search checkpoints and alignments).")
 @click.option("--force", is_flag=True, help="Run finished combinations again (and searches from scratch).")
@@ -134,7 +135,9 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
 
     Each combination is aligned on the training prompt variants, evaluated on the training and
     held-out variants, and written as one result JSON (checked against
-    leaderboard/result.schema.json) into --output; the file names go to stdout. Finished
+    leaderboard/result.schema.json) into --output (default runs/results, never the published
+    entries); the file names go to stdout, and a table of every result (L1 on each split and its
+    difference to the naive model's) to stderr. Finished
     combinations are skipped, so an interrupted sweep resumes where it stopped (a search from its
     last checkpoint in --runs-dir). Aligners that ignore the seed and budget (naive, icl) run once
     per model and target.
@@ -149,6 +152,8 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
       cultbench run --config experiment.yaml --ray-address auto   # combinations as Ray tasks
     """
     from cultbench.models import DEFAULT_MODEL
+    from cultbench.results import read_record
+    from cultbench.summary import run_text
     from cultbench.sweep import Sweep, SweepSpec
 
     if not targets:
@@ -181,8 +186,11 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if shown:
+        click.echo(run_text([read_record(p) for p in sorted(shown)]), err=True, nl=False)
     click.echo(f"{counts['written']} combinations run, {counts['done']} done before, {counts['shared']} shared by "
-               f"aligners that ignore seed and budget; results in {output}", err=True)
+               f"aligners that ignore seed and budget; results in {output}. Build a leaderboard of them with "
+               f"`cultbench leaderboard build --entries {output} --out DIR`.", err=True)
 
 
 @click.group("leaderboard")
@@ -193,6 +201,7 @@ def leaderboard_group():
     Examples:
       cultbench leaderboard build --entries leaderboard/entries --out leaderboard
       cultbench leaderboard study --entries leaderboard/entries --markdown study.md
+      cultbench leaderboard publish runs/results/*.json --entries leaderboard/entries
       cultbench leaderboard check leaderboard/entries/*.json
     """
 
@@ -201,7 +210,8 @@ def leaderboard_group():
 @click.option("--entries", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard/entries"),
               show_default=True, help="Folder of result files (*.json).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
-              show_default=True, help="Folder to write leaderboard.json, LEADERBOARD.md and index.html into.")
+              show_default=True, help="Folder to write leaderboard.json, LEADERBOARD.md and index.html into "
+                                      "(created if missing).")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when an entry is left out (invalid or duplicate).")
 def build_cmd(entries, out, strict):
     """Write leaderboard.json (one row per model x aligner x target, seeds aggregated),
@@ -215,6 +225,9 @@ def build_cmd(entries, out, strict):
     """
     from cultbench.leaderboard import build
 
+    if out.exists() and not out.is_dir():
+        raise CultbenchError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
     board, paths = build(entries, out)
     for p in board["rejected"]:
         click.echo(f"left out {p['file']}: {p['reason']}", err=True)
@@ -266,6 +279,41 @@ def study_cmd(entries, markdown, json_path, charts, check):
         click.echo(f"differs from the entries: {path}" if check else str(path), err=check)
     if check and changed:
         sys.exit(1)
+
+
+@leaderboard_group.command("publish")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--entries", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard/entries"),
+              show_default=True, help="Folder of the published result files.")
+def publish_cmd(files, entries):
+    """Copy result files (from `cultbench run`) into the published entries, after checking each
+    against the schema; a file whose combination is already published is refused.
+
+    \b
+    Example:
+      cultbench leaderboard publish runs/results/*.json --entries leaderboard/entries
+    """
+    from cultbench.atomic import write_text_atomic
+    from cultbench.leaderboard import collect
+    from cultbench.results import combination_key_of, entry_id, read_record
+
+    if not entries.is_dir():
+        raise CultbenchError(f"--entries {entries} is not an existing folder")
+    published = {entry_id(combination_key_of(r)): name for name, r in collect(entries).records.items()}
+    records = {path: read_record(path) for path in files}  # every file is checked before any is copied
+    for path, record in records.items():
+        ident = entry_id(combination_key_of(record))
+        if ident in published:
+            raise CultbenchError(f"{path}: this combination is published already as {entries / published[ident]}")
+        if (entries / path.name).exists():
+            raise CultbenchError(f"{path}: {entries / path.name} exists and holds another combination; rename the file")
+        published[ident] = path.name
+    for path in records:
+        target = entries / path.name
+        write_text_atomic(target, path.read_text(encoding="utf-8"))
+        click.echo(str(target))
+    click.echo(f"{len(records)} result files published to {entries}; rebuild the page with "
+               f"`cultbench leaderboard build --entries {entries} --out {entries.parent}`", err=True)
 
 
 @leaderboard_group.command("check")

@@ -7,10 +7,12 @@ import re
 
 import click
 
-from cultbench.cli.options import constant_option, emit_json
+from cultbench.cli.options import constant_option, emit_json, emit_report
+from cultbench import profiles
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument, load_instrument
 from cultbench.responses import read_responses, score_responses
+from cultbench.summary import scores_text
 
 _instrument_option = click.option(
     "--instrument", default="vsm2013", show_default=True,
@@ -69,14 +71,17 @@ def indices(instrument, answers, constants):
 @click.argument("responses", metavar="RESPONSES.csv")
 @click.option("--group-by", metavar="COLUMN", help="Score each value of this column (e.g. country) separately.")
 @constant_option
-@click.option("--output", "-o", metavar="FILE", help="Write the JSON to FILE (atomically) instead of printing it.")
-def score(instrument, responses, group_by, constants, output):
+@click.option("--output", "-o", metavar="FILE", help="Also write the full JSON to FILE (atomically).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full JSON on stdout instead of the summary.")
+def score(instrument, responses, group_by, constants, output, as_json):
     """Score a CSV of human survey responses as the instrument's manual does.
 
     One row per respondent, one column per item (q01..q24 for vsm2013), other columns ignored.
     Blank cells are missing answers, left out of that item's mean; answers are whole numbers
-    within the answer scale. Prints, per group: respondents, per-item means and counts, and the
-    indices (null where an index's item has no answer), with the constants used.
+    within the answer scale. Prints, per group, the respondents and the indices, beside the
+    published scores where the group names a country; the full JSON (per-item means and counts,
+    indices, null where an index's item has no answer, and the constants used) goes to -o FILE
+    or, with --json, to stdout.
 
     \b
     Example:
@@ -85,7 +90,19 @@ def score(instrument, responses, group_by, constants, output):
     """
     inst = load_instrument(instrument)
     data = read_responses(responses, inst, group_by=group_by)
-    emit_json(score_responses(data, constants), output)
+    scored = score_responses(data, constants)
+    emit_report(scored, scores_text(scored, _published(scored["groups"])), output, as_json)
+
+
+def _published(groups) -> dict[str, dict]:
+    """The published profile of each group that names a country with all scores in the default source."""
+    out = {}
+    for name in groups:
+        try:
+            out[name] = profiles.lookup(name).to_dict()
+        except CultbenchError:
+            continue
+    return out
 
 
 COMMANDS = [indices, score]
