@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from pathlib import Path
 from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
-from cultbench.leaderboard_page import render_html, render_markdown
+from cultbench.leaderboard_page import render_html, render_markdown, target_label
 from cultbench.metrics import rank_agreement
+from cultbench.stats import mean_ci
 from cultbench.results import SCHEMA_VERSION, SPLITS, combination_key_of, entry_id, read_record
 
 LEADERBOARD_FORMAT = 1
@@ -126,6 +128,14 @@ def _label_rows(rows: list[dict]) -> None:
         a = row["aligner"]
         row["aligner_label"] = a["name"] if a["budget"] is None else f"{a['name']} ({a['budget']} evals)"
         row["model_label"] = row["model"]["id"]
+    names = defaultdict(set)
+    for row in rows:
+        names[row["target"]["name"]].add(row["target"]["source"])
+    for row in rows:  # the full "name (source, estimated)" stays in target_label(row["target"])
+        t = row["target"]
+        row["target_short"] = t["name"] + (f" ({t['source']})" if len(names[t["name"]]) > 1 and not t["estimated"]
+                                           else f" (est., {t['source']})" if len(names[t["name"]]) > 1
+                                           else " (est.)" if t["estimated"] else "")
     for field_, ident in (("aligner_label", lambda r: r["setup"]),
                           ("model_label", lambda r: _hash(r["model"]))):
         looks = defaultdict(set)
@@ -150,6 +160,55 @@ def aggregate(records: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def _target_id(row: dict) -> tuple:
+    return row["target"]["name"], row["target"]["source"]
+
+
+def compare_with_naive(rows: list[dict]) -> None:
+    """Adds to each row ``delta_vs_naive`` (per split: its mean L1 minus the naive model's, same
+    model and target; None without a naive row) and ``best`` (lowest mean held-out L1 of its target)."""
+    naive = {(r["model_label"], *_target_id(r)): r for r in rows if r["aligner"]["name"] == "naive"}
+    for row in rows:
+        base = naive.get((row["model_label"], *_target_id(row)))
+        row["delta_vs_naive"] = {s: None if base is None or base is row or row["l1"][s]["mean"] is None
+                                 or base["l1"][s]["mean"] is None else row["l1"][s]["mean"] - base["l1"][s]["mean"]
+                                 for s in SPLITS}
+        row["best"] = False
+    best: dict[tuple, dict] = {}
+    for row in rows:
+        mean = row["l1"]["heldout"]["mean"]
+        if mean is not None and (_target_id(row) not in best or mean < best[_target_id(row)]["l1"]["heldout"]["mean"]):
+            best[_target_id(row)] = row
+    for row in best.values():
+        row["best"] = True
+
+
+def summary_table(rows: list[dict]) -> list[dict]:
+    """Per model x aligner setup: L1 per split averaged over its targets (each target's mean over
+    seeds) with a 95% bootstrap CI over the targets, the mean difference to the naive model, the
+    validity verdicts of its entries, and its cost (evaluations and wall time per run)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["model_label"], row["aligner_label"])].append(row)
+    out = []
+    for (model, aligner), members in groups.items():
+        entry = {"model_label": model, "aligner_label": aligner, "aligner": members[0]["aligner"]["name"],
+                 "model": members[0]["model"], "n_targets": len(members),
+                 "targets": [target_label(m["target"]) for m in members], "l1": {}, "delta_vs_naive": {}}
+        for split in SPLITS:
+            entry["l1"][split] = mean_ci([m["l1"][split]["mean"] for m in members])
+            entry["delta_vs_naive"][split] = mean_ci([m["delta_vs_naive"][split] for m in members])
+        verdicts = [m["verdict"] for m in members if m.get("verdict")]
+        entry["verdict"] = ({"assessed": sum(v["assessed"] for v in verdicts),
+                             "interpretable": sum(v["interpretable"] for v in verdicts)} if verdicts else None)
+        entry["evaluations"] = stat(m["evaluations"]["mean"] for m in members)
+        entry["wall_time_s"] = stat(m["wall_time_s"]["mean"] for m in members)
+        out.append(entry)
+    out.sort(key=lambda e: (e["model_label"], e["l1"]["heldout"]["mean"] is None, e["l1"]["heldout"]["mean"] or 0,
+                            e["aligner_label"]))
+    return out
+
+
 def rank_agreement_table(rows: list[dict]) -> list[dict]:
     """Per model and aligner setup with several targets: rank agreement per dimension and split."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -170,22 +229,26 @@ def rank_agreement_table(rows: list[dict]) -> list[dict]:
     return out
 
 
-def leaderboard(entries: Entries) -> dict:
-    """The ``leaderboard.json`` document."""
+def leaderboard(entries: Entries, study: str | None = None) -> dict:
+    """The ``leaderboard.json`` document; ``study``: a link (relative to the page) to the study of
+    these entries, shown on the page."""
     rows = aggregate(entries.records)
+    compare_with_naive(rows)
     finished = [r["run"].get("finished") for r in entries.records.values() if r["run"].get("finished")]
     return {"format": LEADERBOARD_FORMAT, "result_schema_version": SCHEMA_VERSION, "cultbench_version": __version__,
             "data_as_of": max(finished, default=None), "entries_used": len(entries.records),
             "rejected": entries.rejected, "duplicates": entries.duplicates,
-            "rows": rows, "rank_agreement": rank_agreement_table(rows)}
+            "study": study, "summary": summary_table(rows), "rows": rows, "rank_agreement": rank_agreement_table(rows)}
 
 
-def build(entries_dir, out_dir) -> tuple[dict, list[Path]]:
-    """Read the entries and write leaderboard.json, LEADERBOARD.md and index.html into ``out_dir``."""
-    board = leaderboard(collect(entries_dir))
+def build(entries_dir, out_dir, study=None) -> tuple[dict, list[Path]]:
+    """Read the entries and write leaderboard.json, LEADERBOARD.md and index.html into ``out_dir``;
+    ``study``: the study document of these entries (e.g. docs/paper-small.md), linked from the page."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise CultbenchError(f"--out {out_dir} is not an existing folder")
+    link = None if study is None else Path(os.path.relpath(Path(study).resolve(), out_dir.resolve())).as_posix()
+    board = leaderboard(collect(entries_dir), study=link)
     texts = [json.dumps(board, indent=2, sort_keys=True, allow_nan=False) + "\n",
              render_markdown(board), render_html(board)]
     paths = [out_dir / name for name in OUTPUT_FILES]

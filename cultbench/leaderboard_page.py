@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Callable
 
-from cultbench.charts import colour, convergence_chart, profile_chart
+from cultbench.charts import aligner_colours, convergence_chart, profile_chart
+from cultbench.profiles import DEFAULT_SOURCE
 
 TITLE = "cultbench leaderboard"
 
@@ -45,6 +46,18 @@ class Column:
     value: Callable[[dict], object]  # what sorting uses (number, text or None)
     text: Callable[[dict], str]  # what is shown
     numeric: bool = True
+    title: Callable[[dict], str] | None = None  # a tooltip: the full text of a shortened cell
+    split: str | None = None  # the split the column is about (the page's split filter hides the other)
+
+
+def short_model(label: str, width: int = 28) -> str:
+    """A model label short enough for a table cell: a path's last part, and at most ``width`` characters."""
+    short = label.rstrip("/").rsplit("/", 1)[-1] if label.startswith(("/", ".", "~")) else label
+    return short if len(short) <= width else short[:width - 1] + "…"
+
+
+def _delta(split: str):
+    return lambda r: (r.get("delta_vs_naive") or {}).get(split)
 
 
 def _gap(row: dict):
@@ -54,26 +67,81 @@ def _gap(row: dict):
 
 def columns(dims: list[str]) -> list[Column]:
     cols = [
-        Column("model", "Model", lambda r: r["model_label"], lambda r: r["model_label"], False),
+        Column("model", "Model", lambda r: r["model_label"], lambda r: short_model(r["model_label"]), False,
+               title=lambda r: r["model_label"]),
         Column("aligner", "Aligner", lambda r: r["aligner_label"], lambda r: r["aligner_label"], False),
-        Column("target", "Target", lambda r: target_label(r["target"]), lambda r: target_label(r["target"]), False),
+        Column("target", "Target", lambda r: target_label(r["target"]),
+               lambda r: r.get("target_short") or target_label(r["target"]), False,
+               title=lambda r: target_label(r["target"])),
         Column("seeds", "Seeds", lambda r: r["n"], lambda r: str(r["n"])),
         Column("l1_heldout", "L1 held-out", lambda r: r["l1"]["heldout"]["mean"],
-               lambda r: fmt_stat(r["l1"]["heldout"])),
-        Column("l1_train", "L1 train", lambda r: r["l1"]["train"]["mean"], lambda r: fmt_stat(r["l1"]["train"])),
+               lambda r: fmt_stat(r["l1"]["heldout"]) + (" ★" if r.get("best") else ""), split="heldout",
+               title=lambda r: "lowest held-out L1 of this target" if r.get("best") else ""),
+        Column("delta_heldout", "Δ vs naive (held-out)", _delta("heldout"), lambda r: fmt(_delta("heldout")(r), "+.2f"),
+               split="heldout"),
+        Column("l1_train", "L1 train", lambda r: r["l1"]["train"]["mean"], lambda r: fmt_stat(r["l1"]["train"]),
+               split="train"),
+        Column("delta_train", "Δ vs naive (train)", _delta("train"), lambda r: fmt(_delta("train")(r), "+.2f"),
+               split="train"),
         Column("gap", "Gap (held-out − train)", _gap, lambda r: fmt(_gap(r), "+.2f")),
         Column("option_mass", "Option mass (held-out)", lambda r: r["option_mass"]["heldout"]["mean"],
-               lambda r: fmt(r["option_mass"]["heldout"]["mean"], ".3f")),
+               lambda r: fmt(r["option_mass"]["heldout"]["mean"], ".3f"), split="heldout"),
         Column("evaluations", "Evaluations", lambda r: r["evaluations"]["mean"],
                lambda r: fmt(r["evaluations"]["mean"], ".0f")),
     ]
     for d in dims:
         def get(r, d=d):
             return (r["signed_error"]["heldout"].get(d) or {}).get("mean")
-        cols.append(Column(f"err_{d}", f"{d.upper()} error", get, lambda r, get=get: fmt(get(r), "+.1f")))
+        cols.append(Column(f"err_{d}", f"{d.upper()} error", get, lambda r, get=get: fmt(get(r), "+.1f"),
+                           split="heldout"))
     cols.append(Column("wall_time", "Wall time (s)", lambda r: r["wall_time_s"]["mean"],
                        lambda r: fmt(r["wall_time_s"]["mean"], ".0f")))
     return cols
+
+
+def fmt_ci(c: dict, spec: str = ".1f") -> str:
+    """"mean [low, high]" (a confidence interval), or the mean alone where there is none."""
+    if c["mean"] is None:
+        return "–"
+    return fmt(c["mean"], spec) + ("" if c["ci_low"] is None else f" [{fmt(c['ci_low'], spec)}, {fmt(c['ci_high'], spec)}]")
+
+
+def _verdict_share(e: dict):
+    v = e.get("verdict")
+    return v["interpretable"] / v["assessed"] if v and v["assessed"] else None
+
+
+def summary_columns() -> list[Column]:
+    """The columns of the summary table (one row per model x aligner, see leaderboard.summary_table)."""
+    return [
+        Column("model", "Model", lambda e: e["model_label"], lambda e: short_model(e["model_label"]), False,
+               title=lambda e: e["model_label"]),
+        Column("aligner", "Aligner", lambda e: e["aligner_label"], lambda e: e["aligner_label"], False),
+        Column("targets", "Targets", lambda e: e["n_targets"], lambda e: str(e["n_targets"]),
+               title=lambda e: "; ".join(e["targets"])),
+        Column("sum_l1_heldout", "L1 held-out [95% CI]", lambda e: e["l1"]["heldout"]["mean"],
+               lambda e: fmt_ci(e["l1"]["heldout"]), split="heldout"),
+        Column("sum_delta_heldout", "Δ vs naive (held-out) [95% CI]", lambda e: e["delta_vs_naive"]["heldout"]["mean"],
+               lambda e: fmt_ci(e["delta_vs_naive"]["heldout"], "+.1f"), split="heldout"),
+        Column("sum_l1_train", "L1 train [95% CI]", lambda e: e["l1"]["train"]["mean"],
+               lambda e: fmt_ci(e["l1"]["train"]), split="train"),
+        Column("sum_delta_train", "Δ vs naive (train) [95% CI]", lambda e: e["delta_vs_naive"]["train"]["mean"],
+               lambda e: fmt_ci(e["delta_vs_naive"]["train"], "+.1f"), split="train"),
+        Column("interpretable", "Interpretable entries", _verdict_share,
+               lambda e: "–" if not e.get("verdict") else f"{e['verdict']['interpretable']}/{e['verdict']['assessed']}"),
+        Column("sum_evaluations", "Evaluations per run", lambda e: e["evaluations"]["mean"],
+               lambda e: fmt(e["evaluations"]["mean"], ".0f")),
+        Column("sum_wall_time", "Wall time per run (s)", lambda e: e["wall_time_s"]["mean"],
+               lambda e: fmt(e["wall_time_s"]["mean"], ".0f")),
+    ]
+
+
+def shortened(board: dict) -> list[tuple[str, str]]:
+    """(shown, full) for every shortened model and target cell of the board, once each."""
+    pairs = [(r.get("target_short") or target_label(r["target"]), target_label(r["target"])) for r in board["rows"]
+             if r["target"]["estimated"] or r["target"]["source"] != DEFAULT_SOURCE]
+    pairs += [(short_model(r["model_label"]), r["model_label"]) for r in board["rows"]]
+    return [p for p in dict.fromkeys(pairs) if p[0] != p[1]]
 
 
 def dimensions(board: dict) -> list[str]:
@@ -87,12 +155,20 @@ def _constants(board: dict) -> str:
 
 
 INTRO = ("One row per model, aligner and target; seeds aggregated as mean ± standard deviation. L1 is the "
-         "distance between the model's six indices and the target's published scores, per prompt variant, "
-         "averaged over the training variants (seen by the aligner) or the held-out variants (not seen); "
-         "lower is better. It depends on the constants C of the index formulas; the signed errors "
-         "(model − target, held-out) show the direction, and rank agreement across targets does not depend "
-         "on C. Option mass is the probability the model put on the answer options 1–5: a low mass "
-         "means it does not answer in the format.")
+         "distance between the model's six indices and the target's published scores, computed per prompt "
+         "variant and then averaged over the training variants (seen by the aligner) or the held-out variants "
+         "(not seen); lower is better. Δ vs naive: the row's L1 minus the naive model's for the same model and "
+         "target (negative: the aligner moved the model closer); ★ marks the lowest held-out L1 of each target. "
+         "L1 depends on the constants C of the index formulas; the signed errors (model − target, of the mean "
+         "held-out indices, so their absolute values do not add up to the L1) show the direction, and rank "
+         "agreement across targets does not depend on C. Option mass is the probability the model put on the "
+         "answer options 1–5: a low mass means it does not answer in the format. Targets' scores are from the "
+         f"2015 matrix ({DEFAULT_SOURCE}) unless marked: estimated ones say (est.); a cell's tooltip holds its "
+         "full text.")
+
+SUMMARY_NOTE = ("Per model and aligner: L1 averaged over its targets (each target's mean over seeds), with a 95% "
+                "bootstrap confidence interval over the targets; Δ vs naive averaged the same way; cost per run "
+                "(candidate evaluations and wall time).")
 
 
 RANK_NOTE = ("Kendall's τ / Spearman's ρ between the model's indices (mean over seeds) and the targets' scores "
@@ -121,8 +197,18 @@ def render_markdown(board: dict) -> str:
     lines = [f"# {TITLE}", "",
              f"{len(board['rows'])} rows from {board['entries_used']} entries; data as of "
              f"{board['data_as_of'] or '–'}; cultbench {board['cultbench_version']}, result schema "
-             f"{board['result_schema_version']}. Constants C: {_constants(board)}.", "", INTRO, ""]
+             f"{board['result_schema_version']}. Constants C: {_constants(board)}.", ""]
+    if board.get("study"):
+        lines += [f"The study of these entries: [{md_escape(board['study'])}]({board['study']}).", ""]
+    summary = summary_columns()
+    lines += ["## Summary", "", SUMMARY_NOTE, ""]
+    lines += md_table([c.header for c in summary], [[md_escape(c.text(e)) for c in summary]
+                                                      for e in board.get("summary", [])])
+    lines += ["", "## All results", "", INTRO, ""]
     lines += md_table([c.header for c in cols], [[md_escape(c.text(r)) for c in cols] for r in board["rows"]])
+    short = shortened(board)
+    if short:
+        lines += ["", "Shortened cells: " + "; ".join(f"{md_escape(a)} = {md_escape(b)}" for a, b in short) + "."]
     groups = _ranked(board)
     if groups:
         dims = dimensions(board)
@@ -161,28 +247,31 @@ def _problems_md(board: dict) -> list[str]:
 # -- HTML -----------------------------------------------------------------------------------------
 
 STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem}
 body{color:#222}table{border-collapse:collapse;font-size:.88rem;margin:1rem 0}
 th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:right}th{background:#f4f4f4;position:sticky;top:0}
-td.text,th.text{text-align:left}th button{all:unset;cursor:pointer;font-weight:600}
+td{white-space:nowrap}td.text,th.text{text-align:left}th button{all:unset;cursor:pointer;font-weight:600}
 th[aria-sort=ascending] button::after{content:" \\25B2"}th[aria-sort=descending] button::after{content:" \\25BC"}
 .wrap{overflow-x:auto}.charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}
 figcaption{font-size:.8rem;color:#555;max-width:680px}svg text{font-size:11px;fill:#333}
 svg .title{font-size:13px;font-weight:600}svg .ytick{text-anchor:end;dominant-baseline:middle}
 svg .xtick,svg .xlabel,svg .ylabel{text-anchor:middle}svg .grid{stroke:#e5e5e5}svg .axis{stroke:#888}
-.problems li{font-family:monospace;font-size:.85rem}
+.problems li{font-family:monospace;font-size:.85rem}tr.best td{font-weight:600;background:#fff8e6}
+.filters{display:flex;flex-wrap:wrap;gap:1rem;align-items:center;margin:1rem 0;font-size:.9rem}
+#filter-count{color:#555}td[title]:not([title=""]){text-decoration:underline dotted #999}
+table[data-split=train] [data-split=heldout],table[data-split=heldout] [data-split=train]{display:none}
 """
 
 SCRIPT = """(function () {
   "use strict";
-  var table = document.getElementById("leaderboard");
   var data = JSON.parse(document.getElementById("leaderboard-data").textContent);
-  var body = table.tBodies[0], heads = table.tHead.rows[0].cells;
+  var tables = Array.prototype.slice.call(document.querySelectorAll("table.sortable"));
   function value(row, k, numeric) {
     var v = row.cells[k].getAttribute("data-v");
     return numeric ? (v === "" ? NaN : parseFloat(v)) : v.toLowerCase();
   }
-  function sortBy(k, descending) {
+  function sortBy(table, k, descending) {
+    var body = table.tBodies[0], heads = table.tHead.rows[0].cells;
     var numeric = heads[k].getAttribute("data-type") === "num";
     var rows = Array.prototype.slice.call(body.rows);
     rows.sort(function (a, b) {
@@ -196,15 +285,50 @@ SCRIPT = """(function () {
       heads[j].setAttribute("aria-sort", j !== k ? "none" : (descending ? "descending" : "ascending"));
     }
   }
-  Array.prototype.forEach.call(heads, function (head, k) {
-    head.querySelector("button").addEventListener("click", function () {
-      sortBy(k, head.getAttribute("aria-sort") === "ascending");
+  tables.forEach(function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (head, k) {
+      head.querySelector("button").addEventListener("click", function () {
+        sortBy(table, k, head.getAttribute("aria-sort") === "ascending");
+      });
     });
   });
-  var m = /^#sort=([a-z0-9_]+?)(-desc)?$/.exec(window.location.hash);
-  Array.prototype.forEach.call(heads, function (head, k) {
-    if (m && head.getAttribute("data-col") === m[1]) { sortBy(k, Boolean(m[2])); }
+  var pick = {target: document.getElementById("filter-target"), aligner: document.getElementById("filter-aligner"),
+              split: document.getElementById("filter-split")};
+  function applyFilters() {
+    var shown = 0, results = document.getElementById("leaderboard");
+    tables.forEach(function (table) {
+      table.setAttribute("data-split", pick.split.value);
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+        var target = row.getAttribute("data-target");
+        row.hidden = Boolean((pick.aligner.value && row.getAttribute("data-aligner") !== pick.aligner.value) ||
+                             (pick.target.value && target !== null && target !== pick.target.value));
+        if (table === results && !row.hidden) { shown += 1; }
+      });
+    });
+    document.getElementById("filter-count").textContent = shown + " of " + data.rows.length + " results shown" +
+      (pick.target.value ? " (the summary is over all targets)" : "");
+    document.body.setAttribute("data-visible-rows", String(shown));
+  }
+  Object.keys(pick).forEach(function (key) { pick[key].addEventListener("change", applyFilters); });
+  var params = {};
+  window.location.hash.replace(/^#/, "").split("&").forEach(function (part) {
+    var kv = part.split("=");
+    if (kv.length === 2) { params[kv[0]] = decodeURIComponent(kv[1]); }
   });
+  Object.keys(pick).forEach(function (key) {
+    if (params[key] !== undefined) {
+      Array.prototype.forEach.call(pick[key].options, function (option) {
+        if (option.value === params[key] || option.textContent === params[key]) { pick[key].value = option.value; }
+      });
+    }
+  });
+  var m = /^([a-z0-9_]+?)(-desc)?$/.exec(params.sort || "");
+  tables.forEach(function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (head, k) {
+      if (m && head.getAttribute("data-col") === m[1]) { sortBy(table, k, Boolean(m[2])); }
+    });
+  });
+  applyFilters();
   document.body.setAttribute("data-json-rows", String(data.rows.length));
   document.body.setAttribute("data-ready", "true");
 })();
@@ -227,17 +351,40 @@ def _cell(col: Column, row: dict) -> str:
     v = col.value(row)
     data = "" if v is None else (repr(float(v)) if col.numeric else str(v))
     cls = "" if col.numeric else ' class="text"'
-    return f'<td data-col="{col.id}" data-v="{escape(data)}"{cls}>{escape(col.text(row))}</td>'
+    title = col.title(row) if col.title else ""
+    title = "" if title == col.text(row) else title
+    extra = (f' title="{escape(title)}"' if title else "") + (f' data-split="{col.split}"' if col.split else "")
+    return f'<td data-col="{col.id}" data-v="{escape(data)}"{cls}{extra}>{escape(col.text(row))}</td>'
 
 
-def _table_html(board: dict, cols: list[Column]) -> str:
+def _table_html(table_id: str, rows: list[dict], cols: list[Column], target=None) -> str:
+    """A sortable table; each row carries its aligner (and ``target(row)``) for the page's filters."""
     head = "".join(f'<th data-col="{c.id}" data-type="{"num" if c.numeric else "text"}" aria-sort="none"'
-                   f'{"" if c.numeric else " class=text"}><button type="button">{escape(c.header)}</button></th>'
-                   for c in cols)
-    body = "".join(f'<tr data-row="{k}">' + "".join(_cell(c, r) for c in cols) + "</tr>\n"
-                   for k, r in enumerate(board["rows"]))
-    return (f'<div class="wrap"><table id="leaderboard"><thead><tr>{head}</tr></thead>'
-            f"<tbody>\n{body}</tbody></table></div>")
+                   f'{"" if c.numeric else " class=text"}{f" data-split={c.split}" if c.split else ""}>'
+                   f'<button type="button">{escape(c.header)}</button></th>' for c in cols)
+    body = "".join(
+        f'<tr data-row="{k}" data-aligner="{escape(r["aligner_label"])}"'
+        + (f' data-target="{escape(target(r))}"' if target else "") + (' class="best"' if r.get("best") else "")
+        + ">" + "".join(_cell(c, r) for c in cols) + "</tr>\n" for k, r in enumerate(rows))
+    return (f'<div class="wrap"><table id="{table_id}" class="sortable" data-split="both"><thead><tr>{head}</tr>'
+            f"</thead><tbody>\n{body}</tbody></table></div>")
+
+
+def _filters_html(board: dict) -> str:
+    targets = list(dict.fromkeys((target_label(r["target"]), r.get("target_short") or target_label(r["target"]))
+                                 for r in board["rows"]))
+    aligners = sorted({r["aligner_label"] for r in board["rows"]})
+
+    def select(ident: str, label: str, options: list[tuple[str, str]]) -> str:
+        body = "".join(f'<option value="{escape(v)}">{escape(t)}</option>' for v, t in options)
+        return f'<label>{label} <select id="{ident}">{body}</select></label>'
+
+    return ('<form id="filters" class="filters">'
+            + select("filter-target", "Target", [("", "all targets")] + targets)
+            + select("filter-aligner", "Aligner", [("", "all aligners")] + [(a, a) for a in aligners])
+            + select("filter-split", "Split", [("both", "held-out and train"), ("heldout", "held-out"),
+                                               ("train", "train")])
+            + '<span id="filter-count"></span></form>')
 
 
 def _rank_html(board: dict) -> str:
@@ -288,8 +435,9 @@ CONVERGENCE_NOTE = ("Best fitness found against candidate evaluations, one line 
 
 
 def chart_colours(rows: list[dict]) -> dict[str, str]:
-    """One colour per aligner label, the same in every chart of a board."""
-    return {label: colour(k) for k, label in enumerate(sorted({r["aligner_label"] for r in rows}))}
+    """One colour per aligner label, the same in every chart of a board; each built-in aligner has
+    its own (charts.ALIGNER_COLOURS)."""
+    return aligner_colours([(r["aligner_label"], r["aligner"]["name"]) for r in rows])
 
 
 def convergence_svg(title: str, rows: list[dict], colours: dict[str, str]) -> str | None:
@@ -323,6 +471,8 @@ def render_html(board: dict) -> str:
     meta = (f"{len(board['rows'])} rows from {board['entries_used']} entries; data as of "
             f"{escape(str(board['data_as_of'] or '–'))}; cultbench {escape(board['cultbench_version'])}, "
             f"result schema {board['result_schema_version']}. Constants C: {escape(_constants(board))}.")
+    study = (f'<p>The study of these entries (aligners compared with paired tests over targets): '
+             f'<a href="{escape(board["study"])}">{escape(board["study"])}</a>.</p>' if board.get("study") else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_csp()}">
@@ -331,10 +481,15 @@ def render_html(board: dict) -> str:
 <body>
 <h1>{TITLE}</h1>
 <p>{meta}</p>
-<p>{escape(INTRO)} Click a column's header to sort; <code>#sort=l1_heldout</code> (or
-<code>#sort=l1_heldout-desc</code>) in the address sorts on opening.</p>
-<h2>Results</h2>
-{_table_html(board, cols)}
+{study}
+{_filters_html(board)}
+<h2>Summary</h2>
+<p>{escape(SUMMARY_NOTE)}</p>
+{_table_html("summary", board.get("summary", []), summary_columns())}
+<h2>All results</h2>
+<p>{escape(INTRO)} Click a column's header to sort; the address can set the sort and the filters on opening,
+e.g. <code>#sort=l1_heldout-desc&amp;aligner=de&amp;split=heldout</code>.</p>
+{_table_html("leaderboard", board["rows"], cols, target=lambda r: target_label(r["target"]))}
 <h2>Rank agreement across targets</h2>
 {_rank_html(board)}
 <h2>Indices against the target's profile</h2>

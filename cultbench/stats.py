@@ -50,3 +50,20 @@ def paired_comparison(a, b, *, confidence: float = 0.95, n_resamples: int = 9999
                                   rng=np.random.default_rng(seed))
     out.update(ci_low=float(ci.low), ci_high=float(ci.high), ci_method=method, p_value=float(test.pvalue))
     return out
+
+
+def mean_ci(values, *, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> dict:
+    """Mean of ``values`` (None entries left out) with a percentile bootstrap confidence interval
+    (None with fewer than 2 values; the value itself when they are all equal)."""
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    out = {"mean": float(x.mean()) if len(x) else None, "ci_low": None, "ci_high": None, "n": int(len(x)),
+           "confidence": confidence}
+    if len(x) < 2:
+        return out
+    if np.ptp(x) == 0:
+        out.update(ci_low=float(x[0]), ci_high=float(x[0]))
+        return out
+    ci = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
+                         rng=np.random.default_rng(seed)).confidence_interval
+    out.update(ci_low=float(ci.low), ci_high=float(ci.high))
+    return out

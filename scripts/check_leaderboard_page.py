@@ -9,7 +9,11 @@ Checks, and exits 1 naming every failure:
   violations, exceptions: the page logs nothing when all is well);
 - the page's script ran (it marks <body data-ready="true">) and parsed the embedded JSON;
 - the table has one row per row of leaderboard.json, in the JSON's order, and opening the page
-  with #sort=l1_heldout-desc sorts it by held-out L1, largest first.
+  with #sort=l1_heldout-desc sorts it by held-out L1, largest first;
+- the summary has one row per model x aligner of leaderboard.json, before the full table;
+- the filters work: #aligner=NAME shows only that aligner's rows, #split=train hides the held-out columns.
+
+With --screenshot FILE.png, also saves a screenshot of the page's top (1280 px wide).
 
 Exit status 2 when chromium is not installed (apt-get install -y chromium chromium-driver).
 """
@@ -25,6 +29,7 @@ import sys
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import quote
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-extensions", "--enable-logging=stderr",
@@ -40,7 +45,10 @@ class _Page(HTMLParser):
         self.external: list[str] = []
         self.csp = False
         self.body: dict = {}
-        self.rows: list[dict] = []  # {"row": data-row, "cells": {data-col: data-v}}
+        self.rows: list[dict] = []  # {"row": data-row, "cells": {data-col: data-v}, "aligner", "hidden"}
+        self.summary_rows: list[dict] = []
+        self.tables: list[str] = []  # table ids in page order
+        self.table_split: dict[str, str] = {}
         self._table = None
         self._style = False
 
@@ -50,6 +58,8 @@ class _Page(HTMLParser):
             self.csp = "default-src 'none'" in (a.get("content") or "")
         for name in ("src", "href", "srcset", "xlink:href", "action", "data", "poster"):
             value = a.get(name)
+            if tag == "a" and name == "href" and value is not None and ":" not in value:
+                continue  # a relative link (the study) is followed by the reader, never loaded by the page
             if value is not None and not value.startswith("#"):
                 self.external.append(f"<{tag} {name}={value!r}>")
         if tag in ("link", "iframe", "object", "embed", "base"):
@@ -58,10 +68,15 @@ class _Page(HTMLParser):
             self.body = a
         if tag == "table":
             self._table = a.get("id")
+            self.tables.append(a.get("id"))
+            self.table_split[a.get("id")] = a.get("data-split")
         if tag == "style":
             self._style = True
         if self._table == "leaderboard" and tag == "tr" and "data-row" in a:
-            self.rows.append({"row": a["data-row"], "cells": {}})
+            self.rows.append({"row": a["data-row"], "cells": {}, "aligner": a.get("data-aligner"),
+                              "hidden": "hidden" in a})
+        if self._table == "summary" and tag == "tr" and "data-row" in a:
+            self.summary_rows.append({"aligner": a.get("data-aligner"), "hidden": "hidden" in a})
         if self._table == "leaderboard" and tag == "td" and self.rows:
             self.rows[-1]["cells"][a.get("data-col")] = a.get("data-v")
 
@@ -123,7 +138,31 @@ def check(page_path: Path, json_path: Path, chromium: str) -> list[str]:
             values = [float(r["cells"].get("l1_heldout") or "nan") for r in loaded.rows]
             if values != sorted(values, reverse=True):
                 problems.append(f"#sort=l1_heldout-desc did not sort the rows: {values}")
+        else:
+            if len(loaded.summary_rows) != len(board["summary"]):
+                problems.append(f"the summary shows {len(loaded.summary_rows)} rows, leaderboard.json has "
+                                f"{len(board['summary'])}")
+            if "summary" not in loaded.tables or loaded.tables.index("summary") > loaded.tables.index("leaderboard"):
+                problems.append("the summary does not come before the full table")
+    if board["rows"]:
+        aligner = board["rows"][0]["aligner_label"]
+        dom, console = dump_dom(chromium, url + "#aligner=" + quote(aligner) + "&split=train")
+        problems += [f"console message (filtered load): {line.split('] ', 1)[-1]}" for line in console]
+        loaded = parse(dom)
+        visible = [r for r in loaded.rows if not r["hidden"]]
+        wanted = sum(r["aligner_label"] == aligner for r in board["rows"])
+        if len(visible) != wanted or any(r["aligner"] != aligner for r in visible):
+            problems.append(f"#aligner={aligner} shows {len(visible)} rows, expected its {wanted}")
+        if loaded.table_split.get("leaderboard") != "train":
+            problems.append("#split=train did not switch the table to the training split")
     return problems
+
+
+def screenshot(chromium: str, page_path: Path, out: Path, height: int = 1600) -> None:
+    with tempfile.TemporaryDirectory(prefix="cultbench-chromium-") as profile:
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--user-data-dir={profile}", f"--window-size=1280,{height}", f"--screenshot={out.resolve()}",
+                        page_path.resolve().as_uri()], capture_output=True, text=True, timeout=120, check=True)
 
 
 def main(argv=None) -> int:
@@ -131,6 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument("page", type=Path, help="the leaderboard's index.html")
     parser.add_argument("--json", type=Path, default=None, help="its leaderboard.json [default: beside the page]")
     parser.add_argument("--chromium", default=None, help="chromium binary [default: found on PATH]")
+    parser.add_argument("--screenshot", type=Path, default=None, help="save a PNG of the page's top here")
     args = parser.parse_args(argv)
     chromium = args.chromium or find_chromium()
     if chromium is None:
@@ -139,6 +179,9 @@ def main(argv=None) -> int:
     problems = check(args.page, args.json or args.page.with_name("leaderboard.json"), chromium)
     for p in problems:
         print(f"FAIL {p}", file=sys.stderr)
+    if args.screenshot is not None:
+        screenshot(chromium, args.page, args.screenshot)
+        print(f"wrote {args.screenshot}")
     if not problems:
         print(f"ok: {args.page} loads in {Path(chromium).name} without console messages and shows every row")
     return 1 if problems else 0

@@ -15,10 +15,12 @@ from click.testing import CliRunner
 from scipy import stats
 
 from conftest import load_page_checker
+from cultbench import charts
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.leaderboard import build, collect
+from cultbench.leaderboard_page import chart_colours
 from cultbench.profiles import lookup, target_key
 from cultbench.results import (build_record, check_record, combination_key, combination_key_of, entry_id, entry_stem,
                                read_record, write_record)
@@ -210,8 +212,10 @@ def test_strings_from_entries_are_escaped(tmp_path):
     assert json.loads(data)["rows"][0]["model"]["id"] == EVIL
     md = (tmp_path / "LEADERBOARD.md").read_text()
     assert "<script>" not in md and "<img" not in md and "&lt;script&gt;" in md
-    row = next(line for line in md.splitlines() if "naive" in line and line.startswith("| "))
-    assert len(re.findall(r"(?<!\\)\|", row)) == len(re.findall(r"(?<!\\)\|", md.splitlines()[6]))  # no extra cells
+    row = next(line for line in md.splitlines() if "| naive |" in line)
+    lines = md.splitlines()
+    header = next(line for line in reversed(lines[:lines.index(row)]) if line.startswith("| Model"))
+    assert len(re.findall(r"(?<!\\)\|", row)) == len(re.findall(r"(?<!\\)\|", header))  # no extra cells
 
 
 @pytest.mark.skipif(CHECKER.find_chromium() is None,
@@ -231,3 +235,43 @@ def test_page_in_headless_chromium(tmp_path):
     problems = CHECKER.check(tmp_path / "broken.html", tmp_path / "leaderboard.json", CHECKER.find_chromium())
     assert any("Content Security Policy" in p for p in problems)
     assert any("did not finish" in p for p in problems)
+
+
+def test_rows_are_compared_with_naive_and_the_page_leads_with_a_summary(tmp_path):
+    sa = "SA@hofstede-insights-2022-estimates"
+    entries = [make_record("US", "de", s, heldout=shifted(50, idv=60 + 10 * s)) for s in range(2)]
+    entries += [make_record(sa, "de", s, heldout=shifted(50, pdi=70 - s)) for s in range(2)]
+    entries += [make_record("US", "naive", None), make_record(sa, "naive", None)]
+    write_entries(tmp_path / "entries", entries)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "study.md").write_text("# study\n")
+    (tmp_path / "board").mkdir()
+    board, _ = build(tmp_path / "entries", tmp_path / "board", study=tmp_path / "docs" / "study.md")
+    assert board["study"] == "../docs/study.md"
+    rows = {(r["target"]["iso2"], r["aligner"]["name"]): r for r in board["rows"]}
+    for country in ("US", "SA"):
+        de, naive = rows[(country, "de")], rows[(country, "naive")]
+        for split in ("train", "heldout"):
+            assert de["delta_vs_naive"][split] == pytest.approx(de["l1"][split]["mean"] - naive["l1"][split]["mean"])
+        assert naive["delta_vs_naive"] == {"train": None, "heldout": None}
+        assert [de["best"], naive["best"]] == [de["l1"]["heldout"]["mean"] < naive["l1"]["heldout"]["mean"],
+                                               de["l1"]["heldout"]["mean"] >= naive["l1"]["heldout"]["mean"]]
+    assert rows[("SA", "de")]["target_short"] == "Saudi Arabia (est.)" and rows[("US", "de")]["target_short"] == "U.S.A."
+    (summary,) = [e for e in board["summary"] if e["aligner"] == "de"]
+    means = [rows[(c, "de")]["l1"]["heldout"]["mean"] for c in ("US", "SA")]
+    assert summary["n_targets"] == 2 and summary["l1"]["heldout"]["mean"] == pytest.approx(statistics.fmean(means))
+    assert summary["l1"]["heldout"]["ci_low"] <= summary["l1"]["heldout"]["mean"] <= summary["l1"]["heldout"]["ci_high"]
+    md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert md.index("## Summary") < md.index("## All results") and "[../docs/study.md](../docs/study.md)" in md
+    assert "Saudi Arabia (est.) = Saudi Arabia (hofstede-insights-2022-estimates, estimated)" in md
+    html = (tmp_path / "board" / "index.html").read_text()
+    assert html.index('id="summary"') < html.index('id="leaderboard"') and 'id="filter-split"' in html
+    assert 'title="Saudi Arabia (hofstede-insights-2022-estimates, estimated)">Saudi Arabia (est.)</td>' in html
+
+
+def test_each_builtin_aligner_has_its_own_colour():
+    rows = [{"aligner_label": n, "aligner": {"name": n}} for n in charts.ALIGNER_COLOURS]
+    rows.append({"aligner_label": "de (300 evals)", "aligner": {"name": "de"}})
+    colours = chart_colours(rows)
+    assert {colours[n] for n in charts.ALIGNER_COLOURS} == set(charts.ALIGNER_COLOURS.values())
+    assert len(set(colours.values())) == len(rows)  # a second setup of de gets a colour of its own

@@ -217,17 +217,21 @@ def test_leaderboard_build_matches_the_entries(board):
 
     # The Markdown table: one line per row, in the JSON's order, with the JSON's numbers.
     md = (out / "LEADERBOARD.md").read_text()
-    lines = [line for line in md.splitlines() if line.startswith("| ") and "hofstede-2015" in line]
+    table = md[md.index("## All results"):].splitlines()
+    lines = [line for line in table if line.startswith("| ") and not line.startswith("| Model")]
+    lines = lines[:len(rows)]
     assert len(lines) == len(rows)
     for line, row in zip(lines, rows):
         cells = [c.strip() for c in line.strip("| ").split(" | ")]
-        assert cells[1] == row["aligner_label"] and cells[2] == f"{row['target']['name']} (hofstede-2015)"
+        assert cells[1] == row["aligner_label"] and cells[2] == row["target"]["name"]  # the 2015 matrix: no source
         assert cells[3] == str(row["n"])
         h = row["l1"]["heldout"]
-        assert cells[4] == f"{h['mean']:.2f}" + ("" if h["sd"] is None else f" ± {h['sd']:.2f}")
-        assert cells[6] == f"{h['mean'] - row['l1']['train']['mean']:+.2f}"
+        assert cells[4] == f"{h['mean']:.2f}" + ("" if h["sd"] is None else f" ± {h['sd']:.2f}") + (" ★" if row["best"] else "")
+        delta = row["delta_vs_naive"]["heldout"]
+        assert cells[5] == ("–" if row["aligner"]["name"] == "naive" else f"{delta:+.2f}")
+        assert cells[8] == f"{h['mean'] - row['l1']['train']['mean']:+.2f}"
         # PDI's error comes first: dimensions in the instrument's order
-        assert cells[9] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
+        assert cells[11] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
 
     # The HTML table: one row per row, each number's full value in data-v, shown rounded.
     html = (out / "index.html").read_text()

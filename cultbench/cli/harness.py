@@ -19,7 +19,7 @@ def harness_path():
 
     \b
     Example:
-      lm_eval --model hf --model_args pretrained=PATH,dtype=float32 \\
+      lm_eval --model hf --model_args "$(cultbench harness-model-args)" \\
         --include_path "$(cultbench harness-path)" --tasks vsm2013 --apply_chat_template
     """
     from harness_tasks import TASKS_PATH

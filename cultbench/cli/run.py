@@ -148,8 +148,8 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
         --search-dtype bfloat16
       cultbench run --target US --target CN --aligner de --aligner cmaes --seed 0 --seed 1 \\
         --param popsize=10 --param n_virtual=4 --output results/
-      cultbench run --config experiment.yaml --force
-      cultbench run --config experiment.yaml --ray-address auto   # combinations as Ray tasks
+      cultbench run --config experiments/paper-small.yaml --force
+      cultbench run --config experiments/paper-small.yaml --ray-address auto   # combinations as Ray tasks
     """
     from cultbench.models import DEFAULT_MODEL
     from cultbench.results import read_record
@@ -213,7 +213,10 @@ def leaderboard_group():
               show_default=True, help="Folder to write leaderboard.json, LEADERBOARD.md and index.html into "
                                       "(created if missing).")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when an entry is left out (invalid or duplicate).")
-def build_cmd(entries, out, strict):
+@click.option("--study", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The study of these entries (e.g. docs/paper-small.md), linked from the page "
+                   "[default: docs/paper-small.md when the entries are leaderboard/entries and it exists].")
+def build_cmd(entries, out, strict, study):
     """Write leaderboard.json (one row per model x aligner x target, seeds aggregated),
     LEADERBOARD.md and a self-contained index.html (sortable table, charts).
 
@@ -228,7 +231,9 @@ def build_cmd(entries, out, strict):
     if out.exists() and not out.is_dir():
         raise CultbenchError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    board, paths = build(entries, out)
+    if study is None and entries.resolve() == Path("leaderboard/entries").resolve() and Path("docs/paper-small.md").is_file():
+        study = Path("docs/paper-small.md")
+    board, paths = build(entries, out, study=study)
     for p in board["rejected"]:
         click.echo(f"left out {p['file']}: {p['reason']}", err=True)
     for p in board["duplicates"]:
@@ -282,7 +287,7 @@ def study_cmd(entries, markdown, json_path, charts, check):
 
 
 @leaderboard_group.command("publish")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--entries", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard/entries"),
               show_default=True, help="Folder of the published result files.")
 def publish_cmd(files, entries):
@@ -299,6 +304,10 @@ def publish_cmd(files, entries):
 
     if not entries.is_dir():
         raise CultbenchError(f"--entries {entries} is not an existing folder")
+    missing = [p for p in files if not p.is_file()]
+    if missing:
+        raise CultbenchError(f"{missing[0]} does not exist; result files are written by `cultbench run` "
+                             "(into runs/results by default)")
     published = {entry_id(combination_key_of(r)): name for name, r in collect(entries).records.items()}
     records = {path: read_record(path) for path in files}  # every file is checked before any is copied
     for path, record in records.items():
