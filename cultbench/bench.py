@@ -29,7 +29,7 @@ import torch
 
 from cultbench.instruments import load_instrument
 from cultbench.models import load_model
-from cultbench.prompts import get_variants
+from cultbench.prompts import default_variant
 from cultbench.scorer import SurveyScorer
 
 ENGINES = ("scorer-fp32", "scorer-bf16", "lm-eval", "loop")
@@ -67,7 +67,7 @@ def _peak_rss_mb() -> float:
 
 def _scorer_engine(lm, soft, repeats, dtype, max_batch_mb):
     inst = load_instrument()
-    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, get_variants(["respondent"]), dtype=dtype,
+    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, [default_variant()], dtype=dtype,
                           max_batch_mb=max_batch_mb)
     scorer.score(soft[:1])  # warm-up: tokenisation, packing, first-call overheads
     times, result = [], None
@@ -85,7 +85,7 @@ def _scorer_engine(lm, soft, repeats, dtype, max_batch_mb):
 def _rendered_requests(lm):
     """(prompt text, option continuations, answer values) for the 24 items, as the scorer renders them."""
     inst = load_instrument()
-    variant = get_variants(["respondent"])[0]
+    variant = default_variant()
     scorer = SurveyScorer(lm.model, lm.tokenizer, inst, [variant])
     from cultbench.prompts import render_prompt
 
@@ -133,7 +133,7 @@ def _lm_eval_engine(lm, soft, repeats):
 def _loop_engine(lm, soft, repeats):
     """One plain forward per item with the soft prompt in front; only the last logits are read."""
     inst = load_instrument()
-    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, get_variants(["respondent"]))
+    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, [default_variant()])
     embed = lm.model.get_input_embeddings()
     times, expected, tokens = [], [], 0
     with torch.inference_mode():

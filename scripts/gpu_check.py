@@ -27,7 +27,7 @@ from cultbench.atomic import write_text_atomic
 from cultbench.bench import soft_prompts
 from cultbench.instruments import load_instrument
 from cultbench.models import load_model
-from cultbench.prompts import get_variants
+from cultbench.prompts import default_variant
 from cultbench.scorer import SurveyScorer
 
 SHAPES = {
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         torch.set_default_dtype(torch.bfloat16)
         model = LlamaForCausalLM(config).eval()
         torch.set_default_dtype(torch.float32)
-    scorer = SurveyScorer(model, tokenizer, load_instrument(), get_variants(["respondent"]),
+    scorer = SurveyScorer(model, tokenizer, load_instrument(), [default_variant()],
                           max_batch_mb=args.max_batch_mb)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = args.peak_tflops or peak_tflops(name)

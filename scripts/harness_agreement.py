@@ -10,7 +10,7 @@ at the scale of the model's token embeddings is drawn from --seed (it moves the 
 of points, so a route that dropped it would show).
 
     python scripts/harness_agreement.py                                  # bundled SmolLM2
-    python scripts/harness_agreement.py --alignment runs/de-us-s0 --variant participant
+    python scripts/harness_agreement.py --alignment runs/de-us-s0 --variant participant-standard
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from cultbench.harness.taskfiles import task_name  # noqa: E402
 from cultbench.instruments import load_instrument  # noqa: E402
 from cultbench.models import _locate, load_model  # noqa: E402
 from cultbench.peft_export import export_peft  # noqa: E402
-from cultbench.prompts import get_variants  # noqa: E402
+from cultbench.prompts import default_variant, get_variants  # noqa: E402
 from cultbench.scorer import SurveyScorer  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--alignment", type=Path, default=None, help="alignment folder with a soft prompt")
-    parser.add_argument("--variant", default="respondent")
+    parser.add_argument("--variant", default=default_variant().name)
     parser.add_argument("--n-virtual", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -66,12 +66,17 @@ def smollm2():
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_page_checker():
-    """scripts/check_leaderboard_page.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("check_page", ROOT / "scripts" / "check_leaderboard_page.py")
+def load_script(name: str):
+    """scripts/<name>.py as a module (scripts are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_page_checker():
+    """scripts/check_leaderboard_page.py as a module."""
+    return load_script("check_leaderboard_page")
 
 
 def check_one_line_error(result, *fragments):

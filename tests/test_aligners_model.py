@@ -43,7 +43,7 @@ def test_de_end_to_end_through_the_survey_scorer(tiny, tmp_path):
     de = make_aligner("de", popsize=5, n_virtual=2, d=8)
     result = de.align(problem, budget=14, seed=0, run_dir=tmp_path)
     assert result.evaluations == 10 and len(result.history) == 2
-    assert result.soft_prompt.shape == (2, 32) and result.problem["variants"] == ["respondent", "honest"]
+    assert result.soft_prompt.shape == (2, 32) and result.problem["variants"] == [v.name for v in get_variants("train")]
     naive = make_aligner("naive").align(problem)
     assert result.fitness != naive.fitness and 0 < result.fitness < 600
     # The stored fitness is what a fresh scorer gives the saved prompt, in full precision.

@@ -29,7 +29,7 @@ from cultbench.instruments import load_instrument
 from cultbench.models import load_model
 from cultbench.peft_export import export_peft
 from cultbench.profiles import lookup
-from cultbench.prompts import get_variants, render_user_message, system_text
+from cultbench.prompts import default_variant, get_variants, render_user_message, system_text
 from cultbench.scorer import SurveyScorer
 
 INST = load_instrument("vsm2013")
@@ -134,8 +134,8 @@ def test_harness_model_args_load_a_cultbench_model_name_with_hf(tiny_folder):
 
 
 def test_documents_are_the_scorers_wording_from_the_package():
-    docs = survey_docs(variant="brief-reversed", persona=PERSONA, pretrained="ignored", batch_size=3)["test"]
-    variant = get_variants(["brief-reversed"])[0]
+    docs = survey_docs(variant="brief-reworded-reversed", persona=PERSONA, pretrained="ignored", batch_size=3)["test"]
+    variant = get_variants(["brief-reworded-reversed"])[0]
     assert len(docs) == 24 and docs[0]["item"] == INST.items[0].id
     for doc, item in zip(docs, INST.items):
         assert doc["user"] == render_user_message(INST, item, variant)
@@ -175,10 +175,10 @@ def test_agreement_scorer_cultbench_model_and_peft_adapter(tiny_model, tiny_fold
                                                           peft_adapter):
     """Six indices, two prompt variants (one with a reversed scale), constants and target metrics."""
     model, tokenizer = tiny_model
-    tasks = ["vsm2013_respondent", "vsm2013_brief_reversed"]
-    a, a_mass = scorer_indices(model, tokenizer, ["respondent", "brief-reversed"], soft=soft)
+    tasks = ["vsm2013_respondent_standard", "vsm2013_brief_reworded_reversed"]
+    a, a_mass = scorer_indices(model, tokenizer, ["respondent-standard", "brief-reworded-reversed"], soft=soft)
     a[:, 0] -= 50  # the harness runs below with C_pdi = 0
-    naive, _ = scorer_indices(model, tokenizer, ["respondent", "brief-reversed"])
+    naive, _ = scorer_indices(model, tokenizer, ["respondent-standard", "brief-reworded-reversed"])
     assert np.abs(a + [[50, 0, 0, 0, 0, 0]] - naive).max() > 10  # the soft prompt matters
 
     lm = CultbenchLM(pretrained=str(tiny_folder), alignment=str(soft_alignment), batch_size=24)
@@ -208,8 +208,8 @@ def test_plain_prompts_and_personas_agree(plain_folder, tiny_folder, tiny_model,
              (tiny_folder, *tiny_model, True)]
     for folder, model, tokenizer, chat in cases:
         assert bool(tokenizer.chat_template) is chat
-        naive, _ = scorer_indices(model, tokenizer, ["respondent"])
-        ref, _ = scorer_indices(model, tokenizer, ["respondent"], persona=PERSONA)
+        naive, _ = scorer_indices(model, tokenizer, [default_variant().name])
+        ref, _ = scorer_indices(model, tokenizer, [default_variant().name], persona=PERSONA)
         assert np.abs(ref - naive).max() > 10
         got = indices_of(harness("hf", ["vsm2013"], chat=chat, model_args={"pretrained": str(folder),
                                  "dtype": "float32", "device": "cpu"}), "vsm2013")
@@ -336,7 +336,7 @@ def test_peft_export_of_the_bundled_alias_records_a_loadable_path_and_says_how_t
     ({"target": "Atlantis"}, "unknown country 'Atlantis'"),
     ({"target": "SA"}, "no PDI, IDV, MAS, UAI"),
     ({"instrument": "vsm1994"}, "unknown instrument 'vsm1994'"),
-    ({"variant": "respondant"}, "Did you mean: respondent"),
+    ({"variant": "respondant-standard"}, "Did you mean: respondent-standard"),
     ({"variant": "heldout"}, "a task renders one variant"),
     ({"constants": {"xyz": 1}}, "unknown dimension 'xyz'"),
     ({"source": "hofstede-2015"}, "without a target"),
@@ -352,6 +352,11 @@ def test_a_task_that_fixes_a_setting_refuses_other_metadata():
     assert manager(target="United States").load(["vsm2013_us"])["tasks"]["vsm2013_us"].settings.target.iso2 == "US"
     sa = manager(target="Saudi Arabia").load(["vsm2013_sa"])["tasks"]["vsm2013_sa"].settings.target
     assert sa.source == "hofstede-insights-2022-estimates" and sa.estimated
+    # A target's task scores one named variant, the default one, and says so.
+    assert manager().load(["vsm2013_us"])["tasks"]["vsm2013_us"].settings.variant == default_variant()
+    assert f"l1_per_variant[\"{default_variant().name}\"]" in (TASKS_PATH / "vsm2013_us.yaml").read_text()
+    with pytest.raises(CultbenchError, match="task vsm2013_us is the variant 'respondent-standard'"):
+        manager(variant="participant-standard").load(["vsm2013_us"])
 
 
 def test_bad_alignments_fail_before_the_model_loads(tiny_folder, soft, tmp_path, monkeypatch):
@@ -388,7 +393,7 @@ def test_stock_lm_eval_cli_with_the_peft_adapter_and_the_cultbench_model(tiny_mo
     """The stock `lm_eval` entry point: the issue's command with an exported adapter, and
     `--model cultbench` with the task given as a YAML file (its hook registers the model)."""
     model, tokenizer = tiny_model
-    ref, _ = scorer_indices(model, tokenizer, ["respondent"], soft=soft)
+    ref, _ = scorer_indices(model, tokenizer, [default_variant().name], soft=soft)
     lm_eval = Path(sys.executable).parent / "lm_eval"
     env = {**os.environ, **OFFLINE}
     runs = {
@@ -442,7 +447,7 @@ def test_evaluate_engine_lm_eval_matches_the_scorer(tiny_folder, soft_alignment,
             assert sb["targets"][name]["l1"] == pytest.approx(target["l1"], abs=1e-2)
     block = b["lm_eval"]
     assert block["lm_eval_version"] and set(block["task_hashes"]) == set(block["versions"])
-    assert block["configs"]["vsm2013_participant"]["metadata"]["cultbench"]["variant"]["split"] == "heldout"
+    assert block["configs"]["vsm2013_participant_standard"]["metadata"]["cultbench"]["variant"]["split"] == "heldout"
     assert block["config"]["cultbench_alignment"]["soft_prompt"]["shape"] == [3, 32]
 
 

@@ -27,7 +27,7 @@ from cultbench.results import (build_record, check_record, combination_key, comb
 
 INST = load_instrument("vsm2013")
 DIMS = INST.dimension_ids
-TRAIN, HELDOUT = ["respondent", "honest"], ["participant", "brief-reversed"]
+TRAIN, HELDOUT = ["respondent-standard", "honest-reworded"], ["participant-standard", "brief-reworded-reversed"]
 EVIL = '</script><!-- <script>alert("x")</script><img src=x onerror=alert(1)> | *bold* & "q"'
 
 

@@ -14,7 +14,7 @@ from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.models import folder_sha256, load_model, model_sha256
 from cultbench.profiles import lookup
-from cultbench.prompts import variants_version
+from cultbench.prompts import get_variants, variants_version
 
 
 def test_loads_a_local_folder_with_dtype_and_records_it(tiny_folder):
@@ -93,7 +93,7 @@ def test_evaluate_command_reports_splits_and_target_metrics(tiny_folder):
     assert out["constants"]["pdi"] == 0 and out["constants"]["idv"] == 50
     assert set(out["splits"]) == {"train", "heldout"}
     train = out["splits"]["train"]
-    assert train["variants"] == ["respondent", "honest"]
+    assert train["variants"] == [v.name for v in get_variants("train")]
     assert len(train["expected_answers"]) == 24 and 0 < train["option_mass"] <= 1
     us = lookup("US")
     per_variant = [np.abs(np.array(list(v.values())) - us.vector()).sum()

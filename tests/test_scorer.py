@@ -79,8 +79,8 @@ def test_scores_are_deterministic_and_shared_prefixes_are_computed_once(tiny):
 
 def test_constants_shift_indices_only(tiny):
     model, tokenizer = tiny
-    base = SurveyScorer(model, tokenizer, INST, get_variants(["respondent"])).score()
-    shifted = SurveyScorer(model, tokenizer, INST, get_variants(["respondent"]), constants={"pdi": 0, "ivr": 100}).score()
+    base = SurveyScorer(model, tokenizer, INST, get_variants(["respondent-standard"])).score()
+    shifted = SurveyScorer(model, tokenizer, INST, get_variants(["respondent-standard"]), constants={"pdi": 0, "ivr": 100}).score()
     np.testing.assert_allclose(shifted.expected, base.expected)
     np.testing.assert_allclose(shifted.indices[..., 0], base.indices[..., 0] - 50)
     np.testing.assert_allclose(shifted.indices[..., 5], base.indices[..., 5] + 50)
@@ -127,7 +127,7 @@ def test_packing_without_common_prefix_keeps_top_nodes_in_the_trunk():
 def test_bundled_model_matches_per_item_forwards(smollm2):
     """SmolLM2 with its real chat template: packed scores equal plain forwards (fp32)."""
     model, tokenizer = smollm2
-    variants = get_variants(["respondent", "brief-reversed"])
+    variants = get_variants(["respondent-standard", "brief-reworded-reversed"])
     soft = [torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(0)) * 0.02]
     result = SurveyScorer(model, tokenizer, INST, variants).score(soft)
     scorer = SurveyScorer(model, tokenizer, INST, variants)

@@ -7,9 +7,9 @@ Settings are resolved from three layers, later ones winning:
 2. the run's metadata (lm-eval ``--metadata '{"target": "US"}'`` or
    ``TaskManager(metadata=...)``; lm-eval also merges the ``--model_args`` into it, so keys that
    are not settings are ignored);
-3. the keys a task's YAML fixes under ``cultbench:`` (``vsm2013_us`` fixes the target,
-   ``vsm2013_honest`` the prompt variant). Metadata that asks for another value of a fixed key
-   is an error, not a silent override.
+3. the keys a task's YAML fixes under ``cultbench:`` (``vsm2013_us`` fixes the target and the
+   default variant, ``vsm2013_honest_reworded`` the prompt variant). Metadata that asks for
+   another value of a fixed key is an error, not a silent override.
 
 Nothing here imports lm-eval: the settings are plain cultbench objects.
 """
@@ -23,18 +23,13 @@ from cultbench.cli.options import parse_constants
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.instruments import Instrument, load_instrument, resolve_target
 from cultbench.profiles import Profile, resolve_country
-from cultbench.prompts import PromptVariant, get_variants, variants_file
+from cultbench.prompts import PromptVariant, default_variant, get_variants, variants_file
 
 DEFAULT_INSTRUMENT = "vsm2013"
 # data, questions: distribution instruments only (the data file; the question split to ask:
 # train, heldout or all).
 SETTING_KEYS = ("instrument", "variant", "persona", "target", "source", "constants", "data", "questions")
 QUESTION_SPLITS = ("train", "heldout", "all")
-
-
-def default_variant(instrument: Instrument | None = None) -> str:
-    """The first training prompt variant (the aligners' first wording)."""
-    return get_variants("train", path=variants_file(instrument))[0].name
 
 
 def _same(key: str, a, b) -> bool:
@@ -106,7 +101,7 @@ class SurveySettings:
             raise CultbenchError(f"metadata questions={questions!r}; choose {', '.join(QUESTION_SPLITS)}")
         if questions != "all" and not distribution:
             raise CultbenchError(f"metadata questions={questions!r} is for distribution instruments")
-        name = str(values["variant"] or default_variant(instrument))
+        name = str(values["variant"] or default_variant(instrument).name)
         variants = get_variants([name], path=variants_file(instrument))
         if len(variants) != 1:
             raise CultbenchError(f"variant {name!r} is a split of {len(variants)} prompt variants; a task "

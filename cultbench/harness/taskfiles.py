@@ -7,7 +7,9 @@ Tasks (lm-eval reads ``*.yaml`` only):
 
 - ``vsm2013``: the base task; settings come from ``--metadata``;
 - ``vsm2013_<variant>``: one per prompt variant (the variant fixed);
-- ``vsm2013_<code>``: one per named target (the target, and its source where needed, fixed);
+- ``vsm2013_<code>``: one per named target (the target, its source where needed, and the
+  default prompt variant, the first training variant, fixed): its ``l1`` is the L1 that
+  ``cultbench evaluate`` reports for that variant (``l1_per_variant``), not a split's mean;
 - groups ``vsm2013_train`` and ``vsm2013_heldout``: the variant tasks of a split. lm-eval
   averages group metrics weighted by size; the indices, ``l1`` and the errors are means over
   the variants, as cultbench's own evaluation reports a split.
@@ -19,8 +21,9 @@ import sys
 from pathlib import Path
 
 from harness_tasks import TASKS_PATH
+from cultbench.atomic import write_text_atomic
 from cultbench.instruments import load_instrument
-from cultbench.prompts import SPLITS, all_variants
+from cultbench.prompts import SPLITS, all_variants, default_variant
 
 BASE = "vsm2013"
 # Task suffix -> (target, source or None). Saudi Arabia has complete scores only as estimates.
@@ -33,7 +36,7 @@ BASE_YAML = HEADER + """\
 # option labels. The items ship with cultbench; the task class renders them with cultbench.prompts,
 # the scorer's own renderer: with --apply_chat_template through the model's chat template, without
 # it as plain text ending in "Answer:". Settings come from --metadata (JSON):
-#   variant (default: respondent), persona, target, source, constants, instrument.
+#   variant (default: {default}), persona, target, source, constants, instrument.
 # Metrics: the six indices, option_mass, and with a target l1 and <dim>_error.
 task: vsm2013
 class: !function hooks.SurveyTask
@@ -57,8 +60,9 @@ def task_name(suffix: str) -> str:
     return f"{BASE}_{suffix.replace('-', '_').lower()}"
 
 
-def _task(name: str, alias: str, fixed: dict) -> str:
-    lines = [f"include: {BASE}.yaml", f"task: {name}", f"task_alias: {alias}", "cultbench:"]
+def _task(name: str, alias: str, fixed: dict, comment: str = "") -> str:
+    lines = [f"# {line}" for line in comment.splitlines()]
+    lines += [f"include: {BASE}.yaml", f"task: {name}", f"task_alias: {alias}", "cultbench:"]
     lines += [f"  {k}: {v}" for k, v in fixed.items()]
     return HEADER + "\n".join(lines) + "\n"
 
@@ -76,14 +80,19 @@ def render_task_files() -> dict[str, str]:
     """File name -> YAML text of every task and group."""
     dims = load_instrument(BASE).dimension_ids
     metrics = [*dims, "option_mass", "l1", *(f"{d}_error" for d in dims)]
-    files = {f"{BASE}.yaml": BASE_YAML}
+    default = default_variant()
+    files = {f"{BASE}.yaml": BASE_YAML.replace("{default}", default.name)}
     for v in all_variants():
         name = task_name(v.name)
-        files[f"{name}.yaml"] = _task(name, f"{BASE} ({v.name}, {v.split})", {"variant": v.name})
+        files[f"{name}.yaml"] = _task(name, f"{BASE} ({v.name}, {v.split})", {"variant": v.name},
+                                      f"The prompt variant {v.name} ({v.split} split); target etc. from --metadata.")
     for suffix, (target, source) in TARGETS.items():
         name = task_name(suffix)
-        fixed = {"target": target, **({"source": source} if source else {})}
-        files[f"{name}.yaml"] = _task(name, f"{BASE} (target {target})", fixed)
+        fixed = {"target": target, **({"source": source} if source else {}), "variant": default.name}
+        comment = (f"Target {target} under one prompt variant, {default.name} (the first {default.split} variant):\n"
+                   f"its l1 is `cultbench evaluate`'s l1_per_variant[\"{default.name}\"] for {target}, not a\n"
+                   f"split's mean; for those run the groups {BASE}_train / {BASE}_heldout with the target as metadata.")
+        files[f"{name}.yaml"] = _task(name, f"{BASE} (target {target}, {default.name})", fixed, comment)
     for split in SPLITS:
         tasks = [task_name(v.name) for v in all_variants() if v.split == split]
         files[f"{BASE}_{split}.yaml"] = _group(split, tasks, metrics)
@@ -92,21 +101,34 @@ def render_task_files() -> dict[str, str]:
     return files
 
 
+def _leftovers(folder: Path, files: dict[str, str]) -> list[Path]:
+    """Files this module wrote once that it no longer generates (e.g. of a removed variant)."""
+    return sorted(p for p in Path(folder).glob("*.yaml")
+                  if p.name not in files and p.read_text(encoding="utf-8").startswith(HEADER))
+
+
 def write_task_files(folder: Path = TASKS_PATH) -> list[str]:
-    """Write every task file into ``folder``; returns the names of the files that changed."""
-    changed = []
-    for name, text in render_task_files().items():
+    """Write every task file into ``folder`` and delete generated files that are no longer
+    generated; returns the names of the files that changed."""
+    files, changed = render_task_files(), []
+    for name, text in files.items():
         path = Path(folder) / name
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
+            write_text_atomic(path, text)
             changed.append(name)
+    for path in _leftovers(folder, files):
+        path.unlink()
+        changed.append(path.name)
     return changed
 
 
 def stale_task_files(folder: Path = TASKS_PATH) -> list[str]:
-    """Names of task files that are missing or differ from what ``render_task_files`` gives."""
-    return [name for name, text in render_task_files().items()
-            if not (Path(folder) / name).is_file() or (Path(folder) / name).read_text(encoding="utf-8") != text]
+    """Names of task files that are missing, differ from what ``render_task_files`` gives, or
+    were generated once and are no longer."""
+    files = render_task_files()
+    return [name for name, text in files.items()
+            if not (Path(folder) / name).is_file() or (Path(folder) / name).read_text(encoding="utf-8") != text] \
+        + [p.name for p in _leftovers(folder, files)]
 
 
 if __name__ == "__main__":

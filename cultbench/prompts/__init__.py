@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from string import Formatter
 from typing import Sequence
 
 import yaml
@@ -25,16 +26,17 @@ class PromptVariant:
     name: str
     split: str  # "train" (seen by aligners) or "heldout" (evaluation only)
     system: str | None  # the variant's system text; None leaves the chat template's default
-    template: str  # user message with {lead_in} {scale} {question} {first} {last}
+    template: str  # user message with {lead_in} {scale} {question} {first} {last} (see fill_template)
     scale_line: str  # one answer option: {option} {label}
     order: str = "ascending"  # "descending" lists the scale from the last answer to the first
+    frame: str = ""  # the name of the frame the template and scale line come from
 
     def displayed_answers(self, options: Sequence[int]) -> list[int]:
         """The answer value behind each displayed option number 1..k (reversed scales map back)."""
         return list(options) if self.order == "ascending" else list(reversed(options))
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "split": self.split, "system": self.system,
+        return {"name": self.name, "split": self.split, "system": self.system, "frame": self.frame,
                 "template": self.template, "scale_line": self.scale_line, "order": self.order}
 
 
@@ -60,7 +62,8 @@ def _load(path: str = str(VARIANTS_FILE)) -> dict[str, PromptVariant]:
         system = raw.get("system")
         out[raw["name"]] = PromptVariant(
             name=raw["name"], split=raw["split"], system=systems.get(system, system),
-            template=frame["template"], scale_line=frame["scale_line"], order=raw.get("order", "ascending"))
+            template=frame["template"], scale_line=frame["scale_line"], order=raw.get("order", "ascending"),
+            frame=raw["frame"])
     return out
 
 
@@ -97,6 +100,27 @@ def get_variants(names: str | Sequence[str] | None = None, path: str = str(VARIA
     return out
 
 
+def fill_template(template: str, fields: dict) -> str:
+    """``template`` with ``fields`` filled in, line by line; a line whose only content is fields
+    that are all empty (None or "") is dropped together with its line break."""
+    out = []
+    for line in template.split("\n"):
+        parsed = list(Formatter().parse(line))
+        names = [name for _, name, _, _ in parsed if name is not None]
+        literal = "".join(text for text, _, _, _ in parsed)
+        if names and not literal.strip() and all(fields[n] in (None, "") for n in names):
+            continue
+        out.append(line.format(**{k: "" if v is None else v for k, v in fields.items()}))
+    return "\n".join(out)
+
+
+def default_variant(instrument: Instrument | None = None) -> PromptVariant:
+    """The first training variant (of ``instrument``'s variants file, or the default one): the one
+    used where a single variant is scored by default (the base and per-target lm-eval tasks, the
+    benchmark)."""
+    return get_variants("train", path=variants_file(instrument))[0]
+
+
 def option_labels(instrument: Instrument, item: Item) -> list[str]:
     """The labels shown for an item's options, in display order: the instrument's option
     numbers ("1".."5"), or for a distribution instrument the letters A, B, C, ..."""
@@ -109,16 +133,14 @@ def displayed_options(instrument: Instrument, item: Item, variant: PromptVariant
 
 
 def render_user_message(instrument: Instrument, item: Item, variant: PromptVariant) -> str:
+    """The item as the user turn: the frame's template with the instruction, the item's lead-in
+    (its line dropped when the item has none), the answer scale in the variant's order, and the
+    item's own text."""
     labels = option_labels(instrument, item)
-    shown = displayed_options(instrument, item, variant)
     scale = "\n".join(variant.scale_line.format(option=label, label=item.scale[k])
-                      for label, k in zip(labels, shown))
-    text = variant.template.format(lead_in="\0LEAD\0", scale=scale, question=item.text,
-                                   first=labels[0], last=labels[-1])
-    # Drop the lead-in (and its line break) for items that have none.
-    if item.lead_in:
-        return text.replace("\0LEAD\0", item.lead_in)
-    return text.replace("\0LEAD\0\n", "").replace(" \0LEAD\0", "").replace("\0LEAD\0", "")
+                      for label, k in zip(labels, displayed_options(instrument, item, variant)))
+    return fill_template(variant.template, {"lead_in": item.lead_in, "scale": scale, "question": item.text,
+                                            "first": labels[0], "last": labels[-1]})
 
 
 def system_text(variant: PromptVariant, persona: str | None = None) -> str | None:
