@@ -291,7 +291,7 @@ def test_peft_export_of_a_prompt_tuning_alignment_agrees_with_the_scorer(tiny_mo
     from peft import PeftModel
 
     model, tokenizer = tiny_model
-    variants = ["respondent", "brief-reversed"]
+    variants = ["respondent-standard", "brief-reworded-reversed"]
     scorer = SurveyScorer(model, tokenizer, INST, get_variants(variants))
     info = load_model(str(tiny_folder)).info
     trained = make_aligner("prompt-tuning", n_virtual=3, lr=0.1, steps=3).align(
@@ -309,7 +309,7 @@ def test_peft_export_of_a_prompt_tuning_alignment_agrees_with_the_scorer(tiny_mo
     a, _ = scorer_indices(model, tokenizer, variants, soft=soft)
     naive, _ = scorer_indices(model, tokenizer, variants)
     assert np.abs(a - naive).max() > 1  # the trained prompt matters
-    tasks = ["vsm2013_respondent", "vsm2013_brief_reversed"]
+    tasks = ["vsm2013_respondent_standard", "vsm2013_brief_reworded_reversed"]
     out = harness("hf", tasks, model_args={"pretrained": str(tiny_folder), "peft": str(adapter), "dtype": "float32",
                                            "device": "cpu"})
     for v, task in enumerate(tasks):

@@ -28,7 +28,7 @@ from cultbench.scorer import SurveyScorer
 from conftest import check_one_line_error
 
 INST = load_instrument("vsm2013")
-VARIANTS = ["respondent", "brief-reversed"]
+VARIANTS = ["respondent-standard", "brief-reworded-reversed"]
 PARAMS = dict(n_virtual=3, lr=0.05)
 INFO = {"id": "tiny-llama", "revision": None, "file_sha256": None, "hidden_size": 32}
 

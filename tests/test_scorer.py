@@ -159,7 +159,7 @@ def test_gradient_of_the_packed_path_equals_a_plain_forward(tiny):
     """The differentiable path: same expected answers as score(), and the gradient of the L1
     objective w.r.t. the soft prompt equals the plain per-prompt forward's (fp32)."""
     model, tokenizer = tiny
-    variants = get_variants(["respondent", "brief-reversed"])
+    variants = get_variants(["respondent-standard", "brief-reworded-reversed"])
     scorer = SurveyScorer(model, tokenizer, INST, variants, max_batch_mb=0.3)
     soft = torch.randn(3, model.config.hidden_size, generator=torch.Generator().manual_seed(2)) * 0.5
     target = torch.tensor([40.0, 91, 62, 46, 26, 68], dtype=torch.float64)
