@@ -1,4 +1,4 @@
-"""Every command of the README and every example of a `--help` runs as written on a fresh install.
+"""Every command of the README and the docs and every example of a `--help` runs as written on a fresh install.
 
 Each `cultbench ...` command is parsed by the real click command objects (options, choices, types,
 required arguments), so a renamed option or a stale example fails here; the quick ones (no model,
@@ -9,6 +9,7 @@ argument parser after their `$(cultbench ...)` parts are run, and may hold no pl
 from __future__ import annotations
 
 import glob
+import json
 import re
 import shlex
 from pathlib import Path
@@ -73,7 +74,7 @@ def parse(args: list[str]) -> tuple[click.Command, click.Context]:
 
 
 def cultbench_args(line: str) -> list[str]:
-    words = shlex.split(substituted(line))
+    words = shlex.split(substituted(line), comments=True)
     assert words[0] == "cultbench"
     expanded = []
     for word in words[1:]:  # the shell expands globs; the files must exist in the repository
@@ -83,6 +84,7 @@ def cultbench_args(line: str) -> list[str]:
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 README_LINES = shell_lines(README)
+DOC_LINES = [line for path in sorted((ROOT / "docs").glob("*.md")) for line in shell_lines(path.read_text(encoding="utf-8"))]
 HELP_LINES = help_examples(main, [])
 
 
@@ -92,7 +94,7 @@ def test_the_readme_and_the_help_have_commands():
     assert len(HELP_LINES) >= 25
 
 
-@pytest.mark.parametrize("line", sorted(set(line for line in README_LINES + HELP_LINES
+@pytest.mark.parametrize("line", sorted(set(line for line in README_LINES + HELP_LINES + DOC_LINES
                                             if line.startswith("cultbench "))))
 def test_cultbench_command_parses_and_quick_ones_run(line, monkeypatch):
     monkeypatch.chdir(ROOT)  # relative paths in the examples are relative to a clone
@@ -105,10 +107,11 @@ def test_cultbench_command_parses_and_quick_ones_run(line, monkeypatch):
         run_quick(args)
 
 
-@pytest.mark.parametrize("line", sorted(set(line for line in README_LINES + HELP_LINES if line.startswith("lm_eval "))))
+@pytest.mark.parametrize("line", sorted(set(line for line in README_LINES + HELP_LINES + DOC_LINES
+                                            if line.startswith("lm_eval "))))
 def test_lm_eval_command_has_no_placeholder_and_parses(line):
     assert not re.search(r"pretrained=(PATH|BASE)\b", line), f"`{line}`: say what the model path is"
-    words = shlex.split(substituted(line))
+    words = shlex.split(substituted(line), comments=True)
     try:
         HarnessCLI()._parser.parse_args(["run", *words[1:]])
     except SystemExit as exc:
@@ -121,3 +124,24 @@ def test_other_readme_commands_name_files_that_exist(line):
     words = shlex.split(line)
     files = [w for w in words if w.endswith((".sh", ".py", ".yaml")) or "/" in w]
     assert files and all((ROOT / f).exists() for f in files if not f.startswith("-")), line
+
+
+def _documents() -> dict[str, str]:
+    texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in [ROOT / "README.md",
+                                                                                 *sorted((ROOT / "docs").glob("*.md"))]}
+    def helps(command, path):
+        out = {" ".join(path): (command.help or "") + " ".join(p.help or "" for p in command.params
+                                                              if isinstance(p, click.Option))}
+        for name, sub in getattr(command, "commands", {}).items():
+            out.update(helps(sub, path + [name]))
+        return out
+    return {**texts, **helps(main, ["cultbench"])}
+
+
+def test_the_bf16_speed_up_is_quoted_as_the_committed_benchmark_measured_it():
+    bench = json.loads((ROOT / "docs" / "bench-smollm2-cpu.json").read_text())
+    ratio = bench["engines"]["scorer-bf16"]["candidates_per_second"] / bench["engines"]["scorer-fp32"]["candidates_per_second"]
+    quoted = {(where, m.group(1)) for where, text in _documents().items()
+              for m in re.finditer(r"(\d+(?:\.\d+)?)x (?:faster|slower)", text)}
+    assert quoted, "the speed-up is quoted somewhere"
+    assert all(value == f"{ratio:.1f}" for _, value in quoted), quoted

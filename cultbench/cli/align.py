@@ -104,9 +104,10 @@ def _raise_interrupt(signum, frame):
               help="Run folder for the checkpoint and the artifact [default: runs/ALIGNER-COUNTRY-sSEED].")
 @click.option("--resume", is_flag=True, help="Continue the run checkpointed in --output.")
 @click.option("--search-dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
-              help="Precision of the search; may only lower --dtype [default: --dtype]. bfloat16 is about 3x "
-                   "faster on CPUs with bf16 and less exact: the search's finalists are re-scored in --dtype "
-                   "and the best of them is returned (see `cultbench aligners de`, finalists).")
+              help="Precision of the search; may only lower --dtype [default: --dtype]. bfloat16 is 2.7x faster "
+                   "in the committed benchmark (docs/bench-smollm2-cpu.json, a CPU with bf16) and less exact: "
+                   "the search's finalists are re-scored in --dtype and the best of them is returned (see "
+                   "`cultbench aligners de`, finalists).")
 @click.option("--dtype", default="float32", show_default=True,
               help="Precision of the model and of everything reported (the saved fitness and indices).")
 @click.option("--device", default="cpu", show_default=True, help="Device (cpu, cuda, auto).")
@@ -129,7 +130,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     Example (Differential Evolution, 300 evaluations, a 4-token soft prompt):
       cultbench align --model smollm2-135m-instruct --target US --aligner de \\
         --budget 300 --seed 0 --param popsize=10 --param n_virtual=4 \\
-        --search-dtype bfloat16 --output runs/de-us
+        --search-dtype bfloat16          # writes runs/de-us-s0
     """
     from aligners import AlignmentProblem, SoftPromptAligner, get_aligner_class
     from aligners.base import final_result

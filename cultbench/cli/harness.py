@@ -36,7 +36,7 @@ def harness_model_args(model, dtype):
 
     \b
     Example:
-      lm_eval --model hf --model_args "$(cultbench harness-model-args smollm2-135m-instruct),peft=runs/de-us-peft" \
+      lm_eval --model hf --model_args "$(cultbench harness-model-args smollm2-135m-instruct),peft=runs/de-us-s0-peft" \
         --include_path "$(cultbench harness-path)" --tasks vsm2013_us --apply_chat_template
     """
     from cultbench.models import locate_model, resolve_dtype
