@@ -124,11 +124,10 @@ class AlignmentProblem:
 
     def loss(self, indices):
         """[C] fitness from a torch tensor of indices [C, V, D_instrument], differentiable: the
-        same distance per variant, averaged, as :meth:`fitness` computes in numpy (index
-        instruments: a distribution instrument's distance is numpy only)."""
+        same distance per variant, averaged, as :meth:`fitness` computes in numpy (a distribution
+        instrument supplies its own torch form, ``distance_tensor``)."""
         if self._by_instrument:
-            raise CultbenchError(f"{self.scorer.instrument.name}'s distance ({self.distance}) has no torch form: "
-                                 "gradient aligners serve index instruments")
+            return self.scorer.instrument.distance_tensor(indices[..., self._positions], self.target_vector).mean(dim=-1)
         target = torch.as_tensor(self.target_vector, dtype=indices.dtype, device=indices.device)
         return DISTANCES[self.distance](indices[..., self._positions] - target).mean(dim=-1)
 

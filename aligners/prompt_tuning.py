@@ -231,7 +231,7 @@ class _TrainingRun:
         fitness, rows = 0.0, []
         for start in range(0, n_var, cfg.variants_per_backward):
             group = list(range(start, min(start + cfg.variants_per_backward, n_var)))
-            indices = scorer.indices_tensor(scorer.expected_answers(self.prompt[None], variants=group))
+            indices = scorer.indices_with_grad(self.prompt[None], variants=group)
             part = problem.loss(indices)[0] * (len(group) / n_var)
             if not torch.isfinite(part):
                 raise CultbenchError(f"step {self.step}: the soft prompt gives non-finite indices (NaN or infinite "

@@ -186,14 +186,27 @@ class SurveyScorer:
         """
         if self._distribution:
             raise CultbenchError(f"{self.instrument.name} is a distribution instrument: it has no expected answers "
-                                 "to differentiate (the gradient path serves index instruments)")
+                                 "to differentiate (use indices_with_grad: its answer shares)")
+        probs = self._answer_probs_with_grad(soft_prompts, personas, variants)
+        options = torch.tensor(self.instrument.options, dtype=torch.float64, device=probs.device)
+        return probs @ options
+
+    def indices_with_grad(self, soft_prompts=None, personas: Sequence[str | None] | None = None,
+                          variants: Sequence[int] | None = None) -> torch.Tensor:
+        """[C, V, D] (float64) with autograd, what :meth:`score` gives as ``indices``: an index
+        instrument's indices (:meth:`indices_tensor` of :meth:`expected_answers`), or a distribution
+        instrument's answer shares per (item, option) slot. ``variants`` as for :meth:`expected_answers`."""
+        if not self._distribution:
+            return self.indices_tensor(self.expected_answers(soft_prompts, personas, variants))
+        probs = self._answer_probs_with_grad(soft_prompts, personas, variants)
+        return torch.cat([probs[..., i, :k] for i, k in enumerate(self.instrument.option_counts)], dim=-1)
+
+    def _answer_probs_with_grad(self, soft_prompts, personas, variants) -> torch.Tensor:
         soft, personas, _ = self._candidates(soft_prompts, personas)
         variants = list(range(len(self.variants))) if variants is None else [int(v) for v in variants]
         if not variants or any(not 0 <= v < len(self.variants) for v in variants):
             raise CultbenchError(f"variant indices must lie in 0..{len(self.variants) - 1}, got {variants}")
-        option_lp = self._option_log_probs(soft, personas, variants, grad=True)
-        options = torch.tensor(self.instrument.options, dtype=torch.float64, device=option_lp.device)
-        return self._answer_probs(option_lp, variants) @ options
+        return self._answer_probs(self._option_log_probs(soft, personas, variants, grad=True), variants)
 
     def indices_tensor(self, expected: torch.Tensor) -> torch.Tensor:
         """Indices [..., D] from expected answers [..., I] in torch (differentiable): the

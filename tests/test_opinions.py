@@ -375,6 +375,7 @@ def test_cli_evaluate_summary_and_align_on_the_training_questions(opinions_folde
 
 
 @pytest.mark.parametrize("name, params, budget", [("de", {"popsize": 5, "n_virtual": 2, "d": 4}, 10),
+                                                  ("prompt-tuning", {"n_virtual": 2, "steps": 3, "lr": 0.05}, None),
                                                   ("cmaes", {"popsize": 4, "n_virtual": 2, "d": 4}, 8),
                                                   ("naive", {}, None), ("icl", {}, None)])
 def test_aligners_run_unchanged_on_the_distribution_distance(tiny_opinions, name, params, budget):
@@ -438,3 +439,25 @@ def test_without_data_the_hub_cache_is_read_offline_and_its_absence_is_one_clear
     result = CliRunner().invoke(main, ["evaluate", "--instrument", "globalopinionqa", "--data", str(tmp_path / "x.csv"),
                                        "--target", "Germany"])
     check_one_line_error(result, "does not exist")
+
+
+def test_the_gradient_path_gives_the_scorers_shares_and_the_distance_in_torch(tiny_opinions):
+    from aligners import AlignmentProblem
+
+    model, tokenizer = tiny_opinions
+    variants = get_variants(None, path=variants_file(INST))
+    scorer = SurveyScorer(model, tokenizer, INST, variants)
+    soft = torch.randn(1, 2, model.config.hidden_size, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    shares = scorer.indices_with_grad(soft)
+    np.testing.assert_allclose(shares.detach().numpy(), scorer.score(soft.detach()).indices, atol=1e-6)
+    target = INST.target("India")
+    problem = AlignmentProblem(scorer, target)
+    loss = problem.loss(shares)
+    assert float(loss.detach()[0]) == pytest.approx(float(problem.fitness(shares.detach().numpy())[0]), abs=1e-9)
+    loss.sum().backward()
+    assert soft.grad is not None and torch.isfinite(soft.grad).all() and soft.grad.abs().sum() > 0
+    vector = target.vector(INST.dimension_ids)
+    own = torch.tensor(np.nan_to_num(vector), requires_grad=True)  # the target itself: distance 0, finite gradient
+    d = INST.distance_tensor(own, vector)
+    d.backward()
+    assert float(d) < 1e-12 and torch.isfinite(own.grad).all()

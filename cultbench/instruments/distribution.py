@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.instruments.items import Item
@@ -152,6 +153,27 @@ class DistributionInstrument:
         parts = [js_distance(shares[..., g], target[g]) for g in self._groups]
         out[..., [item_of_start[int(a)] for a in order]] = np.concatenate(parts, axis=-1)
         return out
+
+    def distance_tensor(self, shares: torch.Tensor, target) -> torch.Tensor:
+        """:meth:`distance` in torch, differentiable in ``shares`` [..., slots] (for gradient
+        aligners): the base-2 Jensen-Shannon distance per item, averaged over the items the target
+        was asked. Both sides are normalised per item, as scipy does."""
+        target = torch.as_tensor(np.asarray(target, dtype=np.float64), dtype=shares.dtype, device=shares.device)
+        total = shares.new_zeros(shares.shape[:-1])
+        count = 0
+        for group in self._groups:
+            asked = ~torch.isnan(target[torch.as_tensor(group[:, 0])])
+            if not asked.any():
+                continue
+            idx = torch.as_tensor(group[asked.cpu().numpy()], device=shares.device)
+            p, q = shares[..., idx], target[idx]
+            p, q = p / p.sum(-1, keepdim=True), q / q.sum(-1, keepdim=True)
+            m = (p + q) / 2
+            js = (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)
+                  + torch.special.xlogy(q, q) - torch.special.xlogy(q, m)).sum(-1) / (2 * np.log(2))
+            total = total + js.clamp_min(1e-30).sqrt().sum(-1)  # the clamp keeps the gradient of sqrt finite at 0
+            count += int(asked.sum())
+        return total / count if count else torch.full_like(total, float("nan"))
 
     def distance(self, shares, target) -> np.ndarray:
         """Mean Jensen-Shannon distance over the items the target was asked, [...]."""
