@@ -31,7 +31,7 @@ from aligners.checkpoint import CHECKPOINT_NAME
 from aligners.search import check_seed
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.evaluation import evaluate_candidate
-from cultbench.instruments import load_instrument
+from cultbench.instruments import instrument_spec, load_instrument
 from cultbench.metrics import check_distance
 from cultbench.models import DEFAULT_MODEL, check_precisions, load_model, locate_model, model_sha256, resolve_dtype
 from cultbench.profiles import Profile, lookup
@@ -131,6 +131,10 @@ class Sweep:
             raise CultbenchError("give at least one --target and one --aligner")
         for name in spec.models:
             locate_model(name)  # a missing file or folder is reported now, not after the first model's work
+        if instrument_spec(spec.instrument)[0]["kind"] != "index":
+            raise CultbenchError(f"cultbench run and the leaderboard take index instruments only so far; align and "
+                                 f"evaluate {spec.instrument} with `cultbench align` and `cultbench evaluate` "
+                                 "(docs/instruments.md)")
         self.instrument = load_instrument(spec.instrument)
         self.constants = self.instrument.constants(spec.constants)
         check_distance(spec.distance)

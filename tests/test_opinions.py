@@ -461,3 +461,13 @@ def test_the_gradient_path_gives_the_scorers_shares_and_the_distance_in_torch(ti
     d = INST.distance_tensor(own, vector)
     d.backward()
     assert float(d) < 1e-12 and torch.isfinite(own.grad).all()
+
+
+def test_run_refuses_a_distribution_instrument_in_one_line():
+    from click.testing import CliRunner
+
+    from cultbench.cli import main
+    from tests.conftest import check_one_line_error
+
+    result = CliRunner().invoke(main, ["run", "--instrument", "globalopinionqa", "--target", "Germany", "--aligner", "naive"])
+    check_one_line_error(result, "index instruments only so far")

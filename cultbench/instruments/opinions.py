@@ -41,7 +41,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments.distribution import Country, DistributionInstrument
@@ -343,9 +343,3 @@ def heldout_list(path: str | Path) -> list[str]:
         raise CultbenchError(f"held-out items file {str(path)!r} does not exist")
     lines = path.read_text(encoding="utf-8").splitlines()
     return [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
-
-
-def count_lines(instrument: DistributionInstrument) -> Iterable[str]:
-    """The cleaning counts as short lines for a terminal."""
-    for key, value in instrument.cleaning["counts"].items():
-        yield f"{key.replace('_', ' ')}: {value}"
