@@ -1,0 +1,254 @@
+"""Calibrate the aligners at equal wall-clock: L1 against wall time, training and held-out splits.
+
+For every target x setting (an aligner and its hyper-parameters), the aligner runs on the
+training prompt variants until a wall-clock budget is spent (``--seconds``); the scorer it uses is
+wrapped so that each call is timed and the best candidate so far is recorded with its training L1
+(fp32, what the aligner itself computes). At a few points in time (``--points``) the best
+candidate so far is then scored on the held-out variants. Time spent on those held-out scores is
+not part of the budget. Writes the JSON data and a plot (matplotlib) of L1 against wall time for
+both splits, one panel per split, one line per setting, averaged over the targets.
+
+Calibration targets must not be in the study (the paper-small experiment uses the U.S.A., China,
+India and Saudi Arabia): Japan, Germany and Brazil by default.
+
+    python scripts/calibrate_aligners.py --targets Japan --seconds 180 \\
+        --out docs/calibration/calibration.json --plot docs/calibration/calibration.svg
+
+A setting is ``NAME=ALIGNER[:PARAM=VALUE,...]``, e.g. ``de-box3=de:bounds=-3,3`` is wrong (the comma
+separates parameters): write tuple values with ``;`` instead, ``de-box3=de:bounds=-3;3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aligners import AlignmentProblem, make_aligner
+from aligners.baselines import ICL_TEMPLATE, format_persona
+from aligners.search_space import initial_prompt
+from cultbench.atomic import write_text_atomic
+from cultbench.instruments import load_instrument
+from cultbench.models import load_model
+from cultbench.profiles import lookup
+from cultbench.prompts import get_variants
+from cultbench.scorer import SurveyScorer
+
+DEFAULT_SETTINGS = ("prompt-tuning=prompt-tuning", "de=de", "cmaes=cmaes", "random=random")
+STUDY_TARGETS = {"U.S.A.", "China", "India", "Saudi Arabia"}
+
+
+class TimeUp(BaseException):  # not Exception: a search retries a generation that raised one
+    """The wall-clock budget is spent (raised at the start of the first call after it)."""
+
+
+class TimedScorer:
+    """A scorer that records, per call, the wall time since the start and the best candidate so
+    far with its training fitness; refuses calls once ``seconds`` have passed."""
+
+    def __init__(self, scorer, problem_fitness, seconds: float):
+        self._scorer, self._fitness, self.seconds = scorer, problem_fitness, seconds
+        self.start = time.perf_counter()
+        self.best, self.best_prompt = math.inf, None
+        self.points: list[dict] = []  # {"seconds", "best", "prompt"} after each scored candidate set
+        self._partial: dict = {}  # prompt-tuning: per-variant rows of the prompt being stepped
+
+    def __getattr__(self, name):
+        return getattr(self._scorer, name)
+
+    def _check(self):
+        if time.perf_counter() - self.start >= self.seconds:
+            raise TimeUp
+
+    def _record(self, fitness: np.ndarray, prompts) -> None:
+        valid = np.isfinite(fitness)
+        if valid.any():
+            k = int(np.flatnonzero(valid)[np.argmin(fitness[valid])])
+            if fitness[k] < self.best:
+                self.best, self.best_prompt = float(fitness[k]), torch.as_tensor(prompts[k]).detach().clone().float()
+        self.points.append({"seconds": time.perf_counter() - self.start, "best": self.best,
+                            "prompt": self.best_prompt})
+
+    def score(self, soft_prompts=None, personas=None):
+        self._check()
+        out = self._scorer.score(soft_prompts=soft_prompts, personas=personas)
+        if soft_prompts is not None:  # the final full-precision re-score is not a search step
+            self._record(self._fitness(out.indices), list(soft_prompts))
+        return out
+
+    def expected_answers(self, soft_prompts=None, personas=None, variants=None):
+        """Prompt tuning's forward: a step's prompt is complete once every variant was seen."""
+        self._check()
+        expected = self._scorer.expected_answers(soft_prompts, personas, variants)
+        variants = list(range(len(self._scorer.variants))) if variants is None else list(variants)
+        indices = self._scorer.indices_tensor(expected.detach()).cpu().numpy()  # [1, len(variants), D]
+        for j, v in enumerate(variants):
+            self._partial[v] = indices[:, j]
+        if len(self._partial) == len(self._scorer.variants):
+            rows = np.stack([self._partial[v] for v in range(len(self._scorer.variants))], axis=1)
+            self._record(self._fitness(rows), list(soft_prompts))
+            self._partial = {}
+        return expected
+
+
+def parse_setting(text: str) -> tuple[str, str, dict]:
+    name, _, rest = text.partition("=")
+    aligner, _, params = rest.partition(":")
+    out = {}
+    for pair in filter(None, params.split(",")):
+        key, _, value = pair.partition("=")
+        out[key] = value.replace(";", ",")
+    return name, aligner or name, out
+
+
+def heldout_l1(scorer, problem_h, prompt) -> float:
+    return float(problem_h.fitness(scorer.score(soft_prompts=None if prompt is None else prompt[None]).indices)[0])
+
+
+def run_one(lm, inst, train, heldout, target, setting, seconds, n_points) -> dict:
+    name, aligner, params = setting
+    exact = SurveyScorer(lm.model, lm.tokenizer, inst, train)
+    problem = AlignmentProblem(exact, target, model_info=lm.info)
+    timed = TimedScorer(exact, problem.fitness, seconds)
+    timed_problem = AlignmentProblem(timed, target, model_info=lm.info, exact_scorer=exact)
+    stopped = "time"
+    timed.start = time.perf_counter()
+    try:
+        make_aligner(aligner, **params).align(timed_problem, budget=10**7, seed=0)
+        stopped = "budget"
+    except TimeUp:
+        pass
+    wall = time.perf_counter() - timed.start
+    problem_h = AlignmentProblem(SurveyScorer(lm.model, lm.tokenizer, inst, heldout), target)
+    curve = [{"seconds": p["seconds"], "train_l1": p["best"]} for p in timed.points]
+    # held-out L1 of the best candidate so far at n_points evenly spaced times (the last: the end)
+    marks = []
+    for k in range(1, n_points + 1):
+        t = seconds * k / n_points
+        before = [p for p in timed.points if p["seconds"] <= t and p["prompt"] is not None]
+        if before:
+            p = before[-1]
+            marks.append({"seconds": t, "train_l1": p["best"],
+                          "heldout_l1": heldout_l1(problem_h.scorer, problem_h, p["prompt"])})
+    return {"setting": name, "aligner": aligner, "params": params, "target": target.name, "wall_seconds": wall,
+            "stopped": stopped, "candidate_sets": len(timed.points), "curve": curve, "marks": marks}
+
+
+def reference_points(lm, inst, train, heldout, target) -> dict:
+    """Naive model and P0 (the persona as a soft prompt, where every soft-prompt aligner starts)."""
+    problem = AlignmentProblem(SurveyScorer(lm.model, lm.tokenizer, inst, train), target)
+    problem_h = AlignmentProblem(SurveyScorer(lm.model, lm.tokenizer, inst, heldout), target)
+    p0, _ = initial_prompt(lm.model, lm.tokenizer, format_persona(ICL_TEMPLATE, target.name))
+    return {name: {"train_l1": heldout_l1(problem.scorer, problem, prompt),
+                   "heldout_l1": heldout_l1(problem_h.scorer, problem_h, prompt)}
+            for name, prompt in (("naive", None), ("p0", p0))}
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=False)
+    settings = list(dict.fromkeys(r["setting"] for r in data["runs"]))
+    for ax, split in zip(axes, ("train", "heldout")):
+        for s in settings:
+            runs = [r for r in data["runs"] if r["setting"] == s]
+            if split == "train":
+                grid = np.linspace(0, data["seconds"], 200)
+                ys = []  # best so far on a common time grid (NaN before a run's first scored set)
+                for r in runs:
+                    t = np.array([p["seconds"] for p in r["curve"]])
+                    y = np.array([p["train_l1"] for p in r["curve"]])
+                    ys.append([y[t <= g][-1] if (t <= g).any() else np.nan for g in grid])
+                ys = np.array(ys, float)
+                mean = np.where(np.isnan(ys).any(axis=0), np.nan, np.nan_to_num(ys).mean(axis=0))
+                ax.plot(grid, mean, label=s)
+            else:
+                t = [m["seconds"] for m in runs[0]["marks"]]
+                y = np.mean([[m["heldout_l1"] for m in r["marks"]] for r in runs if len(r["marks"]) == len(t)], axis=0)
+                ax.plot(t, y, marker="o", label=s)
+        for ref, style in (("naive", ":"), ("p0", "--")):
+            ax.axhline(np.mean([data["references"][tg][ref][f"{split}_l1"] for tg in data["targets"]]),
+                       color="grey", linestyle=style, label=f"{ref} (no search)")
+        ax.set_title(f"{split} split: L1 to the target (mean over {', '.join(data['targets'])})")
+        ax.set_xlabel("wall time (s)")
+        ax.set_ylabel("L1 (best candidate so far)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{data['model']}, {data['threads']} thread(s), fp32; training variants {', '.join(data['train'])}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--targets", default="Japan,Germany,Brazil")
+    ap.add_argument("--settings", nargs="*", default=list(DEFAULT_SETTINGS))
+    ap.add_argument("--seconds", type=float, default=600.0, help="wall-clock budget per run")
+    ap.add_argument("--points", type=int, default=3, help="times at which the held-out L1 is measured")
+    ap.add_argument("--out", type=Path, default=Path("docs/calibration/calibration.json"))
+    ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--train", default="train", help="training variants: a split name or NAME,NAME,...")
+    ap.add_argument("--heldout", default="heldout", help="held-out variants: a split name or NAME,NAME,...")
+    ap.add_argument("--merge", nargs="*", type=Path, default=None,
+                    help="only merge these JSON files (runs of one setup, e.g. one process per setting, run side "
+                         "by side so that every setting sees the same machine load) into --out and plot it")
+    args = ap.parse_args(argv)
+    if args.merge is not None:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        data = dict(parts[0], runs=[r for part in parts for r in part["runs"]],
+                    command=[part["command"] for part in parts])
+        for part in parts:
+            data["references"].update(part["references"])
+        data["targets"] = list(dict.fromkeys(t for part in parts for t in part["targets"]))
+        write_text_atomic(args.out, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        if args.plot:
+            plot(data, args.plot)
+        return 0
+    targets = [lookup(t) for t in args.targets.split(",")]
+    if any(t.name in STUDY_TARGETS for t in targets):
+        print("Error: calibration targets must not be study targets", file=sys.stderr)
+        return 2
+    lm = load_model(args.model)
+    inst = load_instrument("vsm2013")
+    train, heldout = (get_variants(v if v in ("train", "heldout") else v.split(",")) for v in (args.train, args.heldout))
+    data = {"model": args.model, "seconds": args.seconds, "targets": [t.name for t in targets],
+            "train": [v.name for v in train], "heldout": [v.name for v in heldout],
+            "threads": torch.get_num_threads(), "load_average_at_start": list(os.getloadavg()), "command": " ".join(sys.argv), "references": {}, "runs": []}
+    if args.out.exists():  # go on where an interrupted calibration stopped
+        old = json.loads(args.out.read_text())
+        if {k: old.get(k) for k in ("model", "seconds", "train", "heldout")} == \
+                {k: data[k] for k in ("model", "seconds", "train", "heldout")}:
+            data["references"], data["runs"] = old["references"], old["runs"]
+    for target in targets:
+        if target.name not in data["references"]:
+            data["references"][target.name] = reference_points(lm, inst, train, heldout, target)
+        for text in args.settings:
+            setting = parse_setting(text)
+            if any(r["setting"] == setting[0] and r["target"] == target.name for r in data["runs"]):
+                continue
+            run = run_one(lm, inst, train, heldout, target, setting, args.seconds, args.points)
+            data["runs"].append(run)
+            last = run["marks"][-1] if run["marks"] else {}
+            print(f"{target.name} {setting[0]}: {run['candidate_sets']} scored sets, train L1 "
+                  f"{last.get('train_l1', float('nan')):.1f}, held-out L1 {last.get('heldout_l1', float('nan')):.1f}",
+                  file=sys.stderr, flush=True)
+            write_text_atomic(args.out, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    if args.plot:
+        plot(data, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
