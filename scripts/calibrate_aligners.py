@@ -128,10 +128,11 @@ def run_one(lm, inst, train, heldout, target, setting, seconds, n_points) -> dic
     wall = time.perf_counter() - timed.start
     problem_h = AlignmentProblem(SurveyScorer(lm.model, lm.tokenizer, inst, heldout), target)
     curve = [{"seconds": p["seconds"], "train_l1": p["best"]} for p in timed.points]
-    # held-out L1 of the best candidate so far at n_points evenly spaced times (the last: the end)
+    # held-out L1 of the best candidate so far at n_points evenly spaced times of the run (the
+    # last: its end, which may pass the budget by the one call that was under way at the deadline)
     marks = []
     for k in range(1, n_points + 1):
-        t = seconds * k / n_points
+        t = wall * k / n_points
         before = [p for p in timed.points if p["seconds"] <= t and p["prompt"] is not None]
         if before:
             p = before[-1]

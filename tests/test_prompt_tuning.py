@@ -25,7 +25,7 @@ from cultbench.instruments import load_instrument
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
 from cultbench.scorer import SurveyScorer
-from conftest import check_one_line_error
+from conftest import ROOT, check_one_line_error
 
 INST = load_instrument("vsm2013")
 VARIANTS = ["respondent-standard", "brief-reworded-reversed"]
@@ -191,3 +191,33 @@ def test_cultbench_run_and_leaderboard_with_prompt_tuning(tiny_folder, tmp_path)
     assert built.exit_code == 0, built.output
     rows = json.loads((board / "leaderboard.json").read_text())["rows"]
     assert sorted(r["aligner"]["name"] for r in rows) == ["naive", "prompt-tuning"]
+
+
+def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
+    """scripts/calibrate_aligners.py on the tiny model: a short wall-clock budget per setting, run
+    in two processes' worth of files and merged, the curves, held-out marks and the plot."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate_aligners.py")
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    common = ["--model", str(tiny_folder), "--targets", "Japan", "--seconds", "1.5", "--points", "2",
+              "--train", "respondent,brief-reversed", "--heldout", "honest"]
+    for name, setting in (("pt", "prompt-tuning=prompt-tuning:n_virtual=3"), ("de", "de-box2=de:bounds=-2;2,popsize=5")):
+        assert calibrate.main(common + ["--settings", setting, "--out", str(tmp_path / f"{name}.json")]) == 0
+    out, plot = tmp_path / "all.json", tmp_path / "all.svg"
+    assert calibrate.main(["--merge", str(tmp_path / "pt.json"), str(tmp_path / "de.json"), "--out", str(out),
+                           "--plot", str(plot)]) == 0
+    data = json.loads(out.read_text())
+    assert data["train"] == VARIANTS and data["heldout"] == ["honest"] and data["targets"] == ["Japan"]
+    assert {r["setting"] for r in data["runs"]} == {"prompt-tuning", "de-box2"}
+    de = next(r for r in data["runs"] if r["setting"] == "de-box2")
+    assert de["params"] == {"bounds": "-2,2", "popsize": "5"} and de["stopped"] == "time"
+    for run in data["runs"]:
+        best = [p["train_l1"] for p in run["curve"]]
+        assert best and best == sorted(best, reverse=True) and run["wall_seconds"] >= 1.5
+        assert run["marks"][-1]["seconds"] == run["wall_seconds"] and run["marks"][-1]["train_l1"] == best[-1]
+        assert len(run["marks"]) <= 2 and all(m["heldout_l1"] > 0 for m in run["marks"])
+    assert set(data["references"]["Japan"]) == {"naive", "p0"}
+    assert plot.read_text().startswith("<?xml")
+    assert calibrate.main(["--targets", "US", "--out", str(tmp_path / "x.json")]) == 2
