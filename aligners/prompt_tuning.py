@@ -4,9 +4,10 @@ Where the model's weights are at hand, the expected answers are differentiable i
 This aligner trains the soft prompt [n_virtual, hidden] itself (no projection, no box) on the
 objective of the searches: the distance between the indices and the target per training variant,
 averaged over the variants (``AlignmentProblem.loss``). The gradient flows through the scorer's
-packed forwards (``SurveyScorer.expected_answers``: the same prefix tree and key/value cache as
+packed forwards (``SurveyScorer.indices_with_grad``: the same prefix tree and key/value cache as
 the forward-only path, with autograd), through the answer distributions and expected answers,
-and through the instrument's index formulas (a matrix). One variant's graph is held at a time
+and through the instrument's index formulas (a matrix); for a distribution instrument, through
+the answer shares and its Jensen-Shannon distance. One variant's graph is held at a time
 (``variants_per_backward``) and the gradients are summed, which is exact because the objective
 is a mean over variants.
 
@@ -158,8 +159,8 @@ class PromptTuning(ConfiguredAligner):
         steps = self.plan_steps(budget)
         # The differentiable scorer: the search scorer if it has a gradient path (a local
         # SurveyScorer), else the exact one (a search scorer on Ray workers has none).
-        scorer = problem.scorer if hasattr(problem.scorer, "expected_answers") else problem.exact_scorer
-        if not hasattr(scorer, "expected_answers"):
+        scorer = problem.scorer if hasattr(problem.scorer, "indices_with_grad") else problem.exact_scorer
+        if not hasattr(scorer, "indices_with_grad"):
             raise CultbenchError(f"prompt-tuning needs a scorer with a gradient path (SurveyScorer), got "
                                  f"{type(scorer).__name__}")
         init_text = format_persona(cfg.init_text, problem.target.name)

@@ -83,19 +83,19 @@ class TimedScorer:
             self._record(self._fitness(out.indices), list(soft_prompts))
         return out
 
-    def expected_answers(self, soft_prompts=None, personas=None, variants=None):
+    def indices_with_grad(self, soft_prompts=None, personas=None, variants=None):
         """Prompt tuning's forward: a step's prompt is complete once every variant was seen."""
         self._check()
-        expected = self._scorer.expected_answers(soft_prompts, personas, variants)
+        indices = self._scorer.indices_with_grad(soft_prompts, personas, variants)
         variants = list(range(len(self._scorer.variants))) if variants is None else list(variants)
-        indices = self._scorer.indices_tensor(expected.detach()).cpu().numpy()  # [1, len(variants), D]
+        rows = indices.detach().cpu().numpy()  # [1, len(variants), D]
         for j, v in enumerate(variants):
-            self._partial[v] = indices[:, j]
+            self._partial[v] = rows[:, j]
         if len(self._partial) == len(self._scorer.variants):
             rows = np.stack([self._partial[v] for v in range(len(self._scorer.variants))], axis=1)
             self._record(self._fitness(rows), list(soft_prompts))
             self._partial = {}
-        return expected
+        return indices
 
 
 def parse_setting(text: str) -> tuple[str, str, dict]:

@@ -202,14 +202,14 @@ def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
     calibrate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(calibrate)
     common = ["--model", str(tiny_folder), "--targets", "Japan", "--seconds", "1.5", "--points", "2",
-              "--train", "respondent,brief-reversed", "--heldout", "honest"]
+              "--train", ",".join(VARIANTS), "--heldout", "participant-standard"]
     for name, setting in (("pt", "prompt-tuning=prompt-tuning:n_virtual=3"), ("de", "de-box2=de:bounds=-2;2,popsize=5")):
         assert calibrate.main(common + ["--settings", setting, "--out", str(tmp_path / f"{name}.json")]) == 0
     out, plot = tmp_path / "all.json", tmp_path / "all.svg"
     assert calibrate.main(["--merge", str(tmp_path / "pt.json"), str(tmp_path / "de.json"), "--out", str(out),
                            "--plot", str(plot)]) == 0
     data = json.loads(out.read_text())
-    assert data["train"] == VARIANTS and data["heldout"] == ["honest"] and data["targets"] == ["Japan"]
+    assert data["train"] == VARIANTS and data["heldout"] == ["participant-standard"] and data["targets"] == ["Japan"]
     assert {r["setting"] for r in data["runs"]} == {"prompt-tuning", "de-box2"}
     de = next(r for r in data["runs"] if r["setting"] == "de-box2")
     assert de["params"] == {"bounds": "-2,2", "popsize": "5"} and de["stopped"] == "time"
