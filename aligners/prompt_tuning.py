@@ -52,10 +52,11 @@ from cultbench.errors import CultbenchError, did_you_mean
 _log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-# Measured by `cultbench bench` (prompt-tuning section) on SmolLM2-135M-Instruct, fp32, 2 CPU cores:
-# one forward-and-backward step over the training variants against one forward candidate
-# evaluation in a population of 10 (docs/aligners.md).
-STEP_COST = 3.0
+# Measured (docs/calibration/step-cost.json, bench.prompt_tuning_step_cost): on SmolLM2-135M-Instruct in
+# fp32, one thread, a 30-token persona-sized prompt, one step took 3.68x the time of one forward
+# candidate evaluation in a population of 10 (53.7 s against 14.6 s on a heavily shared 2-core
+# machine); rounded up.
+STEP_COST = 3.7
 # Keys of the history that hold wall time: they differ between an interrupted and a whole run.
 TIMING_KEYS = ("seconds",)
 

@@ -46,7 +46,7 @@ STUDY_TARGETS = {"U.S.A.", "China", "India", "Saudi Arabia"}
 
 
 class TimeUp(BaseException):  # not Exception: a search retries a generation that raised one
-    """The wall-clock budget is spent (raised at the start of the first call after it)."""
+    """The wall-clock budget is spent (raised when the next generation or step would start)."""
 
 
 class TimedScorer:
@@ -84,8 +84,10 @@ class TimedScorer:
         return out
 
     def indices_with_grad(self, soft_prompts=None, personas=None, variants=None):
-        """Prompt tuning's forward: a step's prompt is complete once every variant was seen."""
-        self._check()
+        """Prompt tuning's forward: a step's prompt is complete once every variant was seen (no
+        step starts after the deadline; one under way finishes, as a search's generation does)."""
+        if not self._partial:
+            self._check()
         indices = self._scorer.indices_with_grad(soft_prompts, personas, variants)
         variants = list(range(len(self._scorer.variants))) if variants is None else list(variants)
         rows = indices.detach().cpu().numpy()  # [1, len(variants), D]

@@ -29,7 +29,7 @@ from conftest import ROOT, check_one_line_error
 
 INST = load_instrument("vsm2013")
 VARIANTS = ["respondent-standard", "brief-reworded-reversed"]
-PARAMS = dict(n_virtual=3, lr=0.05)
+PARAMS = dict(n_virtual=3, lr=0.05, step_cost=3.0)
 INFO = {"id": "tiny-llama", "revision": None, "file_sha256": None, "hidden_size": 32}
 
 
@@ -82,7 +82,7 @@ def test_steps_budget_and_bad_input(tiny):
     assert pt.plan_steps(None) == 2 and pt.plan_steps(100) == 2 and pt.plan_steps(5) == 2 and pt.plan_steps(4) == 1
     assert make_aligner("prompt-tuning", step_cost=2.5).plan_steps(10) == 4
     with pytest.raises(CultbenchError, match="pays for no step"):
-        make_aligner("prompt-tuning").plan_steps(2)
+        make_aligner("prompt-tuning").plan_steps(3)  # the default step costs 3.7 evaluations
     with pytest.raises(CultbenchError, match="give a budget"):
         make_aligner("prompt-tuning").align(problem_of(tiny))
     for params, message in [({"optimizer": "adma"}, "Did you mean: adam"), ({"lr": 0}, "lr=0.0 must be positive"),
@@ -111,7 +111,7 @@ def test_resume_after_an_interrupt_ends_with_the_same_tensor(tiny, trained, tmp_
     with pytest.raises(CultbenchError, match="already holds a run's checkpoint"):
         make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, run_dir=tmp_path)
     with pytest.raises(CultbenchError, match="differs in hyperparameters.lr"):
-        make_aligner("prompt-tuning", n_virtual=3, lr=0.01).align(problem_of(tiny), budget=24, run_dir=tmp_path,
+        make_aligner("prompt-tuning", n_virtual=3, lr=0.01, step_cost=3.0).align(problem_of(tiny), budget=24, run_dir=tmp_path,
                                                                   resume=True)
     resumed = make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, run_dir=tmp_path,
                                                             resume=True)
@@ -156,7 +156,7 @@ def test_cli_align_and_show(tiny_folder, tmp_path):
     assert shown.exit_code == 0 and "lr (float, default 0.005)" in shown.output and "step_cost" in shown.output
     out = tmp_path / "pt"
     result = CliRunner().invoke(main, ["align", "--model", str(tiny_folder), "--target", "Japan", "--aligner",
-                                       "prompt-tuning", "--budget", "6", "--param", "n_virtual=2", "--output",
+                                       "prompt-tuning", "--budget", "6", "--param", "n_virtual=2", "--param", "step_cost=3", "--output",
                                        str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     saved = Alignment.from_pretrained(out)
@@ -172,7 +172,7 @@ def test_cultbench_run_and_leaderboard_with_prompt_tuning(tiny_folder, tmp_path)
     import leaderboard as leaderboard_data
 
     args = ["run", "--model", str(tiny_folder), "--target", "Japan", "--aligner", "prompt-tuning", "--aligner",
-            "naive", "--budget", "7", "--param", "n_virtual=2", "--param", "lr=0.05", "--output",
+            "naive", "--budget", "7", "--param", "n_virtual=2", "--param", "lr=0.05", "--param", "step_cost=3", "--output",
             str(tmp_path / "entries"), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
