@@ -29,7 +29,7 @@ import torch
 
 from cultbench.instruments import load_instrument
 from cultbench.models import load_model
-from cultbench.prompts import default_variant
+from cultbench.prompts import default_variant, get_variants
 from cultbench.scorer import SurveyScorer
 
 ENGINES = ("scorer-fp32", "scorer-bf16", "lm-eval", "loop")
