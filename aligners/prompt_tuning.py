@@ -69,8 +69,7 @@ class PromptTuningConfig(AlignerConfig):
                                          "the starting prompt, cycled or cut to a given n_virtual; {country} is "
                                          "the target's name; empty: P0 = 0 (needs n_virtual).")
     optimizer: str = param("adam", "torch.optim optimiser: " + ", ".join(OPTIMIZERS) + ".")
-    lr: float = param(5e-3, "Learning rate (Adam moves each coordinate by about lr per step; SmolLM2's token "
-                            "embeddings have a spread of about 0.1).")
+    lr: float = param(5e-3, "Learning rate (Adam moves each coordinate of the prompt by about lr per step).")
     betas: tuple[float, float] = param((0.9, 0.999), "Adam's/AdamW's BETA1,BETA2.")
     momentum: float = param(0.0, "SGD's momentum.")
     weight_decay: float = param(0.0, "Weight decay (AdamW: decoupled; Adam and SGD: L2 on the prompt).")
