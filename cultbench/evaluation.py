@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.metrics import distance, signed_error
 from cultbench.profiles import Profile
@@ -36,8 +37,9 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
                        persona: str | None = None, splits: Sequence[str] = SPLIT_NAMES,
                        constants: dict | None = None, max_batch_mb: float | None = None,
                        dimensions: Sequence[str] | None = None, baseline: bool = False) -> dict:
-    """Scores per split (indices, expected answers, option mass) and per target (L1, error), the
-    targets keyed by their stable id (``Profile.key``, e.g. "US").
+    """Scores per split (indices, expected answers, option mass, validity diagnostics) and per
+    target (L1, error), the targets keyed by their stable id (``Profile.key``, e.g. "US"); and the
+    diagnostics over all the evaluated variants (``diagnostics``, see ``cultbench.diagnostics``).
 
     L1 is computed per prompt variant and averaged over the split's variants, as the aligners'
     fitness is; the signed error is that of the split's mean indices. With ``baseline``, the
@@ -59,6 +61,11 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
         scored = scorer.score([soft_prompt, None], [persona, None])
     else:
         scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
+
+    def diagnostics_of(rows):
+        return diagnose(scored.probs[0, rows], scored.option_mass[0, rows], scored.expected[0, rows],
+                        scored.indices[0, rows], [variants[k].order for k in rows], instrument.options, dims)
+
     out = {"instrument": {"name": instrument.name, "version": instrument.version},
            "wording": {"version": variants_version()}, "dimensions": compared,
            "constants": scored.constants, "precision": str(scorer.dtype).replace("torch.", ""), "splits": {}}
@@ -73,6 +80,7 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
             "expected_answers": dict(zip(items, scored.expected[0, rows].mean(axis=0).tolist())),
             "option_mass": float(scored.option_mass[0, rows].mean()),
             "option_mass_per_item": dict(zip(items, scored.option_mass[0, rows].mean(axis=0).tolist())),
+            "diagnostics": diagnostics_of(rows),
             "targets": {},
         }
         for target in targets:
@@ -83,4 +91,5 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
                 versus["delta_vs_naive"] = versus["l1"] - versus["naive_l1"]
             split_out["targets"][target.key] = versus
         out["splits"][split] = split_out
+    out["diagnostics"] = diagnostics_of(list(range(len(variants))))
     return out

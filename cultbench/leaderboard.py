@@ -114,12 +114,23 @@ def _row(records: list[tuple[str, dict]]) -> dict:
         "fitness": stat(r["aligner"]["fitness"] for r in recs),
         "evaluations": stat(r["aligner"]["evaluations"] for r in recs),
         "wall_time_s": stat(r["run"]["wall_time_s"] for r in recs),
+        "verdict": verdict_summary(recs),
         "convergence": [{"seed": r["aligner"]["seed"], "search_precision": r["history"]["search_precision"],
                          "curve": [[p["evaluations"], p["best"]] for p in r["history"]["curve"]
                                    if p["best"] is not None]}
                         for r in recs if r["history"] is not None],
         "files": [name for name, _ in records],
     }
+
+
+def verdict_summary(records: list[dict]) -> dict:
+    """The validity verdict of a row's entries (diagnostics over all evaluated variants): how many
+    have diagnostics, how many of those are interpretable, and the checks any of them failed or
+    could not run. Entries made before the diagnostics existed have none."""
+    assessed = [r["metrics"]["diagnostics"]["all"] for r in records if "diagnostics" in r["metrics"]]
+    return {"assessed": len(assessed), "interpretable": sum(bool(d["interpretable"]) for d in assessed),
+            "failed": sorted({c for d in assessed for c in d["failed"]}),
+            "unchecked": sorted({c for d in assessed for c in d["unchecked"]})}
 
 
 def _label_rows(rows: list[dict]) -> None:

@@ -60,6 +60,20 @@ def _delta(split: str):
     return lambda r: (r.get("delta_vs_naive") or {}).get(split)
 
 
+def verdict_text(verdict: dict) -> str:
+    """A row's validity verdict: "yes", "no", "k/n" (seeds disagree) or "–" (no diagnostics)."""
+    if not verdict["assessed"]:
+        return "–"
+    if verdict["interpretable"] in (0, verdict["assessed"]):
+        return "yes" if verdict["interpretable"] else "no"
+    return f"{verdict['interpretable']}/{verdict['assessed']}"
+
+
+def _verdict_value(row: dict):
+    v = row["verdict"]
+    return v["interpretable"] / v["assessed"] if v["assessed"] else None
+
+
 def _gap(row: dict):
     a, b = row["l1"]["heldout"]["mean"], row["l1"]["train"]["mean"]
     return None if a is None or b is None else a - b
@@ -86,6 +100,7 @@ def columns(dims: list[str]) -> list[Column]:
         Column("gap", "Gap (held-out − train)", _gap, lambda r: fmt(_gap(r), "+.2f")),
         Column("option_mass", "Option mass (held-out)", lambda r: r["option_mass"]["heldout"]["mean"],
                lambda r: fmt(r["option_mass"]["heldout"]["mean"], ".3f"), split="heldout"),
+        Column("interpretable", "Interpretable", _verdict_value, lambda r: verdict_text(r["verdict"])),
         Column("evaluations", "Evaluations", lambda r: r["evaluations"]["mean"],
                lambda r: fmt(r["evaluations"]["mean"], ".0f")),
     ]
@@ -164,7 +179,9 @@ INTRO = ("One row per model, aligner and target; seeds aggregated as mean ± sta
          "agreement across targets does not depend on C. Option mass is the probability the model put on the "
          "answer options 1–5: a low mass means it does not answer in the format. Targets' scores are from the "
          f"2015 matrix ({DEFAULT_SOURCE}) unless marked: estimated ones say (est.); a cell's tooltip holds its "
-         "full text.")
+         "full text. Interpretable: the validity verdict of the entries' diagnostics (docs/diagnostics.md): yes "
+         "when every check (option mass, position bias, reversal consistency, item discrimination, wording "
+         "stability) was measured and passed, k/n when seeds disagree, – for entries made before the diagnostics.")
 
 SUMMARY_NOTE = ("Per model and aligner: L1 averaged over its targets (each target's mean over seeds), with a 95% "
                 "bootstrap confidence interval over the targets; Δ vs naive averaged the same way; cost per run "

@@ -226,6 +226,9 @@ def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Ma
             "dimension_rank_agreement": rank_agreement([scored["indices"][d] for d in dims],
                                                        [target["scores"][d] for d in dims]),
         }
+    if all("diagnostics" in evaluation["splits"][s] for s in SPLITS) and "diagnostics" in evaluation:
+        metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
+                                  "all": evaluation["diagnostics"]}
     soft = alignment.soft_prompt
     record = {
         "schema_version": SCHEMA_VERSION, "id": entry_id(key), "engine": engine,

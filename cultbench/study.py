@@ -2,12 +2,13 @@
 
 ``study(entries)`` gives, per model: L1 to the target per target x aligner (mean, sd, min, max
 over seeds; training and held-out variants), each aligner's averages over the targets (L1,
-option mass, absolute error per dimension) and paired tests between aligners. A pair is the two
-aligners' L1 on the same target with the same seed; an aligner that ignores the seed (naive,
-icl) pairs with every seed of the other. Each test is ``cultbench.stats.paired_comparison``
-(bootstrap CI, exact sign-flip permutation p); p-values are also Holm-adjusted over the study's
-family of tests. ``render_study_markdown`` writes it as Markdown, with the leaderboard page's
-convergence charts as SVG files beside it.
+option mass, absolute error per dimension) and paired tests between aligners. The unit of a
+test is the target: each aligner's L1 is averaged over its seeds within a target first, then the
+two aligners' target means are paired (so a seed-free baseline's one value is not counted once per
+seed of a search). Each test is ``cultbench.stats.paired_comparison`` (bootstrap CI with its
+method, exact sign-flip permutation p, the smallest p the number of targets allows); p-values are
+also Holm-adjusted over the study's family of tests. ``render_study_markdown`` writes it as
+Markdown, with the leaderboard page's convergence charts as SVG files beside it.
 """
 
 from __future__ import annotations
@@ -51,25 +52,17 @@ def _order(name: str) -> tuple:
     return (ALIGNER_ORDER.index(base) if base in ALIGNER_ORDER else len(ALIGNER_ORDER), name)
 
 
-def _pairs(records: dict, label_of: dict, a: str, b: str, split: str) -> list[tuple[str, int, float, float]]:
-    """(target, seed, L1 of a, L1 of b) for every target and seed both aligners have; an
-    aligner without seeds (seed None) stands beside every seed of the other."""
-    scores: dict = defaultdict(dict)  # label -> (target, source, seed) -> L1
+def _units(records: dict, label_of: dict, a: str, b: str, split: str) -> list[tuple[str, int, int, float, float]]:
+    """(target, seeds of a, seeds of b, mean L1 of a, mean L1 of b) for every target both aligners
+    have. The target is the unit: each aligner's seeds are averaged within the target first, so
+    an aligner without seeds (one value per target) is not counted once per seed of the other."""
+    scores: dict = defaultdict(lambda: defaultdict(list))  # label -> (target, source) -> L1 per seed
     for name, record in records.items():
         t = record["target"]
-        scores[label_of[name]][(t["name"], t["source"], record["aligner"]["seed"])] = record["metrics"][split]["l1"]
+        scores[label_of[name]][(t["name"], t["source"])].append(record["metrics"][split]["l1"])
     a_scores, b_scores = scores[a], scores[b]
-
-    def value(table, target, source, seed):
-        return table.get((target, source, seed), table.get((target, source, None)))
-
-    keys = a_scores if any(k[2] is not None for k in a_scores) else b_scores
-    out = []
-    for target, source, seed in sorted(keys, key=lambda k: (k[0], k[1], -1 if k[2] is None else k[2])):
-        va, vb = value(a_scores, target, source, seed), value(b_scores, target, source, seed)
-        if va is not None and vb is not None:
-            out.append((target, seed, va, vb))
-    return out
+    return [(target[0], len(a_scores[target]), len(b_scores[target]), float(np.mean(a_scores[target])),
+             float(np.mean(b_scores[target]))) for target in sorted(set(a_scores) & set(b_scores))]
 
 
 def _labels(rows: list[dict], name: str) -> list[str]:
@@ -125,11 +118,13 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0) -> dict:
             for a in _labels(mine, a_name):
                 for b in _labels(mine, b_name):
                     for split in SPLITS:
-                        pairs = _pairs(records, label_of, a, b, split)
-                        if len(pairs) < 2:
+                        units = _units(records, label_of, a, b, split)
+                        if len(units) < 2:
                             continue
-                        result = paired_comparison([p[2] for p in pairs], [p[3] for p in pairs], seed=seed)
-                        tests.append({"a": a, "b": b, "split": split, **result})
+                        result = paired_comparison([u[3] for u in units], [u[4] for u in units], seed=seed)
+                        tests.append({"a": a, "b": b, "split": split, "unit": "target",
+                                      "seeds_a": max(u[1] for u in units), "seeds_b": max(u[2] for u in units),
+                                      **result})
         for p_holm, test in zip(holm([t["p_value"] for t in tests]), tests):
             test["p_holm"] = p_holm
         models.append({"model": model, "aligners": aligners,
@@ -199,19 +194,30 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
                             [[md_escape(t["target"]), md_escape(t["aligner"])]
                              + [fmt(t["signed_error"]["heldout"][d], "+.1f") for d in dims] for t in m["table"]]))
         if m["tests"]:
+            floors = sorted({(t["n_pairs"], t["min_p_value"]) for t in m["tests"]})
+            floor_text = "; ".join(f"{n} targets: 2/2^{n} = {fmt(p, '.4g')}" for n, p in floors)
+            methods = ", ".join(sorted({t["ci_method"] for t in m["tests"]}))
             parts.append("\n### Paired comparisons\n\n"
-                         "Δ = mean of (L1 of A − L1 of B) over pairs (same target and seed; negative: A is "
-                         "closer to the target); 95% bootstrap CI (BCa); two-sided exact sign-flip "
-                         "permutation p; p (Holm): adjusted over all the tests below; A better: share of "
-                         "pairs where A's L1 is lower. An aligner without seeds stands beside each seed of the "
-                         "other, so the tests are conditional on these targets: they say whether a difference "
-                         "holds over seeds and these countries, not over countries in general.\n")
+                         "The unit is the target: each aligner's L1 is first averaged over its seeds within a "
+                         "target, then the targets are paired (an aligner that ignores the seed has one value "
+                         "per target). Δ = mean over targets of (L1 of A − L1 of B) (negative: A is closer to "
+                         "the target); 95% bootstrap CI of that mean (scipy.stats.bootstrap; the CI method "
+                         f"column says which method gave it, here: {methods}); p: two-sided exact sign-flip permutation "
+                         "test over the targets; p (Holm): adjusted over all the tests below; A better: share "
+                         "of targets where A's mean L1 is lower. The tests say whether a difference holds "
+                         "over these countries, not over countries in general.\n\n"
+                         f"**Smallest p this design can give** ({floor_text}): with this few targets no test "
+                         "can reach a small p, whatever the data; a bootstrap interval over so few targets "
+                         "is also rough (too narrow).\n")
             parts.append(_table(
-                ["A", "B", "Split", "Pairs", "Mean A", "Mean B", "Δ", "95% CI", "p", "p (Holm)", "A better"],
-                [[md_escape(t["a"]), md_escape(t["b"]), t["split"], str(t["n_pairs"]), fmt(t["mean_a"], ".1f"),
+                ["A", "B", "Split", "Targets", "Seeds A/B", "Mean A", "Mean B", "Δ", "95% CI", "CI method", "p",
+                 "p (Holm)", "A better"],
+                [[md_escape(t["a"]), md_escape(t["b"]), t["split"], str(t["n_pairs"]),
+                  f"{t['seeds_a']}/{t['seeds_b']}", fmt(t["mean_a"], ".1f"),
                   fmt(t["mean_b"], ".1f"), fmt(t["mean_difference"], "+.1f"),
-                  f"[{fmt(t['ci_low'], '+.1f')}, {fmt(t['ci_high'], '+.1f')}]", fmt(t["p_value"], ".4f"),
-                  fmt(t["p_holm"], ".4f"), f"{t['a_better_fraction']:.0%}"] for t in m["tests"]]))
+                  f"[{fmt(t['ci_low'], '+.1f')}, {fmt(t['ci_high'], '+.1f')}]", md_escape(t["ci_method"]),
+                  fmt(t["p_value"], ".4f"), fmt(t["p_holm"], ".4f"), f"{t['a_better_fraction']:.0%}"]
+                 for t in m["tests"]]))
         for target, path in (charts or {}).get(m["model"], {}).items():
             parts.append(f"\n![Convergence, {md_escape(target)}]({path})\n\n*{md_escape(target)}.* {CONVERGENCE_NOTE}")
         parts.append("")

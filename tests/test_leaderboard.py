@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from scipy import stats
@@ -34,8 +35,10 @@ EVIL = '</script><!-- <script>alert("x")</script><img src=x onerror=alert(1)> | 
 CHECKER = load_page_checker()
 
 
-def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, model="org/model", curve=(30, 20)):
-    """A record as `cultbench run` writes it, from chosen indices (default: 50 everywhere)."""
+def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, model="org/model", curve=(30, 20),
+                diagnostics=None):
+    """A record as `cultbench run` writes it, from chosen indices (default: 50 everywhere) and, when
+    given, one diagnostics report for every split and overall."""
     profile = lookup(target).to_dict()
     searching = seed is not None
     key = combination_key(model=model, model_dtype="float32", instrument={"name": "vsm2013", "version": 1},
@@ -56,6 +59,10 @@ def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, mod
             "option_mass_per_item": dict.fromkeys(INST.item_ids, 0.4),
             "targets": {target_key(profile): {"source": profile["source"], "l1": l1,
                                           "l1_per_variant": dict.fromkeys(names, l1), "signed_error": err}}}
+        if diagnostics is not None:
+            evaluation["splits"][split]["diagnostics"] = diagnostics
+    if diagnostics is not None:
+        evaluation["diagnostics"] = diagnostics
     history = [{"evaluations": 5 * (k + 1), "best": b, "mean": b + 1} for k, b in enumerate(curve)]
     alignment = SimpleNamespace(
         aligner=aligner, hyperparameters=key["hyperparameters"], evaluations=10 if searching else 0,
@@ -275,3 +282,47 @@ def test_each_builtin_aligner_has_its_own_colour():
     colours = chart_colours(rows)
     assert {colours[n] for n in charts.ALIGNER_COLOURS} == set(charts.ALIGNER_COLOURS.values())
     assert len(set(colours.values())) == len(rows)  # a second setup of de gets a colour of its own
+
+
+def _diagnostics(by_position: bool) -> dict:
+    """The report of a model that answers by position (always the first shown option) or by content."""
+    from cultbench.diagnostics import diagnose
+
+    n, k = len(INST.items), len(INST.options)
+    orders = ["ascending", "descending"]
+    probs = np.zeros((2, n, k))
+    if by_position:
+        probs[0, :, 0] = probs[1, :, -1] = 1.0
+    else:
+        probs[:] = np.random.default_rng(0).dirichlet(np.full(k, 0.5), size=n)
+    expected = probs @ np.array(INST.options, dtype=float)
+    return diagnose(probs, np.full((2, n), 0.9), expected, INST.indices(expected, INST.constants()), orders,
+                    INST.options, DIMS)
+
+
+def test_the_verdict_stands_beside_every_row(tmp_path):
+    position, content = _diagnostics(by_position=True), _diagnostics(by_position=False)
+    assert not position["interpretable"] and content["interpretable"]
+    records = [make_record(aligner="naive", seed=None, diagnostics=position),
+               make_record(seed=0, diagnostics=content), make_record(seed=1, diagnostics=position),
+               make_record(target="CN", aligner="naive", seed=None, diagnostics=content),
+               make_record(target="CN", seed=0)]  # made before the diagnostics existed
+    write_entries(tmp_path / "entries", records)  # validated against the schema on write
+    board, _ = build(tmp_path / "entries", tmp_path)
+    shown = {(r["target"]["iso2"], r["aligner"]["name"]): r for r in board["rows"]}
+    assert shown[("US", "naive")]["verdict"] == {"assessed": 1, "interpretable": 0, "unchecked": [],
+                                                 "failed": sorted(position["failed"])}
+    assert shown[("US", "de")]["verdict"]["interpretable"] == 1 and shown[("US", "de")]["verdict"]["assessed"] == 2
+    assert shown[("CN", "de")]["verdict"]["assessed"] == 0
+    md = (tmp_path / "LEADERBOARD.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| Model"))
+    column = [c.strip() for c in header.strip("| ").split(" | ")].index("Interpretable")
+    cells = {}
+    for line in md.splitlines():
+        parts = [c.strip() for c in line.strip("| ").split(" | ")]
+        if line.startswith("| ") and "hofstede-2015" in line:
+            cells[(parts[2].split(" (")[0], parts[1].split(" (")[0])] = parts[column]
+    assert cells == {("U.S.A.", "naive"): "no", ("U.S.A.", "de"): "1/2", ("China", "naive"): "yes",
+                     ("China", "de"): "–"}
+    page = CHECKER.parse((tmp_path / "index.html").read_text())
+    assert sorted(r["cells"]["interpretable"] for r in page.rows) == ["", "0.0", "0.5", "1.0"]

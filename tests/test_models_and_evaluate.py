@@ -104,6 +104,12 @@ def test_evaluate_command_reports_splits_and_target_metrics(tiny_folder):
     assert list(train["targets"]["US"]["signed_error"].values()) == pytest.approx(list(mean - us.vector()))
     assert train["targets"]["CN"]["name"] == "China"
     assert "naive_l1" not in train["targets"]["US"]  # the model as it is is the naive model
+    # validity diagnostics per split and over all the variants, each with its verdict
+    assert train["diagnostics"]["variants"] == len(train["variants"])
+    assert isinstance(train["diagnostics"]["interpretable"], bool)
+    assert out["diagnostics"]["variants"] == len(train["variants"]) + len(out["splits"]["heldout"]["variants"])
+    assert set(out["diagnostics"]["checks"]) == {"option_mass", "position_bias", "reversal", "item_discrimination",
+                                                 "wording_stability"}
 
 
 def test_evaluate_prints_a_summary_and_writes_the_json(tiny_folder, tmp_path):

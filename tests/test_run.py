@@ -25,6 +25,7 @@ from cultbench import sweep as sweep_module
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
+from cultbench.leaderboard_page import verdict_text
 from cultbench.metrics import distance
 from cultbench.models import load_model
 from cultbench.prompts import get_variants, variants_version
@@ -84,6 +85,11 @@ def test_run_writes_one_valid_result_per_combination(sweep, tiny_folder):
             for d in inst.dimension_ids:
                 assert m["signed_error"][d] == pytest.approx(s["indices"][d] - r["target"]["scores"][d], abs=1e-9)
             assert 0 < s["option_mass"] < 1 and len(s["expected_answers"]) == 24
+            diag = r["metrics"]["diagnostics"][split]
+            assert diag["variants"] == len(s["variants"]) and diag["option_mass"] == pytest.approx(s["option_mass"])
+        overall = r["metrics"]["diagnostics"]["all"]
+        assert overall["variants"] == 2 + len(heldout) and isinstance(overall["interpretable"], bool)
+        assert overall["interpretable"] == (overall["failed"] == overall["unchecked"] == [])
         # The training L1 is the aligner's full-precision fitness.
         assert r["metrics"]["train"]["l1"] == pytest.approx(r["aligner"]["fitness"], abs=1e-4)
         # The held-out numbers are what a fresh scorer gives the saved alignment.
@@ -230,8 +236,13 @@ def test_leaderboard_build_matches_the_entries(board):
         delta = row["delta_vs_naive"]["heldout"]
         assert cells[5] == ("–" if row["aligner"]["name"] == "naive" else f"{delta:+.2f}")
         assert cells[8] == f"{h['mean'] - row['l1']['train']['mean']:+.2f}"
+        # the validity verdict beside every row, from the entries' diagnostics
+        verdicts = [r["metrics"]["diagnostics"]["all"]["interpretable"] for r in mine]
+        expected = "yes" if all(verdicts) else "no" if not any(verdicts) else f"{sum(verdicts)}/{len(verdicts)}"
+        assert cells[10] == verdict_text(row["verdict"]) == expected
+        assert row["verdict"]["assessed"] == row["n"]
         # PDI's error comes first: dimensions in the instrument's order
-        assert cells[11] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
+        assert cells[12] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
 
     # The HTML table: one row per row, each number's full value in data-v, shown rounded.
     html = (out / "index.html").read_text()
@@ -242,6 +253,7 @@ def test_leaderboard_build_matches_the_entries(board):
         assert float(shown["cells"]["l1_train"]) == row["l1"]["train"]["mean"]
         assert float(shown["cells"]["err_ivr"]) == row["signed_error"]["heldout"]["ivr"]["mean"]
         assert float(shown["cells"]["option_mass"]) == row["option_mass"]["heldout"]["mean"]
+        assert float(shown["cells"]["interpretable"]) == row["verdict"]["interpretable"] / row["n"]
         assert shown["cells"]["model"] == row["model_label"] and shown["cells"]["aligner"] == row["aligner_label"]
     assert f'{rows[0]["l1"]["heldout"]["mean"]:.2f}' in html
     assert html.count("<svg") == 4  # per target: the indices chart and the convergence chart

@@ -38,3 +38,36 @@ def test_constant_differences_and_bad_input():
         paired_comparison([1.0, 2.0], [1.0])
     with pytest.raises(ValueError):
         paired_comparison([1.0], [2.0])
+
+
+def test_smallest_p_value_is_stated():
+    from cultbench.stats import smallest_p_value
+
+    for n in (2, 4, 12):
+        out = paired_comparison(np.arange(n, dtype=float), np.arange(n, dtype=float) + 1 + np.arange(n) / 10)
+        # every pair has A lower: the most extreme pattern, so p is the design's floor 2/2^n
+        assert out["min_p_value"] == pytest.approx(2.0 / 2 ** n) == pytest.approx(out["p_value"])
+        assert out["p_method"] == "exact sign-flip"
+    assert smallest_p_value(20, n_resamples=9999) == pytest.approx(2 / 10000)
+    with pytest.raises(ValueError):
+        smallest_p_value(0)
+
+
+def test_ci_label_says_which_bootstrap_method_gave_the_interval(monkeypatch):
+    import cultbench.stats as module
+
+    a, b = np.array([10.0, 12.0, 9.0, 11.0]), np.array([12.0, 15.0, 9.5, 14.0])
+    assert paired_comparison(a, b)["ci_method"] == "BCa"
+    real = module.stats.bootstrap
+
+    def bca_degenerates(*args, method="BCa", **kwargs):
+        if method == "BCa":
+            raise module.stats.DegenerateDataWarning("BCa cannot be computed")
+        return real(*args, method=method, **kwargs)
+
+    monkeypatch.setattr(module.stats, "bootstrap", bca_degenerates)
+    out = paired_comparison(a, b)
+    assert out["ci_method"] == "percentile (BCa degenerate)"
+    expected = real(((a - b),), np.mean, method="percentile", n_resamples=9999,
+                    rng=np.random.default_rng(0)).confidence_interval
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((expected.low, expected.high))

@@ -2,6 +2,8 @@
 numbers; the study's tables and tests follow the entries; the committed document, study JSON and
 charts are what the committed entries give."""
 
+import copy
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -12,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from cultbench.cli import main
-from cultbench.leaderboard import collect
+from cultbench.leaderboard import Entries, collect
 from cultbench.stats import paired_comparison
 from cultbench.study import BEGIN, END, generated_part, holm, render_study_markdown, study, write_study
 
@@ -88,21 +90,61 @@ def test_study_tables_and_tests_follow_the_entries(runs):
             assert row["l1"][split]["n"] == len(values) == row["n"]
     tests = {(t["a"], t["b"], t["split"]): t for t in model["tests"]}
     assert len(tests) == 2 * 9
-    # de vs naive on held-out: pairs are (target, seed), naive's one value beside each seed
+    # de vs naive on held-out: the unit is the target, de's two seeds averaged within it
     de_vs_naive = tests[("de (10 evals)", "naive", "heldout")]
-    pairs = []
-    for r in sorted(records.values(), key=lambda r: (r["target"]["name"], r["aligner"]["seed"] or 0)):
-        if r["aligner"]["name"] == "de":
-            naive = next(n for n in records.values() if n["aligner"]["name"] == "naive"
-                         and n["target"]["name"] == r["target"]["name"])
-            pairs.append((r["metrics"]["heldout"]["l1"], naive["metrics"]["heldout"]["l1"]))
-    expected = paired_comparison([a for a, _ in pairs], [b for _, b in pairs])
-    assert de_vs_naive["n_pairs"] == 4
+    units = []
+    for target in sorted({r["target"]["name"] for r in records.values()}):
+        mine = [r for r in records.values() if r["target"]["name"] == target]
+        units.append((statistics.fmean(r["metrics"]["heldout"]["l1"] for r in mine if r["aligner"]["name"] == "de"),
+                      next(r["metrics"]["heldout"]["l1"] for r in mine if r["aligner"]["name"] == "naive")))
+    expected = paired_comparison([a for a, _ in units], [b for _, b in units])
+    assert de_vs_naive["n_pairs"] == 2 and de_vs_naive["unit"] == "target"
+    assert (de_vs_naive["seeds_a"], de_vs_naive["seeds_b"]) == (2, 1)
+    assert de_vs_naive["min_p_value"] == pytest.approx(0.5)
     for key in ("mean_difference", "ci_low", "ci_high", "p_value"):
         assert de_vs_naive[key] == pytest.approx(expected[key])
     assert [t["p_holm"] for t in model["tests"]] == pytest.approx(holm([t["p_value"] for t in model["tests"]]))
     text = render_study_markdown(doc)
     assert f"| {de_vs_naive['n_pairs']} |" in text and f"{de_vs_naive['mean_difference']:+.1f}" in text
+
+
+def _synthetic_entries(l1) -> Entries:
+    """In-memory entries from one committed record: ``l1[(aligner, target, seed)]`` = held-out and
+    training L1 (seed None for an aligner that ignores it)."""
+    template = json.loads(next((ROOT / "leaderboard" / "entries").glob("*_de_*.json")).read_text())
+    records = {}
+    for (aligner, target, seed), value in l1.items():
+        r = copy.deepcopy(template)
+        r["target"].update(name=target, code=target)
+        r["aligner"].update(name=aligner, seed=seed, budget=None if seed is None else 120)
+        r["history"] = None
+        for split in ("train", "heldout"):
+            r["metrics"][split]["l1"] = value
+        records[f"{aligner}-{target}-{seed}.json"] = r
+    return Entries(records=records)
+
+
+def test_targets_not_seeds_are_the_unit_of_a_paired_test():
+    """A search 10 points better on three targets and 1 point worse on the fourth, three seeds each,
+    against a seed-free baseline: as 12 seed pairs the test finds p < 0.01, but the 12 pairs come
+    from 4 baseline values; with the target as the unit p is the exact sign-flip p of 4 values."""
+    rng = np.random.default_rng(0)
+    effect = {"A": -10.0, "B": -10.0, "C": -10.0, "D": 1.0}
+    l1 = {("naive", t, None): 100.0 for t in effect}
+    l1.update({("de", t, s): 100.0 + e + rng.uniform(-0.1, 0.1) for t, e in effect.items() for s in range(3)})
+    doc = study(_synthetic_entries(l1), comparisons=(("de", "naive"),))
+    (test, _) = doc["models"][0]["tests"]
+    seed_pairs = [(l1[("de", t, s)], 100.0) for t in effect for s in range(3)]
+    assert paired_comparison(*zip(*seed_pairs))["p_value"] < 0.01  # what pairing seeds x targets gave
+    diffs = np.array([np.mean([l1[("de", t, s)] for s in range(3)]) - 100.0 for t in effect])
+    flips = [abs(np.mean(diffs * np.array(signs))) for signs in itertools.product([1, -1], repeat=4)]
+    assert test["n_pairs"] == 4 and (test["seeds_a"], test["seeds_b"]) == (3, 1)
+    assert test["p_value"] == pytest.approx(np.mean(np.array(flips) >= abs(diffs.mean()) - 1e-12)) == pytest.approx(0.25)
+    assert test["mean_difference"] == pytest.approx(diffs.mean())
+    assert test["min_p_value"] == pytest.approx(2 / 2 ** 4)
+    text = render_study_markdown(doc)
+    assert "Smallest p this design can give** (4 targets: 2/2^4 = 0.125)" in text
+    assert f"| {test['ci_method']} |" in text and test["ci_method"] in ("BCa", "percentile (BCa degenerate)")
 
 
 def test_holm_adjustment():
