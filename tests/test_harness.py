@@ -146,11 +146,15 @@ def test_documents_are_the_scorers_wording_from_the_package():
 def test_answer_records_and_aggregations_by_hand():
     doc = {"item": "q01", "answers": [1, 2, 3, 4, 5]}
     lls = np.log([0.1, 0.1, 0.2, 0.0001, 0.1])
-    item, expected, mass = answer_record(doc, lls)
+    item, expected, mass, first, by_value = answer_record(doc, lls)
     p = np.exp(lls) / np.exp(lls).sum()
     assert item == "q01" and expected == pytest.approx(p @ [1, 2, 3, 4, 5]) and mass == pytest.approx(0.5001)
+    assert first == pytest.approx(p[0]) and by_value == pytest.approx(tuple(p))
     reversed_doc = {"item": "q01", "answers": [5, 4, 3, 2, 1]}
-    assert answer_record(reversed_doc, lls)[1] == pytest.approx(6 - expected)
+    _, reversed_expected, _, reversed_first, reversed_values = answer_record(reversed_doc, lls)
+    assert reversed_expected == pytest.approx(6 - expected)
+    # the first shown option is still the first log-likelihood; by answer value it is value 5
+    assert reversed_first == pytest.approx(p[0]) and reversed_values == pytest.approx(tuple(p[::-1]))
 
     settings = SurveySettings.resolve({"target": "US", "constants": {"pdi": 0}})
     metrics = survey_metrics(settings)
@@ -161,6 +165,9 @@ def test_answer_records_and_aggregations_by_hand():
     assert metrics["l1"][0](records) == pytest.approx(np.abs(np.array([0, 50, 50, 50, 50, 50]) - us).sum())
     assert metrics["idv_error"][0](records) == pytest.approx(50 - us[1])
     assert metrics["option_mass"][0](records) == 0.5 and metrics["l1"][1] is False
+    shown_first = [(iid, 3.0, 0.5, 0.1 * (k % 3), (0.2,) * 5) for k, iid in enumerate(INST.item_ids)]
+    assert metrics["position_bias"][0](shown_first) == pytest.approx(np.mean([0.1 * (k % 3) for k in range(24)]))
+    assert metrics["position_bias"][1] is False
     # m07 one point higher: PDI + 35; an unanswered item leaves its indices undefined.
     bumped = [(iid, 4.0 if iid == "q07" else 3.0, 0.5) for iid in INST.item_ids]
     assert metrics["pdi"][0](bumped) == pytest.approx(35)
@@ -427,6 +434,16 @@ def test_evaluate_takes_the_alignment_json_for_its_folder_and_scores_the_naive_m
     assert us["delta_vs_naive"] == pytest.approx(us["l1"] - us["naive_l1"]) and us["naive_l1"] != us["l1"]
 
 
+def assert_same_diagnostics(b: dict, a: dict) -> None:
+    """Validity diagnostics through lm-eval and through the scorer agree."""
+    assert b["interpretable"] == a["interpretable"] and b["failed"] == a["failed"]
+    for name in ("option_mass", "position_bias", "reversal", "item_discrimination", "wording_stability"):
+        value = b["checks"][name]["value"]
+        assert (value is None) == (a["checks"][name]["value"] is None)
+        if value is not None:
+            assert value == pytest.approx(a["checks"][name]["value"], abs=1e-3)
+
+
 def test_evaluate_engine_lm_eval_matches_the_scorer(tiny_folder, soft_alignment, tmp_path):
     common = ["evaluate", "--model", str(tiny_folder), "--target", "US", "--target", "CN",
               "--alignment", str(soft_alignment), "--constant", "uai=10"]
@@ -443,8 +460,10 @@ def test_evaluate_engine_lm_eval_matches_the_scorer(tiny_folder, soft_alignment,
         assert list(sb["expected_answers"].values()) == pytest.approx(list(sa["expected_answers"].values()),
                                                                       abs=1e-4)
         assert sb["option_mass"] == pytest.approx(sa["option_mass"], abs=1e-4)
+        assert_same_diagnostics(sb["diagnostics"], sa["diagnostics"])
         for name, target in sa["targets"].items():
             assert sb["targets"][name]["l1"] == pytest.approx(target["l1"], abs=1e-2)
+    assert_same_diagnostics(b["diagnostics"], a["diagnostics"])
     block = b["lm_eval"]
     assert block["lm_eval_version"] and set(block["task_hashes"]) == set(block["versions"])
     assert block["configs"]["vsm2013_participant_standard"]["metadata"]["cultbench"]["variant"]["split"] == "heldout"

@@ -2,7 +2,7 @@
 
 ``evaluate_with_lm_eval`` is ``cultbench evaluate --engine lm-eval``: the same report as
 ``cultbench.evaluation.evaluate_candidate`` (per split: indices, per-variant indices, expected
-answers, option mass, per-target L1 and signed error), computed from lm-eval's own request
+answers, option mass, validity diagnostics, per-target L1 and signed error; diagnostics overall), computed from lm-eval's own request
 machinery running the ``vsm2013_<variant>`` tasks with the ``cultbench`` model, plus lm-eval's
 results block (versions, task hashes, configs, per-task metrics).
 
@@ -26,6 +26,7 @@ from lm_eval.tasks import TaskManager
 from lm_eval.utils import handle_non_serializable, hash_string
 
 from harness_tasks import TASKS_PATH
+from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError
 from cultbench.harness.model import CultbenchLM
 from cultbench.harness.taskfiles import task_name
@@ -83,13 +84,20 @@ def evaluate_with_lm_eval(loaded, instrument, targets: Sequence[Profile], *, ali
                                   random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
     dims, items = instrument.dimension_ids, instrument.item_ids
     position = {item: k for k, item in enumerate(items)}
-    indices, expected, mass = {}, {}, {}
+    indices, expected, mass, probs = {}, {}, {}, {}
     for v in variants:
         task = names[v.name]
         indices[v.name] = np.array([results["results"][task][f"{d},none"] for d in dims])
         records = sorted((s[dims[0]] for s in results["samples"][task]), key=lambda r: position[r[0]])
         expected[v.name] = np.array([r[1] for r in records])
         mass[v.name] = np.array([r[2] for r in records])
+        probs[v.name] = np.array([r[4] for r in records])
+    order = {v.name: v.order for v in variants}
+
+    def diagnostics_of(chosen):
+        return diagnose(np.stack([probs[n] for n in chosen]), np.stack([mass[n] for n in chosen]),
+                        np.stack([expected[n] for n in chosen]), np.stack([indices[n] for n in chosen]),
+                        [order[n] for n in chosen], instrument.options, dims)
     first = results["configs"][names[variants[0].name]]["metadata"]["cultbench"]
     out = {"engine": "lm-eval", "instrument": {"name": instrument.name, "version": instrument.version},
            "wording": {"version": variants_version()}, "constants": first["constants"], "precision": str(lm.model.dtype).replace("torch.", ""),
@@ -105,11 +113,13 @@ def evaluate_with_lm_eval(loaded, instrument, targets: Sequence[Profile], *, ali
             "expected_answers": dict(zip(items, np.mean([expected[n] for n in names_in], axis=0).tolist())),
             "option_mass": float(np.mean([mass[n] for n in names_in])),
             "option_mass_per_item": dict(zip(items, np.mean([mass[n] for n in names_in], axis=0).tolist())),
+            "diagnostics": diagnostics_of(names_in),
             "targets": {},
         }
         for target in targets:
             split_out["targets"][target.key] = versus_target(target, per_variant, names_in, dims)
         out["splits"][split] = split_out
+    out["diagnostics"] = diagnostics_of([v.name for v in variants])
     out["lm_eval"] = _jsonable({
         "lm_eval_version": LM_EVAL_VERSION,
         "results": results["results"], "versions": results["versions"], "n-shot": results["n-shot"],

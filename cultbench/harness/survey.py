@@ -3,10 +3,11 @@
 lm-eval scores each document (one item) as a multiple-choice question over the option labels
 "1".."K". ``answer_record`` turns the K log-likelihoods into what the scorer reads from the
 next-token distribution: the distribution renormalised over the options, its expected answer on
-the instrument's scale (reversed scales mapped back), and the probability mass on the options.
-Every metric of a document carries the same record ``(item id, expected answer, mass)``; each
-aggregation function then rebuilds the indices from all records, because an index needs the
-answers to several items. Nothing here imports lm-eval.
+the instrument's scale (reversed scales mapped back), the probability mass on the options, the
+probability on the option shown first (position bias) and the distribution by answer value.
+Every metric of a document carries the same record ``(item id, expected answer, mass, first
+shown, distribution)``; each aggregation function then rebuilds the indices from all records,
+because an index needs the answers to several items. Nothing here imports lm-eval.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from cultbench.harness.settings import SurveySettings
 from cultbench.metrics import distance, js_distance, signed_error, similarity
 from cultbench.prompts import displayed_options, option_labels, render_messages
 
-Record = tuple  # (item id, expected answer, option mass); distribution instruments: (item id, shares, mass)
+Record = tuple  # index instruments: (item id, expected answer, option mass, probability on the first
+# shown option, distribution over the answer values in the instrument's order); distribution
+# instruments: (item id, shares, mass)
 
 
 def survey_rows(settings: SurveySettings) -> list[dict]:
@@ -70,7 +73,8 @@ def survey_docs(**metadata):
 
 
 def answer_record(doc: dict, loglikelihoods: Sequence[float]) -> Record:
-    """(item id, expected answer, option mass) from the log-likelihoods of the displayed options."""
+    """(item id, expected answer, option mass, probability on the first shown option, distribution
+    by answer value) from the log-likelihoods of the displayed options."""
     lls = np.asarray(loglikelihoods, dtype=np.float64)
     if lls.shape != (len(doc["answers"]),):
         raise ValueError(f"item {doc['item']}: {lls.shape[0]} log-likelihoods for {len(doc['answers'])} options")
@@ -83,14 +87,15 @@ def answer_record(doc: dict, loglikelihoods: Sequence[float]) -> Record:
         shares[np.asarray(doc["answers"])] = probs
         return (doc["item"], tuple(shares.tolist()), mass)
     expected = float(probs @ np.asarray(doc["answers"], dtype=np.float64))
-    mass = float(np.exp(top) * weights.sum())
-    return (doc["item"], expected, mass)
+    answers = np.asarray(doc["answers"])
+    by_value = probs[np.argsort(answers)]  # displayed order -> answer values in ascending order
+    return (doc["item"], expected, mass, float(probs[0]), tuple(by_value.tolist()))
 
 
 def expected_answers(instrument, records: Sequence[Record]) -> np.ndarray:
     """Expected answers in the instrument's item order (mean over repeats; NaN where unanswered)."""
     sums, counts = {}, {}
-    for item, expected, _ in records:
+    for item, expected, *_ in records:
         sums[item] = sums.get(item, 0.0) + float(expected)
         counts[item] = counts.get(item, 0) + 1
     return np.array([sums[i] / counts[i] if i in counts else np.nan for i in instrument.item_ids])
@@ -99,8 +104,10 @@ def expected_answers(instrument, records: Sequence[Record]) -> np.ndarray:
 def survey_metrics(settings: SurveySettings) -> dict[str, tuple[Callable, bool | None]]:
     """Metric name -> (aggregation over records, higher is better).
 
-    Always: one index per dimension and ``option_mass``. With a target: ``l1`` and
-    ``<dim>_error`` (model minus target) per dimension.
+    Always: one index per dimension, ``option_mass`` and ``position_bias`` (mean probability on
+    the option shown first; one task has one scale order, so read it beside the reversed task's:
+    see docs/diagnostics.md). With a target: ``l1`` and ``<dim>_error`` (model minus target) per
+    dimension.
     """
     inst, constants, target = settings.instrument, settings.constants, settings.target
     if settings.distribution:
@@ -117,7 +124,11 @@ def survey_metrics(settings: SurveySettings) -> dict[str, tuple[Callable, bool |
         return float(np.mean([r[2] for r in records])) if records else float("nan")
 
     out: dict[str, tuple[Callable, bool | None]] = {d: (index_of(j), None) for j, d in enumerate(dims)}
+    def first_shown(records):
+        return float(np.mean([r[3] for r in records])) if records else float("nan")
+
     out["option_mass"] = (mass, True)
+    out["position_bias"] = (first_shown, False)
     if target is not None:
         vector = target.vector(dims)
         out["l1"] = (lambda records: float(distance(indices(records), vector)), False)

@@ -37,7 +37,7 @@ BASE_YAML = HEADER + """\
 # the scorer's own renderer: with --apply_chat_template through the model's chat template, without
 # it as plain text ending in "Answer:". Settings come from --metadata (JSON):
 #   variant (default: {default}), persona, target, source, constants, instrument.
-# Metrics: the six indices, option_mass, and with a target l1 and <dim>_error.
+# Metrics: the six indices, option_mass, position_bias, and with a target l1 and <dim>_error.
 task: vsm2013
 class: !function hooks.SurveyTask
 custom_dataset: !function hooks.survey_docs
@@ -79,7 +79,7 @@ def _group(split: str, tasks: list[str], metrics: list[str]) -> str:
 def render_task_files() -> dict[str, str]:
     """File name -> YAML text of every task and group."""
     dims = load_instrument(BASE).dimension_ids
-    metrics = [*dims, "option_mass", "l1", *(f"{d}_error" for d in dims)]
+    metrics = [*dims, "option_mass", "position_bias", "l1", *(f"{d}_error" for d in dims)]
     default = default_variant()
     files = {f"{BASE}.yaml": BASE_YAML.replace("{default}", default.name)}
     for v in all_variants():
