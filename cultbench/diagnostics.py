@@ -49,9 +49,10 @@ MAX_REVERSAL_DISTANCE = 0.25
 # of item means times 25 to 40; when all items get nearly the same answer (SD below a quarter of a
 # scale point) the indices are differences of near-equal numbers and carry no profile.
 MIN_ITEM_SD = 0.25
-# SD of an index across prompt variants, mean over dimensions, in index points. Countries'
-# published scores differ by tens of points; when the wording alone moves an index by an SD of 10
-# points or more, a difference between two models or two targets of that size is wording.
+# SD of an index across prompt variants, mean over dimensions, in index points. The published
+# country scores (hofstede-2015) have an SD across countries of 19 to 24 points per dimension
+# (docs/diagnostics.md gives the command); a wording SD above 10, half of that, means the prompt's
+# wording alone moves an index by about as much as the countries a score should tell apart.
 MAX_WORDING_SD = 10.0
 
 CHECKS = ("option_mass", "position_bias", "reversal", "item_discrimination", "wording_stability")
