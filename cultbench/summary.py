@@ -47,6 +47,7 @@ def verdict_lines(diagnostics: Mapping | None, option_mass: float | None = None)
     if diagnostics and "interpretable" in diagnostics:
         failed = diagnostics.get("failed") or []
         names = [f if isinstance(f, str) else f.get("message") or f.get("name") or f.get("check") for f in failed]
+        names += [f"{u} (not measurable)" for u in diagnostics.get("unchecked") or []]
         if diagnostics["interpretable"]:
             return ["Validity: interpretable (every diagnostic check passed)."]
         return [f"Validity: NOT interpretable; failed: {'; '.join(map(str, names)) or 'see the JSON'}.",
