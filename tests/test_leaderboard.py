@@ -314,14 +314,15 @@ def test_the_verdict_stands_beside_every_row(tmp_path):
                                                  "failed": sorted(position["failed"])}
     assert shown[("US", "de")]["verdict"]["interpretable"] == 1 and shown[("US", "de")]["verdict"]["assessed"] == 2
     assert shown[("CN", "de")]["verdict"]["assessed"] == 0
-    md = (tmp_path / "LEADERBOARD.md").read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| Model"))
-    column = [c.strip() for c in header.strip("| ").split(" | ")].index("Interpretable")
+    lines = (tmp_path / "LEADERBOARD.md").read_text().splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("| Model") and "| Interpretable |" in line)
+    column = [c.strip() for c in lines[start].strip("| ").split(" | ")].index("Interpretable")
     cells = {}
-    for line in md.splitlines():
+    for line in lines[start + 2:]:
+        if not line.startswith("| "):
+            break
         parts = [c.strip() for c in line.strip("| ").split(" | ")]
-        if line.startswith("| ") and "hofstede-2015" in line:
-            cells[(parts[2].split(" (")[0], parts[1].split(" (")[0])] = parts[column]
+        cells[(parts[2], parts[1].split(" (")[0])] = parts[column]
     assert cells == {("U.S.A.", "naive"): "no", ("U.S.A.", "de"): "1/2", ("China", "naive"): "yes",
                      ("China", "de"): "–"}
     page = CHECKER.parse((tmp_path / "index.html").read_text())
