@@ -116,7 +116,7 @@ def test_a_model_that_reads_the_content_passes():
 def _first_option_model(model, tokenizer, inst):
     """The tiny model with +30 on the logit of the first displayed option's token: it answers by
     position whatever the prompt."""
-    scorer = SurveyScorer(model, tokenizer, inst, get_variants("respondent"))
+    scorer = SurveyScorer(model, tokenizer, inst, get_variants("train")[:1])
     first_token = scorer.prompt_tokens(0, 0, None)[1][0]
     bias = torch.zeros(model.config.vocab_size)
     bias[first_token] = 30.0
