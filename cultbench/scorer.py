@@ -67,10 +67,15 @@ class SurveyScorer:
         dtype: compute in this dtype (e.g. ``"bfloat16"``: about 3x faster on CPUs with bf16,
             less exact, see the benchmark); the scorer then keeps its own cast copy of the model
             and the caller's model is left as it is. ``None`` computes in the model's dtype.
+        padding: the largest fraction of a forward's tokens that may be right-padding, so that
+            trunk rows and suffixes of near lengths share a forward (exact: causal attention).
+            Default 0 for index instruments (rows of one length per forward), 0.25 for
+            distribution instruments, whose questions share little beyond the chat header.
     """
 
     def __init__(self, model, tokenizer, instrument: Instrument, variants: Sequence[PromptVariant], *,
-                 constants: dict | None = None, max_batch_mb: float = 512.0, dtype: str | None = None):
+                 constants: dict | None = None, max_batch_mb: float = 512.0, dtype: str | None = None,
+                 padding: float | None = None):
         if not variants:
             raise CultbenchError("the scorer needs at least one prompt variant")
         embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
@@ -86,6 +91,12 @@ class SurveyScorer:
         self.variants = list(variants)
         self.constants = instrument.constants(constants)
         self.max_batch_mb = float(max_batch_mb)
+        # Distribution instruments' items share little beyond the chat header: their suffixes
+        # differ in length, and one forward per length would hold one or two rows.
+        distribution = getattr(instrument, "kind", "index") == "distribution"
+        self.padding = float(padding if padding is not None else 0.25 if distribution else 0.0)
+        if not 0 <= self.padding < 1:
+            raise CultbenchError(f"padding must lie in [0, 1), got {padding}")
         self.embeddings = embeddings
         self.hidden_size = int(embeddings.weight.shape[1])
         self.device = embeddings.weight.device
@@ -295,8 +306,8 @@ class SurveyScorer:
         """Logits at every prompt's last position: trunk rows in one forward per chunk, then the
         suffixes that continue those rows, reading the chunk's cached keys and values.
 
-        A forward only ever holds rows of one width (trunk rows of equal width, suffixes of equal
-        length), so nothing is padded. The batch size still depends on the other candidates, and
+        With ``padding`` 0 a forward only holds rows of one width (trunk rows of equal width,
+        suffixes of equal length), so nothing is padded; otherwise near widths share a forward. The batch size still depends on the other candidates, and
         fp32 kernels may round some logits an ulp differently for another batch size (a
         population split over workers; see docs/distributed.md).
 
@@ -310,11 +321,11 @@ class SurveyScorer:
         out: dict = {}
         rows = [(c, v, row, [s for s in layout.suffixes if s.row == r])
                 for c, v, layout in work for r, row in enumerate(layout.rows)]
-        for width, group in _by_width(rows, lambda w: w[2].width):
+        for width, group in _buckets(rows, lambda w: w[2].width, self.padding):
             for chunk in _chunks(group, self._rows_per_chunk(width)):
                 cache, mask = self._forward_trunk(chunk, soft, out)
                 suffixes = [(i, s) for i, (*_, own) in enumerate(chunk) for s in own]
-                for length, same in _by_width(suffixes, lambda x: len(x[1].ids)):
+                for length, same in _buckets(suffixes, lambda x: len(x[1].ids), self.padding):
                     for part in _chunks(same, self._rows_per_chunk(width + length)):
                         self._forward_suffixes(part, chunk, cache, mask, out)
                 del cache
@@ -335,10 +346,11 @@ class SurveyScorer:
         return cache, mask
 
     def _forward_suffixes(self, part: list, chunk: list, cache, trunk_mask: torch.Tensor, out: dict) -> None:
-        """Suffix rows [n, S], all of length S: token k sees its parent's view of the trunk row,
-        then suffix tokens 0..k."""
-        n, size, trunk = len(part), len(part[0][1].ids), trunk_mask.shape[-1]
-        ids = torch.tensor([s.ids for _, s in part], dtype=torch.long)
+        """Suffix rows [n, S]: token k sees its parent's view of the trunk row, then suffix tokens
+        0..k. Suffixes shorter than S are right-padded (causal attention: the padding changes
+        nothing before it)."""
+        n, size, trunk = len(part), max(len(s.ids) for _, s in part), trunk_mask.shape[-1]
+        ids = torch.tensor([s.ids + [0] * (size - len(s.ids)) for _, s in part], dtype=torch.long)
         positions = torch.stack([torch.arange(s.start, s.start + size) for _, s in part])
         mask = torch.zeros(n, 1, size, trunk + size, dtype=torch.bool, device=self.device)
         mask[:, 0, :, trunk:] = torch.ones(size, size, dtype=torch.bool).tril()
@@ -346,8 +358,8 @@ class SurveyScorer:
         for j, (i, s) in enumerate(part):
             mask[j, 0, :, :trunk] = trunk_mask[i, 0, s.parent]
             c, v = chunk[i][0], chunk[i][1]
-            ends += [(j, size - 1, (c, v, item)) for item in s.leaves]
-        self.tokens_forwarded += n * size
+            ends += [(j, len(s.ids) - 1, (c, v, item)) for item in s.leaves]
+        self.tokens_forwarded += sum(len(s.ids) for _, s in part)
         rows = torch.tensor([i for i, _ in part], device=self.device)
         past = self._new_cache([(layer.keys[rows], layer.values[rows]) for layer in cache.layers])
         ids, positions = ids.to(self.device), positions.to(self.device)
@@ -411,6 +423,21 @@ def _by_width(items: list, width) -> list[tuple[int, list]]:
     for item in items:
         groups.setdefault(width(item), []).append(item)
     return sorted(groups.items(), key=lambda g: -g[0])
+
+
+def _buckets(items: list, width, padding: float) -> list[tuple[int, list]]:
+    """Items grouped for one forward each, widest first: by equal ``width(item)`` when
+    ``padding`` is 0, else each group spans widths down to ``(1 - padding)`` of its widest, so at
+    most that fraction of a group's tokens is padding."""
+    if padding == 0:
+        return _by_width(items, width)
+    groups: list[tuple[int, list]] = []
+    for item in sorted(items, key=lambda x: -width(x)):
+        if groups and width(item) >= groups[-1][0] * (1 - padding):
+            groups[-1][1].append(item)
+        else:
+            groups.append((width(item), [item]))
+    return groups
 
 
 def _chunks(items: list, size: int) -> list[list]:
