@@ -306,7 +306,7 @@ def test_cli_evaluate_reports_question_and_wording_splits(opinions_folder, tiny_
                 target = INST.target(name)
                 d = INST.item_distances(scored.indices[0], target.vector(INST.dimension_ids))[:, keep]
                 per_variant = [similarity(row) for row in d]
-                assert got["targets"][name]["similarity"] == pytest.approx(np.mean(per_variant), abs=1e-9)
+                assert got["targets"][name]["similarity"] == pytest.approx(np.mean(per_variant), abs=1e-6)  # fp32 rounding
                 assert list(got["targets"][name]["similarity_per_variant"].values()) == pytest.approx(per_variant)
             assert got["countries_ranked"] == len(got["ranking"])  # the fixture has fewer than --top countries
             ranked = [s for _, s in got["ranking"]]
