@@ -8,9 +8,10 @@ between engines measured in the same run.
 
 Beside speed, the bench measures how far a bf16 search can trust its own fitness
 (:func:`precision_agreement`): random points of the default search space (US, training
-variants) scored in bf16 and fp32, Spearman's rho between the two fitness values, and the
-winner's curse of picking the bf16 best (its fp32 fitness minus the fp32 best among the points,
-and its rank in fp32).
+variants) scored in bf16 and fp32, Spearman's rho between the two fitness values, and what
+picking the bf16 best costs: its winner's curse (its fp32 fitness minus its bf16 fitness, the
+same definition as a search's record), its selection loss (its fp32 fitness minus the fp32 best
+among the points) and its rank in fp32.
 """
 
 from __future__ import annotations
@@ -199,8 +200,9 @@ def precision_agreement(model, tokenizer, points: int = 24, seed: int = 0, targe
 
     Returns both fitness lists, Spearman's rho, mean and max |difference|, and the bf16 pick: the
     point with the best bf16 fitness, its fp32 rank (1 = the fp32 best), its winner's curse (its
-    fp32 fitness minus the fp32 best among the points) and the proxy's optimism about it (its
-    fp32 minus its bf16 fitness). Fitness is the L1 distance averaged over the variants.
+    fp32 minus its bf16 fitness: how optimistic the proxy was about its own pick, as in a search's
+    ``search.selection``) and its selection loss (its fp32 fitness minus the fp32 best among the
+    points). Fitness is the L1 distance averaged over the variants.
     """
     from scipy.stats import spearmanr
 
@@ -235,8 +237,8 @@ def precision_agreement(model, tokenizer, points: int = 24, seed: int = 0, targe
         "mean_abs_difference": float(np.abs(f16 - f32).mean()), "max_abs_difference": float(np.abs(f16 - f32).max()),
         "bf16_pick": {"point": pick, "fitness_bfloat16": float(f16[pick]), "fitness_float32": float(f32[pick]),
                       "rank_in_float32": int(1 + (f32 < f32[pick]).sum()),
-                      "winners_curse": float(f32[pick] - f32.min()),
-                      "optimism": float(f32[pick] - f16[pick])},
+                      "winners_curse": float(f32[pick] - f16[pick]),
+                      "selection_loss": float(f32[pick] - f32.min())},
         "float32_best": float(f32.min()), "seconds": seconds,
     }
 
@@ -252,7 +254,8 @@ def describe_precision(r: dict) -> str:
     return (f"bf16 vs fp32 fitness on {r['points']} random points ({r['target']}, {', '.join(r['variants'])}): "
             f"Spearman rho {r['spearman']:.2f}, mean |diff| {r['mean_abs_difference']:.2f}, max "
             f"{r['max_abs_difference']:.2f} L1 points; the bf16 best is #{pick['rank_in_float32']} of "
-            f"{r['points']} in fp32, {pick['winners_curse']:.2f} above the fp32 best (winner's curse)")
+            f"{r['points']} in fp32, {pick['selection_loss']:.2f} above the fp32 best; its fp32 fitness is "
+            f"{pick['winners_curse']:.2f} above its bf16 fitness (winner's curse)")
 
 
 def run_engine(engine: str, model: str, candidates: int, repeats: int, max_batch_mb: float) -> dict:

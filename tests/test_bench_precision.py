@@ -32,5 +32,6 @@ def test_precision_agreement_scores_the_same_points_in_both_precisions(tiny):
     pick = report["bf16_pick"]
     assert pick["point"] == int(np.argmin(f16))
     assert pick["rank_in_float32"] == 1 + int((f32 < f32[pick["point"]]).sum())
-    assert pick["winners_curse"] == pytest.approx(f32[pick["point"]] - f32.min()) and pick["winners_curse"] >= 0
+    assert pick["selection_loss"] == pytest.approx(f32[pick["point"]] - f32.min()) and pick["selection_loss"] >= 0
+    assert pick["winners_curse"] == pytest.approx(f32[pick["point"]] - f16[pick["point"]])
     assert "Spearman rho" in describe_precision(report)
