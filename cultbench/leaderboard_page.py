@@ -143,7 +143,8 @@ def summary_columns() -> list[Column]:
         Column("sum_delta_train", "Δ vs naive (train) [95% CI]", lambda e: e["delta_vs_naive"]["train"]["mean"],
                lambda e: fmt_ci(e["delta_vs_naive"]["train"], "+.1f"), split="train"),
         Column("interpretable", "Interpretable entries", _verdict_share,
-               lambda e: "–" if not e.get("verdict") else f"{e['verdict']['interpretable']}/{e['verdict']['assessed']}"),
+               lambda e: "–" if not (e.get("verdict") or {}).get("assessed")
+               else f"{e['verdict']['interpretable']}/{e['verdict']['assessed']}"),
         Column("sum_evaluations", "Evaluations per run", lambda e: e["evaluations"]["mean"],
                lambda e: fmt(e["evaluations"]["mean"], ".0f")),
         Column("sum_wall_time", "Wall time per run (s)", lambda e: e["wall_time_s"]["mean"],

@@ -271,6 +271,11 @@ def test_rows_are_compared_with_naive_and_the_page_leads_with_a_summary(tmp_path
     md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
     assert md.index("## Summary") < md.index("## All results") and "[../docs/study.md](../docs/study.md)" in md
     assert "Saudi Arabia (est.) = Saudi Arabia (hofstede-insights-2022-estimates, estimated)" in md
+    summary_lines = [line for line in md[md.index("## Summary"):md.index("## All results")].splitlines()
+                     if line.startswith("| ")]
+    column = [c.strip() for c in summary_lines[0].strip("| ").split(" | ")].index("Interpretable entries")
+    # No entry here has diagnostics: the summary says so ("–"), not "0/0".
+    assert {line.strip("| ").split(" | ")[column].strip() for line in summary_lines[2:]} == {"–"}
     html = (tmp_path / "board" / "index.html").read_text()
     assert html.index('id="summary"') < html.index('id="leaderboard"') and 'id="filter-split"' in html
     assert 'title="Saudi Arabia (hofstede-insights-2022-estimates, estimated)">Saudi Arabia (est.)</td>' in html
