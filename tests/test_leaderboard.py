@@ -332,3 +332,15 @@ def test_the_verdict_stands_beside_every_row(tmp_path):
                      ("China", "de"): "–"}
     page = CHECKER.parse((tmp_path / "index.html").read_text())
     assert sorted(r["cells"]["interpretable"] for r in page.rows) == ["", "0.0", "0.5", "1.0"]
+
+
+def test_the_committed_leaderboard_is_built_from_the_committed_entries(tmp_path):
+    """leaderboard/leaderboard.json is what `cultbench leaderboard build` makes of leaderboard/entries
+    now (the study link is relative to the output folder, so it is set aside)."""
+    root = Path(__file__).resolve().parents[1]
+    board, _ = build(root / "leaderboard" / "entries", tmp_path, study=root / "docs" / "paper-small.md")
+    committed = json.loads((root / "leaderboard" / "leaderboard.json").read_text(encoding="utf-8"))
+    rebuilt = json.loads((tmp_path / "leaderboard.json").read_text(encoding="utf-8"))
+    assert committed.pop("study") == "../docs/paper-small.md" and rebuilt.pop("study")
+    assert rebuilt == committed, ("leaderboard/ is stale: run `cultbench leaderboard build --entries "
+                                  "leaderboard/entries --out leaderboard`")
