@@ -187,7 +187,13 @@ def run_text(records: Sequence[Mapping]) -> str:
             cells.append(_num(l1))
             cells.append("–" if base is None or r["aligner"]["name"] == "naive" else f"{l1 - base[s]['l1']:+.1f}")
         cells.append(_num(r["metrics"]["heldout"]["option_mass"], ".2f"))
+        verdict = ((r["metrics"].get("diagnostics") or {}).get("all") or {}).get("interpretable")
+        cells.append("–" if verdict is None else "yes" if verdict else "NO")
         rows.append(cells)
-    lines = _table(["target", "aligner", "seed", "L1 train", "Δ naive", "L1 held-out", "Δ naive", "option mass"],
-                   rows, indent="", text_columns=2)
-    return "\n".join(lines + ["Δ naive: L1 minus the naive model's (negative: closer to the target). " + L1_NOTE]) + "\n"
+    lines = _table(["target", "aligner", "seed", "L1 train", "Δ naive", "L1 held-out", "Δ naive", "option mass",
+                    "interpretable"], rows, indent="", text_columns=2)
+    notes = ["Δ naive: L1 minus the naive model's (negative: closer to the target). " + L1_NOTE]
+    if any(row[-1] == "NO" for row in rows):
+        notes.append("Warning: the validity diagnostics say some of these scores mean little (interpretable: NO); "
+                     "see each result's metrics.diagnostics and docs/diagnostics.md.")
+    return "\n".join(lines + notes) + "\n"

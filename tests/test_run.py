@@ -160,6 +160,11 @@ def test_run_prints_a_table_with_the_naive_model_beside_each_result(sweep):
         line = (f"{key:<6}  de       {r['aligner']['seed']:>4}  {r['metrics']['train']['l1']:>8.1f}  {cells[0]:>+7.1f}  "
                 f"{r['metrics']['heldout']['l1']:>11.1f}  {cells[1]:>+7.1f}")
         assert line in result.stderr, result.stderr
+    # The validity verdict of every result stands in the table, and a failed one is warned about.
+    verdicts = {r["metrics"]["diagnostics"]["all"]["interpretable"] for r in entries.values()}
+    header = next(line for line in result.stderr.splitlines() if line.startswith("target"))
+    assert header.rstrip().endswith("interpretable")
+    assert ("Warning: the validity diagnostics say" in result.stderr) == (False in verdicts)
 
 
 def test_publish_copies_checked_results_and_refuses_a_published_combination(sweep, tmp_path):
