@@ -6,6 +6,11 @@ tokens) and has a minimal chat template.
 """
 
 import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,17 +25,40 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} 
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    corpus = [f"{it.lead_in or ''} {it.text} {' '.join(it.scale)}" for it in INST.items]
-    corpus += ["1 2 3 4 5 Answer with a single number from to", "You are an average human being born in and "
-               "living in responding to the following survey question U.S.A."]
+def word_level_tokenizer(corpus: list[str], chat: bool = True) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer trained on ``corpus``, with the minimal chat template when ``chat``."""
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(corpus, trainers.WordLevelTrainer(
         special_tokens=["[UNK]", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>")
-    fast.chat_template = CHAT_TEMPLATE
+    if chat:
+        fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    corpus = [f"{it.lead_in or ''} {it.text} {' '.join(it.scale)}" for it in INST.items]
+    corpus += ["1 2 3 4 5 Answer with a single number from to", "You are an average human being born in and "
+               "living in responding to the following survey question U.S.A."]
+    return word_level_tokenizer(corpus)
+
+
+def kill_when(script: str, ready, timeout: float = 600.0) -> subprocess.Popen:
+    """Run ``script`` in a child Python and SIGKILL it as soon as ``ready()`` holds (checked every
+    20 ms; a child that ends first fails the test with its stderr). ``timeout`` only bounds a hang:
+    the kill comes at the first moment ``ready()`` is true, however loaded the machine."""
+    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and not ready():
+            assert child.poll() is None, child.stderr.read().decode()
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    return child
 
 
 @pytest.fixture(scope="session")

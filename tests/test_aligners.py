@@ -10,8 +10,6 @@ import json
 import logging
 import os
 import re
-import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -34,6 +32,7 @@ from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.profiles import DIMENSIONS, Profile
+from conftest import kill_when
 
 INST = load_instrument("vsm2013")
 VOCAB, HIDDEN = 64, 8
@@ -469,18 +468,8 @@ KILL_SCRIPT = textwrap.dedent("""
 def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path):
     run = tmp_path / "run"
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), run=str(run))
-    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if (run / CHECKPOINT_NAME).exists() and load_checkpoint(run / CHECKPOINT_NAME)[0]["generation"] >= 4:
-                break
-            assert child.poll() is None, child.stderr.read().decode()
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    kill_when(script, lambda: (run / CHECKPOINT_NAME).exists()
+              and load_checkpoint(run / CHECKPOINT_NAME)[0]["generation"] >= 4)
     done = load_checkpoint(run / CHECKPOINT_NAME)[0]["generation"]
     assert 4 <= done < 50
     resumed = make_aligner("de", **PARAMS).align(synthetic_problem(), budget=600, seed=9, run_dir=run, resume=True)

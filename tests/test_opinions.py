@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from cultbench.errors import CultbenchError
@@ -18,7 +17,7 @@ from cultbench.instruments.opinions import parse_literal
 from cultbench.metrics import js_distance, rank_by_similarity, similarity
 from cultbench.prompts import get_variants, render_user_message, variants_file
 from cultbench.scorer import SurveyScorer
-from tests.conftest import CHAT_TEMPLATE, ROOT
+from conftest import ROOT, check_one_line_error, word_level_tokenizer
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import synthetic_opinions  # noqa: E402
@@ -177,14 +176,7 @@ def opinions_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
     variants = get_variants(None, path=variants_file(INST))
     corpus = [f"{it.text} {' '.join(it.scale)}" for it in INST.items]
     corpus += [f"{v.template} {v.scale_line} {v.system or ''}" for v in variants] + [" ".join("ABCDEFGHIJ")]
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(
-        special_tokens=["[UNK]", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>")
-    if chat:
-        fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return word_level_tokenizer(corpus, chat)
 
 
 @pytest.fixture(scope="module")
@@ -425,7 +417,6 @@ def test_without_data_the_hub_cache_is_read_offline_and_its_absence_is_one_clear
 
     from cultbench.cli import main
     from click.testing import CliRunner
-    from tests.conftest import check_one_line_error
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path)  # an empty cache
     monkeypatch.chdir(tmp_path)
@@ -467,7 +458,6 @@ def test_run_refuses_a_distribution_instrument_in_one_line():
     from click.testing import CliRunner
 
     from cultbench.cli import main
-    from tests.conftest import check_one_line_error
 
     result = CliRunner().invoke(main, ["run", "--instrument", "globalopinionqa", "--target", "Germany", "--aligner", "naive"])
     check_one_line_error(result, "index instruments only so far")

@@ -3,12 +3,7 @@ budget conversion, artifact, checkpoint and resume (after an exception and after
 bit), bad input, and the CLI."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +20,7 @@ from cultbench.instruments import load_instrument
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
 from cultbench.scorer import SurveyScorer
-from conftest import ROOT, check_one_line_error
+from conftest import ROOT, check_one_line_error, kill_when
 
 INST = load_instrument("vsm2013")
 VARIANTS = ["respondent-standard", "brief-reworded-reversed"]
@@ -130,19 +125,8 @@ KILL_SCRIPT = textwrap.dedent("""
 
 def test_resume_after_kill_9_ends_with_the_same_tensor(tiny, tmp_path):
     run = tmp_path / "run"
-    child = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(tests=str(Path(__file__).parent), run=str(run))],
-                             stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if (run / CHECKPOINT_NAME).exists() and load_checkpoint(run / CHECKPOINT_NAME)[0]["step"] >= 3:
-                break
-            assert child.poll() is None, child.stderr.read().decode()
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    kill_when(KILL_SCRIPT.format(tests=str(Path(__file__).parent), run=str(run)),
+              lambda: (run / CHECKPOINT_NAME).exists() and load_checkpoint(run / CHECKPOINT_NAME)[0]["step"] >= 3)
     done = load_checkpoint(run / CHECKPOINT_NAME)[0]["step"]
     assert 3 <= done < 12
     budget = 3 * (done + 2)  # resume may change the budget; compare with a whole run of the same one
