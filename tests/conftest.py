@@ -61,13 +61,17 @@ def kill_when(script: str, ready, timeout: float = 600.0) -> subprocess.Popen:
     return child
 
 
-@pytest.fixture(scope="session")
-def tiny():
-    tokenizer = tiny_tokenizer()
+def tiny_llama(tokenizer) -> tuple:
+    """A tiny random Llama (seeded) sized for ``tokenizer``, and the tokenizer."""
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                          num_key_value_heads=2, intermediate_size=64, initializer_range=0.2)
     torch.manual_seed(0)
     return LlamaForCausalLM(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return tiny_llama(tiny_tokenizer())
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from cultbench.instruments.opinions import parse_literal
 from cultbench.metrics import js_distance, rank_by_similarity, similarity
 from cultbench.prompts import get_variants, render_user_message, variants_file
 from cultbench.scorer import SurveyScorer
-from conftest import ROOT, check_one_line_error, word_level_tokenizer
+from conftest import ROOT, check_one_line_error, tiny_llama, word_level_tokenizer
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import synthetic_opinions  # noqa: E402
@@ -181,11 +181,7 @@ def opinions_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
 
 @pytest.fixture(scope="module")
 def tiny_opinions():
-    tokenizer = opinions_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, initializer_range=0.2)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval(), tokenizer
+    return tiny_llama(opinions_tokenizer())
 
 
 @pytest.mark.parametrize("chat", [True, False], ids=["chat-template", "no-template"])
