@@ -162,31 +162,44 @@ def prompt_tuning_step_cost(model: str = "smollm2-135m-instruct", population: in
     target and soft-prompt length (the searches' default P0, the persona for the U.S.A.). Their
     ratio is what ``prompt-tuning``'s ``step_cost`` should be. In-process; medians over repeats
     (the first step, which pays for tokenisation and packing, is left out)."""
+    lm = load_model(model)
+    out = step_cost(lm.model, lm.tokenizer, lm.info, population=population, steps=steps, repeats=repeats,
+                    variants=variants, dtype=dtype, variants_per_backward=variants_per_backward, echo=echo)
+    return {"model": model, **out}
+
+
+def step_cost(model, tokenizer, model_info: dict, population: int = 10, steps: int = 3, repeats: int = 2,
+              variants: str = "train", dtype: str | None = None, variants_per_backward: int = 1,
+              forward: list[float] | None = None, echo=print, **scorer_options) -> dict:
+    """:func:`prompt_tuning_step_cost` on a model already built (any device): the step's seconds,
+    the forward candidate evaluation's (``forward``: measured before, seconds per candidate, or
+    None to measure it here) and their ratio. ``scorer_options``: more SurveyScorer arguments
+    (``padding``, ``max_batch_mb``)."""
     from aligners import AlignmentProblem, make_aligner
     from aligners.baselines import ICL_TEMPLATE, format_persona
     from aligners.search_space import initial_prompt
     from cultbench.profiles import lookup
 
-    lm = load_model(model)
     target = lookup("US")
-    scorer = SurveyScorer(lm.model, lm.tokenizer, load_instrument(), get_variants(variants), dtype=dtype)
-    problem = AlignmentProblem(scorer, target, model_info=lm.info)
+    scorer = SurveyScorer(model, tokenizer, load_instrument(), get_variants(variants), dtype=dtype, **scorer_options)
+    problem = AlignmentProblem(scorer, target, model_info=model_info)
     p0, _ = initial_prompt(scorer.model, scorer.tokenizer, format_persona(ICL_TEMPLATE, target.name))
-    offsets = soft_prompts(scorer.model, population, n_virtual=p0.shape[0]).to(p0.dtype)
-    candidates = p0[None] + 0.5 * offsets  # around P0, as a search's population is
-    scorer.score(candidates[:1])  # warm-up: tokenisation, packing, first-call overheads
-    forward = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        scorer.score(candidates)
-        forward.append((time.perf_counter() - t) / population)
-    echo(f"  forward candidate evaluation: {statistics.median(forward):.2f} s")
+    if forward is None:
+        offsets = soft_prompts(scorer.model, population, n_virtual=p0.shape[0]).to(p0)
+        candidates = p0[None] + 0.5 * offsets  # around P0, as a search's population is
+        scorer.score(candidates[:1])  # warm-up: tokenisation, packing, first-call overheads
+        forward = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            scorer.score(candidates)
+            forward.append((time.perf_counter() - t) / population)
+    echo(f"  forward candidate evaluation: {statistics.median(forward):.3g} s")
     aligner = make_aligner("prompt-tuning", steps=steps + 1, variants_per_backward=variants_per_backward)
     history = aligner.align(problem).history
     seconds = np.diff([0.0] + [h["seconds"] for h in history])[1:].tolist()
     ratio = statistics.median(seconds) / statistics.median(forward)
-    echo(f"  prompt-tuning step: {statistics.median(seconds):.2f} s = {ratio:.2f} forward candidate evaluations")
-    return {"model": model, "variants": [v.name for v in scorer.variants], "dtype": str(scorer.dtype).replace("torch.", ""),
+    echo(f"  prompt-tuning step: {statistics.median(seconds):.3g} s = {ratio:.2f} forward candidate evaluations")
+    return {"variants": [v.name for v in scorer.variants], "dtype": str(scorer.dtype).replace("torch.", ""),
             "n_virtual": int(p0.shape[0]), "population": population, "variants_per_backward": variants_per_backward,
             "seconds_per_forward_evaluation": forward, "seconds_per_step": seconds, "step_cost": ratio,
             "threads": torch.get_num_threads(), "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
