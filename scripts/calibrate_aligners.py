@@ -57,6 +57,8 @@ class TimedScorer:
         self._scorer, self._fitness, self.seconds = scorer, problem_fitness, seconds
         self.start = time.perf_counter()
         self.best, self.best_prompt = math.inf, None
+        self.top: list[tuple[float, torch.Tensor]] = []  # the best distinct candidates (a search's finalists)
+        self.top_k = 5
         self.points: list[dict] = []  # {"seconds", "best", "prompt"} after each scored candidate set
         self._partial: dict = {}  # prompt-tuning: per-variant rows of the prompt being stepped
 
@@ -73,8 +75,12 @@ class TimedScorer:
             k = int(np.flatnonzero(valid)[np.argmin(fitness[valid])])
             if fitness[k] < self.best:
                 self.best, self.best_prompt = float(fitness[k]), torch.as_tensor(prompts[k]).detach().clone().float()
+            for j in np.flatnonzero(valid):
+                prompt = torch.as_tensor(prompts[j]).detach().clone().float()
+                if not any(torch.equal(prompt, q) for _, q in self.top):
+                    self.top = sorted(self.top + [(float(fitness[j]), prompt)], key=lambda fq: fq[0])[:self.top_k]
         self.points.append({"seconds": time.perf_counter() - self.start, "best": self.best,
-                            "prompt": self.best_prompt})
+                            "prompt": self.best_prompt, "top": [q for _, q in self.top]})
 
     def score(self, soft_prompts=None, personas=None):
         self._check()
@@ -115,11 +121,26 @@ def heldout_l1(scorer, problem_h, prompt) -> float:
 
 
 def run_one(lm, inst, train, heldout, target, setting, seconds, n_points) -> dict:
+    """One setting on one target for ``seconds``. A setting with ``search_dtype=bfloat16`` searches
+    on a bf16 scorer and, as the aligners do, picks among its best 5 distinct candidates (its
+    finalists) by their fp32 fitness; that re-score is timed and taken out of its search time
+    (``finalist_seconds``, measured once before the search), so its total matches the others'."""
     name, aligner, params = setting
+    params = dict(params)
+    search_dtype = params.pop("search_dtype", "float32")
     exact = SurveyScorer(lm.model, lm.tokenizer, inst, train)
+    search = exact if search_dtype == "float32" else SurveyScorer(lm.model, lm.tokenizer, inst, train, dtype=search_dtype)
     problem = AlignmentProblem(exact, target, model_info=lm.info)
-    timed = TimedScorer(exact, problem.fitness, seconds)
-    timed_problem = AlignmentProblem(timed, target, model_info=lm.info, exact_scorer=exact)
+    reserve = 0.0
+    if search is not exact:  # the finalists' fp32 re-score: timed here on P0-sized prompts, paid from the budget
+        p0, _ = initial_prompt(lm.model, lm.tokenizer, format_persona(ICL_TEMPLATE, target.name))
+        exact.score(soft_prompts=p0[None])
+        t = time.perf_counter()
+        exact.score(soft_prompts=p0[None].expand(5, -1, -1).clone())
+        reserve = time.perf_counter() - t
+    search_problem = AlignmentProblem(search, target, model_info=lm.info)
+    timed = TimedScorer(search, search_problem.fitness, seconds - reserve)
+    timed_problem = AlignmentProblem(timed, target, model_info=lm.info, exact_scorer=timed)
     stopped = "time"
     timed.start = time.perf_counter()
     try:
@@ -138,9 +159,16 @@ def run_one(lm, inst, train, heldout, target, setting, seconds, n_points) -> dic
         before = [p for p in timed.points if p["seconds"] <= t and p["prompt"] is not None]
         if before:
             p = before[-1]
-            marks.append({"seconds": t, "train_l1": p["best"],
-                          "heldout_l1": heldout_l1(problem_h.scorer, problem_h, p["prompt"])})
-    return {"setting": name, "aligner": aligner, "params": params, "target": target.name, "wall_seconds": wall,
+            mark = {"seconds": t + reserve, "train_l1": p["best"]}
+            prompt = p["prompt"]
+            if search is not exact:  # the fp32 best of the finalists so far
+                fp32 = problem.fitness(exact.score(soft_prompts=torch.stack(p["top"])).indices)
+                prompt = p["top"][int(np.argmin(fp32))]
+                mark.update(train_l1=float(np.min(fp32)), train_l1_search=p["best"])
+            mark["heldout_l1"] = heldout_l1(problem_h.scorer, problem_h, prompt)
+            marks.append(mark)
+    return {"setting": name, "aligner": aligner, "params": params, "search_dtype": search_dtype,
+            "target": target.name, "wall_seconds": wall + reserve, "finalist_seconds": reserve,
             "stopped": stopped, "candidate_sets": len(timed.points), "curve": curve, "marks": marks}
 
 
@@ -165,7 +193,7 @@ def plot(data: dict, path: Path) -> None:
     for ax, split in zip(axes, ("train", "heldout")):
         for s in settings:
             runs = [r for r in data["runs"] if r["setting"] == s]
-            if split == "train":
+            if split == "train" and runs[0].get("search_dtype", "float32") == "float32":
                 grid = np.linspace(0, data["seconds"], 200)
                 ys = []  # best so far on a common time grid (NaN before a run's first scored set)
                 for r in runs:
@@ -175,9 +203,9 @@ def plot(data: dict, path: Path) -> None:
                 ys = np.array(ys, float)
                 mean = np.where(np.isnan(ys).any(axis=0), np.nan, np.nan_to_num(ys).mean(axis=0))
                 ax.plot(grid, mean, label=s)
-            else:
+            else:  # held-out, or a reduced-precision search's fp32 pick: at the marks
                 t = [m["seconds"] for m in runs[0]["marks"]]
-                y = np.mean([[m["heldout_l1"] for m in r["marks"]] for r in runs if len(r["marks"]) == len(t)], axis=0)
+                y = np.mean([[m[f"{split}_l1"] for m in r["marks"]] for r in runs if len(r["marks"]) == len(t)], axis=0)
                 ax.plot(t, y, marker="o", label=s)
         for ref, style in (("naive", ":"), ("p0", "--")):
             ax.axhline(np.mean([data["references"][tg][ref][f"{split}_l1"] for tg in data["targets"]]),

@@ -187,20 +187,27 @@ def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
     spec.loader.exec_module(calibrate)
     common = ["--model", str(tiny_folder), "--targets", "Japan", "--seconds", "1.5", "--points", "2",
               "--train", ",".join(VARIANTS), "--heldout", "participant-standard"]
-    for name, setting in (("pt", "prompt-tuning=prompt-tuning:n_virtual=3"), ("de", "de-box2=de:bounds=-2;2,popsize=5")):
+    for name, setting in (("pt", "prompt-tuning=prompt-tuning:n_virtual=3"), ("de", "de-box2=de:bounds=-2;2,popsize=5"),
+                          ("bf", "de-bf16=de:popsize=5,search_dtype=bfloat16")):
         assert calibrate.main(common + ["--settings", setting, "--out", str(tmp_path / f"{name}.json")]) == 0
     out, plot = tmp_path / "all.json", tmp_path / "all.svg"
-    assert calibrate.main(["--merge", str(tmp_path / "pt.json"), str(tmp_path / "de.json"), "--out", str(out),
+    assert calibrate.main(["--merge", *(str(tmp_path / f"{n}.json") for n in ("pt", "de", "bf")), "--out", str(out),
                            "--plot", str(plot)]) == 0
     data = json.loads(out.read_text())
     assert data["train"] == VARIANTS and data["heldout"] == ["participant-standard"] and data["targets"] == ["Japan"]
-    assert {r["setting"] for r in data["runs"]} == {"prompt-tuning", "de-box2"}
+    assert {r["setting"] for r in data["runs"]} == {"prompt-tuning", "de-box2", "de-bf16"}
     de = next(r for r in data["runs"] if r["setting"] == "de-box2")
     assert de["params"] == {"bounds": "-2,2", "popsize": "5"} and de["stopped"] == "time"
     for run in data["runs"]:
         best = [p["train_l1"] for p in run["curve"]]
         assert best and best == sorted(best, reverse=True) and run["wall_seconds"] >= 1.5
-        assert run["marks"][-1]["seconds"] == run["wall_seconds"] and run["marks"][-1]["train_l1"] == best[-1]
+        last = run["marks"][-1]
+        assert last["seconds"] == run["wall_seconds"]
+        if run["search_dtype"] == "float32":
+            assert last["train_l1"] == best[-1] and run["finalist_seconds"] == 0
+        else:  # the bf16 search's best so far, and the fp32 best of its finalists, re-scored in fp32
+            assert last["train_l1_search"] == best[-1] and run["finalist_seconds"] > 0
+            assert last["train_l1"] != last["train_l1_search"] and last["train_l1"] > 0
         assert len(run["marks"]) <= 2 and all(m["heldout_l1"] > 0 for m in run["marks"])
     assert set(data["references"]["Japan"]) == {"naive", "p0"}
     assert plot.read_text().startswith("<?xml")
