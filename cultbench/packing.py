@@ -181,6 +181,40 @@ def pack(prompts: dict) -> Layout:
     return Layout(rows=rows, suffixes=suffixes)
 
 
+@dataclass
+class SuffixRow:
+    """Suffixes of one trunk row laid end to end in one row of the second forward: each token
+    sees its own suffix's parent view of the trunk row and its own suffix's earlier tokens (a
+    block-diagonal causal mask), so each suffix computes what it would in a row of its own, and
+    the trunk row's keys and values are read once per row instead of once per suffix."""
+
+    suffixes: list[tuple[int, Suffix]]  # (offset in the row, suffix)
+
+    @property
+    def width(self) -> int:
+        offset, last = self.suffixes[-1]
+        return offset + len(last.ids)
+
+
+def suffix_rows(suffixes: list[Suffix], limit: int) -> list[SuffixRow]:
+    """``suffixes`` (of one trunk row) packed into as few rows as ``limit`` tokens a row allows
+    (at least one row per suffix longer than ``limit``), of near-equal widths: longest first, each
+    into the row that is shortest so far. Attention in a row is dense over its width, so ``limit``
+    bounds that cost; near-equal widths let the rows share a forward with little padding."""
+    if not suffixes:
+        return []
+    by_length = sorted(suffixes, key=lambda s: -len(s.ids))
+    total, longest = sum(len(s.ids) for s in suffixes), len(by_length[0].ids)
+    bins: list[list[Suffix]] = [[] for _ in range(-(-total // max(limit, longest)))]
+    for s in by_length:
+        min(bins, key=lambda b: sum(len(x.ids) for x in b)).append(s)
+    rows = []
+    for b in bins:
+        offsets = [sum(len(x.ids) for x in b[:k]) for k in range(len(b))]
+        rows.append(SuffixRow(suffixes=list(zip(offsets, b))))
+    return rows
+
+
 def stack_rows(rows: list[PackedRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ids [R, W], positions [R, W], mask [R, 1, W, W]) right-padded to the widest row.
     Padding attends to itself only, so no attention row is empty (an empty one gives NaN)."""

@@ -28,7 +28,7 @@ import torch
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
 from cultbench.models import resolve_dtype
-from cultbench.packing import SOFT, Layout, pack, stack_rows
+from cultbench.packing import SOFT, Layout, pack, stack_rows, suffix_rows
 from cultbench.prompts import PromptVariant, displayed_options, option_labels, render_prompt
 
 
@@ -304,12 +304,19 @@ class SurveyScorer:
 
     def _forward(self, work: list, soft: list, grad: bool = False) -> dict:
         """Logits at every prompt's last position: trunk rows in one forward per chunk, then the
-        suffixes that continue those rows, reading the chunk's cached keys and values.
+        suffixes that continue those rows, reading the chunk's cached keys and values. A trunk
+        row's suffixes share suffix rows (``packing.suffix_rows``: end to end, block-diagonal
+        mask, up to twice the trunk row's width each), so its keys and values are read once per
+        suffix row, not once per suffix, and the second forward holds few, wide rows.
 
         With ``padding`` 0 a forward only holds rows of one width (trunk rows of equal width,
-        suffixes of equal length), so nothing is padded; otherwise near widths share a forward. The batch size still depends on the other candidates, and
-        fp32 kernels may round some logits an ulp differently for another batch size (a
-        population split over workers; see docs/distributed.md).
+        suffix rows of equal width), so nothing is padded; otherwise near widths share a forward.
+        The batch size still depends on the other candidates, and fp32 kernels may round some
+        logits an ulp differently for another batch size (a population split over workers; see
+        docs/distributed.md).
+
+        Host-to-device copies are asynchronous (``non_blocking``) and nothing reads a device
+        value back before the last forward, so the host queues forwards ahead of the GPU.
 
         ``grad``: run with autograd (the soft prompts' gradient), the weights frozen meanwhile;
         otherwise under ``torch.inference_mode``.
@@ -324,51 +331,74 @@ class SurveyScorer:
         for width, group in _buckets(rows, lambda w: w[2].width, self.padding):
             for chunk in _chunks(group, self._rows_per_chunk(width)):
                 cache, mask = self._forward_trunk(chunk, soft, out)
-                suffixes = [(i, s) for i, (*_, own) in enumerate(chunk) for s in own]
-                for length, same in _buckets(suffixes, lambda x: len(x[1].ids), self.padding):
-                    for part in _chunks(same, self._rows_per_chunk(width + length)):
-                        self._forward_suffixes(part, chunk, cache, mask, out)
+                packed = [(i, srow) for i, (_, _, row, own) in enumerate(chunk) if own
+                          for srow in suffix_rows(own, 2 * row.width)]
+                forwards = [part for length, same in _buckets(packed, lambda x: x[1].width, self.padding)
+                            for part in _chunks(same, self._rows_per_chunk(width + length))]
+                for k, part in enumerate(forwards):
+                    # the last suffix forward may extend the trunk's cache itself when it holds one
+                    # suffix row per trunk row, in order: no copy of the cached keys and values
+                    own_cache = k == len(forwards) - 1 and [i for i, _ in part] == list(range(len(chunk)))
+                    self._forward_suffixes(part, chunk, cache, mask, out, own_cache)
                 del cache
         return out
 
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(self.device, non_blocking=True)
+
     def _forward_trunk(self, chunk: list, soft: list, out: dict):
+        """The trunk rows' forward; returns its cache and the rows' attention mask (on the host)."""
         ids, positions, mask = stack_rows([row for _, _, row, _ in chunk])
-        ids, positions, mask = ids.to(self.device), positions.to(self.device), mask.to(self.device)
-        inputs = self.embeddings(ids.clamp(min=0))
+        slot_rows, slot_cols, values = [], [], []
         for r, (c, _, row, _) in enumerate(chunk):
             slots = (ids[r] == SOFT).nonzero().squeeze(1)
             if len(slots):  # every segment of the row carries its own copy of the soft prompt
-                inputs[r, slots] = soft[c].repeat(len(slots) // soft[c].shape[0], 1)
+                slot_rows.append(torch.full_like(slots, r))
+                slot_cols.append(slots)
+                values.append(soft[c].repeat(len(slots) // soft[c].shape[0], 1))
+        inputs = self.embeddings(self._to_device(ids.clamp(min=0)))
+        if values:
+            inputs[self._to_device(torch.cat(slot_rows)), self._to_device(torch.cat(slot_cols))] = torch.cat(values)
         ends = [(r, pos, (c, v, item)) for r, (c, v, row, _) in enumerate(chunk) for item, pos in row.leaves.items()]
         self.tokens_forwarded += sum(row.width for _, _, row, _ in chunk)
         cache = self._new_cache()
-        self._run(inputs, mask, positions, ends, out, cache)
+        self._run(inputs, self._to_device(mask), self._to_device(positions), ends, out, cache)
         return cache, mask
 
-    def _forward_suffixes(self, part: list, chunk: list, cache, trunk_mask: torch.Tensor, out: dict) -> None:
-        """Suffix rows [n, S]: token k sees its parent's view of the trunk row, then suffix tokens
-        0..k. Suffixes shorter than S are right-padded (causal attention: the padding changes
-        nothing before it)."""
-        n, size, trunk = len(part), max(len(s.ids) for _, s in part), trunk_mask.shape[-1]
-        ids = torch.tensor([s.ids + [0] * (size - len(s.ids)) for _, s in part], dtype=torch.long)
-        positions = torch.stack([torch.arange(s.start, s.start + size) for _, s in part])
-        mask = torch.zeros(n, 1, size, trunk + size, dtype=torch.bool, device=self.device)
-        mask[:, 0, :, trunk:] = torch.ones(size, size, dtype=torch.bool).tril()
+    def _forward_suffixes(self, part: list, chunk: list, cache, trunk_mask: torch.Tensor, out: dict,
+                          own_cache: bool = False) -> None:
+        """Suffix rows [n, S]: a token of a suffix sees its parent's view of the trunk row, then
+        that suffix's tokens up to itself. Rows narrower than S are right-padded (a padding token
+        sees itself only). ``own_cache``: ``part`` holds one row per trunk row in order, and the
+        trunk's cache is extended in place instead of copied."""
+        n, size, trunk = len(part), max(srow.width for _, srow in part), trunk_mask.shape[-1]
+        ids = torch.zeros(n, size, dtype=torch.long)
+        positions = torch.zeros(n, size, dtype=torch.long)
+        mask = torch.zeros(n, 1, size, trunk + size, dtype=torch.bool)
+        mask[:, 0, :, trunk:] = torch.eye(size, dtype=torch.bool)
         ends = []
-        for j, (i, s) in enumerate(part):
-            mask[j, 0, :, :trunk] = trunk_mask[i, 0, s.parent]
+        for j, (i, srow) in enumerate(part):
             c, v = chunk[i][0], chunk[i][1]
-            ends += [(j, len(s.ids) - 1, (c, v, item)) for item in s.leaves]
-        self.tokens_forwarded += sum(len(s.ids) for _, s in part)
-        rows = torch.tensor([i for i, _ in part], device=self.device)
-        past = self._new_cache([(layer.keys[rows], layer.values[rows]) for layer in cache.layers])
-        ids, positions = ids.to(self.device), positions.to(self.device)
-        self._run(self.embeddings(ids), mask, positions, ends, out, past)
+            for offset, s in srow.suffixes:
+                k = len(s.ids)
+                ids[j, offset:offset + k] = torch.tensor(s.ids)
+                positions[j, offset:offset + k] = torch.arange(s.start, s.start + k)
+                mask[j, 0, offset:offset + k, :trunk] = trunk_mask[i, 0, s.parent]
+                mask[j, 0, offset:offset + k, trunk + offset:trunk + offset + k] = torch.ones(k, k, dtype=torch.bool).tril()
+                ends += [(j, offset + k - 1, (c, v, item)) for item in s.leaves]
+                self.tokens_forwarded += k
+        if own_cache:
+            past = cache
+        else:
+            rows = self._to_device(torch.tensor([i for i, _ in part]))
+            past = self._new_cache([(layer.keys[rows], layer.values[rows]) for layer in cache.layers])
+        self._run(self.embeddings(self._to_device(ids)), self._to_device(mask), self._to_device(positions), ends,
+                  out, past)
 
     def _run(self, inputs, mask, positions, ends: list, out: dict, cache) -> None:
         """One forward; the logits at ``ends`` (row, position, key) go to ``out[key]``."""
-        rows = torch.tensor([r for r, _, _ in ends], dtype=torch.long, device=self.device)
-        positions_at = torch.tensor([p for _, p, _ in ends], dtype=torch.long, device=self.device)
+        rows = self._to_device(torch.tensor([r for r, _, _ in ends], dtype=torch.long))
+        positions_at = self._to_device(torch.tensor([p for _, p, _ in ends], dtype=torch.long))
         with self._head_on(rows, positions_at):
             logits = self.model(inputs_embeds=inputs, attention_mask=self._attention_mask(mask),
                                 position_ids=positions, use_cache=True, **{self._cache_arg: cache}).logits
