@@ -12,8 +12,8 @@ records its error and the next one runs):
 - ``ceilings`` (CUDA only): the bf16 rate of an 8192^3 matrix product on random data, and of the
   MLP's [M, 4096] x [4096, 14336] product for several M (the rate a forward of M tokens can reach).
 - ``runs``: the scorer for each population and each ``--paddings`` value (the scorer's padding:
-  0 is its default for this instrument, one forward per row width; more lets near widths share
-  a forward). Per run: forwards per call, tokens (real and padded), seconds, evaluations/s,
+  ``default`` is its own, ``cultbench.scorer.default_padding``: 0.25 on a GPU, 0 on a CPU, where 0
+  is one forward per row width; more lets near widths share a forward). Per run: forwards per call, tokens (real and padded), seconds, evaluations/s,
   tokens/s, model TFLOP/s, MFU and peak memory (the model's weights included).
 - ``profiles``: torch.profiler over one call at ``--profile-population`` (``--profile auto``: only
   when MFU there is under 40%): GPU busy time against wall time, kernel time by kind, the top
@@ -170,7 +170,7 @@ def measure_scorer(model, tokenizer, population: int, padding: float, repeats: i
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     flops, tokens = model_flops(model, scorer, population)
-    return {"population": population, "padding": padding, "items": len(scorer.instrument.items),
+    return {"population": population, "padding": scorer.padding, "items": len(scorer.instrument.items),
             "forwards_per_call": counter.calls, "tokens_per_candidate": tokens,
             "padded_tokens_per_call": counter.tokens, "real_tokens_per_call": scorer.tokens_forwarded,
             "seconds_per_call": times, "median_s": seconds, "candidate_evals_per_s": population / seconds,
@@ -252,7 +252,7 @@ def prompt_tuning_figures(model, tokenizer, device, paddings, variants_per_backw
             flops_scorer = SurveyScorer(model, tokenizer, load_instrument(), get_variants("train"), **options)
             forward_flops, tokens = model_flops(model, flops_scorer, 1, n_virtual=r["n_virtual"])
             step_s = statistics.median(r["seconds_per_step"])
-            r.update({"padding": padding, "tokens_per_step": tokens, "model_flops_per_step": 2 * forward_flops,
+            r.update({"padding": flops_scorer.padding, "tokens_per_step": tokens, "model_flops_per_step": 2 * forward_flops,
                       "median_step_s": step_s, "steps_per_s": 1 / step_s, "tokens_per_s": tokens / step_s,
                       "model_tflops_per_s": 2 * forward_flops / step_s / 1e12,
                       "mfu": None if peak is None else 2 * forward_flops / step_s / (peak * 1e12),
@@ -266,13 +266,19 @@ def prompt_tuning_figures(model, tokenizer, device, paddings, variants_per_backw
     return out
 
 
+def _paddings(text: str) -> list[float | None]:
+    """'default,0.25' -> [None, 0.25] (None: the scorer's own default)."""
+    return [None if p.strip() == "default" else float(p) for p in text.split(",")]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", choices=sorted(SHAPES), default="llama-3-8b")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tokenizer", default=None, help="a saved tokenizer folder (default: the bundled SmolLM2's)")
     ap.add_argument("--populations", default="10,20,40")
-    ap.add_argument("--paddings", default="0", help="scorer padding values to measure, comma-separated")
+    ap.add_argument("--paddings", default="default", help="scorer padding values to measure, comma-separated "
+                                                           "('default': the scorer's own for the device)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-batch-mb", type=float, default=16384.0, help="activation bound of one forward")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, if not in the table")
@@ -309,7 +315,7 @@ def main(argv=None) -> int:
     model.requires_grad_(False)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = args.peak_tflops or peak_tflops(name)
-    paddings = [float(p) for p in args.paddings.split(",")]
+    paddings = _paddings(args.paddings)
     report = {"device": name, "shape": args.shape, "parameters": sum(p.numel() for p in model.parameters()),
               "dtype": "bfloat16", "peak_bf16_tflops": peak, "torch": torch.__version__,
               "transformers": __import__("transformers").__version__, "command": " ".join(sys.argv),
@@ -376,7 +382,7 @@ def main(argv=None) -> int:
     section("profiles", profiles)
 
     if args.prompt_tuning_steps > 0:
-        pt_paddings = [float(p) for p in (args.prompt_tuning_paddings or args.paddings).split(",")]
+        pt_paddings = _paddings(args.prompt_tuning_paddings or args.paddings)
         vpbs = [int(v) for v in args.variants_per_backward.split(",")]
         section("prompt_tuning", lambda: prompt_tuning_figures(
             model, tokenizer, device, pt_paddings, vpbs, args.prompt_tuning_steps, args.max_batch_mb, peak,

@@ -32,6 +32,7 @@ def test_gpu_check_reports_throughput_flops_and_memory_fields(tmp_path):
         assert run["tokens_per_candidate"] > 24 and 0 < run["mfu"] < 1
         assert run["mfu"] == pytest.approx(run["model_tflops_per_s"] / 1)
         assert run["forwards_per_call"] >= 2 and run["real_tokens_per_call"] == run["population"] * run["tokens_per_candidate"]
+        assert run["padding"] == 0  # the scorer's own default on a CPU
 
 
 def test_gpu_check_every_section_with_a_saved_tokenizer(tiny_folder, tmp_path):

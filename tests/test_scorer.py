@@ -6,9 +6,9 @@ import torch
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
-from cultbench.packing import SOFT, pack, prefix_tree
+from cultbench.packing import SOFT, Suffix, pack, prefix_tree, suffix_rows
 from cultbench.prompts import get_variants
-from cultbench.scorer import SurveyScorer
+from cultbench.scorer import SurveyScorer, default_padding
 
 INST = load_instrument("vsm2013")
 PERSONAS = ["You are an average human being born in China and living in China responding to the "
@@ -122,6 +122,48 @@ def test_packing_without_common_prefix_keeps_top_nodes_in_the_trunk():
     layout = pack({"a": (1, 2), "b": (3, 4, 5), "c": (3, 6)})
     assert sorted(r.ids.tolist() for r in layout.rows) == [[1, 2], [3]]
     assert [(s.ids, s.start) for s in sorted(layout.suffixes, key=lambda s: s.ids)] == [([4, 5], 1), ([6], 1)]
+
+
+def test_suffix_rows_pack_a_trunk_rows_suffixes_end_to_end_in_near_equal_rows():
+    def suffix(n, tag):
+        return Suffix(row=0, parent=0, ids=[tag] * n, start=1, leaves=[tag])
+
+    suffixes = [suffix(n, k) for k, n in enumerate([49, 45, 44, 41, 15, 12])]
+    rows = suffix_rows(suffixes, 122)  # 206 tokens: two rows, longest first into the shorter row
+    assert sorted(r.width for r in rows) == [102, 104]
+    for r in rows:  # end to end, no gaps, each suffix once
+        assert [o for o, _ in r.suffixes] == [sum(len(s.ids) for _, s in r.suffixes[:k]) for k in range(len(r.suffixes))]
+    assert sorted(s.leaves[0] for r in rows for _, s in r.suffixes) == list(range(6))
+    assert [r.width for r in suffix_rows(suffixes, 1000)] == [206]
+    assert [r.width for r in suffix_rows(suffixes[:2], 10)] == [49, 45]  # longer than the limit: a row each
+    assert suffix_rows([], 10) == []
+
+
+def test_padding_default_depends_on_instrument_kind_and_device(tiny):
+    opinions = type("Distribution", (), {"kind": "distribution"})()
+    assert default_padding(INST, torch.device("cpu")) == 0.0
+    assert default_padding(INST, torch.device("cuda")) == 0.25  # per-forward launches cost more than padding
+    assert default_padding(opinions, torch.device("cpu")) == 0.25
+    model, tokenizer = tiny
+    assert SurveyScorer(model, tokenizer, INST, get_variants("train")).padding == 0.0
+
+
+def test_suffix_forwards_with_and_without_copies_of_the_trunk_cache(tiny, monkeypatch):
+    """Both ways a suffix forward gets the trunk's keys and values (extending the trunk's own
+    cache, or a copy of some of its rows) occur in the exactness tests' settings."""
+    model, tokenizer = tiny
+    seen = []
+    original = SurveyScorer._forward_suffixes
+
+    def spy(self, part, chunk, cache, trunk_mask, out, own_cache=False):
+        seen.append(own_cache)
+        return original(self, part, chunk, cache, trunk_mask, out, own_cache)
+
+    monkeypatch.setattr(SurveyScorer, "_forward_suffixes", spy)
+    soft = [torch.randn(3, model.config.hidden_size), None, torch.randn(5, model.config.hidden_size)]
+    for mb in (0.3, 4096):
+        SurveyScorer(model, tokenizer, INST, get_variants(None), max_batch_mb=mb).score(soft, PERSONAS)
+    assert True in seen and False in seen
 
 
 @pytest.mark.slow
