@@ -6,11 +6,13 @@ trunk: each subtree below the root is laid out as one segment (the root's tokens
 subtree's inner nodes depth first), and segments are packed into rows. A 4-D attention mask lets
 each token see exactly its own prompt's earlier tokens, and position ids restart along each
 prompt's path. The childless nodes (an item's own question and the closing lines) become
-suffixes: a second forward computes them in rows of their own, attending to their trunk row's
-cached keys and values through the parent token's view. So every prompt's last position computes
-the same value as a forward over that prompt alone (exact up to float rounding), each shared
-token is computed once, and no attention is dense over a whole block of items: attention cost
-grows with the square of the row length.
+suffixes: a second forward computes them, a trunk row's suffixes end to end in one or a few
+suffix rows (``suffix_rows``: a block-diagonal mask, each at most about twice the trunk row's
+width), attending to their trunk row's cached keys and values through the parent token's view.
+So every prompt's last position computes the same value as a forward over that prompt alone
+(exact up to float rounding), each shared token is computed once, the trunk's keys and values
+are read once per suffix row (not once per suffix), and no attention is dense over a whole block
+of items: attention cost grows with the square of the row length.
 """
 
 from __future__ import annotations
