@@ -4,7 +4,9 @@ ranking of every country, on training and held-out questions under training and 
 Four blocks, reported separately: wording split (the prompt variants an aligner saw or not) x
 question split (the questions an aligner fitted or not). A similarity is 1 - the Jensen-Shannon
 distance per item, averaged over the items the country was asked, computed per prompt variant and
-averaged over the split's variants (as the aligners' fitness is).
+averaged over the split's variants (as the aligners' fitness is). Each wording split, and all the
+scored variants together, also get the validity diagnostics that apply to distribution items
+(``cultbench.diagnostics.diagnose_distribution``, over all questions).
 """
 
 from __future__ import annotations
@@ -13,34 +15,44 @@ from typing import Sequence
 
 import numpy as np
 
+from cultbench.diagnostics import diagnose_distribution
 from cultbench.instruments.distribution import SPLITS as QUESTION_SPLITS
 from cultbench.instruments.distribution import DistributionInstrument, OpinionTarget
 from cultbench.metrics import rank_by_similarity, similarity
 from cultbench.prompts import get_variants, variants_file
 from cultbench.scorer import SurveyScorer
+from cultbench.summary import verdict_lines
 
 WORDING_SPLITS = ("train", "heldout")
 
 
+def per_variant_similarity(instrument: DistributionInstrument, shares: np.ndarray, target: OpinionTarget,
+                           keep: np.ndarray) -> np.ndarray:
+    """[V] similarity to ``target`` of answer shares [V, slots] on the items ``keep`` (a mask)."""
+    d = instrument.item_distances(shares, target.vector(instrument.dimension_ids))[:, keep]  # [V, I_kept]
+    return np.array([similarity(row) for row in d])
+
+
+def country_similarities(instrument: DistributionInstrument, shares: np.ndarray, keep: np.ndarray) -> dict:
+    """Country name -> [V] similarity, for every country asked one of the items ``keep``."""
+    ids = {instrument.item_ids[i] for i in np.flatnonzero(keep)}
+    return {c.name: per_variant_similarity(instrument, shares, instrument.target(c.name), keep)
+            for c in instrument.countries if not ids.isdisjoint(instrument.reference[c.name])}
+
+
 def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, items: list[int],
            variant_names: list[str], targets: Sequence[OpinionTarget], top: int | None) -> dict:
-    """Similarities on the questions ``items`` (positions) from shares [V, slots], mass [V, I]."""
+    """Similarities on the questions ``items`` (positions) from shares [V, slots], mass [V, I].
+    A target asked none of them has similarity None (and rank None)."""
     ids = [instrument.item_ids[i] for i in items]
-    dims = instrument.dimension_ids
     keep = np.zeros(len(instrument.items), dtype=bool)
     keep[items] = True
-
-    def per_variant(target: OpinionTarget) -> np.ndarray:
-        d = instrument.item_distances(shares, target.vector(dims))[:, keep]  # [V, I_split]
-        return np.array([similarity(row) for row in d])
-
-    countries = {c.name: float(np.mean(per_variant(instrument.target(c.name)))) for c in instrument.countries
-                 if any(i in instrument.reference[c.name] for i in ids)}
-    out = {"items": len(ids), "option_mass": float(mass[:, keep].mean()) if ids else float("nan"), "targets": {}}
+    countries = {n: float(np.mean(s)) for n, s in country_similarities(instrument, shares, keep).items()}
+    out = {"items": len(ids), "option_mass": float(mass[:, keep].mean()) if ids else None, "targets": {}}
     for target in targets:
-        sims = per_variant(target)
         asked = sum(1 for i in ids if i in target.shares)
-        out["targets"][target.name] = {"similarity": float(np.mean(sims)), "items_asked": asked,
+        sims = per_variant_similarity(instrument, shares, target, keep) if asked else np.full(len(variant_names), None)
+        out["targets"][target.name] = {"similarity": float(np.mean(sims)) if asked else None, "items_asked": asked,
                                        "similarity_per_variant": dict(zip(variant_names, sims.tolist())),
                                        "rank": 1 + [n for n, _ in rank_by_similarity(countries)].index(target.name)
                                        if target.name in countries else None}
@@ -60,6 +72,14 @@ def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, 
     kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
     scorer = SurveyScorer(model, tokenizer, instrument, variants, **kwargs)
     scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
+    every = np.ones(len(instrument.items), dtype=bool)
+
+    def diagnostics_of(rows: list[int]) -> dict:
+        sims = country_similarities(instrument, scored.indices[0, rows], every)
+        return diagnose_distribution(scored.probs[0, rows], scored.option_mass[0, rows],
+                                     [variants[k].order for k in rows], instrument.option_counts,
+                                     np.stack(list(sims.values()), axis=1), list(sims))
+
     out = {"instrument": instrument.describe(), "caveat": instrument.caveat,
            "precision": str(scorer.dtype).replace("torch.", ""), "splits": {}}
     for split in splits:
@@ -72,7 +92,9 @@ def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, 
             blocks[q] = _block(instrument, shares, mass, items, names, targets, top)
         mean = instrument.unflatten(shares.mean(axis=0))
         out["splits"][split] = {"variants": names, "questions": blocks, "option_mass": float(mass.mean()),
-                                "answer_shares": {i: m.tolist() for i, m in zip(instrument.item_ids, mean)}}
+                                "answer_shares": {i: m.tolist() for i, m in zip(instrument.item_ids, mean)},
+                                "diagnostics": diagnostics_of(rows)}
+    out["diagnostics"] = diagnostics_of(list(range(len(variants))))
     return out
 
 
@@ -86,12 +108,14 @@ def distribution_text(result: dict) -> str:
     for split, block in result["splits"].items():
         for q, got in block["questions"].items():
             head = f"  {split} wordings ({', '.join(block['variants'])}), {q} questions ({got['items']}):"
-            lines.append(head + f" option mass {got['option_mass']:.2f}")
+            lines.append(head + ("" if got["option_mass"] is None else f" option mass {got['option_mass']:.2f}"))
             for name, t in got["targets"].items():
                 rank = "-" if t["rank"] is None else f"{t['rank']} of {got['countries_ranked']}"
-                lines.append(f"    {name}: similarity {t['similarity']:.3f}, rank {rank}, "
+                sim = "-" if t["similarity"] is None else f"{t['similarity']:.3f}"
+                lines.append(f"    {name}: similarity {sim}, rank {rank}, "
                              f"asked {t['items_asked']} of these questions")
             top = ", ".join(f"{n} {s:.3f}" for n, s in got["ranking"][:3])
             lines.append(f"    most similar: {top}")
+    lines += verdict_lines(result.get("diagnostics"), scores="similarities")
     lines.append(f"Note: {result['caveat']}")
     return "\n".join(lines) + "\n"

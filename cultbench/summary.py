@@ -42,8 +42,9 @@ def target_title(target: Mapping) -> str:
             + (", estimated" if target.get("estimated") else "") + ")")
 
 
-def verdict_lines(diagnostics: Mapping | None, option_mass: float | None = None) -> list[str]:
-    """The validity verdict and its failed checks, or, without one, a warning on a low option mass."""
+def verdict_lines(diagnostics: Mapping | None, option_mass: float | None = None, scores: str = "indices") -> list[str]:
+    """The validity verdict and its failed checks, or, without one, a warning on a low option mass;
+    ``scores``: what the result's numbers are called in the warning."""
     if diagnostics and "interpretable" in diagnostics:
         failed = diagnostics.get("failed") or []
         names = [f if isinstance(f, str) else f.get("message") or f.get("name") or f.get("check") for f in failed]
@@ -51,7 +52,7 @@ def verdict_lines(diagnostics: Mapping | None, option_mass: float | None = None)
         if diagnostics["interpretable"]:
             return ["Validity: interpretable (every diagnostic check passed)."]
         return [f"Validity: NOT interpretable; failed: {'; '.join(map(str, names)) or 'see the JSON'}.",
-                "Warning: the indices of an uninterpretable result say little about the model's culture."]
+                f"Warning: the {scores} of an uninterpretable result say little about the model's culture."]
     if option_mass is not None and option_mass < LOW_OPTION_MASS:
         return [f"Warning: only {option_mass:.0%} of the next-token probability fell on the answer options; "
                 "the model mostly does not answer in the format, and its indices mean little."]

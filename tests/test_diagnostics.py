@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from cultbench import diagnostics as dg
 from cultbench.evaluation import evaluate_candidate
 from cultbench.instruments import load_instrument
@@ -141,3 +142,67 @@ def test_evaluate_reports_diagnostics_per_split_and_overall(tiny):
     assert flagged["position_bias"]["mean"] > 0.99
     assert flagged["reversal"]["total_variation"] > 0.99
     assert not flagged["interpretable"] and {"position_bias", "reversal"} <= set(flagged["failed"])
+
+
+# -- distribution instruments: items with their own number of options ------------------------------
+
+
+def test_distribution_position_bias_reads_each_items_own_last_option():
+    # 2 variants x 2 items, zero-padded to 3 options: item 0 has 2 options, item 1 has 3.
+    probs = np.array([[[0.7, 0.3, 0.0], [0.2, 0.3, 0.5]],
+                      [[0.4, 0.6, 0.0], [0.1, 0.1, 0.8]]])
+    first = dg.first_shown_probability(probs, [UP, DOWN], counts=[2, 3])
+    assert first.tolist() == [[0.7, 0.2], [0.6, 0.8]]  # reversed: item 0 shows its option 2 first
+    bias = dg.position_bias(probs, [UP, DOWN], counts=[2, 3])
+    assert bias[UP] == pytest.approx(0.45) and bias[DOWN] == pytest.approx(0.7) and bias["mean"] == pytest.approx(0.575)
+    out = dg.reversal_consistency(probs, [UP, DOWN])  # no answer values: no expected shift
+    # TV item 0: (0.3 + 0.3) / 2; item 1: (0.1 + 0.2 + 0.3) / 2
+    assert out["total_variation"] == pytest.approx(0.3) and out["expected_shift"] is None
+
+
+def test_similarity_stability_by_hand():
+    sims = np.array([[0.6, 0.8], [0.7, 0.8], [0.8, 0.8]])  # 3 variants x countries A, B
+    out = dg.similarity_stability(sims, ["A", "B"])
+    assert out["per_country"] == pytest.approx({"A": 0.1, "B": 0.0})  # sample SD across the variants
+    assert out["mean"] == pytest.approx(0.05)
+    assert out["between_countries"] == pytest.approx(np.std([0.7, 0.8], ddof=1))
+    assert dg.similarity_stability(sims[:1], ["A", "B"])["mean"] is None
+    assert dg.similarity_stability(sims[:, :1], ["A"])["reason"].startswith("needs at least two")
+
+
+OPINIONS = load_instrument("globalopinionqa", str(ROOT / "tests" / "data" / "globalopinionqa_fixture.csv"))
+
+
+def _distribution_report(probs, mass, orders):
+    """diagnose_distribution on the GlobalOpinionQA fixture, the similarities computed from ``probs``."""
+    from cultbench.distribution_evaluation import country_similarities
+
+    sims = country_similarities(OPINIONS, OPINIONS.flatten(probs), np.ones(len(OPINIONS.items), dtype=bool))
+    return dg.diagnose_distribution(probs, mass, orders, OPINIONS.option_counts, np.stack(list(sims.values()), 1),
+                                    list(sims))
+
+
+def test_distribution_items_answered_by_position_or_by_content():
+    counts, k = OPINIONS.option_counts, max(OPINIONS.option_counts)
+    by_position = np.zeros((4, len(counts), k))
+    for v, order in enumerate(_orders()):
+        for i, n in enumerate(counts):
+            by_position[v, i, 0 if order == UP else n - 1] = 1.0  # the option shown first, mapped back
+    report = _distribution_report(by_position, np.ones((4, len(counts))), _orders())
+    assert report["position_bias"]["mean"] == pytest.approx(1.0)
+    assert report["reversal"]["total_variation"] == pytest.approx(1.0)
+    assert "item_discrimination" not in report["checks"] and not report["interpretable"]
+    assert {"position_bias", "reversal"} <= set(report["failed"]) and "option_mass" not in report["failed"]
+    rng = np.random.default_rng(0)
+    content = np.zeros((len(counts), k))
+    for i, n in enumerate(counts):
+        content[i, :n] = rng.dirichlet(np.ones(n))
+    probs = np.broadcast_to(content, (4, len(counts), k)).copy()  # the same under every wording and order
+    report = _distribution_report(probs, np.full((4, len(counts)), 0.9), _orders())
+    assert report["reversal"]["total_variation"] == pytest.approx(0.0) and report["position_bias"]["mean"] <= 0.5
+    assert report["wording_stability"]["mean"] == pytest.approx(0.0) and report["wording_stability"]["between_countries"] > 0
+    threshold = report["checks"]["wording_stability"]["threshold"]
+    assert threshold == pytest.approx(dg.MAX_WORDING_SHARE * report["wording_stability"]["between_countries"])
+    assert report["interpretable"] and report["failed"] == report["unchecked"] == []
+    alone = _distribution_report(probs[:2], np.full((2, len(counts)), 0.9), [UP, UP])
+    assert not alone["interpretable"] and alone["unchecked"] == ["position_bias", "reversal"]

@@ -280,12 +280,17 @@ def test_cli_evaluate_reports_question_and_wording_splits(opinions_folder, tiny_
     assert "entries dropped mismatched 3" in result.stderr and "construct validity" in result.stderr
     report = json.loads(result.stdout)
     assert report["instrument"]["questions"] == {"train": 5, "heldout": 4}
+    assert report["diagnostics"]["variants"] == 4 and isinstance(report["diagnostics"]["interpretable"], bool)
     model, tokenizer = tiny_opinions
     for split in ("train", "heldout"):
         variants = get_variants(split, path=variants_file(INST))
         scored = SurveyScorer(model, tokenizer, INST, variants).score()
         block = report["splits"][split]
         assert block["variants"] == [v.name for v in variants]
+        diagnostics = block["diagnostics"]  # the diagnostics of distribution items, over every question
+        assert set(diagnostics["checks"]) == {"option_mass", "position_bias", "reversal", "wording_stability"}
+        assert diagnostics["option_mass"] == pytest.approx(float(scored.option_mass.mean()), abs=1e-6)
+        assert diagnostics["wording_stability"]["per_country"].keys() == {c.name for c in INST.countries}
         for q in ("train", "heldout"):
             got = block["questions"][q]
             keep = [i for i, it in enumerate(INST.items) if INST.split[it.id] == q]
@@ -346,6 +351,7 @@ def test_cli_evaluate_summary_and_align_on_the_training_questions(opinions_folde
     assert summary.exit_code == 0, summary.output
     assert "heldout wordings (participant-reworded, researcher-reversed), heldout questions (4)" in summary.stdout
     assert "Nigeria: similarity" in summary.stdout and "construct validity" in summary.stdout
+    assert "Validity: NOT interpretable; failed: option_mass" in summary.stdout
     out = tmp_path / "rs"
     aligned = CliRunner().invoke(main, ["align", *common, "--target", "Nigeria", "--aligner", "random", "--budget", "4",
                                         "--param", "popsize=2", "--param", "n_virtual=2", "--output", str(out),
