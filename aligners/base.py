@@ -62,6 +62,10 @@ class ConfiguredAligner:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
 
+    def check_instrument(self, instrument) -> None:
+        """Raise a CultbenchError when this aligner cannot align to ``instrument`` (called by
+        ``cultbench align`` and ``run`` before a model loads); every instrument is fine by default."""
+
     def align(self, problem: AlignmentProblem, budget: int | None = None, *, seed: int = 0,
               run_dir=None, resume: bool = False, progress: bool = False) -> Alignment:
         raise NotImplementedError

@@ -13,6 +13,7 @@ from aligners.base import ConfiguredAligner, final_result, model_record
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem
 from aligners.registry import register_aligner
+from cultbench.errors import CultbenchError
 
 ICL_TEMPLATE = ("You are an average human being born in {country} and living in {country} "
                 "responding to the following survey question.")
@@ -116,7 +117,18 @@ class ICLProfileBaseline(ICLBaseline):
 
     config_class = ICLProfileConfig
 
+    def check_instrument(self, instrument) -> None:
+        """Index instruments only: a distribution instrument's target is the country's answer
+        shares on the very questions scored, so a prompt holding them would be the answer key
+        (docs/aligners.md)."""
+        if getattr(instrument, "kind", "index") == "distribution":
+            raise CultbenchError(
+                f"icl-profile writes the target's published index scores into the prompt, and {instrument.name} "
+                "has none: its targets are answer shares on the very questions scored, so such a prompt would "
+                "be the answer key; use icl (the persona alone) on distribution instruments")
+
     def persona(self, problem):
+        self.check_instrument(problem.scorer.instrument)
         cfg = self.config
         lines = [super().persona(problem), cfg.scores_intro.format(country=problem.target.name)]
         for dim, score in zip(problem.dimensions, problem.target_vector):

@@ -288,7 +288,7 @@ class RayPopulationExecutor(LocalExecutor):
 
     def search_scorer(self, sweep: Sweep, model: str, loaded, exact):
         s = sweep.spec
-        return RayScorer(loaded.model, loaded.tokenizer, sweep.instrument, sweep.variants["train"], model_name=model,
+        return RayScorer(loaded.model, loaded.tokenizer, sweep.fitted, sweep.variants["train"], model_name=model,
                          model_dtype=s.dtype, constants=sweep.constants,
                          dtype=s.search_dtype if sweep.reduced_precision() else None, workers=self.workers,
                          address=self.address, num_gpus_per_worker=self.num_gpus_per_worker, **sweep.scorer_bound())
@@ -317,12 +317,13 @@ def run_combination(spec, combo, model_path: str, threads: int | None):
 
 
 def _worker_spec(spec: SweepSpec) -> SweepSpec:
-    """The spec as a worker must see it: absolute folders (a worker's folder is not the
-    driver's), no --force (the driver cleared the run folders once; a retried task must find its
+    """The spec as a worker must see it: absolute folders and data files (a worker's folder is not
+    the driver's), no --force (the driver cleared the run folders once; a retried task must find its
     first attempt's checkpoint)."""
     models = [str(Path(m).resolve()) if Path(m).exists() else m for m in spec.models]
+    files = {k: str(Path(v).resolve()) for k in ("data", "heldout_items") if (v := getattr(spec, k)) and Path(v).exists()}
     return replace(spec, models=models, output=Path(spec.output).resolve(), runs_dir=Path(spec.runs_dir).resolve(),
-                   progress=False, force=False)
+                   progress=False, force=False, **files)
 
 
 class RayExecutor:

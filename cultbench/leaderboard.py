@@ -8,6 +8,10 @@ max over the seeds. ``rank_agreement_table`` gives, for each model and aligner w
 targets, Kendall's tau and Spearman's rho between the model's indices and the targets' scores,
 per dimension (independent of the constants C). ``build`` writes ``leaderboard.json``,
 ``LEADERBOARD.md`` and ``index.html``.
+
+Entries of distribution instruments (GlobalOpinionQA) are aggregated the same way into sections
+of their own, one per instrument and data (``distribution``): their metric is the similarity
+(1 - Jensen-Shannon distance, higher is better) on the four blocks of ``results.BLOCKS``, not L1.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from cultbench.errors import CultbenchError
 from cultbench.leaderboard_page import render_html, render_markdown, target_label
 from cultbench.metrics import rank_agreement
 from cultbench.stats import mean_ci
-from cultbench.results import SCHEMA_VERSION, SPLITS, combination_key_of, entry_id, read_record
+from cultbench.results import (BLOCKS, SCHEMA_VERSION, SPLITS, combination_key_of, entry_id, is_distribution,
+                               read_record)
 
-LEADERBOARD_FORMAT = 1
+LEADERBOARD_FORMAT = 2  # 2: distribution instruments' sections
 OUTPUT_FILES = ("leaderboard.json", "LEADERBOARD.md", "index.html")
 
 
@@ -89,28 +94,18 @@ def _setup(record) -> dict:
             "instrument": key["instrument"], "constants": key["constants"], "variants": key["variants"]}
 
 
-def _row(records: list[tuple[str, dict]]) -> dict:
+def _common(records: list[tuple[str, dict]]) -> dict:
+    """The parts of a row both kinds of entry share: model, aligner setup, seeds, cost, verdict, convergence."""
     first = records[0][1]
     recs = [r for _, r in records]
-    dims = list(first["splits"]["train"]["indices"])
-
-    def per_dim(getter):
-        return {s: {d: stat(getter(r, s)[d] for r in recs) for d in dims} for s in SPLITS}
-
     setup = _setup(first)
     return {
         "model": _model(first),
         "aligner": {k: setup[k] for k in ("name", "hyperparameters", "budget", "search_dtype", "distance",
                                           "dimensions")},
         "setup": _hash(setup),
-        "target": {k: first["target"].get(k) for k in ("name", "code", "iso2", "source", "estimated", "scores")},
-        "instrument": first["instrument"], "constants": first["constants"],
         "seeds": sorted(r["aligner"]["seed"] for r in recs if r["aligner"]["seed"] is not None),
         "n": len(recs),
-        "l1": {s: stat(r["metrics"][s]["l1"] for r in recs) for s in SPLITS},
-        "signed_error": per_dim(lambda r, s: r["metrics"][s]["signed_error"]),
-        "indices": per_dim(lambda r, s: r["splits"][s]["indices"]),
-        "option_mass": {s: stat(r["metrics"][s]["option_mass"] for r in recs) for s in SPLITS},
         "fitness": stat(r["aligner"]["fitness"] for r in recs),
         "evaluations": stat(r["aligner"]["evaluations"] for r in recs),
         "wall_time_s": stat(r["run"]["wall_time_s"] for r in recs),
@@ -120,6 +115,43 @@ def _row(records: list[tuple[str, dict]]) -> dict:
                                    if p["best"] is not None]}
                         for r in recs if r["history"] is not None],
         "files": [name for name, _ in records],
+    }
+
+
+def _row(records: list[tuple[str, dict]]) -> dict:
+    first = records[0][1]
+    recs = [r for _, r in records]
+    dims = list(first["splits"]["train"]["indices"])
+
+    def per_dim(getter):
+        return {s: {d: stat(getter(r, s)[d] for r in recs) for d in dims} for s in SPLITS}
+
+    return {
+        **_common(records),
+        "target": {k: first["target"].get(k) for k in ("name", "code", "iso2", "source", "estimated", "scores")},
+        "instrument": first["instrument"], "constants": first["constants"],
+        "l1": {s: stat(r["metrics"][s]["l1"] for r in recs) for s in SPLITS},
+        "signed_error": per_dim(lambda r, s: r["metrics"][s]["signed_error"]),
+        "indices": per_dim(lambda r, s: r["splits"][s]["indices"]),
+        "option_mass": {s: stat(r["metrics"][s]["option_mass"] for r in recs) for s in SPLITS},
+    }
+
+
+def _distribution_row(records: list[tuple[str, dict]]) -> dict:
+    """A row of a distribution instrument: similarity, JSD, the target's rank among the data's
+    countries and option mass on each block (``results.BLOCKS``), over the seeds."""
+    first = records[0][1]
+    recs = [r for _, r in records]
+
+    def per_block(name):
+        return {b: stat(r["metrics"][b][name] for r in recs) for b in BLOCKS}
+
+    return {
+        **_common(records),
+        "target": {k: first["target"].get(k) for k in ("name", "code", "iso2", "source", "items")},
+        "similarity": per_block("similarity"), "jsd": per_block("jsd"), "rank": per_block("rank"),
+        "countries_ranked": {b: first["metrics"][b]["countries_ranked"] for b in BLOCKS},
+        "option_mass": per_block("option_mass"),
     }
 
 
@@ -144,9 +176,9 @@ def _label_rows(rows: list[dict]) -> None:
         names[row["target"]["name"]].add(row["target"]["source"])
     for row in rows:  # the full "name (source, estimated)" stays in target_label(row["target"])
         t = row["target"]
-        row["target_short"] = t["name"] + (f" ({t['source']})" if len(names[t["name"]]) > 1 and not t["estimated"]
+        row["target_short"] = t["name"] + (f" ({t['source']})" if len(names[t["name"]]) > 1 and not t.get("estimated")
                                            else f" (est., {t['source']})" if len(names[t["name"]]) > 1
-                                           else " (est.)" if t["estimated"] else "")
+                                           else " (est.)" if t.get("estimated") else "")
     for field_, ident in (("aligner_label", lambda r: r["setup"]),
                           ("model_label", lambda r: _hash(r["model"]))):
         looks = defaultdict(set)
@@ -157,47 +189,85 @@ def _label_rows(rows: list[dict]) -> None:
                 row[field_] += f" [{ident(row)[:6]}]"
 
 
-def aggregate(records: dict[str, dict]) -> list[dict]:
-    """One row per model x aligner setup x target, seeds aggregated; sorted by model, target, held-out L1."""
+def _grouped(records: dict[str, dict], make_row) -> list[dict]:
+    """One row (``make_row``) per model x aligner setup x target, seeds aggregated, labelled."""
     groups: dict[str, list[tuple[str, dict]]] = defaultdict(list)
     for name, record in records.items():
         t = record["target"]
         groups[_hash([_model(record), _setup(record), t["name"], t["source"]])].append((name, record))
-    rows = [_row(sorted(group, key=lambda item: (item[1]["aligner"]["seed"] or 0, item[0])))
+    rows = [make_row(sorted(group, key=lambda item: (item[1]["aligner"]["seed"] or 0, item[0])))
             for group in groups.values()]
     _label_rows(rows)
+    return rows
+
+
+def aggregate(records: dict[str, dict]) -> list[dict]:
+    """The rows of the index-instrument entries (distribution entries are left to
+    ``distribution_sections``); sorted by model, target, held-out L1."""
+    rows = _grouped({n: r for n, r in records.items() if not is_distribution(r)}, _row)
     rows.sort(key=lambda r: (r["model_label"], r["target"]["name"], r["target"]["source"],
                              r["l1"]["heldout"]["mean"], r["aligner_label"]))
     return rows
+
+
+def _instrument_identity(record: dict) -> dict:
+    inst = record["instrument"]
+    return {"name": inst["name"], "version": inst["version"], "data_sha256": inst["data"]["sha256"],
+            "items": inst["items"], "countries": inst["countries"], "questions": inst["questions"],
+            "split": inst["split"]}
+
+
+def distribution_sections(records: dict[str, dict]) -> list[dict]:
+    """One section per distribution instrument and data (name, version, data sha256): its rows
+    (one per model x aligner setup x target, sorted by model, target and held-out similarity, the
+    highest first), each compared with the naive model, and a summary per model x aligner."""
+    by_instrument: dict[str, dict[str, dict]] = defaultdict(dict)
+    for name, record in records.items():
+        if is_distribution(record):
+            by_instrument[_hash(_instrument_identity(record))][name] = record
+    sections = []
+    for group in by_instrument.values():
+        rows = _grouped(group, _distribution_row)
+        rows.sort(key=lambda r: (r["model_label"], r["target"]["name"], r["similarity"]["heldout"]["mean"] is None,
+                                 -(r["similarity"]["heldout"]["mean"] or 0), r["aligner_label"]))
+        compare_with_naive(rows, "similarity", BLOCKS, higher_is_better=True)
+        sections.append({"instrument": _instrument_identity(next(iter(group.values()))), "rows": rows,
+                         "summary": summary_table(rows, "similarity", BLOCKS, higher_is_better=True)})
+    sections.sort(key=lambda s: (s["instrument"]["name"], s["instrument"]["version"], s["instrument"]["data_sha256"]))
+    return sections
 
 
 def _target_id(row: dict) -> tuple:
     return row["target"]["name"], row["target"]["source"]
 
 
-def compare_with_naive(rows: list[dict]) -> None:
-    """Adds to each row ``delta_vs_naive`` (per split: its mean L1 minus the naive model's, same
-    model and target; None without a naive row) and ``best`` (lowest mean held-out L1 of its target)."""
+def compare_with_naive(rows: list[dict], metric: str = "l1", splits=SPLITS, higher_is_better: bool = False) -> None:
+    """Adds to each row ``delta_vs_naive`` (per split: its mean ``metric`` minus the naive model's,
+    same model and target; None without a naive row) and ``best`` (the best mean held-out
+    ``metric`` of its target: the lowest L1, or the highest similarity)."""
     naive = {(r["model_label"], *_target_id(r)): r for r in rows if r["aligner"]["name"] == "naive"}
     for row in rows:
         base = naive.get((row["model_label"], *_target_id(row)))
-        row["delta_vs_naive"] = {s: None if base is None or base is row or row["l1"][s]["mean"] is None
-                                 or base["l1"][s]["mean"] is None else row["l1"][s]["mean"] - base["l1"][s]["mean"]
-                                 for s in SPLITS}
+        row["delta_vs_naive"] = {s: None if base is None or base is row or row[metric][s]["mean"] is None
+                                 or base[metric][s]["mean"] is None else row[metric][s]["mean"] - base[metric][s]["mean"]
+                                 for s in splits}
         row["best"] = False
+    sign = -1 if higher_is_better else 1
     best: dict[tuple, dict] = {}
     for row in rows:
-        mean = row["l1"]["heldout"]["mean"]
-        if mean is not None and (_target_id(row) not in best or mean < best[_target_id(row)]["l1"]["heldout"]["mean"]):
+        mean = row[metric]["heldout"]["mean"]
+        if mean is not None and (_target_id(row) not in best
+                                 or sign * mean < sign * best[_target_id(row)][metric]["heldout"]["mean"]):
             best[_target_id(row)] = row
     for row in best.values():
         row["best"] = True
 
 
-def summary_table(rows: list[dict]) -> list[dict]:
-    """Per model x aligner setup: L1 per split averaged over its targets (each target's mean over
-    seeds) with a 95% bootstrap CI over the targets, the mean difference to the naive model, the
-    validity verdicts of its entries, and its cost (evaluations and wall time per run)."""
+def summary_table(rows: list[dict], metric: str = "l1", splits=SPLITS, higher_is_better: bool = False) -> list[dict]:
+    """Per model x aligner setup: ``metric`` per split averaged over its targets (each target's
+    mean over seeds) with a 95% bootstrap CI over the targets, the mean difference to the naive
+    model, the validity verdicts of its entries, and its cost (evaluations and wall time per run);
+    the best held-out ``metric`` first."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["model_label"], row["aligner_label"])].append(row)
@@ -205,9 +275,9 @@ def summary_table(rows: list[dict]) -> list[dict]:
     for (model, aligner), members in groups.items():
         entry = {"model_label": model, "aligner_label": aligner, "aligner": members[0]["aligner"]["name"],
                  "model": members[0]["model"], "n_targets": len(members),
-                 "targets": [target_label(m["target"]) for m in members], "l1": {}, "delta_vs_naive": {}}
-        for split in SPLITS:
-            entry["l1"][split] = mean_ci([m["l1"][split]["mean"] for m in members])
+                 "targets": [target_label(m["target"]) for m in members], metric: {}, "delta_vs_naive": {}}
+        for split in splits:
+            entry[metric][split] = mean_ci([m[metric][split]["mean"] for m in members])
             entry["delta_vs_naive"][split] = mean_ci([m["delta_vs_naive"][split] for m in members])
         verdicts = [m["verdict"] for m in members if m.get("verdict")]
         entry["verdict"] = ({"assessed": sum(v["assessed"] for v in verdicts),
@@ -215,8 +285,9 @@ def summary_table(rows: list[dict]) -> list[dict]:
         entry["evaluations"] = stat(m["evaluations"]["mean"] for m in members)
         entry["wall_time_s"] = stat(m["wall_time_s"]["mean"] for m in members)
         out.append(entry)
-    out.sort(key=lambda e: (e["model_label"], e["l1"]["heldout"]["mean"] is None, e["l1"]["heldout"]["mean"] or 0,
-                            e["aligner_label"]))
+    sign = -1 if higher_is_better else 1
+    out.sort(key=lambda e: (e["model_label"], e[metric]["heldout"]["mean"] is None,
+                            sign * (e[metric]["heldout"]["mean"] or 0), e["aligner_label"]))
     return out
 
 
@@ -249,7 +320,8 @@ def leaderboard(entries: Entries, study: str | None = None) -> dict:
     return {"format": LEADERBOARD_FORMAT, "result_schema_version": SCHEMA_VERSION, "cultbench_version": __version__,
             "data_as_of": max(finished, default=None), "entries_used": len(entries.records),
             "rejected": entries.rejected, "duplicates": entries.duplicates,
-            "study": study, "summary": summary_table(rows), "rows": rows, "rank_agreement": rank_agreement_table(rows)}
+            "study": study, "summary": summary_table(rows), "rows": rows, "rank_agreement": rank_agreement_table(rows),
+            "distribution": distribution_sections(entries.records)}
 
 
 def build(entries_dir, out_dir, study=None) -> tuple[dict, list[Path]]:

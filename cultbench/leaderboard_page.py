@@ -36,7 +36,7 @@ def fmt_stat(s: dict, spec: str = ".2f") -> str:
 
 
 def target_label(target: dict) -> str:
-    return f"{target['name']} ({target['source']}{', estimated' if target['estimated'] else ''})"
+    return f"{target['name']} ({target['source']}{', estimated' if target.get('estimated') else ''})"
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,24 @@ def _gap(row: dict):
     return None if a is None or b is None else a - b
 
 
+MODEL = Column("model", "Model", lambda r: r["model_label"], lambda r: short_model(r["model_label"]), False,
+               title=lambda r: r["model_label"])
+ALIGNER = Column("aligner", "Aligner", lambda r: r["aligner_label"], lambda r: r["aligner_label"], False)
+SEEDS = Column("seeds", "Seeds", lambda r: r["n"], lambda r: str(r["n"]))
+INTERPRETABLE = Column("interpretable", "Interpretable", _verdict_value, lambda r: verdict_text(r["verdict"]))
+EVALUATIONS = Column("evaluations", "Evaluations", lambda r: r["evaluations"]["mean"],
+                     lambda r: fmt(r["evaluations"]["mean"], ".0f"))
+WALL_TIME = Column("wall_time", "Wall time (s)", lambda r: r["wall_time_s"]["mean"],
+                   lambda r: fmt(r["wall_time_s"]["mean"], ".0f"))
+
+
 def columns(dims: list[str]) -> list[Column]:
     cols = [
-        Column("model", "Model", lambda r: r["model_label"], lambda r: short_model(r["model_label"]), False,
-               title=lambda r: r["model_label"]),
-        Column("aligner", "Aligner", lambda r: r["aligner_label"], lambda r: r["aligner_label"], False),
+        MODEL, ALIGNER,
         Column("target", "Target", lambda r: target_label(r["target"]),
                lambda r: r.get("target_short") or target_label(r["target"]), False,
                title=lambda r: target_label(r["target"])),
-        Column("seeds", "Seeds", lambda r: r["n"], lambda r: str(r["n"])),
+        SEEDS,
         Column("l1_heldout", "L1 held-out", lambda r: r["l1"]["heldout"]["mean"],
                lambda r: fmt_stat(r["l1"]["heldout"]) + (" ★" if r.get("best") else ""), split="heldout",
                title=lambda r: "lowest held-out L1 of this target" if r.get("best") else ""),
@@ -100,18 +109,118 @@ def columns(dims: list[str]) -> list[Column]:
         Column("gap", "Gap (held-out − train)", _gap, lambda r: fmt(_gap(r), "+.2f")),
         Column("option_mass", "Option mass (held-out)", lambda r: r["option_mass"]["heldout"]["mean"],
                lambda r: fmt(r["option_mass"]["heldout"]["mean"], ".3f"), split="heldout"),
-        Column("interpretable", "Interpretable", _verdict_value, lambda r: verdict_text(r["verdict"])),
-        Column("evaluations", "Evaluations", lambda r: r["evaluations"]["mean"],
-               lambda r: fmt(r["evaluations"]["mean"], ".0f")),
+        INTERPRETABLE, EVALUATIONS,
     ]
     for d in dims:
         def get(r, d=d):
             return (r["signed_error"]["heldout"].get(d) or {}).get("mean")
         cols.append(Column(f"err_{d}", f"{d.upper()} error", get, lambda r, get=get: fmt(get(r), "+.1f"),
                            split="heldout"))
-    cols.append(Column("wall_time", "Wall time (s)", lambda r: r["wall_time_s"]["mean"],
-                       lambda r: fmt(r["wall_time_s"]["mean"], ".0f")))
+    cols.append(WALL_TIME)
     return cols
+
+
+# -- distribution instruments (GlobalOpinionQA): similarity, not L1 ----------------------------------
+
+BLOCK_HEADERS = {"heldout": "both held out", "heldout_questions": "held-out questions",
+                 "heldout_wordings": "held-out wordings", "train": "train"}
+
+
+def _similarity(block: str):
+    return lambda r: r["similarity"][block]["mean"]
+
+
+def _rank_text_of(row: dict, block: str) -> str:
+    rank = row["rank"][block]
+    return "–" if rank["mean"] is None else f"{fmt(rank['mean'], '.1f')} of {row['countries_ranked'][block]}"
+
+
+def distribution_columns() -> list[Column]:
+    """The columns of a distribution instrument's table: similarity (1 − JSD) on each block."""
+    cols = [MODEL, ALIGNER,
+            Column("target", "Target", lambda r: r["target"]["name"], lambda r: r["target"]["name"], False,
+                   title=lambda r: f"{r['target']['name']} ({r['target']['source']}; asked "
+                                   f"{r['target']['items']} questions)"),
+            SEEDS]
+    for block, label in BLOCK_HEADERS.items():
+        split = "train" if block == "train" else "heldout"
+        cols.append(Column(f"sim_{block}", f"Similarity, {label}", _similarity(block),
+                           lambda r, b=block: fmt_stat(r["similarity"][b], ".3f")
+                           + (" ★" if b == "heldout" and r.get("best") else ""), split=split,
+                           title=(lambda r: "highest similarity of this target with both held out" if r.get("best")
+                                  else "") if block == "heldout" else None))
+        if block in ("heldout", "train"):
+            cols.append(Column(f"delta_{block}", f"Δ vs naive ({label})", _delta(block),
+                               lambda r, b=block: fmt(_delta(b)(r), "+.3f"), split=split))
+    cols += [Column("jsd_heldout", "JSD, both held out", lambda r: r["jsd"]["heldout"]["mean"],
+                    lambda r: fmt_stat(r["jsd"]["heldout"], ".3f"), split="heldout"),
+             Column("rank_heldout", "Rank, both held out", lambda r: r["rank"]["heldout"]["mean"],
+                    lambda r: _rank_text_of(r, "heldout"), split="heldout"),
+             Column("option_mass", "Option mass (both held out)", lambda r: r["option_mass"]["heldout"]["mean"],
+                    lambda r: fmt(r["option_mass"]["heldout"]["mean"], ".3f"), split="heldout"),
+             INTERPRETABLE, EVALUATIONS, WALL_TIME]
+    return cols
+
+
+def distribution_summary_columns() -> list[Column]:
+    """The columns of a distribution instrument's summary (one row per model x aligner)."""
+    cols = [MODEL, ALIGNER, Column("targets", "Targets", lambda e: e["n_targets"], lambda e: str(e["n_targets"]),
+                                   title=lambda e: "; ".join(e["targets"]))]
+    for block, label in BLOCK_HEADERS.items():
+        split = "train" if block == "train" else "heldout"
+        cols.append(Column(f"sum_sim_{block}", f"Similarity, {label} [95% CI]",
+                           lambda e, b=block: e["similarity"][b]["mean"],
+                           lambda e, b=block: fmt_ci(e["similarity"][b], ".3f"), split=split))
+        if block in ("heldout", "train"):
+            cols.append(Column(f"sum_delta_{block}", f"Δ vs naive ({label}) [95% CI]",
+                               lambda e, b=block: e["delta_vs_naive"][b]["mean"],
+                               lambda e, b=block: fmt_ci(e["delta_vs_naive"][b], "+.3f"), split=split))
+    return cols + [col for col in summary_columns() if col.id in ("interpretable", "sum_evaluations", "sum_wall_time")]
+
+
+DISTRIBUTION_INTRO = (
+    "One row per model, aligner and target country of the instrument's data; seeds aggregated as mean ± standard "
+    "deviation. Similarity is 1 − the Jensen-Shannon distance (base 2) between the model's next-token distribution "
+    "over a question's option letters and the country's answer shares, averaged over the questions the country was "
+    "asked, per prompt variant, then over the variants; higher is better, and JSD = 1 − similarity. Four blocks: "
+    "train (training questions under training wordings: what the aligner fitted), held-out questions (under the "
+    "training wordings), held-out wordings (on the training questions), and both held out (neither seen). Δ vs "
+    "naive: the row's similarity minus the naive model's for the same model and target (positive: the aligner "
+    "moved the model closer); ★ marks the highest similarity with both held out of each target. Rank: the target's "
+    "place among the data's countries by similarity (1: the most similar). Option mass: the probability on the "
+    "question's letters. Interpretable: the validity verdict of the entries' diagnostics for distribution items "
+    "(option mass, position bias, reversal consistency, wording stability of the similarity; docs/diagnostics.md).")
+DISTRIBUTION_SUMMARY_NOTE = ("Per model and aligner: similarity averaged over its targets (each target's mean over "
+                             "seeds), with a 95% bootstrap confidence interval over the targets; Δ vs naive averaged "
+                             "the same way; cost per run (candidate evaluations and wall time).")
+CONSTRUCT_NOTE = ("The surveys were designed for people, not language models: their construct validity applied to "
+                  "a model may be limited (the dataset card says so). A similarity says whose answer shares a "
+                  "model's option probabilities resemble under these wordings, not what the model believes.")
+
+
+def section_title(section: dict) -> str:
+    inst = section["instrument"]
+    return f"{inst['name']} v{inst['version']}: similarity to countries' answer shares"
+
+
+def section_meta(section: dict) -> str:
+    inst = section["instrument"]
+    return (f"{len(section['rows'])} rows. Data sha256 {inst['data_sha256'][:12]}…: {inst['items']} questions "
+            f"({inst['questions']['train']} training, {inst['questions']['heldout']} held out), "
+            f"{inst['countries']} countries.")
+
+
+def meta_text(board: dict) -> str:
+    """The page's first line: rows, entries, dates, versions and (for index instruments) the constants C."""
+    rows = len(board["rows"]) + sum(len(s["rows"]) for s in board.get("distribution", []))
+    return (f"{rows} rows from {board['entries_used']} entries; data as of {board['data_as_of'] or '–'}; cultbench "
+            f"{board['cultbench_version']}, result schema {board['result_schema_version']}."
+            + (f" Constants C: {_constants(board)}." if _index_part(board) else ""))
+
+
+def _index_part(board: dict) -> bool:
+    """Whether the page shows the index-instrument tables: when it has their rows, or nothing else."""
+    return bool(board["rows"]) or not board.get("distribution")
 
 
 def fmt_ci(c: dict, spec: str = ".1f") -> str:
@@ -211,13 +320,28 @@ def md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def render_markdown(board: dict) -> str:
-    cols = columns(dimensions(board))
-    lines = [f"# {TITLE}", "",
-             f"{len(board['rows'])} rows from {board['entries_used']} entries; data as of "
-             f"{board['data_as_of'] or '–'}; cultbench {board['cultbench_version']}, result schema "
-             f"{board['result_schema_version']}. Constants C: {_constants(board)}.", ""]
+    lines = [f"# {TITLE}", "", md_escape(meta_text(board)), ""]
     if board.get("study"):
         lines += [f"The study of these entries: [{md_escape(board['study'])}]({board['study']}).", ""]
+    if _index_part(board):
+        lines += _index_markdown(board)
+    for section in board.get("distribution", []):
+        summary, cols = distribution_summary_columns(), distribution_columns()
+        lines += ["", f"## {md_escape(section_title(section))}", "", md_escape(section_meta(section)), "",
+                  md_escape(DISTRIBUTION_INTRO + " " + CONSTRUCT_NOTE), "", "### Summary", "",
+                  DISTRIBUTION_SUMMARY_NOTE, ""]
+        lines += md_table([c.header for c in summary], [[md_escape(c.text(e)) for c in summary]
+                                                          for e in section["summary"]])
+        lines += ["", "### All results", ""]
+        lines += md_table([c.header for c in cols], [[md_escape(c.text(r)) for c in cols] for r in section["rows"]])
+    lines += _problems_md(board)
+    return "\n".join(lines) + "\n"
+
+
+def _index_markdown(board: dict) -> list[str]:
+    """The index instruments' part of LEADERBOARD.md: summary, all results, rank agreement."""
+    cols = columns(dimensions(board))
+    lines = []
     summary = summary_columns()
     lines += ["## Summary", "", SUMMARY_NOTE, ""]
     lines += md_table([c.header for c in summary], [[md_escape(c.text(e)) for c in summary]
@@ -235,8 +359,7 @@ def render_markdown(board: dict) -> str:
                 + [_rank_text(g["splits"][split].get(d)) for d in dims]
                 for g in groups for split in ("heldout", "train")]
         lines += md_table(["Model", "Aligner", "Split", "Targets"] + [d.upper() for d in dims], body)
-    lines += _problems_md(board)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _ranked(board: dict) -> list[dict]:
@@ -389,9 +512,10 @@ def _table_html(table_id: str, rows: list[dict], cols: list[Column], target=None
 
 
 def _filters_html(board: dict) -> str:
+    rows = board["rows"] + [r for section in board.get("distribution", []) for r in section["rows"]]
     targets = list(dict.fromkeys((target_label(r["target"]), r.get("target_short") or target_label(r["target"]))
-                                 for r in board["rows"]))
-    aligners = sorted({r["aligner_label"] for r in board["rows"]})
+                                 for r in rows))
+    aligners = sorted({r["aligner_label"] for r in rows})
 
     def select(ident: str, label: str, options: list[tuple[str, str]]) -> str:
         body = "".join(f'<option value="{escape(v)}">{escape(t)}</option>' for v, t in options)
@@ -483,25 +607,11 @@ def _problems_html(board: dict) -> str:
     return "".join(parts) or "<p>Every entry was valid and unique.</p>"
 
 
-def render_html(board: dict) -> str:
+def _index_html(board: dict) -> str:
+    """The index instruments' part of the page: summary, all results, rank agreement, charts."""
     cols = columns(dimensions(board))
     profiles, curves = _charts_html(board)
-    meta = (f"{len(board['rows'])} rows from {board['entries_used']} entries; data as of "
-            f"{escape(str(board['data_as_of'] or '–'))}; cultbench {escape(board['cultbench_version'])}, "
-            f"result schema {board['result_schema_version']}. Constants C: {escape(_constants(board))}.")
-    study = (f'<p>The study of these entries (aligners compared with paired tests over targets): '
-             f'<a href="{escape(board["study"])}">{escape(board["study"])}</a>.</p>' if board.get("study") else "")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{_csp()}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{TITLE}</title><style>{STYLE}</style></head>
-<body>
-<h1>{TITLE}</h1>
-<p>{meta}</p>
-{study}
-{_filters_html(board)}
-<h2>Summary</h2>
+    return f"""<h2>Summary</h2>
 <p>{escape(SUMMARY_NOTE)}</p>
 {_table_html("summary", board.get("summary", []), summary_columns())}
 <h2>All results</h2>
@@ -514,7 +624,49 @@ e.g. <code>#sort=l1_heldout-desc&amp;aligner=de&amp;split=heldout</code>.</p>
 <div class="charts">{profiles}</div>
 <h2>Convergence</h2>
 <div class="charts">{curves}</div>
-<h2>Entries left out</h2>
+"""
+
+
+def _distribution_html(k: int, section: dict) -> str:
+    """One distribution instrument's section: summary, all results, convergence charts."""
+    rows = section["rows"]
+    colours = chart_colours(rows)
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model_label"], row["target"]["name"]), []).append(row)
+    charts = [convergence_svg(f"{target} · {model}", sorted(members, key=lambda r: r["aligner_label"]), colours)
+              for (model, target), members in groups.items()]
+    curves = "".join(f"<figure>{svg}<figcaption>{CONVERGENCE_NOTE} Fitness: the mean Jensen-Shannon distance on the "
+                     f"training questions under the training wordings.</figcaption></figure>" for svg in charts if svg)
+    return f"""<h2 id="distribution-{k}">{escape(section_title(section))}</h2>
+<p>{escape(section_meta(section))}</p>
+<p>{escape(DISTRIBUTION_INTRO)}</p>
+<p><strong>{escape(CONSTRUCT_NOTE)}</strong></p>
+<h3>Summary</h3>
+<p>{escape(DISTRIBUTION_SUMMARY_NOTE)}</p>
+{_table_html(f"distribution-{k}-summary", section["summary"], distribution_summary_columns())}
+<h3>All results</h3>
+{_table_html(f"distribution-{k}-results", rows, distribution_columns(), target=lambda r: target_label(r["target"]))}
+<h3>Convergence</h3>
+<div class="charts">{curves or "<p>No searching aligner in these entries.</p>"}</div>
+"""
+
+
+def render_html(board: dict) -> str:
+    meta = escape(meta_text(board))
+    study = (f'<p>The study of these entries (aligners compared with paired tests over targets): '
+             f'<a href="{escape(board["study"])}">{escape(board["study"])}</a>.</p>' if board.get("study") else "")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_csp()}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{TITLE}</title><style>{STYLE}</style></head>
+<body>
+<h1>{TITLE}</h1>
+<p>{meta}</p>
+{study}
+{_filters_html(board)}
+{_index_html(board) if _index_part(board) else ""}{"".join(_distribution_html(k, s) for k, s in enumerate(board.get("distribution", [])))}<h2>Entries left out</h2>
 {_problems_html(board)}
 <script type="application/json" id="leaderboard-data">{script_json(board)}</script>
 <script>{SCRIPT}</script>

@@ -6,6 +6,12 @@ from a stranger reaches the leaderboard unchecked. ``combination_key`` names wha
 (before the model is loaded); its hash is the record's ``id`` and part of its file name, so a
 finished combination is found again on a rerun and two entries for one combination are
 duplicates.
+
+Two kinds of record, by the instrument's kind: index instruments (VSM 2013; ``build_record``:
+indices, L1 per split) and distribution instruments (GlobalOpinionQA;
+``build_distribution_record``: similarity = 1 - Jensen-Shannon distance on four blocks, training
+and held-out questions under training and held-out wordings). Schema version 2 added the second;
+version 1 records (index instruments only) are read as they are.
 """
 
 from __future__ import annotations
@@ -30,10 +36,19 @@ from cultbench.errors import CultbenchError
 from cultbench.profiles import target_key
 from cultbench.metrics import rank_agreement
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_FILE = "result.schema.json"
 LIBRARIES = ("torch", "transformers", "numpy", "scipy", "lm_eval", "peft")
 SPLITS = ("train", "heldout")
+# A distribution record's blocks: name -> (wording split, question split).
+BLOCKS = {"train": ("train", "train"), "heldout_questions": ("train", "heldout"),
+          "heldout_wordings": ("heldout", "train"), "heldout": ("heldout", "heldout")}
+
+
+def is_distribution(record: Mapping) -> bool:
+    """True for a record (or an instrument record) of a distribution instrument."""
+    instrument = record.get("instrument", record)
+    return isinstance(instrument, Mapping) and instrument.get("kind") == "distribution"
 
 
 @lru_cache(maxsize=None)
@@ -121,13 +136,24 @@ def combination_key(*, model: str, model_dtype: str, instrument: Mapping, consta
     ``seed``, ``budget`` and ``search_dtype`` are None for aligners that do not search.
     """
     return {"model": model, **({"model_sha256": model_sha256} if model_sha256 else {}), "model_dtype": model_dtype,
-            "instrument": {"name": instrument["name"], "version": instrument["version"]},
+            "instrument": instrument_key(instrument),
             "constants": {k: float(v) for k, v in sorted(constants.items())},
             "target": {"name": target["name"], "source": target["source"]},
             "aligner": aligner, "hyperparameters": dict(hyperparameters), "seed": seed, "budget": budget,
             "search_dtype": search_dtype, "distance": distance, "dimensions": list(dimensions),
             "variants": {**{s: list(variants[s]) for s in SPLITS},
                          **({"version": int(variants["version"])} if "version" in variants else {})}}
+
+
+def instrument_key(instrument: Mapping) -> dict:
+    """The instrument's part of a combination key: name and version; for a distribution
+    instrument also its data (sha256), question split rule and cleaning policy, which change what
+    is fitted and scored (``instrument`` as in a record: ``DistributionInstrument.describe()``)."""
+    key = {"name": instrument["name"], "version": instrument["version"]}
+    if is_distribution(instrument):
+        key.update(kind=instrument["kind"], data=instrument["data"]["sha256"], split=dict(instrument["split"]),
+                   cleaning=dict(instrument["cleaning"]["policy"]))
+    return key
 
 
 def combination_key_of(record: Mapping, *, model_files: bool = True) -> dict:
@@ -229,14 +255,23 @@ def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Ma
     if all("diagnostics" in evaluation["splits"][s] for s in SPLITS) and "diagnostics" in evaluation:
         metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
                                   "all": evaluation["diagnostics"]}
+    instrument = {**evaluation["instrument"], "dimensions": list(evaluation["splits"]["train"]["indices"])}
+    record = _record(key, alignment, model_info, engine, instrument, dict(evaluation["constants"]), dict(target),
+                     splits, metrics, run)
+    if lm_eval is not None:
+        record["lm_eval"] = dict(lm_eval)
+    return record
+
+
+def _record(key: Mapping, alignment, model_info: Mapping, engine: str, instrument: dict, constants: dict,
+            target: dict, splits: dict, metrics: dict, run: Mapping) -> dict:
+    """The parts of a record both kinds share, around their own instrument, target, splits and metrics."""
     soft = alignment.soft_prompt
-    record = {
+    return {
         "schema_version": SCHEMA_VERSION, "id": entry_id(key), "engine": engine,
         "model": {k: model_info.get(k) for k in ("id", "kind", "revision", "file_sha256", "dtype", "parameters",
                                                  "hidden_size")},
-        "instrument": {**evaluation["instrument"], "dimensions": list(evaluation["splits"]["train"]["indices"])},
-        "constants": dict(evaluation["constants"]),
-        "target": dict(target),
+        "instrument": instrument, "constants": constants, "target": target,
         "aligner": {"name": alignment.aligner, "hyperparameters": alignment.hyperparameters,
                     "seed": key["seed"], "budget": key["budget"], "evaluations": alignment.evaluations,
                     "search_dtype": key["search_dtype"], "distance": key["distance"],
@@ -246,6 +281,27 @@ def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Ma
         "variants": dict(key["variants"]),
         "splits": splits, "metrics": metrics, "history": history_summary(alignment), "run": dict(run),
     }
-    if lm_eval is not None:
-        record["lm_eval"] = dict(lm_eval)
-    return record
+
+
+def build_distribution_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Mapping, target: Mapping,
+                              run: Mapping, engine: str = "cultbench-scorer") -> dict:
+    """The result record of one combination on a distribution instrument, from the alignment and
+    ``cultbench.distribution_evaluation.evaluate_distribution``'s output for the one target: the
+    similarity on each block of ``BLOCKS`` and the diagnostics per wording split and overall."""
+    name = target["name"]
+    metrics = {"precision": evaluation["precision"]}
+    for block, (wordings, questions) in BLOCKS.items():
+        got = evaluation["splits"][wordings]["questions"][questions]
+        t = got["targets"][name]
+        sim = t["similarity"]
+        metrics[block] = {"wordings": wordings, "questions": questions, "similarity": sim,
+                          "jsd": None if sim is None else 1.0 - sim,
+                          "similarity_per_variant": t["similarity_per_variant"], "items": got["items"],
+                          "items_asked": t["items_asked"], "rank": t["rank"],
+                          "countries_ranked": got["countries_ranked"], "option_mass": got["option_mass"]}
+    metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
+                              "all": evaluation["diagnostics"]}
+    splits = {s: {k: evaluation["splits"][s][k] for k in ("variants", "option_mass", "questions", "answer_shares")}
+              for s in SPLITS}
+    return _record(key, alignment, model_info, engine, dict(evaluation["instrument"]), {}, dict(target), splits,
+                   metrics, run)

@@ -11,11 +11,19 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from cultbench.profiles import target_key
+from cultbench.results import BLOCKS, is_distribution
 
 SPLIT_LABELS = {"train": "train", "heldout": "held-out"}
 # Below this mean option mass the model mostly does not answer in the format (used only when the
 # result carries no validity verdict of its own).
 LOW_OPTION_MASS = 0.5
+BLOCK_LABELS = {"train": "train", "heldout_questions": "held-out questions",
+                "heldout_wordings": "held-out wordings", "heldout": "both held out"}
+SIMILARITY_NOTE = ("Similarity: 1 - Jensen-Shannon distance to the target's answer shares per question, averaged over "
+                   "the questions it was asked, per prompt variant, then over the variants (higher is better). "
+                   "train: training questions under training wordings (what the aligner fitted); held-out Q: "
+                   "held-out questions under training wordings; held-out W: training questions under held-out "
+                   "wordings; both held out: held-out questions under held-out wordings.")
 L1_NOTE = ("L1: distance to the published scores, per prompt variant, then averaged over the split's "
            "variants (lower is better); the rows show the mean indices over those variants.")
 
@@ -171,30 +179,55 @@ def scores_text(scored: Mapping, published: Mapping[str, Mapping] | None = None)
     return "\n".join(lines) + "\n"
 
 
-def run_text(records: Sequence[Mapping]) -> str:
-    """``cultbench run``'s summary: one line per result, L1 on each split and its difference to the
-    naive model's result for the same model and target (when the sweep has one)."""
-    naive = {}
-    for r in records:
-        if r["aligner"]["name"] == "naive":
-            naive[(r["model"]["id"], target_key(r["target"]))] = r["metrics"]
+def result_headline(record: Mapping) -> str:
+    """One result's numbers in a line: L1 per split, or a distribution instrument's similarity per block."""
+    m = record["metrics"]
+    if is_distribution(record):
+        return "similarity " + ", ".join(f"{BLOCK_LABELS[b]} {_num(m[b]['similarity'], '.3f')}" for b in BLOCKS)
+    return f"L1 train {m['train']['l1']:.1f}, held-out {m['heldout']['l1']:.1f}"
+
+
+def _run_table(records: Sequence[Mapping], columns: Mapping[str, str], metric: str, spec: str) -> list[str]:
+    """One line per result: ``metric`` on each of ``columns`` (metrics key -> header) and its
+    difference to the naive model's result for the same model and target (when there is one)."""
+    def ident(r):
+        return r["target"]["name"] if is_distribution(r) else target_key(r["target"])
+
+    naive = {(r["model"]["id"], ident(r)): r["metrics"] for r in records if r["aligner"]["name"] == "naive"}
     rows = []
     for r in records:
-        key = target_key(r["target"])
+        key = ident(r)
         base = naive.get((r["model"]["id"], key))
         cells = [key, r["aligner"]["name"], "–" if r["aligner"]["seed"] is None else str(r["aligner"]["seed"])]
-        for s in ("train", "heldout"):
-            l1 = r["metrics"][s]["l1"]
-            cells.append(_num(l1))
-            cells.append("–" if base is None or r["aligner"]["name"] == "naive" else f"{l1 - base[s]['l1']:+.1f}")
+        for s in columns:
+            value = r["metrics"][s][metric]
+            cells.append(_num(value, spec))
+            cells.append("–" if base is None or r["aligner"]["name"] == "naive" or value is None
+                         or base[s][metric] is None else f"{value - base[s][metric]:+{spec}}")
         cells.append(_num(r["metrics"]["heldout"]["option_mass"], ".2f"))
         verdict = ((r["metrics"].get("diagnostics") or {}).get("all") or {}).get("interpretable")
         cells.append("–" if verdict is None else "yes" if verdict else "NO")
         rows.append(cells)
-    lines = _table(["target", "aligner", "seed", "L1 train", "Δ naive", "L1 held-out", "Δ naive", "option mass",
-                    "interpretable"], rows, indent="", text_columns=2)
-    notes = ["Δ naive: L1 minus the naive model's (negative: closer to the target). " + L1_NOTE]
-    if any(row[-1] == "NO" for row in rows):
-        notes.append("Warning: the validity diagnostics say some of these scores mean little (interpretable: NO); "
+    header = ["target", "aligner", "seed"] + [h for c in columns.values() for h in (c, "Δ naive")]
+    return _table(header + ["option mass", "interpretable"], rows, indent="", text_columns=2)
+
+
+def run_text(records: Sequence[Mapping]) -> str:
+    """``cultbench run``'s summary: one line per result, L1 on each split (a distribution instrument:
+    similarity on each block, in a table of its own) and its difference to the naive model's."""
+    index = [r for r in records if not is_distribution(r)]
+    opinions = [r for r in records if is_distribution(r)]
+    lines = []
+    if index:
+        lines += _run_table(index, {"train": "L1 train", "heldout": "L1 held-out"}, "l1", ".1f")
+        lines.append("Δ naive: L1 minus the naive model's (negative: closer to the target). " + L1_NOTE)
+    if opinions:
+        lines += _run_table(opinions, {"train": "sim. train", "heldout_questions": "held-out Q",
+                                       "heldout_wordings": "held-out W", "heldout": "both held out"},
+                            "similarity", ".3f")
+        lines.append("Δ naive: similarity minus the naive model's (positive: closer to the target). " + SIMILARITY_NOTE)
+    verdicts = [((r["metrics"].get("diagnostics") or {}).get("all") or {}).get("interpretable") for r in records]
+    if any(v is False for v in verdicts):
+        lines.append("Warning: the validity diagnostics say some of these scores mean little (interpretable: NO); "
                      "see each result's metrics.diagnostics and docs/diagnostics.md.")
-    return "\n".join(lines + notes) + "\n"
+    return "\n".join(lines) + "\n"

@@ -9,6 +9,10 @@ alignment that was saved but not evaluated, and resumes an interrupted search fr
 checkpoint. Aligners that ignore the seed and the budget (the baselines: their alignment says
 ``seed=None``) run once per model and target, whatever the seeds and budgets asked for.
 
+A distribution instrument (GlobalOpinionQA, with ``data``) is aligned on its training questions
+under the training wordings and evaluated on every question under every wording; its results are
+distribution records (``cultbench.results.build_distribution_record``).
+
 Where the combinations run is the sweep's executor (:class:`Executor`): :class:`LocalExecutor`
 in this process, or one of Ray's in ``cultbench.distributed``; the caller (the CLI) picks it.
 """
@@ -30,15 +34,17 @@ from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from aligners.checkpoint import CHECKPOINT_NAME
 from aligners.search import check_seed
 from cultbench.errors import CultbenchError, did_you_mean
+from cultbench.distribution_evaluation import evaluate_distribution
 from cultbench.evaluation import evaluate_candidate
-from cultbench.instruments import instrument_spec, load_instrument
+from cultbench.instruments import load_instrument_with_data, resolve_target
 from cultbench.metrics import check_distance
 from cultbench.models import DEFAULT_MODEL, check_precisions, load_model, locate_model, model_sha256, resolve_dtype
 from cultbench.profiles import Profile, lookup
-from cultbench.prompts import get_variants, variants_version
-from cultbench.results import (SPLITS, build_record, combination_key, entry_stem, read_record, run_info,
-                               write_record)
+from cultbench.prompts import get_variants, variants_file, variants_version
+from cultbench.results import (SPLITS, build_distribution_record, build_record, combination_key, entry_stem,
+                               read_record, run_info, write_record)
 from cultbench.scorer import SurveyScorer
+from cultbench.summary import result_headline
 
 RUN_FILES = (CHECKPOINT_NAME, CONFIG_NAME, TENSORS_NAME)
 
@@ -56,7 +62,12 @@ class SweepSpec:
     params: dict[str, str] = field(default_factory=dict)
     constants: dict[str, float] = field(default_factory=dict)
     instrument: str = "vsm2013"
-    distance: str = "l1"
+    # A distribution instrument's data and its options (as `cultbench run --data ...` takes them).
+    data: str | None = None
+    heldout_items: str | None = None
+    split_seed: int | None = None
+    cleaning: list[str] = field(default_factory=list)
+    distance: str = "l1"  # a distribution instrument's is always jsd (l1, the default, is read as it)
     dimensions: list[str] | None = None
     search_dtype: str | None = None  # None: dtype; may only lower it (models.check_precisions)
     dtype: str = "float32"
@@ -131,19 +142,29 @@ class Sweep:
             raise CultbenchError("give at least one --target and one --aligner")
         for name in spec.models:
             locate_model(name)  # a missing file or folder is reported now, not after the first model's work
-        if instrument_spec(spec.instrument)[0]["kind"] != "index":
-            raise CultbenchError(f"cultbench run and the leaderboard take index instruments only so far; align and "
-                                 f"evaluate {spec.instrument} with `cultbench align` and `cultbench evaluate` "
-                                 "(docs/instruments.md)")
-        self.instrument = load_instrument(spec.instrument)
+        self.instrument = load_instrument_with_data(spec.instrument, spec.data, spec.heldout_items, spec.split_seed,
+                                                    spec.cleaning)
+        self.distribution = self.instrument.kind == "distribution"
+        # What the aligners fit: a distribution instrument's training questions; an index instrument whole.
+        self.fitted = self.instrument.subset("train") if self.distribution else self.instrument
         self.constants = self.instrument.constants(spec.constants)
-        check_distance(spec.distance)
+        if self.distribution:
+            if spec.distance not in ("l1", "jsd") or spec.dimensions:
+                raise CultbenchError(f"{self.instrument.name} is a distribution instrument: its distance is jsd, "
+                                     "over its training questions (no --distance or --dimensions)")
+            self.distance, self.dimensions = "jsd", []
+            profiles = [resolve_target(self.instrument, t, source=spec.source) for t in spec.targets]
+        else:
+            self.distance = check_distance(spec.distance)
+            self.dimensions = list(spec.dimensions or self.instrument.dimension_ids)
+            profiles = [lookup(t, source=spec.source, dimensions=spec.dimensions) for t in spec.targets]
         spec.dtype, spec.search_dtype = check_precisions(spec.dtype, spec.search_dtype)
-        self.variants = {split: get_variants(split) for split in SPLITS}
-        profiles = [lookup(t, source=spec.source, dimensions=spec.dimensions) for t in spec.targets]
+        self.variants = {split: get_variants(split, path=variants_file(self.instrument)) for split in SPLITS}
         self.profiles = list({(p.name, p.source): p for p in profiles}.values())  # "US" and "USA" are one target
-        self.dimensions = list(spec.dimensions or self.instrument.dimension_ids)
         self.aligners = {name: self._make_aligner(name) for name in _unique(spec.aligners)}
+        for instance in self.aligners.values():  # e.g. icl-profile refuses a distribution instrument
+            if callable(getattr(instance, "check_instrument", None)):
+                instance.check_instrument(self.instrument)
         self._check_params()
         for budget in spec.budgets:
             if isinstance(budget, bool) or budget < 1:
@@ -186,14 +207,16 @@ class Sweep:
                 for seed in _unique(s.seeds) for p in self.profiles for a in self.aligners]
 
     def key(self, combo: Combination, seed, budget, search_dtype) -> dict:
+        instrument = (self.instrument.describe() if self.distribution
+                      else {"name": self.instrument.name, "version": self.instrument.version})
         return combination_key(
             model=combo.model, model_sha256=combo.model_sha256,
             model_dtype=str(resolve_dtype(self.spec.dtype)).replace("torch.", ""),
-            instrument={"name": self.instrument.name, "version": self.instrument.version},
-            constants=self.constants, target=combo.target.to_dict(), aligner=combo.aligner,
+            instrument=instrument, constants=self.constants, target=combo.target.to_dict(), aligner=combo.aligner,
             hyperparameters=self.aligners[combo.aligner].get_params(), seed=seed, budget=budget,
-            search_dtype=search_dtype, distance=self.spec.distance, dimensions=self.dimensions,
-            variants={**{s: [v.name for v in vs] for s, vs in self.variants.items()}, "version": variants_version()})
+            search_dtype=search_dtype, distance=self.distance, dimensions=self.dimensions,
+            variants={**{s: [v.name for v in vs] for s, vs in self.variants.items()},
+                      "version": variants_version(variants_file(self.instrument))})
 
     def _keys(self, combo: Combination) -> tuple[dict, dict]:
         """(the key of a searching aligner's run, the key of a seed- and budget-free one)."""
@@ -201,7 +224,7 @@ class Sweep:
         return self.key(combo, combo.seed, combo.budget, search_dtype), self.key(combo, None, None, None)
 
     def _stem(self, key: dict, combo: Combination) -> str:
-        return entry_stem(key, combo.target.iso2 or combo.target.code)
+        return entry_stem(key, combo.target.iso2 or combo.target.code or combo.target.name)
 
     def finished(self, combo: Combination) -> Path | None:
         """The valid result file of a combination, if one exists."""
@@ -242,7 +265,7 @@ class Sweep:
         """(the loaded model, its full-precision scorer on the training variants)."""
         s = self.spec
         loaded = load_model(model, dtype=s.dtype, device=device or s.device)
-        exact = SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, self.variants["train"],
+        exact = SurveyScorer(loaded.model, loaded.tokenizer, self.fitted, self.variants["train"],
                              constants=self.constants, **self.scorer_bound())
         return loaded, exact
 
@@ -258,7 +281,7 @@ class Sweep:
         below the model's, else the full-precision scorer itself."""
         if not self.reduced_precision():
             return exact
-        return SurveyScorer(loaded.model, loaded.tokenizer, self.instrument, self.variants["train"],
+        return SurveyScorer(loaded.model, loaded.tokenizer, self.fitted, self.variants["train"],
                             constants=self.constants, dtype=self.spec.search_dtype, **self.scorer_bound())
 
     def run_combinations(self, todo, loaded, exact, search, bar) -> Iterator[tuple[str, Path]]:
@@ -285,9 +308,8 @@ class Sweep:
     def write(self, combo: Combination, record: dict, stem: str) -> Path:
         """Write one combination's result (checked against the schema) and say so."""
         path = write_record(self.spec.output / f"{stem}.json", record)
-        metrics = record["metrics"]
-        self.echo(f"{combo.aligner} -> {combo.target.name}: L1 train {metrics['train']['l1']:.1f}, held-out "
-                  f"{metrics['heldout']['l1']:.1f} ({record['run']['wall_time_s']:.0f} s) -> {path}")
+        self.echo(f"{combo.aligner} -> {combo.target.name}: {result_headline(record)} "
+                  f"({record['run']['wall_time_s']:.0f} s) -> {path}")
         return path
 
     def _run_dirs(self, combo: Combination) -> list[Path]:
@@ -316,8 +338,8 @@ class Sweep:
             alignment = Alignment.from_pretrained(saved, model_info=loaded.info)
             self.echo(f"{label}: evaluating the alignment saved in {saved}")
         else:
-            problem = AlignmentProblem(search, combo.target, dimensions=s.dimensions, distance=s.distance,
-                                       model_info=loaded.info, exact_scorer=exact)
+            problem = AlignmentProblem(search, combo.target, dimensions=None if self.distribution else s.dimensions,
+                                       distance=self.distance, model_info=loaded.info, exact_scorer=exact)
             if resumed:
                 self.echo(f"{label}: resuming the search checkpointed in {run_dirs[0]}")
             alignment = self.aligners[combo.aligner].align(problem, combo.budget, seed=combo.seed,
@@ -330,22 +352,30 @@ class Sweep:
         if saved is None:
             alignment.save_pretrained(s.runs_dir / stem)
         t1 = time.perf_counter()
-        evaluation = evaluate_candidate(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
-                                        soft_prompt=alignment.soft_prompt, persona=alignment.persona,
-                                        constants=self.constants, max_batch_mb=s.max_batch_mb)
+        if self.distribution:  # every question under every wording: four blocks
+            evaluation = evaluate_distribution(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
+                                               soft_prompt=alignment.soft_prompt, persona=alignment.persona,
+                                               max_batch_mb=s.max_batch_mb)
+        else:
+            evaluation = evaluate_candidate(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
+                                            soft_prompt=alignment.soft_prompt, persona=alignment.persona,
+                                            constants=self.constants, max_batch_mb=s.max_batch_mb)
         t2 = time.perf_counter()
         run = run_info(wall_time_s=t2 - t0, align_time_s=t1 - t0, evaluate_time_s=t2 - t1, started=started,
                        device=loaded.info.get("device", s.device), resumed=resumed,
                        command=self.command(combo, key))
-        record = build_record(key=key, alignment=alignment, evaluation=evaluation, model_info=loaded.info,
-                              target=combo.target.to_dict(), run=run)
+        build = build_distribution_record if self.distribution else build_record
+        record = build(key=key, alignment=alignment, evaluation=evaluation, model_info=loaded.info,
+                       target=combo.target.to_dict(), run=run)
         return record, stem, alignment
 
     def command(self, combo: Combination, key: dict) -> str:
         """The command that reruns this one combination."""
         s = self.spec
-        args = ["cultbench", "run", "--model", combo.model, "--target", combo.target.name,
-                "--source", combo.target.source, "--aligner", combo.aligner]
+        args = ["cultbench", "run", "--model", combo.model, "--target", combo.target.name]
+        if not self.distribution:  # a distribution instrument's targets come from its data
+            args += ["--source", combo.target.source]
+        args += ["--aligner", combo.aligner]
         if key["budget"] is not None:
             args += ["--budget", str(key["budget"]), "--seed", str(key["seed"]), "--search-dtype", s.search_dtype]
         for name, value in self.aligners[combo.aligner].get_params().items():
@@ -354,7 +384,12 @@ class Sweep:
         args += [a for dim, c in sorted(self.constants.items()) for a in ("--constant", f"{dim}={c:g}")]
         if s.dimensions:
             args += ["--dimensions", ",".join(s.dimensions)]
-        if s.distance != "l1":
-            args += ["--distance", s.distance]
-        args += ["--instrument", s.instrument, "--dtype", s.dtype, "--device", s.device]
+        if self.distance not in ("l1", "jsd"):
+            args += ["--distance", self.distance]
+        args += ["--instrument", s.instrument]
+        for option, value in (("--data", s.data), ("--heldout-items", s.heldout_items), ("--split-seed", s.split_seed)):
+            if value is not None:
+                args += [option, str(value)]
+        args += [a for c in s.cleaning for a in ("--cleaning", c)]
+        args += ["--dtype", s.dtype, "--device", s.device]
         return shlex.join(args)

@@ -111,6 +111,13 @@ def load_page_checker():
     return load_script("check_leaderboard_page")
 
 
+def read_json_files(folder) -> dict:
+    """Every *.json of ``folder`` (e.g. result files), by file name, in name order."""
+    import json
+
+    return {p.name: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
+
+
 def check_one_line_error(result, *fragments):
     """A CLI mistake: non-zero exit, no traceback, one `Error:` line on stderr with ``fragments``."""
     assert result.exit_code != 0

@@ -23,8 +23,8 @@ from cultbench.instruments import load_instrument
 from cultbench.leaderboard import build, collect
 from cultbench.leaderboard_page import chart_colours
 from cultbench.profiles import lookup, target_key
-from cultbench.results import (build_record, check_record, combination_key, combination_key_of, entry_id, entry_stem,
-                               read_record, write_record)
+from cultbench.results import (SCHEMA_VERSION, build_record, check_record, combination_key, combination_key_of, entry_id,
+                               entry_stem, read_record, write_record)
 
 INST = load_instrument("vsm2013")
 DIMS = INST.dimension_ids
@@ -178,7 +178,7 @@ def test_invalid_and_duplicate_entries_are_listed_and_left_out(tmp_path):
     missing = copy.deepcopy(good)
     del missing["target"]
     (folder / "missing.json").write_text(json.dumps(missing))
-    newer = dict(good, schema_version=2)
+    newer = dict(good, schema_version=SCHEMA_VERSION + 1)
     (folder / "newer.json").write_text(json.dumps(newer))
     wrong = copy.deepcopy(good)
     wrong["splits"]["heldout"]["option_mass"] = 1.5
@@ -188,7 +188,7 @@ def test_invalid_and_duplicate_entries_are_listed_and_left_out(tmp_path):
     reasons = {p["file"]: p["reason"] for p in entries.rejected}
     assert reasons["broken.json"].startswith("not valid JSON")
     assert reasons["missing.json"] == "(top level): 'target' is a required property"
-    assert "schema_version 2 is newer than this cultbench reads (1)" in reasons["newer.json"]
+    assert f"schema_version {SCHEMA_VERSION + 1} is newer than this cultbench reads ({SCHEMA_VERSION})" in reasons["newer.json"]
     assert reasons["wrong.json"] == "splits.heldout.option_mass: 1.5 is greater than the maximum of 1"
     assert entries.duplicates == [{"file": "zz-copy.json", "duplicate_of": f"{stem}.json", "id": good["id"]}]
 

@@ -17,7 +17,7 @@ from cultbench.instruments.opinions import parse_literal
 from cultbench.metrics import js_distance, rank_by_similarity, similarity
 from cultbench.prompts import get_variants, render_user_message, variants_file
 from cultbench.scorer import SurveyScorer
-from conftest import ROOT, check_one_line_error, tiny_llama, word_level_tokenizer
+from conftest import ROOT, check_one_line_error, read_json_files, tiny_llama, word_level_tokenizer
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import synthetic_opinions  # noqa: E402
@@ -456,10 +456,177 @@ def test_the_gradient_path_gives_the_scorers_shares_and_the_distance_in_torch(ti
     assert float(d) < 1e-12 and torch.isfinite(own.grad).all()
 
 
-def test_run_refuses_a_distribution_instrument_in_one_line():
+# -- cultbench run and the leaderboard ----------------------------------------------------------------
+
+RUN_ALIGNERS = ["naive", "icl", "random", "de", "cmaes", "prompt-tuning"]
+
+
+@pytest.fixture(scope="module")
+def opinions_sweep(opinions_folder, tmp_path_factory):
+    """`cultbench run` from a config file (instrument, data) on the fixture: every aligner, two targets."""
+    import yaml
     from click.testing import CliRunner
 
     from cultbench.cli import main
 
-    result = CliRunner().invoke(main, ["run", "--instrument", "globalopinionqa", "--target", "Germany", "--aligner", "naive"])
-    check_one_line_error(result, "index instruments only so far")
+    root = tmp_path_factory.mktemp("opinions-sweep")
+    config = root / "sweep.yaml"
+    config.write_text(yaml.safe_dump({
+        "instrument": "globalopinionqa", "data": str(FIXTURE), "model": [str(opinions_folder)],
+        "target": ["Germany", "KR"], "aligner": RUN_ALIGNERS, "budget": 10, "seed": 0,
+        "param": {"popsize": 5, "n_virtual": 2, "d": 4, "steps": 2, "lr": 0.05},
+        "output": str(root / "entries"), "runs-dir": str(root / "runs"), "progress": False}))
+    result = CliRunner().invoke(main, ["run", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    return root, config, result
+
+
+def test_run_writes_distribution_records_with_held_out_questions_and_wordings_apart(opinions_sweep, tiny_opinions):
+    import hashlib
+
+    import jsonschema
+
+    import leaderboard as leaderboard_data
+    from cultbench.results import SCHEMA_VERSION, combination_key_of, entry_id
+
+    root, _, result = opinions_sweep
+    records = read_json_files(root / "entries")
+    assert sorted(result.stdout.split()) == sorted(str(root / "entries" / n) for n in records)
+    assert sorted((r["target"]["name"], r["aligner"]["name"]) for r in records.values()) == sorted(
+        (t, a) for t in ("Germany", "South Korea") for a in RUN_ALIGNERS)
+    schema = __import__("json").loads((Path(leaderboard_data.__file__).parent / "result.schema.json").read_text())
+    sha = hashlib.sha256(FIXTURE.read_bytes()).hexdigest()
+    model, tokenizer = tiny_opinions
+    variants = get_variants(None, path=variants_file(INST))
+    naive_scored = SurveyScorer(model, tokenizer, INST, variants).score()
+    for name, r in records.items():
+        jsonschema.validate(r, schema)
+        assert r["schema_version"] == SCHEMA_VERSION and r["id"] == entry_id(combination_key_of(r)) and r["id"] in name
+        inst = r["instrument"]
+        assert inst["kind"] == "distribution" and inst["name"] == "globalopinionqa" and inst["data"]["sha256"] == sha
+        assert inst["questions"] == {"train": 5, "heldout": 4} and inst["cleaning"]["counts"]["entries_dropped_mismatched"] == 3
+        assert r["aligner"]["distance"] == "jsd" and r["constants"] == {} and r["target"]["source"] == "globalopinionqa"
+        assert r["variants"] == {s: [v.name for v in get_variants(s, path=variants_file(INST))] for s in ("train", "heldout")} | {"version": 1}
+        m = r["metrics"]
+        assert {b: (m[b]["wordings"], m[b]["questions"]) for b in ("train", "heldout_questions", "heldout_wordings",
+                                                                    "heldout")} == {
+            "train": ("train", "train"), "heldout_questions": ("train", "heldout"),
+            "heldout_wordings": ("heldout", "train"), "heldout": ("heldout", "heldout")}
+        # What the aligner fitted (training questions under training wordings) is the train block.
+        assert m["train"]["similarity"] == pytest.approx(1 - r["aligner"]["fitness"], abs=1e-5)
+        for block in m.values():
+            if isinstance(block, dict) and "similarity" in block:
+                assert block["jsd"] == pytest.approx(1 - block["similarity"])
+                assert block["items"] == (5 if block["questions"] == "train" else 4)
+        assert set(m["diagnostics"]["all"]["checks"]) == {"option_mass", "position_bias", "reversal", "wording_stability"}
+        assert m["diagnostics"]["all"]["variants"] == 4 and m["diagnostics"]["train"]["variants"] == 2
+        assert "--data" in r["run"]["command"] and "--source" not in r["run"]["command"]
+        if r["aligner"]["name"] == "naive":  # each block against the scorer on its own variants and questions
+            target = INST.target(r["target"]["name"])
+            for block in m.values():
+                if not (isinstance(block, dict) and "similarity" in block):
+                    continue
+                rows = [k for k, v in enumerate(variants) if v.split == block["wordings"]]
+                keep = [i for i, it in enumerate(INST.items) if INST.split[it.id] == block["questions"]]
+                d = INST.item_distances(naive_scored.indices[0, rows], target.vector(INST.dimension_ids))[:, keep]
+                assert block["similarity"] == pytest.approx(np.mean([similarity(x) for x in d]), abs=1e-5)
+    assert "sim. train" in result.stderr and "held-out Q" in result.stderr and "held-out W" in result.stderr
+    assert "L1" not in result.stderr.split("Similarity:")[0]
+
+
+def test_run_again_skips_finished_combinations_and_resumes_nothing(opinions_sweep):
+    from click.testing import CliRunner
+
+    from cultbench.cli import main
+
+    root, config, _ = opinions_sweep
+    before = {p.name: p.stat().st_mtime_ns for p in (root / "entries").glob("*.json")}
+    again = CliRunner().invoke(main, ["run", "--config", str(config)])
+    assert again.exit_code == 0, again.output
+    assert "0 combinations run, 12 done before" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (root / "entries").glob("*.json")} == before
+
+
+def test_leaderboard_shows_the_distribution_entries_with_similarity_not_l1(opinions_sweep, tmp_path):
+    import json
+    import re
+
+    from click.testing import CliRunner
+
+    from cultbench.cli import main
+    from conftest import load_page_checker
+
+    root, _, _ = opinions_sweep
+    built = CliRunner().invoke(main, ["leaderboard", "build", "--entries", str(root / "entries"), "--out",
+                                      str(tmp_path), "--strict"])
+    assert built.exit_code == 0, built.output
+    assert "12 rows from 12 entries; 0 left out" in built.stderr
+    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert board["rows"] == [] and board["summary"] == [] and len(board["distribution"]) == 1
+    section = board["distribution"][0]
+    assert section["instrument"]["name"] == "globalopinionqa" and section["instrument"]["items"] == 9
+    records = {r["id"]: r for r in read_json_files(root / "entries").values()}
+    assert len(section["rows"]) == 12
+    for row in section["rows"]:
+        (record,) = [records[name.rsplit("_", 1)[1].removesuffix(".json")] for name in row["files"]]
+        for block in ("train", "heldout_questions", "heldout_wordings", "heldout"):
+            assert row["similarity"][block]["mean"] == pytest.approx(record["metrics"][block]["similarity"])
+        naive = next(r for r in section["rows"] if r["aligner"]["name"] == "naive"
+                     and r["target"]["name"] == row["target"]["name"])
+        if row is not naive:
+            assert row["delta_vs_naive"]["heldout"] == pytest.approx(
+                row["similarity"]["heldout"]["mean"] - naive["similarity"]["heldout"]["mean"])
+    for target in ("Germany", "South Korea"):  # the star: the highest similarity with both held out
+        mine = [r for r in section["rows"] if r["target"]["name"] == target]
+        assert [r["best"] for r in mine].count(True) == 1
+        assert max(mine, key=lambda r: r["similarity"]["heldout"]["mean"])["best"]
+    md = (tmp_path / "LEADERBOARD.md").read_text()
+    assert "## globalopinionqa v1: similarity to countries' answer shares" in md and "construct validity" in md
+    header = next(line for line in md.splitlines() if line.startswith("| Model | Aligner | Target | Seeds"))
+    assert "Similarity, both held out" in header and "JSD, both held out" in header and "L1" not in header
+    assert "PDI" not in md and "Constants C" not in md
+    page = (tmp_path / "index.html").read_text()
+    assert page.count('<tr data-row=') == 12 + len(section["summary"]) and 'id="leaderboard"' not in page
+    checker = load_page_checker()
+    if checker.find_chromium():  # the page's script runs under its policy, without a console message
+        dom, console = checker.dump_dom(checker.find_chromium(), (tmp_path / "index.html").resolve().as_uri()
+                                        + "#sort=sim_heldout-desc&aligner=naive")
+        assert console == [] and 'data-ready="true"' in dom
+        shown = re.findall(r'<tr data-row="\d+" data-aligner="([^"]+)"[^>]*?( hidden="")?>', dom)
+        assert {a for a, hidden in shown if not hidden} == {"naive"}
+
+
+def test_icl_profile_refuses_a_distribution_instrument_in_one_line(opinions_folder, tiny_opinions):
+    from click.testing import CliRunner
+
+    from aligners import AlignmentProblem, make_aligner
+    from cultbench.cli import main
+
+    common = ["--model", str(opinions_folder), "--instrument", "globalopinionqa", "--data", str(FIXTURE),
+              "--target", "Germany", "--aligner", "icl-profile"]
+    for command in ("run", "align"):
+        result = CliRunner().invoke(main, [command, *common])
+        check_one_line_error(result, "icl-profile writes the target's published index scores",
+                             "answer key; use icl")
+    model, tokenizer = tiny_opinions
+    train = INST.subset("train")
+    problem = AlignmentProblem(SurveyScorer(model, tokenizer, train, get_variants("train", path=variants_file(train))),
+                               train.target("Germany"))
+    with pytest.raises(CultbenchError, match="answer key"):
+        make_aligner("icl-profile").align(problem)
+
+
+def test_run_refuses_bad_distribution_options_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from cultbench.cli import main
+
+    base = ["run", "--target", "Germany", "--aligner", "naive", "--output", str(tmp_path / "e"),
+            "--runs-dir", str(tmp_path / "r")]
+    cases = [(["--instrument", "globalopinionqa", "--data", str(FIXTURE), "--distance", "l2"], "its distance is jsd"),
+             (["--instrument", "globalopinionqa", "--data", str(FIXTURE), "--dimensions", "pdi"], "its distance is jsd"),
+             (["--instrument", "globalopinionqa", "--data", str(FIXTURE), "--source", "hofstede-2015"], "no --source"),
+             (["--instrument", "globalopinionqa", "--data", str(tmp_path / "none.csv")], "does not exist"),
+             (["--instrument", "vsm2013", "--data", str(FIXTURE)], "index instrument: it takes no data")]
+    for extra, fragment in cases:
+        check_one_line_error(CliRunner().invoke(main, [*base, *extra]), fragment)

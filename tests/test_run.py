@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import leaderboard as leaderboard_data
 from aligners import Alignment
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
-from conftest import load_page_checker
+from conftest import load_page_checker, read_json_files
 from cultbench import sweep as sweep_module
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
@@ -29,6 +29,7 @@ from cultbench.leaderboard_page import verdict_text
 from cultbench.metrics import distance
 from cultbench.models import load_model
 from cultbench.prompts import get_variants, variants_version
+from cultbench.results import SCHEMA_VERSION
 from cultbench.scorer import SurveyScorer
 
 SCHEMA = json.loads((Path(leaderboard_data.__file__).parent / "result.schema.json").read_text())
@@ -54,8 +55,7 @@ def sweep(tiny_folder, tmp_path_factory):
     return root, args, result
 
 
-def records(folder):
-    return {p.name: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
+records = read_json_files
 
 
 def test_run_writes_one_valid_result_per_combination(sweep, tiny_folder):
@@ -73,7 +73,7 @@ def test_run_writes_one_valid_result_per_combination(sweep, tiny_folder):
     scorer = SurveyScorer(loaded.model, loaded.tokenizer, inst, heldout)
     for name, r in entries.items():
         jsonschema.validate(r, SCHEMA)
-        assert r["schema_version"] == 1 and r["id"] in name and r["model"]["id"] == str(tiny_folder)
+        assert r["schema_version"] == SCHEMA_VERSION and r["id"] in name and r["model"]["id"] == str(tiny_folder)
         assert r["model"]["parameters"] == loaded.info["parameters"] and r["constants"]["pdi"] == 50.0
         assert r["variants"] == {"train": [v.name for v in get_variants("train")], "heldout": [v.name for v in heldout],
                                 "version": variants_version()}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cultbench.cli.options import constant_option, data_options, load_instrument_with_data, ray_options
+from cultbench.cli.options import constant_option, data_options, ray_options
 from cultbench.errors import CultbenchError
 
 
@@ -136,7 +136,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     from aligners.base import final_result
     from aligners.checkpoint import CHECKPOINT_NAME
     from aligners.objective import check_distance
-    from cultbench.instruments import resolve_target
+    from cultbench.instruments import load_instrument_with_data, resolve_target
     from cultbench.models import DEFAULT_MODEL, check_precisions, load_model
     from cultbench.prompts import get_variants, variants_file
     from cultbench.scorer import SurveyScorer
@@ -153,6 +153,8 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
         instance.check_budget(budget)
     dims = [d for d in dimensions.split(",") if d.strip()] if dimensions else None
     inst = load_instrument_with_data(instrument, data, heldout_items, split_seed, cleaning)
+    if callable(getattr(instance, "check_instrument", None)):  # e.g. icl-profile refuses a distribution instrument
+        instance.check_instrument(inst)
     if inst.kind == "distribution":  # fitted on the training questions; the others are held out
         inst = inst.subset("train")
         distance = None if distance == "l1" else distance  # the instrument's own distance (jsd)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cultbench.cli.options import (alignment_folder, constant_option, data_options, emit_json, emit_report,
-                                   json_options, load_instrument_with_data)
+                                   json_options)
 from cultbench.errors import CultbenchError
 
 
@@ -59,7 +59,7 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
     training and the held-out questions separately.
     """
     from cultbench.evaluation import SPLIT_NAMES, evaluate_candidate
-    from cultbench.instruments import resolve_target
+    from cultbench.instruments import load_instrument_with_data, resolve_target
     from cultbench.models import DEFAULT_MODEL, load_model
     from cultbench.summary import evaluation_text
 
@@ -164,7 +164,7 @@ def bench(model, candidates, repeats, max_batch_mb, engines, precision_points, o
       cultbench bench --model smollm2-135m-instruct -o bench.json
     """
     from cultbench.bench import ENGINES, benchmark, prompt_tuning_step_cost
-    from cultbench.instruments import instrument_spec
+    from cultbench.instruments import instrument_spec, load_instrument_with_data
 
     if instrument_spec(instrument)[0]["kind"] == "distribution":
         from cultbench import bench_distribution

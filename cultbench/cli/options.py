@@ -101,24 +101,6 @@ def data_options(f):
                              "columns) [default: the local Hugging Face cache; never downloaded].")(f)
 
 
-def load_instrument_with_data(instrument: str, data=None, heldout_items=None, split_seed=None, cleaning=()):
-    """``load_instrument`` with the values of ``data_options``."""
-    from cultbench.instruments import load_instrument
-    from cultbench.instruments.opinions import heldout_list
-
-    pairs = []
-    for value in cleaning or ():
-        key, sep, v = str(value).partition("=")
-        if not sep or not key.strip():
-            raise CultbenchError(f"--cleaning {value!r}: expected KEY=VALUE, e.g. --cleaning refusal=keep")
-        v = v.strip()
-        number = v.replace(".", "", 1).isdigit()
-        pairs.append((key.strip(), (float(v) if "." in v else int(v)) if number else v))
-    held = None if heldout_items is None else tuple(heldout_list(heldout_items))
-    return load_instrument(instrument, None if data is None else str(data), heldout_items=held,
-                           split_seed=split_seed, cleaning=tuple(pairs) or None)
-
-
 def emit_json(data, output=None) -> None:
     """Print ``data`` as indented JSON, or write it atomically to ``output`` and say so on stderr."""
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"

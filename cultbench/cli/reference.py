@@ -83,7 +83,8 @@ def instruments(name, data, heldout_items, split_seed, cleaning, show_countries)
       cultbench instruments
       cultbench instruments globalopinionqa --data global_opinions.csv --countries
     """
-    from cultbench.cli.options import emit_json, load_instrument_with_data
+    from cultbench.cli.options import emit_json
+    from cultbench.instruments import load_instrument_with_data
     from cultbench.instruments import available_instruments, instrument_spec
 
     if name is None:

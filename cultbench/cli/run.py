@@ -14,7 +14,7 @@ import click
 import yaml
 
 from cultbench.cli.align import _raise_interrupt, parse_params
-from cultbench.cli.options import constant_option, ray_options
+from cultbench.cli.options import constant_option, data_options, ray_options
 from cultbench.errors import CultbenchError, did_you_mean
 
 try:
@@ -75,7 +75,7 @@ def load_config(ctx: click.Context, param, path: Path | None):
         if key not in names:
             raise CultbenchError(f"--config {path}: unknown option {key!r}.{did_you_mean(str(key), names)}")
         p = params[names[key]]
-        if p.name in ("params", "constants"):
+        if p.name in ("params", "constants", "cleaning"):
             value = _as_pairs(value)
         elif p.multiple and not isinstance(value, list):
             value = [value]
@@ -113,8 +113,12 @@ config_option = click.option(
 @click.option("--dtype", default="float32", show_default=True,
               help="Precision of the model and of everything reported (fitness, indices, metrics).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option("--instrument", default="vsm2013", show_default=True, help="Instrument name or YAML path.")
-@click.option("--distance", default="l1", show_default=True, help="Fitness of the searches: l1, l2 or mean-abs.")
+@click.option("--instrument", default="vsm2013", show_default=True,
+              help="Instrument name or YAML path. A distribution instrument (globalopinionqa, with --data) is "
+                   "aligned on its training questions and evaluated on every question under every wording.")
+@data_options
+@click.option("--distance", default="l1", show_default=True,
+              help="Fitness of the searches: l1, l2 or mean-abs (a distribution instrument's is jsd).")
 @click.option("--dimensions", default=None, metavar="DIM,DIM", help="Dimensions the fitness uses [default: all].")
 @click.option("--max-batch-mb", default=None, type=float, help="Memory bound of one forward of the scorer.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/results"),
@@ -129,15 +133,16 @@ config_option = click.option(
                    "worker), or run combinations here and split each search's populations over Ray actors.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def run(models, targets, source, aligners, seeds, budgets, params, constants, search_dtype, dtype, device,
-        instrument, distance, dimensions, max_batch_mb, output, runs_dir, force, workers, ray_address,
-        num_gpus_per_worker, ray_unit, progress):
+        instrument, data, heldout_items, split_seed, cleaning, distance, dimensions, max_batch_mb, output, runs_dir,
+        force, workers, ray_address, num_gpus_per_worker, ray_unit, progress):
     """Align and evaluate every combination of models, targets, aligners, budgets and seeds.
 
     Each combination is aligned on the training prompt variants, evaluated on the training and
     held-out variants, and written as one result JSON (checked against
     leaderboard/result.schema.json) into --output (default runs/results, never the published
     entries); the file names go to stdout, and a table of every result (L1 on each split and its
-    difference to the naive model's) to stderr. Finished
+    difference to the naive model's; a distribution instrument: the similarity on the training
+    questions, the held-out questions, the held-out wordings and both held out) to stderr. Finished
     combinations are skipped, so an interrupted sweep resumes where it stopped (a search from its
     last checkpoint in --runs-dir). Aligners that ignore the seed and budget (naive, icl) run once
     per model and target.
@@ -150,6 +155,8 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
         --param popsize=10 --param n_virtual=4 --output results/
       cultbench run --config experiments/paper-small.yaml --force
       cultbench run --config experiments/paper-small.yaml --ray-address auto   # combinations as Ray tasks
+      cultbench run --instrument globalopinionqa --data global_opinions.csv --target Germany \\
+        --aligner naive --aligner icl --aligner de --budget 60
     """
     from cultbench.models import DEFAULT_MODEL
     from cultbench.results import read_record
@@ -161,7 +168,8 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
     spec = SweepSpec(
         targets=list(targets), aligners=list(aligners or ("naive", "icl", "de")),
         models=list(models or (DEFAULT_MODEL,)), seeds=list(seeds or (0,)), budgets=list(budgets or (300,)),
-        source=source, params=parse_params(params), constants=constants, instrument=instrument, distance=distance,
+        source=source, params=parse_params(params), constants=constants, instrument=instrument, data=data,
+        heldout_items=heldout_items, split_seed=split_seed, cleaning=list(cleaning), distance=distance,
         dimensions=[d.strip() for d in dimensions.split(",") if d.strip()] if dimensions else None,
         search_dtype=search_dtype, dtype=dtype, device=device, max_batch_mb=max_batch_mb, output=output,
         runs_dir=runs_dir, force=force, progress=progress)
@@ -241,7 +249,8 @@ def build_cmd(entries, out, strict, study):
     for path in paths:
         click.echo(str(path))
     left_out = len(board["rejected"]) + len(board["duplicates"])
-    click.echo(f"{len(board['rows'])} rows from {board['entries_used']} entries; {left_out} left out", err=True)
+    rows = len(board["rows"]) + sum(len(section["rows"]) for section in board["distribution"])
+    click.echo(f"{rows} rows from {board['entries_used']} entries; {left_out} left out", err=True)
     if strict and left_out:
         sys.exit(1)
 

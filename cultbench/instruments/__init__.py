@@ -23,6 +23,7 @@ from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.instruments.distribution import DistributionInstrument
 from cultbench.instruments.items import Item
 from cultbench.instruments.opinions import build as build_distribution
+from cultbench.instruments.opinions import heldout_list
 from cultbench.profiles import lookup
 
 INSTRUMENTS_DIR = Path(__file__).parent
@@ -180,6 +181,22 @@ def load_instrument(name_or_path: str = "vsm2013", data: str | None = None, *, h
         raise CultbenchError(f"{spec.get('name', path.stem)} is an index instrument: it takes no "
                              f"{', '.join(given)} (those are for distribution instruments)")
     return _parse(spec, str(path))
+
+
+def load_instrument_with_data(instrument: str, data=None, heldout_items=None, split_seed=None, cleaning=()):
+    """``load_instrument`` with a distribution instrument's data options as a user gives them (the
+    CLI's ``--data``, ``--heldout-items FILE``, ``--split-seed``, ``--cleaning KEY=VALUE``)."""
+    pairs = []
+    for value in cleaning or ():
+        key, sep, v = str(value).partition("=")
+        if not sep or not key.strip():
+            raise CultbenchError(f"--cleaning {value!r}: expected KEY=VALUE, e.g. --cleaning refusal=keep")
+        v = v.strip()
+        number = v.replace(".", "", 1).isdigit()
+        pairs.append((key.strip(), (float(v) if "." in v else int(v)) if number else v))
+    held = None if heldout_items is None else tuple(heldout_list(heldout_items))
+    return load_instrument(instrument, None if data is None else str(data), heldout_items=held,
+                           split_seed=split_seed, cleaning=tuple(pairs) or None)
 
 
 def resolve_target(instrument, name: str, source: str | None = None, dimensions=None):

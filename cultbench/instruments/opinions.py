@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import math
 import re
 from collections import Counter
@@ -95,10 +96,13 @@ def read_rows(data: str | Path | None, dataset: str) -> tuple[list[dict], dict]:
     """Rows (dicts with the data's columns) and a record of where they came from.
 
     ``data`` None (or the hub dataset's name) reads the local Hugging Face cache of ``dataset``;
-    otherwise a CSV, Parquet or JSONL file.
+    otherwise a CSV, Parquet or JSONL file. The record's ``sha256`` identifies the data: of the
+    file, or of the cache's rows as sorted-key JSON.
     """
     if data is None or str(data) == dataset:
-        return _read_hub(dataset), {"dataset": dataset, "from": "huggingface-cache"}
+        rows = _read_hub(dataset)
+        digest = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+        return rows, {"dataset": dataset, "sha256": digest, "from": "huggingface-cache"}
     path = Path(data)
     if not path.is_file():
         raise CultbenchError(f"data file {str(path)!r} does not exist (a CSV, Parquet or JSONL file with "
