@@ -75,6 +75,10 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0) -> dict:
     if not entries.records:
         raise CultbenchError("no valid entries to make a study of")
     rows = aggregate(entries.records)
+    if not rows:
+        raise CultbenchError("no entries of an index instrument to make a study of: the study compares L1 to "
+                             "published profiles; distribution instruments' entries are compared on the leaderboard "
+                             "(`cultbench leaderboard build`)")
     label_of = {name: r["aligner_label"] for r in rows for name in r["files"]}
     models = []
     for model in sorted({r["model_label"] for r in rows}):

@@ -585,6 +585,8 @@ def test_leaderboard_shows_the_distribution_entries_with_similarity_not_l1(opini
     header = next(line for line in md.splitlines() if line.startswith("| Model | Aligner | Target | Seeds"))
     assert "Similarity, both held out" in header and "JSD, both held out" in header and "L1" not in header
     assert "PDI" not in md and "Constants C" not in md
+    study = CliRunner().invoke(main, ["leaderboard", "study", "--entries", str(root / "entries")])
+    check_one_line_error(study, "no entries of an index instrument to make a study of")
     page = (tmp_path / "index.html").read_text()
     assert page.count('<tr data-row=') == 12 + len(section["summary"]) and 'id="leaderboard"' not in page
     checker = load_page_checker()
