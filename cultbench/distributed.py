@@ -317,13 +317,12 @@ def run_combination(spec, combo, model_path: str, threads: int | None):
 
 
 def _worker_spec(spec: SweepSpec) -> SweepSpec:
-    """The spec as a worker must see it: absolute folders and data files (a worker's folder is not
-    the driver's), no --force (the driver cleared the run folders once; a retried task must find its
+    """The spec as a worker must see it: absolute folders (a worker's folder is not the
+    driver's; data files are made absolute by the Sweep itself), no --force (the driver cleared the run folders once; a retried task must find its
     first attempt's checkpoint)."""
     models = [str(Path(m).resolve()) if Path(m).exists() else m for m in spec.models]
-    files = {k: str(Path(v).resolve()) for k in ("data", "heldout_items") if (v := getattr(spec, k)) and Path(v).exists()}
     return replace(spec, models=models, output=Path(spec.output).resolve(), runs_dir=Path(spec.runs_dir).resolve(),
-                   progress=False, force=False, **files)
+                   progress=False, force=False)
 
 
 class RayExecutor:

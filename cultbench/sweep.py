@@ -142,6 +142,10 @@ class Sweep:
             raise CultbenchError("give at least one --target and one --aligner")
         for name in spec.models:
             locate_model(name)  # a missing file or folder is reported now, not after the first model's work
+        for name in ("data", "heldout_items"):  # absolute, so that a Ray worker (another folder) and the
+            value = getattr(spec, name)  # records (data.path, the rerun command) name the same file
+            if value is not None and Path(value).exists():
+                setattr(spec, name, str(Path(value).resolve()))
         self.instrument = load_instrument_with_data(spec.instrument, spec.data, spec.heldout_items, spec.split_seed,
                                                     spec.cleaning)
         self.distribution = self.instrument.kind == "distribution"

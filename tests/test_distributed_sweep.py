@@ -120,3 +120,41 @@ def test_a_combination_failing_in_its_task_is_a_clear_error(cluster, tiny_folder
     result = invoke(args + ["--workers", 2])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "naive -> U.S.A. failed on Ray" in result.output and "alignment.json" in result.output
+
+
+@pytest.fixture(scope="module")
+def opinions_folder(tmp_path_factory):
+    from conftest import tiny_llama
+    from test_opinions import opinions_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-opinions")
+    model, tokenizer = tiny_llama(opinions_tokenizer())
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_distribution_sweep_runs_as_ray_tasks_with_a_relative_data_path(cluster, opinions_folder, tmp_path,
+                                                                          monkeypatch):
+    from conftest import ROOT
+
+    monkeypatch.chdir(ROOT)  # --data relative to here; Ray's workers run elsewhere
+
+    def args(root):
+        return ["run", "--model", opinions_folder, "--instrument", "globalopinionqa", "--data",
+                "tests/data/globalopinionqa_fixture.csv", "--target", "Germany", "--aligner", "naive", "--aligner",
+                "de", "--budget", 10, *SMALL, "--no-progress", "--output", root / "entries", "--runs-dir", root / "runs"]
+
+    local = invoke(args(tmp_path / "local"))
+    assert local.exit_code == 0, local.output
+    remote = invoke(args(tmp_path / "ray") + ["--workers", 2])
+    assert remote.exit_code == 0, remote.output
+    a, b = load(tmp_path / "local" / "entries"), load(tmp_path / "ray" / "entries")
+    assert sorted(a) == sorted(b) and len(a) == 2
+    for name, record in a.items():
+        for part in SAME:
+            assert record[part] == b[name][part], (name, part)
+        assert record["instrument"]["data"]["path"] == str(ROOT / "tests" / "data" / "globalopinionqa_fixture.csv")
+        for block in ("train", "heldout_questions", "heldout_wordings", "heldout"):
+            assert b[name]["metrics"][block]["similarity"] == pytest.approx(record["metrics"][block]["similarity"],
+                                                                            rel=1e-6)
