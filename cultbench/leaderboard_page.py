@@ -435,18 +435,20 @@ SCRIPT = """(function () {
   });
   var pick = {target: document.getElementById("filter-target"), aligner: document.getElementById("filter-aligner"),
               split: document.getElementById("filter-split")};
+  var results = tables.filter(function (t) { return t.id === "leaderboard" || /-results$/.test(t.id); });
+  var total = data.rows.length + (data.distribution || []).reduce(function (n, s) { return n + s.rows.length; }, 0);
   function applyFilters() {
-    var shown = 0, results = document.getElementById("leaderboard");
+    var shown = 0;
     tables.forEach(function (table) {
       table.setAttribute("data-split", pick.split.value);
       Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
         var target = row.getAttribute("data-target");
         row.hidden = Boolean((pick.aligner.value && row.getAttribute("data-aligner") !== pick.aligner.value) ||
                              (pick.target.value && target !== null && target !== pick.target.value));
-        if (table === results && !row.hidden) { shown += 1; }
+        if (results.indexOf(table) >= 0 && !row.hidden) { shown += 1; }
       });
     });
-    document.getElementById("filter-count").textContent = shown + " of " + data.rows.length + " results shown" +
+    document.getElementById("filter-count").textContent = shown + " of " + total + " results shown" +
       (pick.target.value ? " (the summary is over all targets)" : "");
     document.body.setAttribute("data-visible-rows", String(shown));
   }

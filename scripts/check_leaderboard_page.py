@@ -11,7 +11,10 @@ Checks, and exits 1 naming every failure:
 - the table has one row per row of leaderboard.json, in the JSON's order, and opening the page
   with #sort=l1_heldout-desc sorts it by held-out L1, largest first;
 - the summary has one row per model x aligner of leaderboard.json, before the full table;
-- the filters work: #aligner=NAME shows only that aligner's rows, #split=train hides the held-out columns.
+- the filters work: #aligner=NAME shows only that aligner's rows, #split=train hides the held-out columns;
+- each distribution instrument's section (leaderboard.json's `distribution`) has its summary, then
+  its table with one row per row of the section, in order; #sort=sim_heldout-desc sorts it by the
+  similarity with both held out, largest first.
 
 With --screenshot FILE.png, also saves a screenshot of the page's top (1280 px wide).
 
@@ -48,6 +51,7 @@ class _Page(HTMLParser):
         self.rows: list[dict] = []  # {"row": data-row, "cells": {data-col: data-v}, "aligner", "hidden"}
         self.summary_rows: list[dict] = []
         self.tables: list[str] = []  # table ids in page order
+        self.table_rows: dict[str, list[dict]] = {}  # every table's rows: {"row", "cells"}
         self.table_split: dict[str, str] = {}
         self._table = None
         self._style = False
@@ -79,6 +83,10 @@ class _Page(HTMLParser):
             self.summary_rows.append({"aligner": a.get("data-aligner"), "hidden": "hidden" in a})
         if self._table == "leaderboard" and tag == "td" and self.rows:
             self.rows[-1]["cells"][a.get("data-col")] = a.get("data-v")
+        if self._table is not None and tag == "tr" and "data-row" in a:
+            self.table_rows.setdefault(self._table, []).append({"row": a["data-row"], "cells": {}})
+        if self._table is not None and tag == "td" and self.table_rows.get(self._table):
+            self.table_rows[self._table][-1]["cells"][a.get("data-col")] = a.get("data-v")
 
     def handle_endtag(self, tag):
         if tag == "table":
@@ -121,7 +129,7 @@ def check(page_path: Path, json_path: Path, chromium: str) -> list[str]:
     if not static.csp:
         problems.append("the page has no Content-Security-Policy with default-src 'none'")
     url = page_path.resolve().as_uri()
-    for fragment in ("", "#sort=l1_heldout-desc"):
+    for fragment in ("", "#sort=l1_heldout-desc", "#sort=sim_heldout-desc"):
         dom, console = dump_dom(chromium, url + fragment)
         problems += [f"console message ({fragment or 'plain'} load): {line.split('] ', 1)[-1]}" for line in console]
         loaded = parse(dom)
@@ -134,11 +142,12 @@ def check(page_path: Path, json_path: Path, chromium: str) -> list[str]:
         order = [r["row"] for r in loaded.rows]
         if not fragment and order != [str(k) for k in range(expected)]:
             problems.append(f"rows are not in leaderboard.json's order: {order}")
-        if fragment:
+        problems += _distribution_problems(board, loaded, fragment)
+        if fragment == "#sort=l1_heldout-desc":
             values = [float(r["cells"].get("l1_heldout") or "nan") for r in loaded.rows]
             if values != sorted(values, reverse=True):
                 problems.append(f"#sort=l1_heldout-desc did not sort the rows: {values}")
-        else:
+        elif not fragment and (board["rows"] or not board.get("distribution")):
             if len(loaded.summary_rows) != len(board["summary"]):
                 problems.append(f"the summary shows {len(loaded.summary_rows)} rows, leaderboard.json has "
                                 f"{len(board['summary'])}")
@@ -155,6 +164,29 @@ def check(page_path: Path, json_path: Path, chromium: str) -> list[str]:
             problems.append(f"#aligner={aligner} shows {len(visible)} rows, expected its {wanted}")
         if loaded.table_split.get("leaderboard") != "train":
             problems.append("#split=train did not switch the table to the training split")
+    return problems
+
+
+def _distribution_problems(board: dict, loaded: _Page, fragment: str) -> list[str]:
+    """The checks of the distribution instruments' sections (see the module docstring)."""
+    problems = []
+    for k, section in enumerate(board.get("distribution", [])):
+        table, summary = f"distribution-{k}-results", f"distribution-{k}-summary"
+        rows = loaded.table_rows.get(table, [])
+        if len(rows) != len(section["rows"]):
+            problems.append(f"{table} shows {len(rows)} rows, leaderboard.json has {len(section['rows'])}")
+        if not fragment:
+            if [r["row"] for r in rows] != [str(j) for j in range(len(rows))]:
+                problems.append(f"{table}: rows are not in leaderboard.json's order")
+            if len(loaded.table_rows.get(summary, [])) != len(section["summary"]):
+                problems.append(f"{summary} does not have one row per model x aligner")
+            if summary not in loaded.tables or table not in loaded.tables or \
+                    loaded.tables.index(summary) > loaded.tables.index(table):
+                problems.append(f"{summary} does not come before {table}")
+        if fragment == "#sort=sim_heldout-desc":
+            values = [float(r["cells"].get("sim_heldout") or "nan") for r in rows]
+            if values != sorted(values, reverse=True):
+                problems.append(f"#sort=sim_heldout-desc did not sort {table}: {values}")
     return problems
 
 
