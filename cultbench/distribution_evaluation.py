@@ -41,9 +41,12 @@ def country_similarities(instrument: DistributionInstrument, shares: np.ndarray,
 
 
 def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, items: list[int],
-           variant_names: list[str], targets: Sequence[OpinionTarget], top: int | None) -> dict:
+           variant_names: list[str], targets: Sequence[OpinionTarget], top: int | None,
+           naive: np.ndarray | None = None) -> dict:
     """Similarities on the questions ``items`` (positions) from shares [V, slots], mass [V, I].
-    A target asked none of them has similarity None (and rank None)."""
+    A target asked none of them has similarity None (and rank None). With the naive model's
+    shares ``naive`` [V, slots], each target also gets ``naive_similarity`` and ``delta_vs_naive``
+    (similarity minus the naive model's: positive, the candidate is closer)."""
     ids = [instrument.item_ids[i] for i in items]
     keep = np.zeros(len(instrument.items), dtype=bool)
     keep[items] = True
@@ -56,6 +59,10 @@ def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndar
                                        "similarity_per_variant": dict(zip(variant_names, sims.tolist())),
                                        "rank": 1 + [n for n, _ in rank_by_similarity(countries)].index(target.name)
                                        if target.name in countries else None}
+        if naive is not None:
+            base = float(np.mean(per_variant_similarity(instrument, naive, target, keep))) if asked else None
+            out["targets"][target.name].update(naive_similarity=base, delta_vs_naive=None if base is None else
+                                               out["targets"][target.name]["similarity"] - base)
     ranking = rank_by_similarity(countries)
     out["countries_ranked"] = len(ranking)
     out["ranking"] = [[n, s] for n, s in (ranking if top is None else ranking[:top])]
@@ -64,14 +71,18 @@ def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndar
 
 def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, targets: Sequence[OpinionTarget], *,
                           soft_prompt=None, persona: str | None = None, splits: Sequence[str] = WORDING_SPLITS,
-                          max_batch_mb: float | None = None, top: int | None = 10) -> dict:
+                          max_batch_mb: float | None = None, top: int | None = 10, baseline: bool = False) -> dict:
     """The report of one candidate (see the module docstring); ``top`` countries in each ranking
-    (None: all)."""
+    (None: all). With ``baseline``, the naive model (no soft prompt, no persona) is scored in the
+    same call and every target's similarity has the naive model's beside it."""
     path = variants_file(instrument)
     variants = [v for split in splits for v in get_variants(split, path=path)]
     kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
     scorer = SurveyScorer(model, tokenizer, instrument, variants, **kwargs)
-    scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
+    if baseline:
+        scored = scorer.score([soft_prompt, None], [persona, None])
+    else:
+        scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
     every = np.ones(len(instrument.items), dtype=bool)
 
     def diagnostics_of(rows: list[int]) -> dict:
@@ -89,13 +100,24 @@ def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, 
         blocks = {}
         for q in QUESTION_SPLITS:
             items = [i for i, it in enumerate(instrument.items) if instrument.split[it.id] == q]
-            blocks[q] = _block(instrument, shares, mass, items, names, targets, top)
+            blocks[q] = _block(instrument, shares, mass, items, names, targets, top,
+                               naive=scored.indices[1, rows] if baseline else None)
         mean = instrument.unflatten(shares.mean(axis=0))
         out["splits"][split] = {"variants": names, "questions": blocks, "option_mass": float(mass.mean()),
                                 "answer_shares": {i: m.tolist() for i, m in zip(instrument.item_ids, mean)},
                                 "diagnostics": diagnostics_of(rows)}
     out["diagnostics"] = diagnostics_of(list(range(len(variants))))
     return out
+
+
+def _beside_naive(target: dict) -> str:
+    """"; naive model 0.612: closer by 0.020" where the naive model was scored beside the candidate."""
+    delta = target.get("delta_vs_naive")
+    if delta is None:
+        return ""
+    verdict = (f"closer by {delta:.3f}" if delta > 0 else f"FARTHER by {-delta:.3f}" if delta < 0
+               else "the same")
+    return f"; naive model {target['naive_similarity']:.3f}: {verdict}"
 
 
 def distribution_text(result: dict) -> str:
@@ -113,7 +135,7 @@ def distribution_text(result: dict) -> str:
                 rank = "-" if t["rank"] is None else f"{t['rank']} of {got['countries_ranked']}"
                 sim = "-" if t["similarity"] is None else f"{t['similarity']:.3f}"
                 lines.append(f"    {name}: similarity {sim}, rank {rank}, "
-                             f"asked {t['items_asked']} of these questions")
+                             f"asked {t['items_asked']} of these questions" + _beside_naive(t))
             top = ", ".join(f"{n} {s:.3f}" for n, s in got["ranking"][:3])
             lines.append(f"    most similar: {top}")
     lines += verdict_lines(result.get("diagnostics"), scores="similarities")

@@ -365,7 +365,19 @@ def test_cli_evaluate_summary_and_align_on_the_training_questions(opinions_folde
     assert all(k.split(":")[0] in INST.split_ids("train") for k in record["result"]["indices"])
     again = CliRunner().invoke(main, ["evaluate", *common, "--target", "Nigeria", "--alignment", str(out), "--json"])
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["alignment"] == str(out)
+    report = json.loads(again.stdout)
+    assert report["alignment"] == str(out)
+    plain = json.loads(CliRunner().invoke(main, ["evaluate", *common, "--target", "Nigeria", "--json"]).stdout)
+    for split in ("train", "heldout"):  # the naive model beside the alignment: the plain evaluation's numbers
+        for q in ("train", "heldout"):
+            got = report["splits"][split]["questions"][q]["targets"]["Nigeria"]
+            naive = plain["splits"][split]["questions"][q]["targets"]["Nigeria"]["similarity"]
+            assert got["naive_similarity"] == pytest.approx(naive, abs=1e-6)
+            assert got["delta_vs_naive"] == pytest.approx(got["similarity"] - got["naive_similarity"])
+    fitted = report["splits"]["train"]["questions"]["train"]["targets"]["Nigeria"]["similarity"]
+    assert 1 - fitted == pytest.approx(record["result"]["fitness"], abs=1e-5)  # what align fitted
+    shown = CliRunner().invoke(main, ["evaluate", *common, "--target", "Nigeria", "--alignment", str(out)])
+    assert shown.exit_code == 0 and "; naive model 0." in shown.stdout
 
 
 @pytest.mark.parametrize("name, params, budget", [("de", {"popsize": 5, "n_virtual": 2, "d": 4}, 10),

@@ -104,7 +104,8 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
         from cultbench.distribution_evaluation import distribution_text, evaluate_distribution
 
         result = evaluate_distribution(loaded.model, loaded.tokenizer, inst, profiles, soft_prompt=soft,
-                                       persona=persona, splits=chosen, max_batch_mb=max_batch_mb, top=top)
+                                       persona=persona, splits=chosen, max_batch_mb=max_batch_mb, top=top,
+                                       baseline=soft is not None or persona is not None)
         result = {"model": loaded.info, "alignment": None if applied is None else str(alignment),
                   "persona": persona, **result}
         emit_report(result, distribution_text(result), output, as_json)
