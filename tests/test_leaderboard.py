@@ -344,3 +344,34 @@ def test_the_committed_leaderboard_is_built_from_the_committed_entries(tmp_path)
     assert committed.pop("study") == "../docs/paper-small.md" and rebuilt.pop("study")
     assert rebuilt == committed, ("leaderboard/ is stale: run `cultbench leaderboard build --entries "
                                   "leaderboard/entries --out leaderboard`")
+
+
+def test_prompt_tuning_is_ranked_like_any_aligner_and_compared_in_the_study(tmp_path):
+    """Gradient prompt tuning (the white-box reference): its rows take their place by held-out L1,
+    the summary compares it with the naive model, it keeps its own colour, and the study puts it
+    last in the aligners' order and tests DE against it."""
+    from cultbench.study import study
+
+    records = []
+    for country, shift in (("US", 0), ("CN", 3), ("IN", 6)):
+        records.append(make_record(country, "naive", None, heldout=shifted(60 + shift)))
+        records += [make_record(country, "de", s, heldout=shifted(55 + shift + s)) for s in (0, 1)]
+        records += [make_record(country, "prompt-tuning", s, heldout=shifted(52 + shift - s)) for s in (0, 1)]
+    write_entries(tmp_path / "entries", records)
+    board, _ = build(tmp_path / "entries", tmp_path)
+    summary = board["summary"]
+    labels = [e["aligner_label"] for e in summary]
+    assert [e["aligner"] for e in summary] == ["prompt-tuning", "de", "naive"]  # by mean held-out L1
+    (pt,) = [e for e in summary if e["aligner"] == "prompt-tuning"]
+    rows = {(r["target"]["iso2"], r["aligner"]["name"]): r for r in board["rows"]}
+    assert pt["n_targets"] == 3 and pt["delta_vs_naive"]["heldout"]["mean"] == pytest.approx(statistics.fmean(
+        rows[(c, "prompt-tuning")]["l1"]["heldout"]["mean"] - rows[(c, "naive")]["l1"]["heldout"]["mean"]
+        for c in ("US", "CN", "IN")))
+    assert chart_colours(board["rows"])[labels[0]] == charts.ALIGNER_COLOURS["prompt-tuning"]
+    md = (tmp_path / "LEADERBOARD.md").read_text()
+    assert f"| {labels[0]} | 3 |" in md[md.index("## Summary"):md.index("## All results")]
+    (model,) = study(collect(tmp_path / "entries"))["models"]
+    assert model["aligners"] == ["naive", "de (10 evals)", "prompt-tuning (10 evals)"]
+    tests = {(t["a"], t["b"], t["split"]): t for t in model["tests"]}
+    de_vs_pt = tests[("de (10 evals)", "prompt-tuning (10 evals)", "heldout")]
+    assert de_vs_pt["family"] == "primary" and de_vs_pt["n_pairs"] == 3 and de_vs_pt["a_better_fraction"] == 0.0

@@ -14,7 +14,9 @@ import yaml
 from click.testing import CliRunner
 
 from cultbench.cli import main
+from cultbench.cli.run import experiment_grid
 from cultbench.leaderboard import Entries, collect
+from cultbench.prompts import variants_version
 from cultbench.stats import paired_comparison
 from cultbench.study import BEGIN, END, generated_part, holm, render_study_markdown, study, write_study
 
@@ -89,7 +91,10 @@ def test_study_tables_and_tests_follow_the_entries(runs):
             assert row["l1"][split]["mean"] == pytest.approx(statistics.fmean(values))
             assert row["l1"][split]["n"] == len(values) == row["n"]
     tests = {(t["a"], t["b"], t["split"]): t for t in model["tests"]}
-    assert len(tests) == 2 * 9
+    assert len(tests) == 2 * 10  # every comparison without prompt-tuning, which this sweep lacks
+    assert {(t["a"], t["b"]) for t in model["skipped"]} == {
+        ("de", "prompt-tuning"), ("cmaes", "prompt-tuning"), ("random", "prompt-tuning"),
+        ("prompt-tuning", "naive"), ("prompt-tuning", "icl-profile")}
     # de vs naive on held-out: the unit is the target, de's two seeds averaged within it
     de_vs_naive = tests[("de (10 evals)", "naive", "heldout")]
     units = []
@@ -108,20 +113,48 @@ def test_study_tables_and_tests_follow_the_entries(runs):
     assert f"| {de_vs_naive['n_pairs']} |" in text and f"{de_vs_naive['mean_difference']:+.1f}" in text
 
 
-def _synthetic_entries(l1) -> Entries:
-    """In-memory entries from one committed record: ``l1[(aligner, target, seed)]`` = held-out and
-    training L1 (seed None for an aligner that ignores it)."""
+# Wording version 3's split, as the synthetic entries carry it (scale orders then come from the variants file).
+VARIANTS = {"train": ["respondent-standard", "person-standard-reversed", "honest-reworded"],
+            "heldout": ["participant-standard", "brief-reworded-reversed", "researcher-interview",
+                        "panel-interview-reversed"]}
+TEN = ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"]
+
+
+def _synthetic_entries(values) -> Entries:
+    """In-memory entries from one committed record: ``values[(aligner, target, seed)]`` is the L1
+    on both splits, or a dict of ``train`` and ``heldout`` L1, ``per_variant`` (held-out variant ->
+    L1; default the held-out L1), ``indices`` (dimension -> held-out index; default 50) and
+    ``diagnostics`` (the report over all variants; default none). Seed None: an aligner that
+    ignores it."""
     template = json.loads(next((ROOT / "leaderboard" / "entries").glob("*_de_*.json")).read_text())
     records = {}
-    for (aligner, target, seed), value in l1.items():
+    for (aligner, target, seed), value in values.items():
+        v = value if isinstance(value, dict) else {"train": value, "heldout": value}
         r = copy.deepcopy(template)
         r["target"].update(name=target, code=target)
         r["aligner"].update(name=aligner, seed=seed, budget=None if seed is None else 120)
         r["history"] = None
+        r["variants"] = {**VARIANTS, "version": variants_version()}
         for split in ("train", "heldout"):
-            r["metrics"][split]["l1"] = value
+            r["metrics"][split]["l1"] = v[split]
+            r["metrics"][split]["l1_per_variant"] = {name: v.get("per_variant", {}).get(name, v[split])
+                                                     for name in VARIANTS[split]}
+        for d, score in r["target"]["scores"].items():
+            r["splits"]["heldout"]["indices"][d] = v.get("indices", {}).get(d, 50.0)
+            r["metrics"]["heldout"]["signed_error"][d] = r["splits"]["heldout"]["indices"][d] - score
+        r["metrics"].pop("diagnostics", None)
+        if "diagnostics" in v:
+            r["metrics"]["diagnostics"] = {"train": v["diagnostics"], "heldout": v["diagnostics"],
+                                           "all": v["diagnostics"]}
         records[f"{aligner}-{target}-{seed}.json"] = r
     return Entries(records=records)
+
+
+def _report(position_bias: float, reversal: float, interpretable: bool = False) -> dict:
+    """The parts of a diagnostics report the study reads."""
+    return {"option_mass": 0.3, "position_bias": {"mean": position_bias}, "reversal": {"total_variation": reversal},
+            "item_discrimination": 0.2, "wording_stability": {"mean": 7.0}, "interpretable": interpretable,
+            "failed": [] if interpretable else ["reversal"], "unchecked": []}
 
 
 def test_targets_not_seeds_are_the_unit_of_a_paired_test():
@@ -132,7 +165,7 @@ def test_targets_not_seeds_are_the_unit_of_a_paired_test():
     effect = {"A": -10.0, "B": -10.0, "C": -10.0, "D": 1.0}
     l1 = {("naive", t, None): 100.0 for t in effect}
     l1.update({("de", t, s): 100.0 + e + rng.uniform(-0.1, 0.1) for t, e in effect.items() for s in range(3)})
-    doc = study(_synthetic_entries(l1), comparisons=(("de", "naive"),))
+    doc = study(_synthetic_entries(l1), comparisons=(("de", "naive", "primary"),))
     (test, _) = doc["models"][0]["tests"]
     seed_pairs = [(l1[("de", t, s)], 100.0) for t in effect for s in range(3)]
     assert paired_comparison(*zip(*seed_pairs))["p_value"] < 0.01  # what pairing seeds x targets gave
@@ -176,7 +209,128 @@ def test_study_writes_between_markers_and_check_finds_edits(runs, tmp_path):
 
 def test_committed_document_matches_the_committed_entries():
     """docs/paper-small.md, leaderboard/study.json and the charts are what the entries give."""
+    grid = json.loads((ROOT / "leaderboard" / "study.json").read_text())["grid"]  # --experiment, if it was given
     _, changed = write_study(collect(ROOT / "leaderboard" / "entries"), markdown=ROOT / "docs" / "paper-small.md",
                              json_path=ROOT / "leaderboard" / "study.json", charts_dir=ROOT / "docs" / "paper-small",
-                             check=True)
+                             check=True, grid=None if grid is None else {**experiment_grid(ROOT / grid), "file": grid})
     assert changed == []
+
+
+def test_de_better_on_every_one_of_ten_targets_reaches_the_smallest_p_and_missing_aligners_are_skipped():
+    """DE (two seeds) below naive on all 10 targets: the exact sign-flip p is 2/2^10, the floor the
+    design states; the comparisons that need an aligner without entries are listed as skipped."""
+    rng = np.random.default_rng(1)
+    values = {("naive", t, None): 100.0 for t in TEN}
+    values.update({("de", t, s): {"train": 80.0 + rng.uniform(-1, 1), "heldout": 90.0 + rng.uniform(-1, 1)}
+                   for t in TEN for s in (0, 1)})
+    doc = study(_synthetic_entries(values))
+    (model,) = doc["models"]
+    tests = {(t["a"], t["b"], t["split"]): t for t in model["tests"]}
+    assert sorted(tests) == [("de (120 evals)", "naive", "heldout"), ("de (120 evals)", "naive", "train")]
+    for split in ("train", "heldout"):
+        test = tests[("de (120 evals)", "naive", split)]
+        means = [np.mean([values[("de", t, s)][split] for s in (0, 1)]) for t in sorted(TEN)]
+        assert test["n_pairs"] == 10 and (test["seeds_a"], test["seeds_b"]) == (2, 1)
+        assert test["mean_difference"] == pytest.approx(np.mean(means) - 100.0)
+        assert test["p_value"] == pytest.approx(2 / 2 ** 10) == test["min_p_value"]
+        assert test["p_holm"] == pytest.approx(2 * 2 / 2 ** 10)  # two tests in the primary family
+        assert test["a_better_fraction"] == 1.0
+    skipped = {(t["a"], t["b"]): t["skipped"] for t in model["skipped"]}
+    assert skipped[("de", "prompt-tuning")] == "no entries of prompt-tuning"
+    assert skipped[("cmaes", "random")] == "no entries of cmaes or random"
+    coverage = {a["aligner"]: a for a in model["coverage"]["aligners"]}
+    assert coverage["de"]["entries"] == 20 and coverage["de"]["missing"] == [] and coverage["de"]["targets"] == 10
+    assert coverage["prompt-tuning"]["entries"] == 0 and coverage["prompt-tuning"]["expected_entries"] is None
+    text = render_study_markdown(doc)
+    assert "Smallest p this design can give** (10 targets: 2/2^10 = 0.001953)" in text
+    assert "primary: 2 tests, smallest Holm-adjusted p 0.003906" in text
+    assert "de − prompt-tuning: skipped (no entries of prompt-tuning)" in text
+    assert "- de against prompt-tuning: skipped, no entries of prompt-tuning." in text
+    assert "| prompt-tuning | – | 0 | – | 0 | – | – | no entries |" in text
+
+
+def test_transfer_dimensions_and_diagnostics_of_a_constructed_search():
+    """A search that gains 20 points on training wordings and 5 on held-out ones, all of it on the
+    in-order variants (its reversed ones get worse), moves IDV up by 4 and lowers the position bias
+    but leaves the reversal distance above the threshold: the study's numbers say so."""
+    rng = np.random.default_rng(2)
+    orders = {"participant-standard": -7.0, "researcher-interview": -7.0, "brief-reworded-reversed": 7.0,
+              "panel-interview-reversed": 7.0}  # about the held-out gain; their mean is the held-out gain
+    values = {("naive", t, None): {"train": 100.0, "heldout": 100.0, "diagnostics": _report(0.7, 0.8)} for t in TEN}
+    for t in TEN:
+        gain_train, gain_heldout, idv = -20 + rng.uniform(-2, 2), -5 + rng.uniform(-1, 1), 4 + rng.uniform(-1, 1)
+        values[("de", t, 0)] = {"train": 100 + gain_train, "heldout": 100 + gain_heldout, "indices": {"idv": 50 + idv},
+                                "per_variant": {v: 100 + gain_heldout + shift for v, shift in orders.items()},
+                                "diagnostics": _report(0.6 + rng.uniform(-0.05, 0.05), 0.7)}
+    doc = study(_synthetic_entries(values))
+    (model,) = doc["models"]
+    de = [values[("de", t, 0)] for t in sorted(TEN)]
+    (gains,) = model["transfer"]["gains"]
+    assert gains["train"]["mean_difference"] == pytest.approx(np.mean([v["train"] - 100 for v in de]))
+    gap = gains["gap"]
+    assert gap["mean_difference"] == pytest.approx(np.mean([v["heldout"] - v["train"] for v in de]))
+    assert gap["p_value"] == pytest.approx(2 / 2 ** 10) and gap["p_holm"] == pytest.approx(2 / 2 ** 10)
+    per_variant = {v["variant"]: v for v in model["transfer"]["per_variant"]}
+    assert {v: t["scale"] for v, t in per_variant.items()} == {
+        "participant-standard": "ascending", "brief-reworded-reversed": "descending",
+        "researcher-interview": "ascending", "panel-interview-reversed": "descending"}
+    for name, shift in orders.items():
+        expected = np.mean([v["per_variant"][name] - 100 for v in de])
+        assert per_variant[name]["mean_difference"] == pytest.approx(expected)
+    family = model["transfer"]["per_variant"]
+    assert [t["p_holm"] for t in family] == pytest.approx(holm([t["p_value"] for t in family]))
+    dims = {(t["dimension"], t["change"]): t for t in model["dimensions"]["tests"]}
+    assert len(dims) == 12 and model["dimensions"]["skipped"] == []
+    idv = [v["indices"]["idv"] - 50 for v in de]
+    assert dims[("idv", "index")]["mean_difference"] == pytest.approx(np.mean(idv))
+    china_idv = 20.0  # the template record's target scores (China), kept for every synthetic target
+    assert dims[("idv", "abs_error")]["mean_difference"] == pytest.approx(
+        np.mean([abs(50 + x - china_idv) - abs(50 - china_idv) for x in idv]))
+    assert dims[("pdi", "index")]["ci_method"] == "degenerate" and dims[("pdi", "index")]["p_value"] == 1.0
+    summaries = {s["aligner"]: s for s in model["diagnostics"]["per_aligner"]}
+    assert summaries["naive"]["position_bias"]["mean"] == pytest.approx(0.7)
+    assert summaries["de (120 evals)"]["reversal_above"] == 10
+    assert summaries["de (120 evals)"]["interpretable_entries"] == 0
+    changes = {t["diagnostic"]: t for t in model["diagnostics"]["tests"]}
+    assert changes["position_bias"]["mean_difference"] == pytest.approx(
+        np.mean([v["diagnostics"]["position_bias"]["mean"] for v in de]) - 0.7)
+    assert changes["reversal_tv"]["mean_difference"] == pytest.approx(-0.1)
+    text = render_study_markdown(doc)
+    assert "### Transfer of the gain to held-out wordings" in text and "| brief-reworded-reversed | reversed |" in text
+    up = np.mean([per_variant[v]["mean_difference"] for v in ("participant-standard", "researcher-interview")])
+    down = np.mean([per_variant[v]["mean_difference"] for v in ("brief-reworded-reversed", "panel-interview-reversed")])
+    assert up < 0 < down
+    assert (f"Mean gain over naive on in-order held-out variants {up:+.1f}, on reversed ones {down:+.1f}: opposite "
+            "signs while the answers still follow the scale's direction for every target, so the prompt mostly "
+            "moves answer positions.") in text
+
+
+def test_a_partial_study_says_what_the_experiment_grid_lacks(tmp_path):
+    """Against an experiment's grid: a searching aligner missing a seed of one target, and one with
+    no entries at all, are named; the tests that lack units say why."""
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(yaml.safe_dump({"target": ["US", "CN", "IN"], "aligner": ["naive", "de", "prompt-tuning"],
+                                          "seed": [0, 1], "budget": 120}))
+    grid = experiment_grid(experiment)
+    assert grid["aligners"] == {"naive": False, "de": True, "prompt-tuning": True} and grid["seeds"] == [0, 1]
+    assert [t["name"] for t in grid["targets"]] == ["U.S.A.", "China", "India"]
+    values = {("naive", t, None): 100.0 for t in ("U.S.A.", "China", "India")}
+    values.update({("de", t, 0): 90.0 for t in ("U.S.A.", "China", "India")})
+    values[("de", "U.S.A.", 1)] = 91.0
+    values[("icl", "China", None)] = 95.0  # not in the grid
+    doc = study(_synthetic_entries(values), grid=grid)
+    coverage = {a["aligner"]: a for a in doc["models"][0]["coverage"]["aligners"]}
+    assert (coverage["de"]["entries"], coverage["de"]["expected_entries"]) == (4, 6)
+    assert [(m["target"], m["all"], m["seeds"]) for m in coverage["de"]["missing"]] == [
+        ("China (hofstede-2015)", False, [1]), ("India (hofstede-2015)", False, [1])]
+    assert coverage["prompt-tuning"]["expected_entries"] == 6
+    assert all(m["all"] for m in coverage["prompt-tuning"]["missing"])
+    assert not coverage["icl"]["in_grid"] and coverage["icl"]["outside"] == 1
+    text = render_study_markdown(doc)
+    assert "compared with the grid of" in text
+    assert "(15 combinations: 3 targets, seeds 0, 1 for searching aligners)" in text
+    assert ("| de | yes | 4 | 6 | 3 | 1–2 | 120 | China (hofstede-2015) (seeds 1); India (hofstede-2015) (seeds 1) |"
+            in text)
+    assert "| icl | no | 1 | – | 1 | 1 | – | not in the grid (+1 outside the grid) |" in text
+    skipped = {(t["a"], t["b"]): t["skipped"] for t in doc["models"][0]["skipped"]}
+    assert skipped[("de (120 evals)", "icl")] == "1 target in common; a paired test needs 2"

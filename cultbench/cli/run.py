@@ -45,6 +45,30 @@ def _read_config(path: Path) -> dict:
     return data
 
 
+# What `cultbench run` runs when the command line and the config file name no aligner or seed.
+DEFAULT_ALIGNERS, DEFAULT_SEEDS = ("naive", "icl", "de"), (0,)
+
+
+def experiment_grid(path: Path) -> dict:
+    """The combinations an experiment file asks `cultbench run` for, as the study compares them
+    with the entries: its targets (name and source), its aligners (each with whether it searches,
+    i.e. runs once per seed), its seeds and its budgets (none: `cultbench run`'s default)."""
+    from aligners import get_aligner_class
+    from cultbench.profiles import lookup
+
+    data = _read_config(path)
+    as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+    if not data.get("target"):
+        raise CultbenchError(f"--experiment {path}: it names no target")
+    profiles = [lookup(t, source=data.get("source")) for t in as_list(data["target"])]
+    names = [str(a) for a in as_list(data.get("aligner") or list(DEFAULT_ALIGNERS))]
+    return {"file": path.as_posix(),
+            "targets": list({(p.name, p.source): {"name": p.name, "source": p.source} for p in profiles}.values()),
+            "aligners": {a: bool(getattr(get_aligner_class(a), "searches", True)) for a in dict.fromkeys(names)},
+            "seeds": [int(s) for s in dict.fromkeys(as_list(data.get("seed") or list(DEFAULT_SEEDS)))],
+            "budgets": [int(b) for b in dict.fromkeys(as_list(data.get("budget") or []))]}
+
+
 def _as_pairs(value) -> list[str]:
     """A mapping {name: value} (from a config file) as ["name=value", ...]; lists pass through."""
     if not isinstance(value, dict):
@@ -166,8 +190,8 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
     if not targets:
         raise CultbenchError("give at least one --target (or `target:` in --config)")
     spec = SweepSpec(
-        targets=list(targets), aligners=list(aligners or ("naive", "icl", "de")),
-        models=list(models or (DEFAULT_MODEL,)), seeds=list(seeds or (0,)), budgets=list(budgets or (300,)),
+        targets=list(targets), aligners=list(aligners or DEFAULT_ALIGNERS),
+        models=list(models or (DEFAULT_MODEL,)), seeds=list(seeds or DEFAULT_SEEDS), budgets=list(budgets or (300,)),
         source=source, params=parse_params(params), constants=constants, instrument=instrument, data=data,
         heldout_items=heldout_items, split_seed=split_seed, cleaning=list(cleaning), distance=distance,
         dimensions=[d.strip() for d in dimensions.split(",") if d.strip()] if dimensions else None,
@@ -265,30 +289,39 @@ def build_cmd(entries, out, strict, study):
               help="File to write the study's numbers into (JSON).")
 @click.option("--charts", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for one convergence chart (SVG) per model x target, linked from the Markdown.")
+@click.option("--experiment", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The experiment file the entries come from (`cultbench run --config`): the study says which of "
+                   "its target x aligner x seed combinations are missing.")
 @click.option("--check", is_flag=True, help="Write nothing; exit with status 1 if the files differ from what the "
                                             "entries give (e.g. a document edited by hand or entries added since).")
-def study_cmd(entries, markdown, json_path, charts, check):
-    """Compare the aligners of a sweep: L1 per target x aligner (mean, sd, range over seeds),
-    averages over targets, per-dimension errors, option mass and paired tests (bootstrap CI,
-    exact permutation p, Holm-adjusted) of DE and CMA-ES against the baselines and each other.
+def study_cmd(entries, markdown, json_path, charts, experiment, check):
+    """Compare the aligners of a sweep: which combinations are present (and, with --experiment,
+    missing), L1 per target x aligner (mean, sd, range over seeds), averages over targets, cost per
+    run, per-dimension errors, option mass, and paired tests over targets (bootstrap CI, exact
+    sign-flip p, Holm-adjusted within each family): DE against the baselines, CMA-ES, random search
+    and prompt tuning; the gain's transfer to held-out wordings; the dimensions that move; the
+    validity diagnostics under alignment. A partial study (aligners, targets or seeds missing)
+    renders with the tests it lacks units for listed as skipped.
 
     Without --markdown or --json the Markdown goes to stdout.
 
     \b
     Example:
       cultbench leaderboard study --entries leaderboard/entries --markdown docs/paper-small.md \\
-        --json leaderboard/study.json --charts docs/paper-small
+        --json leaderboard/study.json --charts docs/paper-small --experiment experiments/paper-small.yaml
     """
     from cultbench.leaderboard import collect
     from cultbench.study import render_study_markdown, study, write_study
 
     found = collect(entries)
+    grid = None if experiment is None else experiment_grid(experiment)
     if markdown is None and json_path is None:
-        click.echo(render_study_markdown(study(found)), nl=False)
+        click.echo(render_study_markdown(study(found, grid=grid)), nl=False)
         return
     if charts is not None and not check:
         charts.mkdir(parents=True, exist_ok=True)
-    _, changed = write_study(found, markdown=markdown, json_path=json_path, charts_dir=charts, check=check)
+    _, changed = write_study(found, markdown=markdown, json_path=json_path, charts_dir=charts, check=check,
+                             grid=grid)
     for path in changed:
         click.echo(f"differs from the entries: {path}" if check else str(path), err=check)
     if check and changed:
