@@ -94,6 +94,10 @@ def _range(pair) -> str:
     return "–" if pair is None else str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}–{pair[1]}"
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def _budget_text(present: list[int], grid: list[int] | None) -> str:
     text = ", ".join(map(str, present)) or "–"
     return text + (" (not the grid's)" if grid and present and set(present) - set(grid) else "")
@@ -101,9 +105,10 @@ def _budget_text(present: list[int], grid: list[int] | None) -> str:
 
 def coverage_part(m: dict) -> list[str]:
     c = m["coverage"]
-    reference = (f"the grid of `{c['grid']}` ({c['expected']} combinations: {len(c['targets'])} targets, seeds "
+    reference = (f"the grid of `{c['grid']}` ({_count(c['expected'], 'combination')}: "
+                 f"{_count(len(c['targets']), 'target')}, seeds "
                  f"{', '.join(map(str, c['seeds'])) or '–'} for searching aligners)" if c["grid"] else
-                 f"no experiment file given, so against the {len(c['targets'])} targets and the seeds "
+                 f"no experiment file given, so against the {_count(len(c['targets']), 'target')} and the seeds "
                  f"({', '.join(map(str, c['seeds'])) or '–'}) these entries have")
     rows = [[md_escape(a["aligner"]), {True: "yes", False: "no", None: "–"}[a["searches"]], str(a["entries"]),
              fmt(a["expected_entries"], "d"), str(a["targets"]),
@@ -111,7 +116,7 @@ def coverage_part(m: dict) -> list[str]:
              md_escape(_missing_text(a)) + (f" (+{a['outside']} outside the grid)" if a["outside"] else "")]
             for a in c["aligners"]]
     return [f"### {md_escape(m['model'])}: what the entries hold\n",
-            f"{c['entries']} entries, compared with {reference}. A test that needs a missing aligner or target "
+            f"{_count(c['entries'], 'entry', 'entries')}, compared with {reference}. A test that needs a missing aligner or target "
             f"is skipped below, with the reason. Wording version of the entries: "
             f"{', '.join(map(str, c['wording_versions']))} (the variants file's now: {c['current_wording_version']})."
             + (f" Budget in the grid: {', '.join(map(str, c['budgets']))} evaluations." if c["budgets"] else "") + "\n",
@@ -189,10 +194,11 @@ def diagnostics_glance(m: dict) -> list[str]:
             out.append(f"  - {md_escape(a)}: no diagnostics.")
             continue
         change = {t["diagnostic"]: t for t in d["tests"] if t["a"] == a}
-        text = (f"  - {md_escape(a)}: interpretable {s['interpretable_entries']} of {s['entries']} entries; "
+        text = (f"  - {md_escape(a)}: interpretable {s['interpretable_entries']} of "
+                f"{_count(s['entries'], 'entry', 'entries')}; "
                 f"position bias {fmt(s['position_bias']['mean'], '.2f')}, reversal TV "
                 f"{fmt(s['reversal_tv']['mean'], '.2f')} (above {d['thresholds']['reversal_tv']:g} for "
-                f"{s['reversal_above']} of {s['targets']} targets)")
+                f"{s['reversal_above']} of {_count(s['targets'], 'target')})")
         if "reversal_tv" in change:
             text += (f"; against naive: position bias {_brief(change['position_bias'], '.3f')}; reversal TV "
                      f"{_brief(change['reversal_tv'], '.3f')}")
