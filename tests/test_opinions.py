@@ -645,3 +645,30 @@ def test_run_refuses_bad_distribution_options_in_one_line(tmp_path):
              (["--instrument", "vsm2013", "--data", str(FIXTURE)], "index instrument: it takes no data")]
     for extra, fragment in cases:
         check_one_line_error(CliRunner().invoke(main, [*base, *extra]), fragment)
+
+
+def test_a_target_never_asked_a_held_out_question_gets_null_there_not_nan(opinions_folder, tmp_path):
+    """The fixture asks the Palestinian territories (no profile, no ISO code) one training question only."""
+    from click.testing import CliRunner
+
+    from cultbench.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--model", str(opinions_folder), "--instrument", "globalopinionqa",
+                                       "--data", str(FIXTURE), "--target", "Palestinian territories", "--aligner",
+                                       "naive", "--output", str(tmp_path / "entries"), "--runs-dir",
+                                       str(tmp_path / "runs"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    ((name, record),) = read_json_files(tmp_path / "entries").items()
+    assert "_palestinian" in name and "_naive_" in name  # no ISO code: the name in the file name
+    m = record["metrics"]
+    assert m["train"]["items_asked"] == 1 and m["train"]["similarity"] is not None
+    for block in ("heldout_questions", "heldout"):
+        assert m[block]["items_asked"] == 0 and m[block]["similarity"] is None and m[block]["jsd"] is None
+        assert m[block]["rank"] is None
+    assert "both held out –" in result.stderr
+    built = CliRunner().invoke(main, ["leaderboard", "build", "--entries", str(tmp_path / "entries"), "--out",
+                                      str(tmp_path), "--strict"])
+    assert built.exit_code == 0, built.output
+    row = next(line for line in (tmp_path / "LEADERBOARD.md").read_text().splitlines()
+               if line.startswith("| ") and "Palestinian territories | 1 |" in line)
+    assert row.split(" | ")[4] == "–"  # similarity with both held out
