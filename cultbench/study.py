@@ -142,6 +142,16 @@ def _family(items: list[dict]) -> tuple[list[dict], list[dict]]:
     return done, [t for t in items if "skipped" in t]
 
 
+def _other_wording(groups: dict, a: str, b: str) -> str | None:
+    """Why two aligner setups' L1s cannot be paired: their entries were scored on other prompt
+    variants (another wording version or split); None when they share them."""
+    first = {label: next(r for rs in groups[label].values() for r in rs)["variants"] for label in (a, b)}
+    if first[a] == first[b]:
+        return None
+    return (f"scored on other prompt variants (wording version {first[a].get('version')} against "
+            f"{first[b].get('version')})")
+
+
 def _l1(split: str):
     return lambda r: r["metrics"][split]["l1"]
 
@@ -338,9 +348,12 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
             if not a_labels or not b_labels:
                 absent = " or ".join(n for n, ls in ((a_name, a_labels), (b_name, b_labels)) if not ls)
                 l1_tests.append({"a": a_name, "b": b_name, "family": family, "skipped": f"no entries of {absent}"})
-            l1_tests += [_test(_means(groups[a], _l1(s)), _means(groups[b], _l1(s)), seed, a=a, b=b, split=s,
-                               family=family, measure="L1")
-                         for a in a_labels for b in b_labels for s in SPLITS]
+            for a, b in ((a, b) for a in a_labels for b in b_labels):
+                if _other_wording(groups, a, b):
+                    l1_tests.append({"a": a, "b": b, "family": family, "skipped": _other_wording(groups, a, b)})
+                    continue
+                l1_tests += [_test(_means(groups[a], _l1(s)), _means(groups[b], _l1(s)), seed, a=a, b=b, split=s,
+                                   family=family, measure="L1") for s in SPLITS]
         tests, skipped = [], []
         for family in dict.fromkeys(c[2] for c in comparisons):
             done, left = _family([t for t in l1_tests if t["family"] == family])
@@ -348,13 +361,17 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
             skipped += left
         naive = _labels(mine, BASELINE)
         others = [a for a in aligners if a not in naive]
-        pairs = [(a, n) for a in others for n in naive]
+        pairs = [(a, n) for a in others for n in naive if not _other_wording(groups, a, n)]
+        apart = [{"a": a, "b": n, "skipped": _other_wording(groups, a, n)} for a in others for n in naive
+                 if _other_wording(groups, a, n)]
         moved = [transfer(a, n, groups, seed) for a, n in pairs]
         gains = [t for t, _ in moved]
-        gap_done, gap_skipped = _family([g["gap"] for g in gains])
+        gap_done, gap_skipped = _family([g["gap"] for g in gains] + apart)
         variant_done, variant_skipped = _family([v for _, vs in moved for v in vs])
-        dim_done, dim_skipped = _family([t for a, n in pairs for t in dimension_changes(a, n, groups, dims, seed)])
-        diag_done, diag_skipped = _family([t for a, n in pairs for t in diagnostics_changes(a, n, groups, seed)])
+        dim_done, dim_skipped = _family([t for a, n in pairs for t in dimension_changes(a, n, groups, dims, seed)]
+                                        + apart)
+        diag_done, diag_skipped = _family([t for a, n in pairs for t in diagnostics_changes(a, n, groups, seed)]
+                                          + apart)
         labels = {(r["target"]["name"], r["target"]["source"]): target_label(r["target"]) for r in mine}
         models.append({
             "model": model, "aligners": aligners, "targets": [{"name": n, "source": s} for n, s in targets],

@@ -334,3 +334,20 @@ def test_a_partial_study_says_what_the_experiment_grid_lacks(tmp_path):
     assert "| icl | no | 1 | – | 1 | 1 | – | not in the grid (+1 outside the grid) |" in text
     skipped = {(t["a"], t["b"]): t["skipped"] for t in doc["models"][0]["skipped"]}
     assert skipped[("de (120 evals)", "icl")] == "1 target in common; a paired test needs 2"
+
+
+def test_setups_scored_on_other_prompt_variants_are_not_paired():
+    """An older wording version's entries (their own aligner label) in the same folder: their L1 is
+    over other variants, so they are not paired with the current ones, and the study says why."""
+    values = {("naive", t, None): 100.0 for t in TEN[:3]}
+    values.update({("de", t, 0): 90.0 for t in TEN[:3]})
+    entries = _synthetic_entries(values)
+    for name, record in entries.records.items():
+        if name.startswith("de-"):
+            record["variants"]["version"] = 2
+    (model,) = study(entries)["models"]
+    (de,) = [a for a in model["aligners"] if a.startswith("de")]
+    assert model["tests"] == [] and model["transfer"]["gains"] == []
+    reason = "scored on other prompt variants (wording version 2 against 3)"
+    assert {(t["a"], t["b"], t["skipped"]) for t in model["skipped"] if t["a"] == de} == {(de, "naive", reason)}
+    assert [t["skipped"] for t in model["transfer"]["skipped"]] == [reason]
