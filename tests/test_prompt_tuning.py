@@ -204,11 +204,25 @@ def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
         last = run["marks"][-1]
         assert last["seconds"] == run["wall_seconds"]
         if run["search_dtype"] == "float32":
-            assert last["train_l1"] == best[-1] and run["finalist_seconds"] == 0
+            assert last["train_l1"] == best[-1] and run["finalist_cost"] == 0
         else:  # the bf16 search's best so far, and the fp32 best of its finalists, re-scored in fp32
-            assert last["train_l1_search"] == best[-1] and run["finalist_seconds"] > 0
+            assert last["train_l1_search"] == best[-1] and run["finalist_cost"] > 0
             assert last["train_l1"] != last["train_l1_search"] and last["train_l1"] > 0
         assert len(run["marks"]) <= 2 and all(m["heldout_l1"] > 0 for m in run["marks"])
     assert set(data["references"]["Japan"]) == {"naive", "p0"}
     assert plot.read_text().startswith("<?xml")
     assert calibrate.main(["--targets", "US", "--out", str(tmp_path / "x.json")]) == 2
+
+    # a budget in evaluation units: fp32 candidates cost 1, bf16 ones their eval_cost, a prompt-tuning
+    # step its step_cost; no run passes the budget, and a bf16 run pays 5 units for its finalists
+    units = tmp_path / "units.json"
+    assert calibrate.main(["--model", str(tiny_folder), "--targets", "Japan", "--budget", "16", "--points", "2",
+                           "--train", ",".join(VARIANTS), "--heldout", "participant-standard", "--out", str(units),
+                           "--settings", "de=de:popsize=5", "pt=prompt-tuning:n_virtual=3,step_cost=3",
+                           "bf=de:popsize=5,search_dtype=bfloat16,eval_cost=0.5"]) == 0
+    data = json.loads(units.read_text())
+    assert data["axis"] == "units" and data["budget"] == 16
+    spent = {r["setting"]: (r["units"], r["candidate_sets"], r["stopped"]) for r in data["runs"]}
+    assert spent == {"de": (15.0, 3, "units"), "pt": (15.0, 5, "units"), "bf": (5.0 + 10.0, 4, "units")}
+    for run in data["runs"]:
+        assert run["marks"][-1]["units"] == run["units"] and [p["units"] for p in run["curve"]][-1] <= 16
