@@ -147,7 +147,8 @@ def glance_part(m: dict) -> list[str]:
         lines.append("  - Cost per run (budget unit: candidate evaluations, one soft prompt scored on every training "
                      "variant; a prompt-tuning step counts as its step_cost): " + "; ".join(
                          f"{md_escape(c['aligner'])} {fmt(c['evaluations']['mean'], '.0f')} evaluations, "
-                         f"{fmt(c['wall_time_s']['mean'], '.0f')} s wall time" for c in spent) + ".")
+                         f"{fmt(c['wall_time_s']['mean'], '.0f')} s wall time" for c in spent) + "."
+                     + _time_ratio(spent))
     lines += ["- **How far is it from gradient prompt tuning?**"] + pair_lines("de", ("prompt-tuning",))
     lines.append("- **Does the gain transfer to held-out wordings (held-out gain − training gain; positive: less "
                  "gain on unseen wordings)?**")
@@ -177,6 +178,17 @@ def glance_part(m: dict) -> list[str]:
     lines.append("- **Does the validity verdict change under alignment?**")
     lines += diagnostics_glance(m)
     return lines
+
+
+def _time_ratio(spent: list[dict]) -> str:
+    """How unequal the alignment times per run are between the aligners that spend a budget."""
+    timed = [c for c in spent if c["align_time_s"]["mean"]]
+    if len(timed) < 2:
+        return ""
+    fast, slow = (f(timed, key=lambda c: c["align_time_s"]["mean"]) for f in (min, max))
+    return (f" Alignment time per run from {fmt(fast['align_time_s']['mean'], '.0f')} s ({md_escape(fast['aligner'])}) "
+            f"to {fmt(slow['align_time_s']['mean'], '.0f')} s ({md_escape(slow['aligner'])}), "
+            f"{slow['align_time_s']['mean'] / fast['align_time_s']['mean']:.2f} times as long.")
 
 
 def _gain(t: dict) -> str:
