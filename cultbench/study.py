@@ -230,6 +230,8 @@ def cost(label: str, records: list[dict]) -> dict:
             "budget": sorted({r["aligner"]["budget"] for r in records if r["aligner"]["budget"] is not None}),
             "evaluations": stat(r["aligner"]["evaluations"] for r in records),
             "generations": stat(h.get("generations") for h in hist) if hist else None,
+            # evaluations one step counts as (prompt tuning's measured step cost)
+            "step_cost": sorted({r["aligner"]["hyperparameters"].get("step_cost") for r in records} - {None}),
             "search_precision": sorted({h["search_precision"] for h in hist if h.get("search_precision")}),
             "wall_time_s": stat(r["run"].get("wall_time_s") for r in records),
             "align_time_s": stat(r["run"].get("align_time_s") for r in records)}

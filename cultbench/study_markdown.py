@@ -186,7 +186,8 @@ def _time_ratio(spent: list[dict]) -> str:
     if len(timed) < 2:
         return ""
     fast, slow = (f(timed, key=lambda c: c["align_time_s"]["mean"]) for f in (min, max))
-    return (f" Alignment time per run from {fmt(fast['align_time_s']['mean'], '.0f')} s ({md_escape(fast['aligner'])}) "
+    return (f" Alignment time per run from {fmt(fast['align_time_s']['mean'], '.0f')} s "
+            f"({md_escape(fast['aligner'])}) "
             f"to {fmt(slow['align_time_s']['mean'], '.0f')} s ({md_escape(slow['aligner'])}), "
             f"{slow['align_time_s']['mean'] / fast['align_time_s']['mean']:.2f} times as long.")
 
@@ -346,7 +347,8 @@ def cost_part(m: dict) -> list[str]:
                     "Wall time (s)", "Align time (s)"],
                    [[md_escape(c["aligner"]), str(c["runs"]), ", ".join(map(str, c["budget"])) or "–",
                      _stat_text(c["evaluations"], ".0f"), "–" if c["generations"] is None else
-                     _stat_text(c["generations"], ".0f"), ", ".join(c["search_precision"]) or "–",
+                     _stat_text(c["generations"], ".0f") + "".join(f" (× {x:g} evaluations)" for x in c["step_cost"]),
+                     ", ".join(c["search_precision"]) or "–",
                      _stat_text(c["wall_time_s"], ".0f"), _stat_text(c["align_time_s"], ".0f")] for c in m["cost"]])]
 
 

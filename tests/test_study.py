@@ -351,3 +351,25 @@ def test_setups_scored_on_other_prompt_variants_are_not_paired():
     reason = "scored on other prompt variants (wording version 2 against 3)"
     assert {(t["a"], t["b"], t["skipped"]) for t in model["skipped"] if t["a"] == de} == {(de, "naive", reason)}
     assert [t["skipped"] for t in model["transfer"]["skipped"]] == [reason]
+
+
+def test_cost_per_run_states_the_budget_and_prompt_tunings_step_cost():
+    values = {("naive", t, None): 100.0 for t in TEN[:2]}
+    values.update({("prompt-tuning", t, 0): 80.0 for t in TEN[:2]})
+    entries = _synthetic_entries(values)
+    for name, record in entries.records.items():
+        record["run"].update(wall_time_s=200.0 if name.startswith("prompt") else 20.0, align_time_s=150.0)
+        if name.startswith("prompt"):
+            record["aligner"].update(hyperparameters={"step_cost": 3.7, "lr": 0.005}, evaluations=119)
+            record["history"] = {"generations": 32, "search_precision": "float32", "best_fitness_search": 80.0,
+                                 "curve": [{"evaluations": 3, "best": 85.0, "mean": 85.0}]}
+    (model,) = study(entries)["models"]
+    cost = {c["aligner"]: c for c in model["cost"]}
+    pt = cost["prompt-tuning (120 evals)"]
+    assert (pt["budget"], pt["evaluations"]["mean"], pt["generations"]["mean"]) == ([120], 119, 32)
+    assert pt["step_cost"] == [3.7]
+    assert pt["wall_time_s"]["mean"] == 200.0 and cost["naive"]["budget"] == [] and cost["naive"]["generations"] is None
+    text = render_study_markdown(study(entries))
+    assert ("| prompt-tuning (120 evals) | 2 | 120 | 119 ± 0 [119, 119] | 32 ± 0 [32, 32] (× 3.7 evaluations) "
+            "| float32 |") in text
+    assert "prompt-tuning (120 evals) 119 evaluations, 200 s wall time." in text
