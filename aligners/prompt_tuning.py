@@ -52,11 +52,12 @@ from cultbench.errors import CultbenchError, did_you_mean
 _log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-# Measured (docs/calibration/step-cost.json, bench.prompt_tuning_step_cost): on SmolLM2-135M-Instruct in
-# fp32, one thread, a 30-token persona-sized prompt, one step took 3.68x the time of one forward
-# candidate evaluation in a population of 10 (53.7 s against 14.6 s on a heavily shared 2-core
-# machine); rounded up.
-STEP_COST = 3.7
+# Measured (docs/calibration/costs-cpu.json, scripts/measure_costs.py): on SmolLM2-135M-Instruct in
+# fp32, 2 threads on a quiet 2-core CPU, a 30-token persona-sized prompt and the 3 training
+# variants in one backward, one step took 2.71x the time of one forward candidate evaluation in a
+# population of 10 (12.9 s against 4.77 s; 3.33x with one variant per backward). On a GPU a step
+# costs more evaluations (docs/distributed.md): give step_cost there.
+STEP_COST = 2.71
 # Keys of the history that hold wall time: they differ between an interrupted and a whole run.
 TIMING_KEYS = ("seconds",)
 
@@ -79,8 +80,9 @@ class PromptTuningConfig(AlignerConfig):
     step_cost: float = param(STEP_COST, "Candidate evaluations one step counts as: the measured cost of a "
                                         "forward-and-backward step relative to one forward candidate evaluation "
                                         "(`cultbench bench`, prompt-tuning).")
-    variants_per_backward: int = param(1, "Training variants whose autograd graph is held at once (more: larger "
-                                          "batches, more memory); the gradient is the same.")
+    variants_per_backward: int = param(3, "Training variants whose autograd graph is held at once (more: larger "
+                                          "batches, more memory; fewer: less memory, slower steps); the gradient "
+                                          "is the same. The default split has 3.")
 
     def __post_init__(self):
         super().__post_init__()

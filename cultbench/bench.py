@@ -155,7 +155,7 @@ def _loop_engine(lm, soft, repeats):
 
 def prompt_tuning_step_cost(model: str = "smollm2-135m-instruct", population: int = 10, steps: int = 3,
                             repeats: int = 2, variants: str = "train", dtype: str | None = None,
-                            variants_per_backward: int = 1, echo=print) -> dict:
+                            variants_per_backward: int = 3, echo=print) -> dict:
     """Seconds of one prompt-tuning step (forward and backward over the training variants, the
     optimiser's update) against one forward candidate evaluation (a population of ``population``
     soft prompts scored in one call, divided by ``population``), on the same model, variants,
@@ -169,7 +169,7 @@ def prompt_tuning_step_cost(model: str = "smollm2-135m-instruct", population: in
 
 
 def step_cost(model, tokenizer, model_info: dict, population: int = 10, steps: int = 3, repeats: int = 2,
-              variants: str = "train", dtype: str | None = None, variants_per_backward: int = 1,
+              variants: str = "train", dtype: str | None = None, variants_per_backward: int = 3,
               forward: list[float] | None = None, echo=print, **scorer_options) -> dict:
     """:func:`prompt_tuning_step_cost` on a model already built (any device): the step's seconds,
     the forward candidate evaluation's (``forward``: measured before, seconds per candidate, or

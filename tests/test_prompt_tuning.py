@@ -77,7 +77,7 @@ def test_steps_budget_and_bad_input(tiny):
     assert pt.plan_steps(None) == 2 and pt.plan_steps(100) == 2 and pt.plan_steps(5) == 2 and pt.plan_steps(4) == 1
     assert make_aligner("prompt-tuning", step_cost=2.5).plan_steps(10) == 4
     with pytest.raises(CultbenchError, match="pays for no step"):
-        make_aligner("prompt-tuning").plan_steps(3)  # the default step costs 3.7 evaluations
+        make_aligner("prompt-tuning").plan_steps(2)  # the default step costs 2.71 evaluations
     with pytest.raises(CultbenchError, match="give a budget"):
         make_aligner("prompt-tuning").align(problem_of(tiny))
     for params, message in [({"optimizer": "adma"}, "Did you mean: adam"), ({"lr": 0}, "lr=0.0 must be positive"),
