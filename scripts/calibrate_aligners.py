@@ -47,7 +47,15 @@ from cultbench.prompts import get_variants
 from cultbench.scorer import SurveyScorer
 
 DEFAULT_SETTINGS = ("prompt-tuning=prompt-tuning", "de=de", "cmaes=cmaes", "random=random")
-STUDY_TARGETS = {"U.S.A.", "China", "India", "Saudi Arabia"}
+STUDY_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "paper-small.yaml"
+
+
+def study_targets() -> set[str]:
+    """Names of the study's targets (experiments/paper-small.yaml), which calibration must not use."""
+    import yaml
+
+    targets = yaml.safe_load(STUDY_CONFIG.read_text())["target"]
+    return {lookup(t).name for t in ([targets] if isinstance(targets, str) else targets)}
 
 
 class TimeUp(BaseException):  # not Exception: a search retries a generation that raised one
@@ -204,6 +212,32 @@ def reference_points(lm, inst, train, heldout, target) -> dict:
             for name, prompt in (("naive", None), ("p0", p0))}
 
 
+def summary(data: dict) -> str:
+    """Markdown: per setting, the training (fp32) and held-out L1 at the end of its budget, per
+    target and averaged, with the naive model and P0 (where the soft prompts start) beside them."""
+    targets = data["targets"]
+    head = "| setting | " + " | ".join(f"{t} train | {t} held-out" for t in targets) + " | mean train | mean held-out |"
+    lines = [head, "|" + "---|" * (2 * len(targets) + 3)]
+
+    def row(name, pairs):
+        cells = [f"{a:.1f} | {b:.1f}" if a is not None else "– | –" for a, b in pairs]
+        done = [(a, b) for a, b in pairs if a is not None]
+        mean = (f"{np.mean([a for a, _ in done]):.1f} | {np.mean([b for _, b in done]):.1f}" if len(done) == len(pairs)
+                else "– | –")
+        return f"| {name} | " + " | ".join(cells) + f" | {mean} |"
+
+    for ref in ("naive", "p0"):
+        lines.append(row(ref + " (no search)", [(data["references"][t][ref]["train_l1"],
+                                                 data["references"][t][ref]["heldout_l1"]) for t in targets]))
+    for setting in dict.fromkeys(r["setting"] for r in data["runs"]):
+        pairs = []
+        for t in targets:
+            run = next((r for r in data["runs"] if r["setting"] == setting and r["target"] == t and r["marks"]), None)
+            pairs.append((run["marks"][-1]["train_l1"], run["marks"][-1]["heldout_l1"]) if run else (None, None))
+        lines.append(row(setting, pairs))
+    return "\n".join(lines) + "\n"
+
+
 def plot(data: dict, path: Path) -> None:
     import matplotlib
 
@@ -272,10 +306,11 @@ def main(argv=None) -> int:
         write_text_atomic(args.out, json.dumps(data, indent=1, sort_keys=True) + "\n")
         if args.plot:
             plot(data, args.plot)
+        print(summary(data))
         return 0
     targets = [lookup(t) for t in args.targets.split(",")]
-    if any(t.name in STUDY_TARGETS for t in targets):
-        print("Error: calibration targets must not be study targets", file=sys.stderr)
+    if any(t.name in study_targets() for t in targets):
+        print(f"Error: calibration targets must not be study targets ({STUDY_CONFIG.name})", file=sys.stderr)
         return 2
     lm = load_model(args.model)
     inst = load_instrument("vsm2013")
