@@ -137,7 +137,7 @@ def test_resume_after_kill_9_ends_with_the_same_tensor(tiny, tmp_path):
 
 def test_cli_align_and_show(tiny_folder, tmp_path):
     shown = CliRunner().invoke(main, ["aligners", "prompt-tuning"])
-    assert shown.exit_code == 0 and "lr (float, default 0.005)" in shown.output and "step_cost" in shown.output
+    assert shown.exit_code == 0 and "lr (float, default 0.03)" in shown.output and "step_cost" in shown.output
     out = tmp_path / "pt"
     result = CliRunner().invoke(main, ["align", "--model", str(tiny_folder), "--target", "Japan", "--aligner",
                                        "prompt-tuning", "--budget", "6", "--param", "n_virtual=2", "--param", "step_cost=3", "--output",
