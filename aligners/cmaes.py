@@ -29,7 +29,8 @@ from cultbench.errors import CultbenchError
 
 @dataclass(frozen=True)
 class CMAESConfig(SoftPromptConfig):
-    sigma0: float = param(0.5, "Initial step size, in units of z (the search starts at z = 0, the prompt P0).")
+    # 1.0 within the default box (-3, 3): the setting the calibration ran (docs/aligners.md).
+    sigma0: float = param(1.0, "Initial step size, in units of z (the search starts at z = 0, the prompt P0).")
 
     min_popsize = 2
 

@@ -12,8 +12,8 @@
   N(0, sigma^2), sigma = s / sqrt(d), where s = :func:`embedding_scale` is the standard deviation
   of the embedding module's output over the whole vocabulary (every entry of every token's
   embedding). Then each entry of A z has standard deviation s * sqrt(mean(z_i^2)): z uniform in
-  [-1, 1] gives s/sqrt(3), a corner of the box s, so the default bounds (-1, 1) move a prompt by
-  about one embedding's spread.
+  [-1, 1] gives s/sqrt(3), a corner of the box s; the searches' default bounds (-3, 3) reach three
+  embedding spreads (calibrated: docs/aligners.md).
 - d = n_virtual*hidden means no projection: A = s * I, scaled the same way so that the bounds
   mean the same thing in both cases.
 

@@ -36,7 +36,7 @@ from conftest import kill_when
 
 INST = load_instrument("vsm2013")
 VOCAB, HIDDEN = 64, 8
-PARAMS = dict(n_virtual=4, d=4, popsize=12)
+PARAMS = dict(n_virtual=4, d=4, popsize=12, bounds=(-1.0, 1.0))  # the synthetic problem lives in [-1, 1]^4
 Z_STAR = np.array([0.3, -0.4, 0.2, -0.1])
 SEARCHERS = ["de", "cmaes", "random"]
 
@@ -585,7 +585,7 @@ def test_registry_lists_checks_and_suggests(clean_registry):
     width = max(map(len, aligners.available_aligners()))
     assert f"{'de':<{width}}  Soft prompt found by Differential Evolution (scipy), the paper's method." in result.output
     shown = CliRunner().invoke(main, ["aligners", "cmaes"])
-    assert "sigma0 (float, default 0.5)" in shown.output and "bounds (tuple[float, float], default -1.0,1.0)" in shown.output
+    assert "sigma0 (float, default 1.0)" in shown.output and "bounds (tuple[float, float], default -3.0,3.0)" in shown.output
 
 
 PLUGIN = textwrap.dedent('''

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from aligners import ICL_TEMPLATE, AlignmentProblem, SoftPromptSpace
+from aligners import ICL_TEMPLATE, AlignmentProblem, SoftPromptConfig, SoftPromptSpace
 from aligners.baselines import format_persona
 from cultbench.bench import describe_precision, precision_agreement
 from cultbench.instruments import load_instrument
@@ -20,10 +20,11 @@ def test_precision_agreement_scores_the_same_points_in_both_precisions(tiny):
     assert len(f16) == len(f32) == 6 and report["variants"] == [v.name for v in get_variants("train")]
     # The fp32 column is what an fp32 scorer gives the same points of the default search space.
     persona = format_persona(ICL_TEMPLATE, "U.S.A.")
+    bounds = SoftPromptConfig().bounds  # the default search space's box
     space = SoftPromptSpace.build(model, tokenizer, n_virtual=None, d=16, init_text=persona, projection_seed=0,
-                                  bounds=(-1.0, 1.0))
+                                  bounds=bounds)
     assert report["search_space"]["n_virtual"] == len(tokenizer(persona, add_special_tokens=False)["input_ids"])
-    z = np.random.default_rng(3).uniform(-1, 1, (6, 16))
+    z = np.random.default_rng(3).uniform(*bounds, (6, 16))
     scorer = SurveyScorer(model, tokenizer, load_instrument(), get_variants("train"))
     again = AlignmentProblem(scorer, lookup("US")).fitness(scorer.score(soft_prompts=space.prompts(z)).indices)
     np.testing.assert_allclose(f32, again, atol=1e-6)
