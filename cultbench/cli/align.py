@@ -104,7 +104,7 @@ def _raise_interrupt(signum, frame):
               help="Run folder for the checkpoint and the artifact [default: runs/ALIGNER-COUNTRY-sSEED].")
 @click.option("--resume", is_flag=True, help="Continue the run checkpointed in --output.")
 @click.option("--search-dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
-              help="Precision of the search; may only lower --dtype [default: --dtype]. bfloat16 is 2.7x faster "
+              help="Precision of the search; may only lower --dtype [default: --dtype]. bfloat16 is 1.6x faster "
                    "in the committed benchmark (docs/bench-smollm2-cpu.json, a CPU with bf16) and less exact: "
                    "the search's finalists are re-scored in --dtype and the best of them is returned (see "
                    "`cultbench aligners de`, finalists).")
