@@ -168,6 +168,21 @@ def prompt_tuning_step_cost(model: str = "smollm2-135m-instruct", population: in
     return {"model": model, **out}
 
 
+def forward_seconds(scorer: SurveyScorer, p0: torch.Tensor, population: int = 10, repeats: int = 1) -> list[float]:
+    """Seconds per candidate of a forward evaluation, once per repeat: ``population`` soft prompts
+    around P0 (as a search's population is) scored in one call, after a one-candidate warm-up
+    (tokenisation, packing, first-call overheads)."""
+    offsets = soft_prompts(scorer.model, population, n_virtual=p0.shape[0]).to(p0)
+    candidates = p0[None] + 0.5 * offsets
+    scorer.score(candidates[:1])
+    seconds = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        scorer.score(candidates)
+        seconds.append((time.perf_counter() - t) / population)
+    return seconds
+
+
 def step_cost(model, tokenizer, model_info: dict, population: int = 10, steps: int = 3, repeats: int = 2,
               variants: str = "train", dtype: str | None = None, variants_per_backward: int = 3,
               forward: list[float] | None = None, echo=print, **scorer_options) -> dict:
@@ -185,14 +200,7 @@ def step_cost(model, tokenizer, model_info: dict, population: int = 10, steps: i
     problem = AlignmentProblem(scorer, target, model_info=model_info)
     p0, _ = initial_prompt(scorer.model, scorer.tokenizer, format_persona(ICL_TEMPLATE, target.name))
     if forward is None:
-        offsets = soft_prompts(scorer.model, population, n_virtual=p0.shape[0]).to(p0)
-        candidates = p0[None] + 0.5 * offsets  # around P0, as a search's population is
-        scorer.score(candidates[:1])  # warm-up: tokenisation, packing, first-call overheads
-        forward = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            scorer.score(candidates)
-            forward.append((time.perf_counter() - t) / population)
+        forward = forward_seconds(scorer, p0, population, repeats)
     echo(f"  forward candidate evaluation: {statistics.median(forward):.3g} s")
     aligner = make_aligner("prompt-tuning", steps=steps + 1, variants_per_backward=variants_per_backward)
     history = aligner.align(problem).history

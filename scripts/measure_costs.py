@@ -18,14 +18,13 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import torch
 
 from aligners.baselines import ICL_TEMPLATE, format_persona
 from aligners.search_space import initial_prompt
 from cultbench.atomic import write_text_atomic
-from cultbench.bench import soft_prompts, step_cost
+from cultbench.bench import forward_seconds, step_cost
 from cultbench.instruments import load_instrument
 from cultbench.models import load_model
 from cultbench.profiles import lookup
@@ -46,11 +45,7 @@ def main(argv=None) -> int:
     for dtype in ("float32", "bfloat16", "float32", "bfloat16"):  # alternated: side by side
         scorer = SurveyScorer(lm.model, lm.tokenizer, load_instrument(), get_variants("train"), dtype=dtype)
         p0, _ = initial_prompt(scorer.model, scorer.tokenizer, format_persona(ICL_TEMPLATE, lookup("US").name))
-        candidates = p0[None] + 0.5 * soft_prompts(scorer.model, 10, n_virtual=p0.shape[0]).to(p0.dtype)
-        scorer.score(candidates[:1])  # warm-up: tokenisation, packing
-        start = time.perf_counter()
-        scorer.score(candidates)
-        forward.setdefault(dtype, []).append((time.perf_counter() - start) / 10)
+        forward.setdefault(dtype, []).extend(forward_seconds(scorer, p0, population=10, repeats=1))
         print(dtype, f"{forward[dtype][-1]:.2f} s per candidate", flush=True)
     out["forward_s_per_candidate"] = forward
     out["bf16_over_fp32"] = statistics.median(forward["bfloat16"]) / statistics.median(forward["float32"])
