@@ -63,22 +63,30 @@ class TimeUp(BaseException):  # not Exception: a search retries a generation tha
 
 
 class TimedScorer:
-    """A scorer that records, per call, the wall time since the start and the best candidate so
-    far with its training fitness; refuses calls once ``seconds`` have passed."""
+    """A scorer that records, per call, the wall time and units spent since the start and the best
+    candidates so far with their training fitness; refuses a call once ``seconds`` have passed or
+    when it would spend more than ``units``."""
 
     def __init__(self, scorer, problem_fitness, seconds: float = math.inf, units: float = math.inf,
                  eval_cost: float = 1.0, step_cost: float = 1.0):
         self._scorer, self._fitness, self.seconds = scorer, problem_fitness, seconds
         self.units, self.eval_cost, self.step_cost, self.spent = units, eval_cost, step_cost, 0.0
         self.start = time.perf_counter()
-        self.best, self.best_prompt = math.inf, None
         self.top: list[tuple[float, torch.Tensor]] = []  # the best distinct candidates (a search's finalists)
         self.top_k = 5
-        self.points: list[dict] = []  # {"seconds", "best", "prompt"} after each scored candidate set
+        self.points: list[dict] = []  # {"seconds", "units", "best", "prompt", "top"} after each scored set
         self._partial: dict = {}  # prompt-tuning: per-variant rows of the prompt being stepped
 
     def __getattr__(self, name):
         return getattr(self._scorer, name)
+
+    @property
+    def best(self) -> float:
+        return self.top[0][0] if self.top else math.inf
+
+    @property
+    def best_prompt(self) -> torch.Tensor | None:
+        return self.top[0][1] if self.top else None
 
     def _check(self, cost: float = 0.0):
         if time.perf_counter() - self.start >= self.seconds or self.spent + max(cost, 1e-9) > self.units + 1e-9:
@@ -86,10 +94,7 @@ class TimedScorer:
 
     def _record(self, fitness: np.ndarray, prompts) -> None:
         valid = np.isfinite(fitness)
-        if valid.any():
-            k = int(np.flatnonzero(valid)[np.argmin(fitness[valid])])
-            if fitness[k] < self.best:
-                self.best, self.best_prompt = float(fitness[k]), torch.as_tensor(prompts[k]).detach().clone().float()
+        if valid.any():  # kept sorted and stable: the first of equally good candidates stays ahead
             for j in np.flatnonzero(valid):
                 prompt = torch.as_tensor(prompts[j]).detach().clone().float()
                 if not any(torch.equal(prompt, q) for _, q in self.top):
