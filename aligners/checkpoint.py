@@ -46,3 +46,51 @@ def load_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
     if state.get("format", 0) > CHECKPOINT_FORMAT:
         raise CultbenchError(f"{path}: checkpoint format {state['format']} is newer than this cultbench reads")
     return state, arrays
+
+
+def json_ready(data):
+    """``data`` as it reads back from JSON (tuples become lists), so identities compare equal."""
+    return json.loads(json.dumps(data, sort_keys=True, allow_nan=False))
+
+
+def check_identity(path, stored: dict | None, current: dict) -> None:
+    """Refuse to resume from ``path`` when its run identity differs from ``current``, naming each
+    difference (and the option that sets it) so the user can resume or pick another folder."""
+    differ = _differences(stored, current)
+    if differ:
+        shown = "; ".join(_difference_text(stored, current, d) for d in differ)
+        raise CultbenchError(f"{path} belongs to another run ({shown}); resume with the same aligner, "
+                             "hyper-parameters, seed, model and problem, or use another folder")
+
+
+def _differences(stored, current, prefix: str = "") -> list[str]:
+    """Dotted paths where two JSON-like records differ."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(stored) | set(current), key=str):
+            out += _differences(stored.get(key), current.get(key), f"{prefix}{key}.")
+        return out
+    return [] if stored == current else [prefix.rstrip(".")]
+
+
+def _value_at(record, path: str):
+    for key in path.split("."):
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
+# Command-line options that set a part of a run's identity, so a refused resume can name what to pass.
+_OPTION_OF = {"search_precision": "--search-dtype {}", "seed": "--seed {}", "model.dtype": "--dtype {}",
+              "problem.distance": "--distance {}", "aligner": "--aligner {}"}
+
+
+def _difference_text(stored, current, path: str) -> str:
+    old, new = _value_at(stored, path), _value_at(current, path)
+    option = _OPTION_OF.get(path)
+    if path.startswith("hyperparameters."):
+        option = f"--param {path.split('.', 1)[1]}={{}}"
+    shown = (",".join(map(str, old)) if isinstance(old, list) else old) if option else None
+    hint = f"; pass {option.format(shown)}" if option and old is not None else ""
+    if isinstance(old, (dict, list)) and not option or isinstance(new, (dict, list)) and not option:
+        return path
+    return f"{path} is {old!r} in the checkpoint and {new!r} now{hint}"

@@ -41,11 +41,10 @@ from tqdm.auto import tqdm
 from aligners.artifact import Alignment
 from aligners.base import ConfiguredAligner, final_result, model_record
 from aligners.baselines import ICL_TEMPLATE, format_persona
-from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from aligners.checkpoint import CHECKPOINT_NAME, check_identity, json_ready, load_checkpoint, save_checkpoint
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem, precision
 from aligners.registry import register_aligner
-from aligners.search import _differences, _json_roundtrip
 from aligners.search_space import MAX_VIRTUAL_TOKENS, initial_prompt
 from cultbench.errors import CultbenchError, did_you_mean
 
@@ -174,7 +173,7 @@ class PromptTuning(ConfiguredAligner):
         hidden = p0.shape[1]
         params = self.get_params()
         params.pop("steps")  # where to stop, like the budget: a resumed run may change it
-        identity = _json_roundtrip({"aligner": self.name, "hyperparameters": params, "seed": seed,
+        identity = json_ready({"aligner": self.name, "hyperparameters": params, "seed": seed,
                                     "model": model_record(problem, hidden), "problem": problem.describe(),
                                     "search_precision": precision(scorer)})
         run = _TrainingRun(self, problem, scorer, p0, identity, run_dir=run_dir, resume=resume)
@@ -276,11 +275,10 @@ class _TrainingRun:
         if not self.path.is_file():
             raise CultbenchError(f"nothing to resume: {self.path.parent} has no {CHECKPOINT_NAME}")
         state, arrays = load_checkpoint(self.path)
-        differ = _differences(state.get("identity"), self.identity)
-        if differ or "prompt" not in arrays:
-            raise CultbenchError(f"{self.path} belongs to another run (it differs in {', '.join(differ) or 'kind'}); "
-                                 "resume with the same aligner, hyper-parameters, seed, model and problem, or use "
-                                 "another folder")
+        check_identity(self.path, state.get("identity"), self.identity)
+        if "prompt" not in arrays:
+            raise CultbenchError(f"{self.path} is not a prompt-tuning checkpoint; resume with the aligner that "
+                                 "wrote it, or use another folder")
         with torch.no_grad():
             self.prompt.copy_(torch.from_numpy(arrays["prompt"]))
         _restore_optimizer(self.optimizer, arrays)

@@ -32,7 +32,6 @@ The finalists are rebuilt while a resumed run replays its generations, so resume
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from tqdm.auto import tqdm
 from aligners.artifact import Alignment
 from aligners.base import ConfiguredAligner, exact_results, final_result, model_record
 from aligners.baselines import ICL_TEMPLATE, format_persona
-from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from aligners.checkpoint import CHECKPOINT_NAME, check_identity, json_ready, load_checkpoint, save_checkpoint
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem, precision
 from aligners.search_space import MAX_VIRTUAL_TOKENS, SoftPromptSpace
@@ -151,39 +150,6 @@ def _digest(points: np.ndarray) -> str:
     return hashlib.sha256(repr(points.shape).encode() + points.tobytes()).hexdigest()[:20]
 
 
-def _differences(stored, current, prefix: str = "") -> list[str]:
-    """Dotted paths where two JSON-like records differ."""
-    if isinstance(stored, dict) and isinstance(current, dict):
-        out = []
-        for key in sorted(set(stored) | set(current), key=str):
-            out += _differences(stored.get(key), current.get(key), f"{prefix}{key}.")
-        return out
-    return [] if stored == current else [prefix.rstrip(".")]
-
-
-def _value_at(record, path: str):
-    for key in path.split("."):
-        record = record.get(key) if isinstance(record, dict) else None
-    return record
-
-
-# Command-line options that set a part of a run's identity, so a refused resume can name what to pass.
-_OPTION_OF = {"search_precision": "--search-dtype {}", "seed": "--seed {}", "model.dtype": "--dtype {}",
-              "problem.distance": "--distance {}", "aligner": "--aligner {}"}
-
-
-def _difference_text(stored, current, path: str) -> str:
-    old, new = _value_at(stored, path), _value_at(current, path)
-    option = _OPTION_OF.get(path)
-    if path.startswith("hyperparameters."):
-        option = f"--param {path.split('.', 1)[1]}={{}}"
-    shown = (",".join(map(str, old)) if isinstance(old, list) else old) if option else None
-    hint = f"; pass {option.format(shown)}" if option and old is not None else ""
-    if isinstance(old, (dict, list)) and not option or isinstance(new, (dict, list)) and not option:
-        return path
-    return f"{path} is {old!r} in the checkpoint and {new!r} now{hint}"
-
-
 class SearchRun:
     """One search's bookkeeping: evaluations, budget, best candidate, history, checkpoint, progress.
 
@@ -200,7 +166,7 @@ class SearchRun:
         self.finalists = int(finalists) if self.rescore else 1
         self.search_budget = budget - (self.finalists if self.rescore else 0)
         self._pool: list[tuple[float, int, np.ndarray]] = []  # (search fitness, order, z), best first
-        self.identity = _json_roundtrip(identity)
+        self.identity = json_ready(identity)
         self.evaluations = self.generation = self.invalid = 0
         self.history: list[dict] = []
         self.best_fitness, self.best_z, self.best_indices = math.inf, None, None
@@ -347,11 +313,7 @@ class SearchRun:
         if not path.is_file():
             raise CultbenchError(f"nothing to resume: {path.parent} has no {CHECKPOINT_NAME}")
         state, arrays = load_checkpoint(path)
-        differ = _differences(state.get("identity"), self.identity)
-        if differ:
-            shown = "; ".join(_difference_text(state.get("identity"), self.identity, d) for d in differ)
-            raise CultbenchError(f"{path} belongs to another run ({shown}); resume with the same aligner, "
-                                 "hyper-parameters, seed, model and problem, or use another folder")
+        check_identity(path, state.get("identity"), self.identity)
         if state["evaluations"] > self.budget:
             raise CultbenchError(f"the checkpoint has used {state['evaluations']} evaluations, more than the "
                                  f"budget {self.budget}")
@@ -412,11 +374,6 @@ class SearchRun:
             "precision": exact, "finalists": finalists, "rescored": len(points), "winner": winner,
             "spearman": rho, "winners_curse": float(exact_fitness[winner]) - self.best_fitness}
         return points[winner], results[winner], selection
-
-
-def _json_roundtrip(data):
-    """``data`` as it reads back from JSON (tuples become lists), so records compare equal."""
-    return json.loads(json.dumps(data, sort_keys=True, allow_nan=False))
 
 
 def run_ask_tell(optimizer: AskTellOptimizer, run: SearchRun) -> str:

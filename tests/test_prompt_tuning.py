@@ -105,7 +105,7 @@ def test_resume_after_an_interrupt_ends_with_the_same_tensor(tiny, trained, tmp_
     assert state["step"] == 5 and {"prompt", "best_prompt", "optimizer.exp_avg", "optimizer.exp_avg_sq"} <= set(arrays)
     with pytest.raises(CultbenchError, match="already holds a run's checkpoint"):
         make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, run_dir=tmp_path)
-    with pytest.raises(CultbenchError, match="differs in hyperparameters.lr"):
+    with pytest.raises(CultbenchError, match=r"hyperparameters.lr is 0.05 in the checkpoint and 0.01 now; pass --param lr=0.05"):
         make_aligner("prompt-tuning", n_virtual=3, lr=0.01, step_cost=3.0).align(problem_of(tiny), budget=24, run_dir=tmp_path,
                                                                   resume=True)
     resumed = make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, run_dir=tmp_path,
