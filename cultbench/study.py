@@ -237,6 +237,15 @@ def cost(label: str, records: list[dict]) -> dict:
             "align_time_s": stat(r["run"].get("align_time_s") for r in records)}
 
 
+def compute(records: list[dict]) -> dict:
+    """What the whole study spent: the sum of its runs' wall times (one process each), the threads a
+    run used, and how many runs resumed from a checkpoint (they record only the time after it)."""
+    runs = [r["run"] for r in records]
+    return {"runs": len(runs), "wall_time_s": float(sum(r.get("wall_time_s") or 0.0 for r in runs)),
+            "threads": sorted({r["torch_threads"] for r in runs if r.get("torch_threads") is not None}),
+            "resumed": sum(bool(r.get("resumed")) for r in runs)}
+
+
 def transfer(a: str, naive: str, groups: dict, seed: int) -> tuple[dict, list[dict]]:
     """Aligner ``a``'s gain over the naive model (its L1 minus naive's, per target) on the training
     and held-out variants, and the held-out gain minus the training gain (positive: less of the
@@ -379,6 +388,7 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
             "model": model, "aligners": aligners, "targets": [{"name": n, "source": s} for n, s in targets],
             "coverage": coverage(list(records.values()), labels, grid),
             "cost": [cost(label, [r for rs in groups[label].values() for r in rs]) for label in aligners],
+            "compute": compute(list(records.values())),
             "table": table, "per_aligner": per_aligner, "tests": tests, "skipped": skipped,
             "baseline": None if naive else f"no entries of {BASELINE}: no gains, dimension or diagnostics changes",
             "transfer": {"gains": gains, "gap_tests": gap_done, "per_variant": variant_done,

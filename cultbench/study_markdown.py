@@ -349,7 +349,18 @@ def cost_part(m: dict) -> list[str]:
                      _stat_text(c["evaluations"], ".0f"), "–" if c["generations"] is None else
                      _stat_text(c["generations"], ".0f") + "".join(f" (× {x:g} evaluations)" for x in c["step_cost"]),
                      ", ".join(c["search_precision"]) or "–",
-                     _stat_text(c["wall_time_s"], ".0f"), _stat_text(c["align_time_s"], ".0f")] for c in m["cost"]])]
+                     _stat_text(c["wall_time_s"], ".0f"), _stat_text(c["align_time_s"], ".0f")] for c in m["cost"]]),
+            _compute_text(m["compute"])]
+
+
+def _compute_text(c: dict) -> str:
+    threads = " or ".join(map(str, c["threads"])) or "an unrecorded number of"
+    resumed = (f"; {c['resumed']} run{'s' if c['resumed'] != 1 else ''} resumed from a checkpoint, and "
+               f"{'they record' if c['resumed'] != 1 else 'it records'} only the time after the resume"
+               if c["resumed"] else "")
+    return (f"\nAll {c['runs']} runs together: {c['wall_time_s']:.0f} s of wall time ({c['wall_time_s'] / 3600:.2f} h), "
+            f"the sum over runs of one process each, at {threads} thread{'s' if c['threads'] != [1] else ''} per "
+            f"run{resumed}.")
 
 
 def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> str:

@@ -361,7 +361,8 @@ def test_cost_per_run_states_the_budget_and_prompt_tunings_step_cost():
     values.update({("prompt-tuning", t, 0): 80.0 for t in TEN[:2]})
     entries = _synthetic_entries(values)
     for name, record in entries.records.items():
-        record["run"].update(wall_time_s=200.0 if name.startswith("prompt") else 20.0, align_time_s=150.0)
+        record["run"].update(wall_time_s=200.0 if name.startswith("prompt") else 20.0, align_time_s=150.0,
+                             torch_threads=1, resumed=name == "prompt-tuning-A-0.json")
         if name.startswith("prompt"):
             record["aligner"].update(hyperparameters={"step_cost": 3.7, "lr": 0.005}, evaluations=119)
             record["history"] = {"generations": 32, "search_precision": "float32", "best_fitness_search": 80.0,
@@ -376,3 +377,6 @@ def test_cost_per_run_states_the_budget_and_prompt_tunings_step_cost():
     assert ("| prompt-tuning (120 evals) | 2 | 120 | 119 ± 0 [119, 119] | 32 ± 0 [32, 32] (× 3.7 evaluations) "
             "| float32 |") in text
     assert "prompt-tuning (120 evals) 119 evaluations, 200 s wall time." in text
+    assert model["compute"] == {"runs": 4, "wall_time_s": 440.0, "threads": [1], "resumed": 1}
+    assert ("All 4 runs together: 440 s of wall time (0.12 h), the sum over runs of one process each, at 1 thread "
+            "per run; 1 run resumed from a checkpoint, and it records only the time after the resume.") in text
