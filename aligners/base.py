@@ -23,8 +23,9 @@ class Aligner(Protocol):
 
     ``run_dir`` (optional) is where a long search keeps its checkpoint; ``resume`` continues the
     run checkpointed there. Aligners that do not search ignore budget, seed and run_dir, and may
-    say so with a class attribute ``searches = False`` (a sweep on Ray then runs them once per
-    target instead of once per seed). ``config_class`` is the hyper-parameter record; the registry checks that both it and
+    say so with a class attribute ``searches = False`` (a sweep then runs them once per target
+    instead of once per seed); aligners that use a budget but whose result does not depend on the
+    seed say ``seeded = False`` (a sweep runs them with its first seed only). ``config_class`` is the hyper-parameter record; the registry checks that both it and
     ``align`` exist.
     """
 
@@ -43,6 +44,7 @@ class ConfiguredAligner:
     """
 
     config_class: ClassVar[type[AlignerConfig]] = AlignerConfig
+    seeded: ClassVar[bool] = True  # False: the result does not depend on the seed (see Aligner)
     name: ClassVar[str] = "unregistered"
 
     def __init__(self, config: AlignerConfig | None = None, **params):

@@ -130,6 +130,9 @@ class PromptTuning(ConfiguredAligner):
     """Soft prompt trained by gradient descent (torch.optim), the white-box reference."""
 
     config_class = PromptTuningConfig
+    # Deterministic: it starts from P0 and every step uses every item of every training variant, so
+    # another seed repeats the same run bit for bit (a sweep runs it with its first seed only).
+    seeded = False
 
     def make_optimizer(self, prompt: torch.Tensor) -> torch.optim.Optimizer:
         cfg = self.config

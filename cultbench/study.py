@@ -129,7 +129,14 @@ def _test(x: dict, y: dict, seed: int, **about) -> dict:
                   f"no target has {measure} for {about.get('b')}" if not y else
                   f"{len(common)} target{'s' if len(common) != 1 else ''} in common; a paired test needs 2")
         return {**about, "skipped": reason}
-    result = paired_comparison([x[t][1] for t in common], [y[t][1] for t in common], seed=seed)
+    a_values, b_values = [x[t][1] for t in common], [y[t][1] for t in common]
+    if a_values == b_values:
+        # no difference at any target (e.g. no entry interpretable on either side): a test of nothing,
+        # which would only enlarge its Holm family
+        what = about.get("diagnostic") or about.get("dimension") or about.get("measure", "the value")
+        return {**about, "skipped": f"{what}: {about.get('a')} and {about.get('b')} have the same value at every "
+                                    "target, so there is nothing to test"}
+    result = paired_comparison(a_values, b_values, seed=seed)
     return {**about, "unit": "target", "targets": [t[0] for t in common],
             "seeds_a": max(x[t][0] for t in common), "seeds_b": max(y[t][0] for t in common), **result}
 
@@ -194,8 +201,9 @@ def coverage(records: list[dict], labels: dict[tuple, str], grid: dict | None = 
         mine, in_grid = present.get(name, set()), name in names
         searches = (grid["aligners"][name] if grid is not None and in_grid
                     else any(s is not None for _, s in mine) if mine else None)
-        expected = (set() if not in_grid or searches is None
-                    else {(t, s) for t in targets for s in (seeds if searches else [None])})
+        mine_seeds = (seeds if searches and name not in (grid or {}).get("unseeded", []) else
+                      seeds[:1] if searches else [None])
+        expected = set() if not in_grid or searches is None else {(t, s) for t in targets for s in mine_seeds}
         missing = defaultdict(list)
         for t, s in sorted(expected - mine, key=lambda ts: (ts[0], -1 if ts[1] is None else ts[1])):
             missing[t].append(s)
@@ -210,12 +218,13 @@ def coverage(records: list[dict], labels: dict[tuple, str], grid: dict | None = 
                                if r["aligner"]["name"] == name and r["aligner"]["budget"] is not None}),
             "seeds_per_target": [min(per_target.values()), max(per_target.values())] if per_target else None,
             "missing": [{"target": labels.get(t) or f"{t[0]} ({t[1]})",
-                         "all": len(s) == (len(seeds) if searches else 1), "seeds": [x for x in s if x is not None]}
+                         "all": len(s) == len(mine_seeds), "seeds": [x for x in s if x is not None]}
                         for t, s in missing.items()],
             "outside": len(mine - expected)})
     return {"grid": None if grid is None else grid.get("file", "experiment"),
             "targets": [labels.get(t) or f"{t[0]} ({t[1]})" for t in targets], "seeds": seeds,
             "budgets": None if grid is None else grid.get("budgets") or None, "aligners": out,
+            "unseeded": [] if grid is None else [a for a in grid.get("unseeded", []) if a in names],
             "wording_versions": sorted({r["variants"].get("version") for r in records}, key=str),
             "current_wording_version": variants_version(),
             "entries": sum(a["entries"] for a in out),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from cultbench.leaderboard_page import CONVERGENCE_NOTE, fmt, fmt_stat, md_escape, md_table
 
 SPLIT_TEXT = {"train": "train", "heldout": "held-out"}
+ALPHA = 0.05  # the family-wise level a Holm-adjusted p is read against
 DIAGNOSTIC_TEXT = {"option_mass": "option mass", "position_bias": "position bias", "reversal_tv": "reversal TV",
                    "item_sd": "item SD", "wording_sd": "wording SD", "interpretable": "interpretable (share)"}
 TEST_HEADERS = ["Targets", "Seeds A/B", "Mean A", "Mean B", "Δ", "95% CI", "CI method", "p", "p (Holm)", "A lower"]
@@ -107,7 +108,9 @@ def coverage_part(m: dict) -> list[str]:
     c = m["coverage"]
     reference = (f"the grid of `{c['grid']}` ({_count(c['expected'], 'combination')}: "
                  f"{_count(len(c['targets']), 'target')}, seeds "
-                 f"{', '.join(map(str, c['seeds'])) or '–'} for searching aligners)" if c["grid"] else
+                 f"{', '.join(map(str, c['seeds'])) or '–'} for searching aligners"
+                 + "".join(f"; {md_escape(a)} does not depend on the seed, so it runs with the first seed only"
+                           for a in c.get("unseeded", [])) + ")" if c["grid"] else
                  f"no experiment file given, so against the {_count(len(c['targets']), 'target')} and the seeds "
                  f"({', '.join(map(str, c['seeds'])) or '–'}) these entries have")
     rows = [[md_escape(a["aligner"]), {True: "yes", False: "no", None: "–"}[a["searches"]], str(a["entries"]),
@@ -159,7 +162,7 @@ def glance_part(m: dict) -> list[str]:
         variants = ", ".join(f"{md_escape(v['variant'])}{' (reversed)' if v['scale'] == 'descending' else ''} "
                              f"{fmt(v['mean_difference'], '+.1f')}" for v in per_variant)
         lines.append(f"  - {md_escape(g['aligner'])}: gain train {_gain(g['train'])}, held-out {_gain(g['heldout'])}; "
-                     f"held-out − train gain {_brief(g['gap'], lower='held-out gain larger')}"
+                     f"held-out − train gain {_brief(g['gap'], lower='larger held-out improvement')}"
                      + (f"; per held-out variant: {variants}" if variants else ""))
     lines.append("- **Which dimensions move (held-out index against naive)?**")
     if m["baseline"]:
@@ -167,12 +170,12 @@ def glance_part(m: dict) -> list[str]:
     for a in dict.fromkeys(t["a"] for t in m["dimensions"]["tests"]):
         moves = [t for t in m["dimensions"]["tests"] if t["a"] == a and t["change"] == "index"]
         closer = [t for t in m["dimensions"]["tests"] if t["a"] == a and t["change"] == "abs_error"
-                  and (t["ci_high"] < 0 or t["ci_low"] > 0)]
+                  and t["p_holm"] < ALPHA]
         if not moves:
             continue
         big = max(moves, key=lambda t: abs(t["mean_difference"]))
         lines.append(f"  - {md_escape(a)}: largest mean move {big['dimension'].upper()} "
-                     f"{fmt(big['mean_difference'], '+.1f')} {_ci(big)}; |error| changes whose CI excludes 0: "
+                     f"{fmt(big['mean_difference'], '+.1f')} {_ci(big)}; |error| changes with Holm p < {ALPHA:g}: "
                      + (", ".join(f"{t['dimension'].upper()} {fmt(t['mean_difference'], '+.1f')} {_ci(t)}"
                                   for t in closer) or "none"))
     lines.append("- **Does the validity verdict change under alignment?**")
@@ -229,10 +232,16 @@ def _positions_sentence(m: dict, a: str, s: dict) -> str:
         return ""
     up, down = (sum(v) / len(v) for v in by_order.values())
     sentence = f" Mean gain over naive on in-order held-out variants {up:+.1f}, on reversed ones {down:+.1f}"
-    if up * down < 0 and s["reversal_above"] == s["targets"]:
-        return sentence + (": opposite signs while the answers still follow the scale's direction for every "
-                           "target, so the prompt mostly moves answer positions.")
-    return sentence + "."
+    if up * down >= 0:
+        return sentence + "."
+    # opposite signs count only where each order has a variant whose gain has that sign at Holm p < ALPHA
+    held = {o: any(v["p_holm"] < ALPHA and v["mean_difference"] * mean > 0 for v in variants if v["scale"] == o)
+            for o, mean in (("ascending", up), ("descending", down))}
+    if all(held.values()):
+        return sentence + (f": opposite signs, each held by a per-variant test (Holm p < {ALPHA:g}): the prompt "
+                           "moves answers along the shown scale's positions, not towards the target's content.")
+    return sentence + (f": opposite signs, but not both held by a per-variant test (Holm p < {ALPHA:g}), so no "
+                       "conclusion about answer positions.")
 
 
 def _retained(g: dict) -> str:
@@ -249,7 +258,8 @@ def gains_part(m: dict) -> list[str]:
         return ["\n### Transfer of the gain to held-out wordings\n", md_escape(m["baseline"]) + "."]
     out = ["\n### Transfer of the gain to held-out wordings\n",
            "Gain: the aligner's L1 minus the naive model's, per target (negative: closer than naive), mean over "
-           "targets with its 95% bootstrap CI (the tests of these gains are the paired comparisons above). "
+           "targets with its 95% bootstrap CI (where the paired comparisons above compare the aligner with naive, "
+           "they test these gains). "
            "Held-out − train: per target, the held-out gain minus the training gain (positive: less of the gain "
            "carries over to wordings the aligner never saw), tested over targets (family: transfer).\n"]
     rows = [[md_escape(g["aligner"]), _gain(g["train"]), _gain(g["heldout"])]
@@ -258,7 +268,7 @@ def gains_part(m: dict) -> list[str]:
                 md_escape(g["gap"]["ci_method"]), fmt(g["gap"]["p_value"], ".4f"), fmt(g["gap"]["p_holm"], ".4f"),
                 f"{g['gap']['a_better_fraction']:.0%}", _retained(g)]) for g in t["gains"]]
     out.append(_table(["Aligner", "Gain train [CI]", "Gain held-out [CI]", "Targets", "Held-out − train", "95% CI",
-                       "CI method", "p", "p (Holm)", "Held-out gain larger", "Held-out / train gain"], rows))
+                       "CI method", "p", "p (Holm)", "Larger held-out improvement", "Held-out / train gain"], rows))
     if t["per_variant"]:
         out += ["\nGain over naive on each held-out variant (family: per-variant); scale: the variant's answer "
                 "order (reversed: from the last answer to the first), – where the entries' wording version is not "
@@ -380,10 +390,11 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
             [[md_escape(t["target"]), md_escape(t["aligner"]), str(t["n"]), _stat_text(t["l1"]["train"]),
               _stat_text(t["l1"]["heldout"]), fmt(t["option_mass"]["heldout"]["mean"], ".3f")] for t in m["table"]]))
         dims = list(m["per_aligner"][0]["abs_error"]["heldout"])
-        parts.append(f"\n### Averaged over the {len(m['targets'])} targets\n\n"
+        parts.append(f"\n### Averaged over each aligner's targets (of {len(m['targets'])})\n\n"
                      "L1: mean over targets of each target's mean over seeds, ± sd over targets [min, max]. |error| per "
                      "dimension: absolute difference between the mean held-out index and the target's score, "
-                     "averaged over targets.\n")
+                     "averaged over targets. An aligner with fewer targets than the others is averaged over its own, so "
+                     "compare such rows through the paired comparisons, which pair targets.\n")
         parts.append(_table(
             ["Aligner", "Targets", "Train L1", "Held-out L1", "Option mass train", "Option mass held-out"]
             + [f"\\|{d.upper()}\\| held-out" for d in dims],

@@ -7,7 +7,8 @@ search scorer shared by all its combinations. A combination keeps its run folder
 checkpoint, then the alignment artifact): a rerun skips finished combinations, evaluates an
 alignment that was saved but not evaluated, and resumes an interrupted search from its
 checkpoint. Aligners that ignore the seed and the budget (the baselines: their alignment says
-``seed=None``) run once per model and target, whatever the seeds and budgets asked for.
+``seed=None``) run once per model and target, whatever the seeds and budgets asked for; aligners
+whose result does not depend on the seed (``seeded = False``: prompt-tuning) run with the first seed.
 
 A distribution instrument (GlobalOpinionQA, with ``data``) is aligned on its training questions
 under the training wordings and evaluated on every question under every wording; its results are
@@ -207,8 +208,10 @@ class Sweep:
         aligner for its first seeds, not every seed of its first targets."""
         s = self.spec
         hashes = {m: model_sha256(m) for m in _unique(s.models)}  # hashed once per process (models.py)
+        seeds = _unique(s.seeds)
         return [Combination(m, p, a, b, seed, hashes[m]) for m in _unique(s.models) for b in _unique(s.budgets)
-                for seed in _unique(s.seeds) for p in self.profiles for a in self.aligners]
+                for seed in seeds for p in self.profiles for a in self.aligners
+                if self.seeded(a) or seed == seeds[0]]
 
     def key(self, combo: Combination, seed, budget, search_dtype) -> dict:
         instrument = (self.instrument.describe() if self.distribution
@@ -264,6 +267,10 @@ class Sweep:
     def searches(self, aligner: str) -> bool:
         """False for aligners whose result depends on neither seed nor budget (the baselines)."""
         return bool(getattr(self.aligners[aligner], "searches", True))
+
+    def seeded(self, aligner: str) -> bool:
+        """False for aligners whose result does not depend on the seed: they run with the first seed."""
+        return bool(getattr(self.aligners[aligner], "seeded", True))
 
     def load(self, model: str, device: str | None = None) -> tuple:
         """(the loaded model, its full-precision scorer on the training variants)."""

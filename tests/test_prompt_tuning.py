@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from aligners import Alignment, AlignmentProblem, make_aligner
+from aligners import Alignment, AlignmentProblem, get_aligner_class, make_aligner
 from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from aligners.prompt_tuning import TIMING_KEYS
 from aligners.search_space import initial_prompt
@@ -49,6 +49,14 @@ def same_run(a: Alignment, b: Alignment) -> bool:
 @pytest.fixture(scope="module")
 def trained(tiny):
     return make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, seed=0)
+
+
+def test_another_seed_repeats_the_run_so_a_sweep_runs_it_once(tiny, trained):
+    """Training starts from P0 and uses every item at every step: nothing is drawn, so the seed
+    cannot change the result, and the aligner says so (``seeded = False``)."""
+    other = make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, seed=1)
+    assert torch.equal(other.soft_prompt, trained.soft_prompt) and other.fitness == trained.fitness
+    assert get_aligner_class("prompt-tuning").seeded is False and get_aligner_class("de").seeded is True
 
 
 def test_training_lowers_the_objective_from_p0_and_records_the_budget(tiny, trained):

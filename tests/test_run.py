@@ -393,3 +393,14 @@ def test_the_local_sweep_does_not_import_the_ray_code():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not {m for m in imported if m and (m.startswith("cultbench.distributed") or m.startswith("ray"))}
+
+
+def test_an_aligner_that_ignores_the_seed_runs_with_the_first_seed_only(tiny_folder, tmp_path):
+    """prompt-tuning is deterministic (``seeded = False``): of seeds 1 and 0 only 1 runs for it, while
+    a search runs for both."""
+    spec = sweep_module.SweepSpec(targets=["US", "Japan"], aligners=["de", "prompt-tuning"], seeds=[1, 0],
+                                  budgets=[10], models=[str(tiny_folder)], output=tmp_path / "entries",
+                                  runs_dir=tmp_path / "runs", progress=False)
+    combos = sweep_module.Sweep(spec, echo=lambda m: None).combinations()
+    assert sorted((c.target.name, c.aligner, c.seed) for c in combos) == sorted(
+        [(t, "de", s) for t in ("U.S.A.", "Japan") for s in (0, 1)] + [(t, "prompt-tuning", 1) for t in ("U.S.A.", "Japan")])

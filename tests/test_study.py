@@ -67,8 +67,8 @@ def test_the_experiment_file_names_what_the_issue_asks_for():
 
 def test_rerunning_the_experiment_reproduces_its_numbers(runs):
     first, again = (load(folder) for folder in runs)
-    # 2 targets x (3 baselines + 4 searching aligners x 2 seeds)
-    assert len(first) == 22 and sorted(first) == sorted(again)
+    # 2 targets x (3 baselines + 3 searches x 2 seeds + prompt-tuning, which the seed does not change)
+    assert len(first) == 20 and sorted(first) == sorted(again)
     assert {r["target"]["source"] for r in first.values() if r["target"]["iso2"] == "SA"} == {
         "hofstede-insights-2022-estimates"}
     assert {r["aligner"]["name"] for r in first.values()} == {"naive", "icl", "icl-profile", "random", "de", "cmaes",
@@ -283,13 +283,15 @@ def test_transfer_dimensions_and_diagnostics_of_a_constructed_search():
     family = model["transfer"]["per_variant"]
     assert [t["p_holm"] for t in family] == pytest.approx(holm([t["p_value"] for t in family]))
     dims = {(t["dimension"], t["change"]): t for t in model["dimensions"]["tests"]}
-    assert len(dims) == 12 and model["dimensions"]["skipped"] == []
+    # only IDV differs from naive; a dimension with no difference at any target is not tested
+    assert set(dims) == {("idv", "index"), ("idv", "abs_error")} and len(model["dimensions"]["skipped"]) == 10
+    assert {t["skipped"] for t in model["dimensions"]["skipped"] if t["dimension"] == "pdi"} == {
+        "pdi: de (120 evals) and naive have the same value at every target, so there is nothing to test"}
     idv = [v["indices"]["idv"] - 50 for v in de]
     assert dims[("idv", "index")]["mean_difference"] == pytest.approx(np.mean(idv))
     china_idv = 20.0  # the template record's target scores (China), kept for every synthetic target
     assert dims[("idv", "abs_error")]["mean_difference"] == pytest.approx(
         np.mean([abs(50 + x - china_idv) - abs(50 - china_idv) for x in idv]))
-    assert dims[("pdi", "index")]["ci_method"] == "degenerate" and dims[("pdi", "index")]["p_value"] == 1.0
     summaries = {s["aligner"]: s for s in model["diagnostics"]["per_aligner"]}
     assert summaries["naive"]["position_bias"]["mean"] == pytest.approx(0.7)
     assert summaries["de (120 evals)"]["reversal_above"] == 10
@@ -303,9 +305,10 @@ def test_transfer_dimensions_and_diagnostics_of_a_constructed_search():
     up = np.mean([per_variant[v]["mean_difference"] for v in ("participant-standard", "researcher-interview")])
     down = np.mean([per_variant[v]["mean_difference"] for v in ("brief-reworded-reversed", "panel-interview-reversed")])
     assert up < 0 < down
+    assert all(per_variant[v]["p_holm"] < 0.05 for v in orders)
     assert (f"Mean gain over naive on in-order held-out variants {up:+.1f}, on reversed ones {down:+.1f}: opposite "
-            "signs while the answers still follow the scale's direction for every target, so the prompt mostly "
-            "moves answer positions.") in text
+            "signs, each held by a per-variant test (Holm p < 0.05): the prompt moves answers along the shown "
+            "scale's positions, not towards the target's content.") in text
 
 
 def test_a_partial_study_says_what_the_experiment_grid_lacks(tmp_path):
@@ -316,6 +319,7 @@ def test_a_partial_study_says_what_the_experiment_grid_lacks(tmp_path):
                                           "seed": [0, 1], "budget": 120}))
     grid = experiment_grid(experiment)
     assert grid["aligners"] == {"naive": False, "de": True, "prompt-tuning": True} and grid["seeds"] == [0, 1]
+    assert grid["unseeded"] == ["prompt-tuning"]  # deterministic: one run per target, with seed 0
     assert [t["name"] for t in grid["targets"]] == ["U.S.A.", "China", "India"]
     values = {("naive", t, None): 100.0 for t in ("U.S.A.", "China", "India")}
     values.update({("de", t, 0): 90.0 for t in ("U.S.A.", "China", "India")})
@@ -326,12 +330,13 @@ def test_a_partial_study_says_what_the_experiment_grid_lacks(tmp_path):
     assert (coverage["de"]["entries"], coverage["de"]["expected_entries"]) == (4, 6)
     assert [(m["target"], m["all"], m["seeds"]) for m in coverage["de"]["missing"]] == [
         ("China (hofstede-2015)", False, [1]), ("India (hofstede-2015)", False, [1])]
-    assert coverage["prompt-tuning"]["expected_entries"] == 6
+    assert coverage["prompt-tuning"]["expected_entries"] == 3
     assert all(m["all"] for m in coverage["prompt-tuning"]["missing"])
     assert not coverage["icl"]["in_grid"] and coverage["icl"]["outside"] == 1
     text = render_study_markdown(doc)
     assert "compared with the grid of" in text
-    assert "(15 combinations: 3 targets, seeds 0, 1 for searching aligners)" in text
+    assert ("(12 combinations: 3 targets, seeds 0, 1 for searching aligners; prompt-tuning does not depend on the "
+            "seed, so it runs with the first seed only)") in text
     assert ("| de | yes | 4 | 6 | 3 | 1–2 | 120 | China (hofstede-2015) (seeds 1); India (hofstede-2015) (seeds 1) |"
             in text)
     assert "| icl | no | 1 | – | 1 | 1 | – | not in the grid (+1 outside the grid) |" in text

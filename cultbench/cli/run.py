@@ -52,7 +52,8 @@ DEFAULT_ALIGNERS, DEFAULT_SEEDS = ("naive", "icl", "de"), (0,)
 def experiment_grid(path: Path) -> dict:
     """The combinations an experiment file asks `cultbench run` for, as the study compares them
     with the entries: its targets (name and source), its aligners (each with whether it searches,
-    i.e. runs once per seed), its seeds and its budgets (none: `cultbench run`'s default)."""
+    i.e. runs once per seed; ``unseeded``: those that run with the first seed only), its seeds and
+    its budgets (none: `cultbench run`'s default)."""
     from aligners import get_aligner_class
     from cultbench.profiles import lookup
 
@@ -65,6 +66,8 @@ def experiment_grid(path: Path) -> dict:
     return {"file": path.as_posix(),
             "targets": list({(p.name, p.source): {"name": p.name, "source": p.source} for p in profiles}.values()),
             "aligners": {a: bool(getattr(get_aligner_class(a), "searches", True)) for a in dict.fromkeys(names)},
+            # searching aligners whose result does not depend on the seed: run with the first seed only
+            "unseeded": [a for a in dict.fromkeys(names) if not getattr(get_aligner_class(a), "seeded", True)],
             "seeds": [int(s) for s in dict.fromkeys(as_list(data.get("seed") or list(DEFAULT_SEEDS)))],
             "budgets": [int(b) for b in dict.fromkeys(as_list(data.get("budget") or []))]}
 
