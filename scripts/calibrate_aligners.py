@@ -11,8 +11,8 @@ candidate so far is then scored on the held-out variants. Time spent on those he
 not part of the budget. Writes the JSON data and a plot (matplotlib) of L1 against wall time for
 both splits, one panel per split, one line per setting, averaged over the targets.
 
-Calibration targets must not be in the study (the paper-small experiment uses the U.S.A., China,
-India and Saudi Arabia): Japan, Germany and Brazil by default.
+Calibration targets must not be in the study (the targets of experiments/paper-small.yaml are
+refused): Japan, Germany and Brazil by default.
 
     python scripts/calibrate_aligners.py --targets Japan --seconds 180 \\
         --out docs/calibration/calibration.json --plot docs/calibration/calibration.svg
