@@ -25,7 +25,7 @@ from aligners.search_space import SoftPromptSpace
 from aligners.baselines import ICL_TEMPLATE, ICLBaseline, ICLProfileBaseline, NaiveBaseline  # noqa: E402
 from aligners.cmaes import CMAES  # noqa: E402
 from aligners.de import DifferentialEvolution  # noqa: E402
-from aligners.prompt_tuning import PromptTuning  # noqa: E402
+from aligners.prompt_tuning import PromptTuning, SubspaceTuning  # noqa: E402
 from aligners.random_search import RandomSearch  # noqa: E402
 
 
@@ -39,6 +39,7 @@ __all__ = [
     "Aligner", "AlignerConfig", "Alignment", "AlignmentProblem", "AskTellOptimizer", "CMAES",
     "ConfiguredAligner", "DISTANCES", "DifferentialEvolution", "ENTRY_POINT_GROUP", "ICLBaseline",
     "ICLProfileBaseline", "ICL_TEMPLATE", "NaiveBaseline", "PromptTuning", "RandomSearch", "SearchRun", "SoftPromptAligner",
+    "SubspaceTuning",
     "SoftPromptConfig", "SoftPromptSpace", "WORST_FITNESS", "available_aligners", "describe", "final_result",
     "get_aligner_class", "load_entry_points", "make_aligner", "param", "register_aligner",
     "run_ask_tell",

@@ -11,6 +11,11 @@ the answer shares and its Jensen-Shannon distance. One variant's graph is held a
 (``variants_per_backward``) and the gradients are summed, which is exact because the objective
 is a mean over variants.
 
+- ``subspace-tuning`` (a subclass) trains z in the black-box searches' space instead, prompt =
+  P0 + A z, z kept in ``bounds`` (clamped after every step): the space (``SoftPromptSpace``) that
+  de, cmaes and random search with the same ``d``, ``projection_seed`` and ``bounds``. A gradient
+  in that space shows how far the space itself reaches, apart from the black-box optimiser
+  (docs/aligners.md, "How far the search space reaches").
 - Start: P0, the embeddings of the initial text (by default the cultural prompt for the target,
   the same P0 as the searches, built by ``search_space.initial_prompt``). The trained tensor is
   kept in float32 (master copy) and cast to the scorer's precision for each forward.
@@ -45,7 +50,7 @@ from aligners.checkpoint import CHECKPOINT_NAME, check_identity, json_ready, loa
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem, precision
 from aligners.registry import register_aligner
-from aligners.search_space import MAX_VIRTUAL_TOKENS, initial_prompt
+from aligners.search_space import MAX_VIRTUAL_TOKENS, SoftPromptSpace, initial_prompt, space_error
 from cultbench.errors import CultbenchError, did_you_mean
 
 _log = logging.getLogger(__name__)
@@ -140,6 +145,10 @@ class PromptTuning(ConfiguredAligner):
             return torch.optim.SGD([prompt], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         return OPTIMIZERS[cfg.optimizer]([prompt], lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
+    def build_space(self, exact, init_text: str) -> SoftPromptSpace | None:
+        """The space the trained tensor lives in; None: the prompt itself."""
+        return None
+
     def plan_steps(self, budget) -> int:
         """Steps to run: ``steps``, or what ``budget`` pays for at ``step_cost``, whichever is fewer."""
         cfg = self.config
@@ -172,6 +181,7 @@ class PromptTuning(ConfiguredAligner):
         init_text = format_persona(cfg.init_text, problem.target.name)
         # P0 from the full-precision model, whatever precision the steps compute in.
         exact = problem.exact_scorer
+        space = self.build_space(exact, init_text)
         p0, ids = initial_prompt(exact.model, exact.tokenizer, init_text, cfg.n_virtual)
         hidden = p0.shape[1]
         params = self.get_params()
@@ -179,7 +189,7 @@ class PromptTuning(ConfiguredAligner):
         identity = json_ready({"aligner": self.name, "hyperparameters": params, "seed": seed,
                                     "model": model_record(problem, hidden), "problem": problem.describe(),
                                     "search_precision": precision(scorer)})
-        run = _TrainingRun(self, problem, scorer, p0, identity, run_dir=run_dir, resume=resume)
+        run = _TrainingRun(self, problem, scorer, p0, identity, space=space, run_dir=run_dir, resume=resume)
         if run.step > steps:
             raise CultbenchError(f"the checkpoint has taken {run.step} steps, more than the {steps} this budget "
                                  "pays for")
@@ -192,11 +202,17 @@ class PromptTuning(ConfiguredAligner):
         stopped = "steps" if cfg.steps is not None and steps == cfg.steps else "budget"
         parametrisation = {"form": "trained", "n_virtual": int(p0.shape[0]), "hidden_size": int(hidden),
                            "init_text": init_text, "init_token_ids": ids, "p0_source": "embedding module output"}
+        if space is not None:
+            parametrisation = dict(space.description, form="P0 + A z, z trained")
         done = run.step
         search = {"best_fitness": run.best_fitness, "precision": precision(scorer), "stopped": stopped,
                   "generations": done, "steps": done, "step_cost": cfg.step_cost,
                   "evaluations_per_step": cfg.step_cost, "optimizer": cfg.optimizer,
                   "wall_seconds": run.elapsed, "seconds_per_step": run.elapsed / max(run.step, 1), "invalid": 0}
+        if space is not None:  # share of z's coordinates at the box's edge: near 0, the box is not what limits the reach
+            z = run.best_trained.double().cpu().numpy()
+            search.update(z_at_bounds=float(np.mean(np.isclose(z, space.bounds[0]) | np.isclose(z, space.bounds[1]))),
+                          z_rms=float(np.sqrt(np.mean(z * z))))
         soft_prompt = run.best_prompt.to(p0.dtype)
         return Alignment(
             aligner=self.name, hyperparameters=self.get_params(), seed=seed, model=identity["model"],
@@ -206,16 +222,22 @@ class PromptTuning(ConfiguredAligner):
 
 
 class _TrainingRun:
-    """The trained prompt, its optimiser, the best prompt seen, the history and the checkpoint."""
+    """The trained tensor (the prompt, or z in a subspace), its optimiser, the best prompt seen,
+    the history and the checkpoint."""
 
     def __init__(self, aligner: PromptTuning, problem: AlignmentProblem, scorer, p0: torch.Tensor, identity: dict,
-                 *, run_dir=None, resume: bool = False):
-        self.aligner, self.problem, self.scorer, self.identity = aligner, problem, scorer, identity
-        self.prompt = p0.detach().to(torch.float32).clone().requires_grad_(True)
-        self.optimizer = aligner.make_optimizer(self.prompt)
+                 *, space: SoftPromptSpace | None = None, run_dir=None, resume: bool = False):
+        self.aligner, self.problem, self.scorer, self.identity, self.space = aligner, problem, scorer, identity, space
+        if space is None:  # the prompt itself, float32 master copy
+            self.key, self.trained = "prompt", p0.detach().to(torch.float32).clone().requires_grad_(True)
+        else:  # z, float64 like the searches' points; z = 0 is P0
+            self.key = "z"
+            self.trained = torch.zeros(space.d, dtype=torch.float64, device=p0.device).requires_grad_(True)
+        self.optimizer = aligner.make_optimizer(self.trained)
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
-        self.best_fitness, self.best_prompt = math.inf, self.prompt.detach().clone()
+        self.best_fitness, self.best_prompt = math.inf, self.prompt().detach().clone()
+        self.best_trained = self.trained.detach().clone()
         self.path = None if run_dir is None else Path(run_dir) / CHECKPOINT_NAME
         if self.path is None:
             if resume:
@@ -228,6 +250,12 @@ class _TrainingRun:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._save()
 
+    def prompt(self) -> torch.Tensor:
+        """The soft prompt [n_virtual, hidden] (float32) of the trained tensor, with its graph."""
+        if self.space is None:
+            return self.trained
+        return self.space.prompt_tensor(self.trained).to(torch.float32)
+
     def train_step(self) -> None:
         """Score the prompt and take one optimiser step: a forward and backward per group of
         variants, the gradients summed (the fitness is their mean)."""
@@ -238,7 +266,8 @@ class _TrainingRun:
         fitness, rows = 0.0, []
         for start in range(0, n_var, cfg.variants_per_backward):
             group = list(range(start, min(start + cfg.variants_per_backward, n_var)))
-            indices = scorer.indices_with_grad(self.prompt[None], variants=group)
+            prompt = self.prompt()  # per group: each backward frees its graph
+            indices = scorer.indices_with_grad(prompt[None], variants=group)
             part = problem.loss(indices)[0] * (len(group) / n_var)
             if not torch.isfinite(part):
                 raise CultbenchError(f"step {self.step}: the soft prompt gives non-finite indices (NaN or infinite "
@@ -246,13 +275,17 @@ class _TrainingRun:
             part.backward()
             fitness += float(part.detach())
             rows.append(indices.detach()[0].double().cpu().numpy())
-        grad_norm = float(self.prompt.grad.norm())
+        grad_norm = float(self.trained.grad.norm())
         if fitness < self.best_fitness:
-            self.best_fitness, self.best_prompt = fitness, self.prompt.detach().clone()
+            self.best_fitness, self.best_prompt = fitness, prompt.detach().clone()
+            self.best_trained = self.trained.detach().clone()
             self.best_indices = np.concatenate(rows).mean(axis=0)
         if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_([self.prompt], cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_([self.trained], cfg.max_grad_norm)
         self.optimizer.step()
+        if self.space is not None:
+            with torch.no_grad():
+                self.trained.clamp_(*self.space.bounds)
         self.elapsed += time.perf_counter() - started
         dims = list(scorer.instrument.dimension_ids)
         self.history.append({
@@ -268,7 +301,8 @@ class _TrainingRun:
             return
         state = {"identity": self.identity, "step": self.step, "elapsed": self.elapsed, "history": self.history,
                  "best_fitness": None if not self.history else self.best_fitness}
-        arrays = {"prompt": self.prompt.detach().cpu().numpy(), "best_prompt": self.best_prompt.cpu().numpy(),
+        arrays = {self.key: self.trained.detach().cpu().numpy(), "best_prompt": self.best_prompt.cpu().numpy(),
+                  "best_trained": self.best_trained.cpu().numpy(),
                   **_optimizer_state(self.optimizer)}
         if self.history:
             arrays["best_indices"] = self.best_indices
@@ -279,14 +313,45 @@ class _TrainingRun:
             raise CultbenchError(f"nothing to resume: {self.path.parent} has no {CHECKPOINT_NAME}")
         state, arrays = load_checkpoint(self.path)
         check_identity(self.path, state.get("identity"), self.identity)
-        if "prompt" not in arrays:
+        if self.key not in arrays:
             raise CultbenchError(f"{self.path} is not a prompt-tuning checkpoint; resume with the aligner that "
                                  "wrote it, or use another folder")
         with torch.no_grad():
-            self.prompt.copy_(torch.from_numpy(arrays["prompt"]))
+            self.trained.copy_(torch.from_numpy(arrays[self.key]))
         _restore_optimizer(self.optimizer, arrays)
         self.step, self.elapsed, self.history = state["step"], state["elapsed"], state["history"]
         self.best_prompt = torch.from_numpy(arrays["best_prompt"]).clone()
+        if "best_trained" in arrays:
+            self.best_trained = torch.from_numpy(arrays["best_trained"]).clone()
         if state["best_fitness"] is not None:
             self.best_fitness, self.best_indices = state["best_fitness"], arrays["best_indices"]
         _log.info("resuming %s at step %d", self.path, self.step)
+
+
+@dataclass(frozen=True)
+class SubspaceTuningConfig(PromptTuningConfig):
+    d: int = param(16, "Dimension of z (1..n_virtual*hidden), as for de/cmaes/random; d = n_virtual*hidden "
+                       "trains the prompt directly (A = identity, scaled like the projection).")
+    projection_seed: int = param(0, "Seed of the random projection A (as for the searches).")
+    bounds: tuple[float, float] = param((-3.0, 3.0), "Box of every coordinate of z, as LOW,HIGH (z is clamped "
+                                                     "into it after every step), as for the searches.")
+    # z's box is (-3, 3) and Adam moves each coordinate by about lr per step: 0.1 can cross the box
+    # in the 46 steps of a 10-minute run (125 units); 3e-2, prompt-tuning's, could not.
+    lr: float = param(0.1, "Learning rate of z (Adam moves each coordinate of z by about lr per step).")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if error := space_error(self.d, self.bounds, self.projection_seed):
+            self._fail(error)
+
+
+@register_aligner("subspace-tuning")
+class SubspaceTuning(PromptTuning):
+    """Gradient prompt tuning in the black-box searches' space (P0 + A z): how far that space reaches."""
+
+    config_class = SubspaceTuningConfig
+
+    def build_space(self, exact, init_text: str) -> SoftPromptSpace:
+        cfg = self.config
+        return SoftPromptSpace.build(exact.model, exact.tokenizer, n_virtual=cfg.n_virtual, d=cfg.d,
+                                     init_text=init_text, projection_seed=cfg.projection_seed, bounds=cfg.bounds)

@@ -48,7 +48,7 @@ from aligners.baselines import ICL_TEMPLATE, format_persona
 from aligners.checkpoint import CHECKPOINT_NAME, check_identity, json_ready, load_checkpoint, save_checkpoint
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem, precision
-from aligners.search_space import MAX_VIRTUAL_TOKENS, SoftPromptSpace
+from aligners.search_space import MAX_VIRTUAL_TOKENS, SoftPromptSpace, space_error
 from cultbench.errors import CultbenchError
 
 _log = logging.getLogger(__name__)
@@ -106,12 +106,8 @@ class SoftPromptConfig(AlignerConfig):
         super().__post_init__()
         if self.n_virtual is not None and not 1 <= self.n_virtual <= MAX_VIRTUAL_TOKENS:
             self._fail(f"n_virtual={self.n_virtual} is out of range 1..{MAX_VIRTUAL_TOKENS}")
-        if self.d < 1:
-            self._fail(f"d={self.d} is out of range: at least 1 (and at most n_virtual*hidden)")
-        if not self.bounds[0] < self.bounds[1]:
-            self._fail(f"bounds={self.bounds}: LOW must be below HIGH")
-        if self.projection_seed < 0:
-            self._fail(f"projection_seed={self.projection_seed}: a seed is a whole number >= 0")
+        if error := space_error(self.d, self.bounds, self.projection_seed):
+            self._fail(error)
         if self.finalists < 1:
             self._fail(f"finalists={self.finalists} must be at least 1")
         if self.popsize < self.min_popsize:

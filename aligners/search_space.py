@@ -78,6 +78,17 @@ def init_token_ids(tokenizer, text: str) -> list[int]:
     return [int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
 
 
+def space_error(d: int, bounds, projection_seed: int) -> str | None:
+    """What is wrong with a space's hyper-parameters (d, the box, the projection's seed), or None."""
+    if d < 1:
+        return f"d={d} is out of range: at least 1 (and at most n_virtual*hidden)"
+    if not bounds[0] < bounds[1]:
+        return f"bounds={bounds}: LOW must be below HIGH"
+    if projection_seed < 0:
+        return f"projection_seed={projection_seed}: a seed is a whole number >= 0"
+    return None
+
+
 def initial_prompt(model, tokenizer, text: str, n_virtual: int | None = None) -> tuple[torch.Tensor, list[int]]:
     """(P0 [n_virtual, hidden] in the embedding module's dtype and device, the text's token ids).
 
@@ -155,6 +166,15 @@ class SoftPromptSpace:
     @property
     def d(self) -> int:
         return self.description["d"]
+
+    def prompt_tensor(self, z: torch.Tensor) -> torch.Tensor:
+        """The soft prompt [n_virtual, hidden] (float64) for one point z [d] (float64), differentiable
+        in z: for training z by gradient in this space (prompt-tuning with ``d``)."""
+        if self.projection is None:
+            offsets = z * self.embedding_std
+        else:
+            offsets = torch.from_numpy(self.projection).to(z.device) @ z
+        return torch.from_numpy(self.p0).to(z.device) + offsets.reshape(self.n_virtual, self.hidden_size)
 
     def prompts(self, z) -> torch.Tensor:
         """Soft prompts [C, n_virtual, hidden] for points z [C, d] (or one point [d])."""

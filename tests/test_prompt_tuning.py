@@ -6,6 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -94,21 +95,27 @@ def test_steps_budget_and_bad_input(tiny):
             make_aligner("prompt-tuning", **params)
 
 
-def test_resume_after_an_interrupt_ends_with_the_same_tensor(tiny, trained, tmp_path, monkeypatch):
+def interrupt_after(steps: int, monkeypatch, align) -> None:
+    """Call ``align`` with a KeyboardInterrupt raised when step ``steps`` would start."""
     from aligners import prompt_tuning
 
     real, calls = prompt_tuning._TrainingRun.train_step, []
 
     def interrupted(run):
-        if len(calls) == 5:
+        if len(calls) == steps:
             raise KeyboardInterrupt
         calls.append(1)
         real(run)
 
     monkeypatch.setattr(prompt_tuning._TrainingRun, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, run_dir=tmp_path)
+        align()
     monkeypatch.setattr(prompt_tuning._TrainingRun, "train_step", real)
+
+
+def test_resume_after_an_interrupt_ends_with_the_same_tensor(tiny, trained, tmp_path, monkeypatch):
+    interrupt_after(5, monkeypatch, lambda: make_aligner("prompt-tuning", **PARAMS).align(
+        problem_of(tiny), budget=24, run_dir=tmp_path))
     state, arrays = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert state["step"] == 5 and {"prompt", "best_prompt", "optimizer.exp_avg", "optimizer.exp_avg_sq"} <= set(arrays)
     with pytest.raises(CultbenchError, match="already holds a run's checkpoint"):
@@ -234,3 +241,42 @@ def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
     assert spent == {"de": (15.0, 3, "units"), "pt": (15.0, 5, "units"), "bf": (5.0 + 10.0, 4, "units")}
     for run in data["runs"]:
         assert run["marks"][-1]["units"] == run["units"] and [p["units"] for p in run["curve"]][-1] <= 16
+
+
+SUBSPACE = dict(n_virtual=3, d=4, lr=0.5, step_cost=3.0)
+
+
+def test_subspace_tuning_trains_z_in_the_searches_space_within_the_box(tiny, tmp_path, monkeypatch):
+    """subspace-tuning's prompt is P0 + A z with the A, P0 and box that de builds for the same d,
+    projection_seed and bounds; z starts at 0 (step 0 scores P0), stays in the box, and a run
+    resumed from its checkpoint ends with the same tensor."""
+    from aligners import SoftPromptSpace
+
+    model, tokenizer = tiny
+    trained = make_aligner("subspace-tuning", **SUBSPACE).align(problem_of(tiny), budget=24)
+    space = SoftPromptSpace.build(model, tokenizer, n_virtual=3, d=4, projection_seed=0, bounds=(-3.0, 3.0),
+                                  init_text=trained.parametrisation["init_text"])
+    assert trained.parametrisation["form"] == "P0 + A z, z trained" and trained.parametrisation["d"] == 4
+    assert trained.parametrisation["projection_std"] == space.description["projection_std"]
+    offset = (trained.soft_prompt.double().numpy() - space.p0).reshape(-1)
+    z, *_ = np.linalg.lstsq(space.projection, offset, rcond=None)
+    assert np.abs(space.projection @ z - offset).max() < 1e-5  # in the span of A (float32 rounding)
+    assert np.all(np.abs(z) <= 3 + 1e-4) and np.abs(z).max() > 0.1  # in the box, and moved
+    start = problem_of(tiny).fitness(problem_of(tiny).scorer.score(torch.from_numpy(space.p0).float()[None]).indices)[0]
+    assert trained.history[0]["mean"] == pytest.approx(start, abs=1e-6) and trained.fitness < start - 0.5
+    assert 0 <= trained.search["z_at_bounds"] <= 1 and trained.search["z_rms"] > 0.1
+
+    tight = make_aligner("subspace-tuning", **dict(SUBSPACE, bounds=(-0.01, 0.01))).align(problem_of(tiny), budget=9)
+    assert tight.search["z_at_bounds"] > 0 and tight.search["z_rms"] <= 0.01 + 1e-12
+
+    interrupt_after(4, monkeypatch, lambda: make_aligner("subspace-tuning", **SUBSPACE).align(
+        problem_of(tiny), budget=24, run_dir=tmp_path))
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)[1]["z"].shape == (4,)
+    with pytest.raises(CultbenchError, match="aligner is 'subspace-tuning' in the checkpoint"):
+        make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=24, run_dir=tmp_path, resume=True)
+    resumed = make_aligner("subspace-tuning", **SUBSPACE).align(problem_of(tiny), budget=24, run_dir=tmp_path,
+                                                                resume=True)
+    assert same_run(resumed, trained)
+    for params, message in [({"d": 0}, "d=0 is out of range"), ({"bounds": (1, -1)}, "LOW must be below HIGH")]:
+        with pytest.raises(CultbenchError, match=message):
+            make_aligner("subspace-tuning", **params)
