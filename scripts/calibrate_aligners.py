@@ -304,7 +304,8 @@ def main(argv=None) -> int:
     if args.merge is not None:
         parts = [json.loads(p.read_text()) for p in args.merge]
         data = dict(parts[0], runs=[r for part in parts for r in part["runs"]],
-                    command=[part["command"] for part in parts])
+                    command=[c for part in parts for c in (part["command"] if isinstance(part["command"], list)
+                                                           else [part["command"]])])  # a part may be merged already
         for part in parts:
             data["references"].update(part["references"])
         data["targets"] = list(dict.fromkeys(t for part in parts for t in part["targets"]))

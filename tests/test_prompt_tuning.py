@@ -226,6 +226,10 @@ def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
         assert len(run["marks"]) <= 2 and all(m["heldout_l1"] > 0 for m in run["marks"])
     assert set(data["references"]["Japan"]) == {"naive", "p0"}
     assert plot.read_text().startswith("<?xml")
+    again = tmp_path / "again.json"  # a merged file merges again (e.g. one target's, with another's parts)
+    assert calibrate.main(["--merge", str(out), str(tmp_path / "pt.json"), "--out", str(again)]) == 0
+    commands = json.loads(again.read_text())["command"]
+    assert len(commands) == 4 and all(isinstance(c, str) for c in commands)
     assert calibrate.main(["--targets", "US", "--out", str(tmp_path / "x.json")]) == 2
 
     # a budget in evaluation units: fp32 candidates cost 1, bf16 ones their eval_cost, a prompt-tuning
