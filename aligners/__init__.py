@@ -39,8 +39,7 @@ __all__ = [
     "Aligner", "AlignerConfig", "Alignment", "AlignmentProblem", "AskTellOptimizer", "CMAES",
     "ConfiguredAligner", "DISTANCES", "DifferentialEvolution", "ENTRY_POINT_GROUP", "ICLBaseline",
     "ICLProfileBaseline", "ICL_TEMPLATE", "NaiveBaseline", "PromptTuning", "RandomSearch", "SearchRun", "SoftPromptAligner",
-    "SubspaceTuning",
-    "SoftPromptConfig", "SoftPromptSpace", "WORST_FITNESS", "available_aligners", "describe", "final_result",
+    "SoftPromptConfig", "SoftPromptSpace", "SubspaceTuning", "WORST_FITNESS", "available_aligners", "describe", "final_result",
     "get_aligner_class", "load_entry_points", "make_aligner", "param", "register_aligner",
     "run_ask_tell",
 ]
