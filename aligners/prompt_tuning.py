@@ -236,8 +236,7 @@ class _TrainingRun:
         self.optimizer = aligner.make_optimizer(self.trained)
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
-        self.best_fitness, self.best_prompt = math.inf, self.prompt().detach().clone()
-        self.best_trained = self.trained.detach().clone()
+        self.best_fitness, self.best_trained = math.inf, self.trained.detach().clone()
         self.path = None if run_dir is None else Path(run_dir) / CHECKPOINT_NAME
         if self.path is None:
             if resume:
@@ -250,11 +249,18 @@ class _TrainingRun:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._save()
 
-    def prompt(self) -> torch.Tensor:
-        """The soft prompt [n_virtual, hidden] (float32) of the trained tensor, with its graph."""
+    def prompt(self, trained: torch.Tensor | None = None) -> torch.Tensor:
+        """The soft prompt [n_virtual, hidden] (float32) of ``trained`` (default: the trained tensor,
+        with its graph)."""
+        trained = self.trained if trained is None else trained
         if self.space is None:
-            return self.trained
-        return self.space.prompt_tensor(self.trained).to(torch.float32)
+            return trained
+        return self.space.prompt_tensor(trained).to(torch.float32)
+
+    @property
+    def best_prompt(self) -> torch.Tensor:
+        """The soft prompt of the best trained tensor a step scored."""
+        return self.prompt(self.best_trained)
 
     def train_step(self) -> None:
         """Score the prompt and take one optimiser step: a forward and backward per group of
@@ -277,8 +283,7 @@ class _TrainingRun:
             rows.append(indices.detach()[0].double().cpu().numpy())
         grad_norm = float(self.trained.grad.norm())
         if fitness < self.best_fitness:
-            self.best_fitness, self.best_prompt = fitness, prompt.detach().clone()
-            self.best_trained = self.trained.detach().clone()
+            self.best_fitness, self.best_trained = fitness, self.trained.detach().clone()
             self.best_indices = np.concatenate(rows).mean(axis=0)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_([self.trained], cfg.max_grad_norm)
@@ -301,8 +306,7 @@ class _TrainingRun:
             return
         state = {"identity": self.identity, "step": self.step, "elapsed": self.elapsed, "history": self.history,
                  "best_fitness": None if not self.history else self.best_fitness}
-        arrays = {self.key: self.trained.detach().cpu().numpy(), "best_prompt": self.best_prompt.cpu().numpy(),
-                  "best_trained": self.best_trained.cpu().numpy(),
+        arrays = {self.key: self.trained.detach().cpu().numpy(), f"best_{self.key}": self.best_trained.cpu().numpy(),
                   **_optimizer_state(self.optimizer)}
         if self.history:
             arrays["best_indices"] = self.best_indices
@@ -320,9 +324,7 @@ class _TrainingRun:
             self.trained.copy_(torch.from_numpy(arrays[self.key]))
         _restore_optimizer(self.optimizer, arrays)
         self.step, self.elapsed, self.history = state["step"], state["elapsed"], state["history"]
-        self.best_prompt = torch.from_numpy(arrays["best_prompt"]).clone()
-        if "best_trained" in arrays:
-            self.best_trained = torch.from_numpy(arrays["best_trained"]).clone()
+        self.best_trained = torch.from_numpy(arrays[f"best_{self.key}"]).clone()
         if state["best_fitness"] is not None:
             self.best_fitness, self.best_indices = state["best_fitness"], arrays["best_indices"]
         _log.info("resuming %s at step %d", self.path, self.step)

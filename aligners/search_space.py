@@ -169,7 +169,7 @@ class SoftPromptSpace:
 
     def prompt_tensor(self, z: torch.Tensor) -> torch.Tensor:
         """The soft prompt [n_virtual, hidden] (float64) for one point z [d] (float64), differentiable
-        in z: for training z by gradient in this space (prompt-tuning with ``d``)."""
+        in z: for training z by gradient in this space (``subspace-tuning``)."""
         if self.projection is None:
             offsets = z * self.embedding_std
         else:
