@@ -81,3 +81,40 @@ def test_export_peft_quotes_a_hostile_but_real_path_in_both_snippets(tmp_path):
     argv = shlex.split(code_blocks(readme, "bash")[0])
     assert argv[argv.index("--model_args") + 1].startswith(f"pretrained={base},dtype=float32,peft=")
     assert not (Path.cwd() / "pwned").exists()
+
+
+# -- 3. a full disk while a new folder is written -----------------------------------------------
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_in_a_new_folder_is_one_error_and_leaves_no_partial_folder(tmp_path, monkeypatch):
+    from cultbench import atomic
+
+    monkeypatch.setattr(atomic.os, "fsync", _disk_full)
+    with pytest.raises(CultbenchError, match="No space left on device"):
+        atomic.write_folder_atomic(tmp_path / "new", {"a.bin": b"x" * 100, "b.json": b"{}"})
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its temporary twin
+
+
+def test_align_on_a_full_disk_ends_with_one_error_line(tiny_folder, tmp_path, monkeypatch):
+    from cultbench import atomic
+
+    monkeypatch.setattr(atomic.os, "fsync", _disk_full)
+    result = invoke("align", "--model", tiny_folder, "--target", "US", "--aligner", "naive",
+                    "--output", tmp_path / "naive-us", "--no-progress")
+    check_one_line_error(result, "naive-us", "No space left on device")
+    assert result.exit_code == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_a_new_folder_is_fsynced_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    from cultbench import atomic
+
+    events = []
+    real_fsync, real_replace = atomic.os.fsync, atomic.os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    atomic.write_folder_atomic(tmp_path / "new", {"a.bin": b"a", "b.bin": b"b"})
+    assert events.index("replace") >= 3 and events[:3] == ["fsync"] * 3  # two files and the folder first
+    assert (tmp_path / "new" / "b.bin").read_bytes() == b"b"
