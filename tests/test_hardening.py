@@ -118,3 +118,124 @@ def test_a_new_folder_is_fsynced_before_it_is_renamed_into_place(tmp_path, monke
     atomic.write_folder_atomic(tmp_path / "new", {"a.bin": b"a", "b.bin": b"b"})
     assert events.index("replace") >= 3 and events[:3] == ["fsync"] * 3  # two files and the folder first
     assert (tmp_path / "new" / "b.bin").read_bytes() == b"b"
+
+
+# -- 2. tampered or corrupt artifacts and checkpoints ---------------------------------------------
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(soft_prompt="x"), "soft_prompt is \"x\"; expected mapping"),
+    (lambda d: d.update(soft_prompt=[1, 2]), "soft_prompt is [1, 2]; expected mapping"),
+    (lambda d: d["soft_prompt"].pop("shape"), "shape is missing"),
+    (lambda d: d["soft_prompt"].update(shape=[2, "8"]), "shape is [2, \"8\"]"),
+    (lambda d: d["soft_prompt"].update(shape=[16]), "is not [n_virtual, hidden]"),
+    (lambda d: d["soft_prompt"].update(dtype="float16"), "prompt_embeddings are float32, the record says float16"),
+    (lambda d: d.update(persona=123), "persona is 123; expected text or null"),
+    (lambda d: d.update(history="abc"), "history is \"abc\""),
+    (lambda d: d.update(evaluations=-3), "evaluations is -3"),
+    (lambda d: d["model"].update(file_sha256=5), "file_sha256 is 5"),
+    (lambda d: d.pop("result"), "result is missing"),
+])
+def test_a_tampered_alignment_record_is_refused_with_the_field_named(tmp_path, change, message):
+    folder = save_alignment(tmp_path / "a")
+    edit_record(folder, change)
+    with pytest.raises(CultbenchError, match=re.escape(message)):
+        Alignment.from_pretrained(folder)
+    check_one_line_error(invoke("export-peft", folder, tmp_path / "peft"))
+
+
+def test_a_truncated_tensor_file_without_a_hash_is_one_error(tmp_path):
+    folder = save_alignment(tmp_path / "a")
+    edit_record(folder, lambda d: d["soft_prompt"].pop("sha256"))
+    blob = (folder / "soft_prompt.safetensors").read_bytes()
+    (folder / "soft_prompt.safetensors").write_bytes(blob[: len(blob) // 2])
+    result = invoke("export-peft", folder, tmp_path / "peft")
+    check_one_line_error(result, "not a readable safetensors file")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_prompt_is_refused_before_any_model_loads(tmp_path, monkeypatch, bad):
+    import cultbench.models
+
+    soft = torch.ones(2, 8)
+    soft[1, 3] = bad
+    folder = save_alignment(tmp_path / "a", soft=soft)  # a consistent hash: only the values are wrong
+    monkeypatch.setattr(cultbench.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    result = invoke("evaluate", "--target", "US", "--alignment", folder)
+    check_one_line_error(result, "non-finite", "refused before any evaluation")
+
+
+def _tamper_checkpoint(path: Path, state_change=None, arrays_change=None) -> None:
+    import safetensors
+    import safetensors.numpy
+
+    with safetensors.safe_open(str(path), framework="numpy") as fh:
+        metadata, arrays = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}
+    key = "cultbench_search_state"
+    if state_change is not None:
+        state = json.loads(metadata[key])
+        metadata[key] = json.dumps(state_change(state) or state)
+    if arrays_change is not None:
+        arrays_change(arrays)
+    path.write_bytes(safetensors.numpy.save(arrays, metadata=metadata))
+
+
+def _set(name, value):
+    return lambda state: state.update({name: value})
+
+
+@pytest.mark.parametrize("state_change, arrays_change, message", [
+    (lambda s: [1, 2], None, "its state is list, not a mapping"),
+    (_set("history", "abc"), None, "history is \"abc\""),
+    (_set("sizes", "12"), None, "sizes is \"12\""),
+    (_set("best_fitness", "low"), None, "best_fitness is \"low\""),
+    (_set("format", None), None, "format is null"),
+    (None, lambda a: a.update(fitness=a["fitness"][:-5]), "fitness has shape [79], expected [84]"),
+    (None, lambda a: a.update(best_z=np.full(4, np.nan)), "best_z holds non-finite"),
+    (None, lambda a: a.pop("best_indices"), "no best_indices array"),
+    (_set("evaluations", 10 ** 6), None, "do not agree"),
+])
+def test_a_tampered_search_checkpoint_is_refused_with_the_field_named(tmp_path, state_change, arrays_change, message):
+    from aligners import make_aligner
+    from aligners.checkpoint import CHECKPOINT_NAME
+    from test_aligners import PARAMS, LinearScorer, synthetic_problem
+
+    with pytest.raises(KeyboardInterrupt):
+        make_aligner("de", **PARAMS).align(synthetic_problem(LinearScorer(interrupt_at=8)), budget=240, seed=5,
+                                           run_dir=tmp_path)
+    _tamper_checkpoint(tmp_path / CHECKPOINT_NAME, state_change, arrays_change)
+    with pytest.raises(CultbenchError, match=re.escape(message)):
+        make_aligner("de", **PARAMS).align(synthetic_problem(), budget=240, seed=5, run_dir=tmp_path, resume=True)
+
+
+def test_a_truncated_checkpoint_is_one_error(tmp_path):
+    from aligners import make_aligner
+    from aligners.checkpoint import CHECKPOINT_NAME
+    from test_aligners import PARAMS, LinearScorer, synthetic_problem
+
+    with pytest.raises(KeyboardInterrupt):
+        make_aligner("de", **PARAMS).align(synthetic_problem(LinearScorer(interrupt_at=3)), budget=240,
+                                           run_dir=tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CultbenchError, match="not a readable checkpoint"):
+        make_aligner("de", **PARAMS).align(synthetic_problem(), budget=240, run_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("state_change, arrays_change, message", [
+    (_set("step", "2"), None, "step is \"2\""),
+    (_set("history", [1]), None, "history is [1]"),
+    (None, lambda a: a.update(prompt=np.full_like(a["prompt"], np.nan)), "prompt holds non-finite"),
+    (None, lambda a: a.update(best_prompt=a["best_prompt"][:1]), "best_prompt has shape [1, 32]"),
+    (None, lambda a: a.update({"optimizer.exp_avg": a["optimizer.exp_avg"].T.copy()}), "optimizer.exp_avg has shape"),
+])
+def test_a_tampered_prompt_tuning_checkpoint_is_refused_before_any_step(tiny, tmp_path, monkeypatch, state_change,
+                                                                        arrays_change, message):
+    from aligners import make_aligner, prompt_tuning
+    from aligners.checkpoint import CHECKPOINT_NAME
+    from test_prompt_tuning import PARAMS, problem_of
+
+    make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=6, run_dir=tmp_path)
+    _tamper_checkpoint(tmp_path / CHECKPOINT_NAME, state_change, arrays_change)
+    monkeypatch.setattr(prompt_tuning._TrainingRun, "train_step", lambda self: pytest.fail("a step ran"))
+    with pytest.raises(CultbenchError, match=re.escape(message)):
+        make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=12, run_dir=tmp_path, resume=True)
