@@ -239,3 +239,87 @@ def test_a_tampered_prompt_tuning_checkpoint_is_refused_before_any_step(tiny, tm
     monkeypatch.setattr(prompt_tuning._TrainingRun, "train_step", lambda self: pytest.fail("a step ran"))
     with pytest.raises(CultbenchError, match=re.escape(message)):
         make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny), budget=12, run_dir=tmp_path, resume=True)
+
+
+# -- 4. opinion data never silently misread ------------------------------------------------------
+
+def opinion_rows(path: Path, rows) -> Path:
+    """A JSONL file of GlobalOpinionQA rows (question, selections, options), values as given."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def row(question, shares=None, options=("Yes", "No")):
+    shares = shares or {"Germany": [0.6, 0.4], "France": [0.3, 0.7]}
+    return {"question": question, "options": str(list(options)),
+            "selections": f"defaultdict(<class 'list'>, {shares!r})"}
+
+
+def opinions(path, **cleaning):
+    from cultbench.instruments import load_instrument
+
+    return load_instrument("globalopinionqa", str(path), cleaning=tuple(cleaning.items()) or None)
+
+
+def test_duplicate_questions_keep_the_first_row_by_default_and_are_counted(tmp_path):
+    data = opinion_rows(tmp_path / "d.jsonl", [row("Is it?"), row("Other?"),
+                                                row("Is  it?", {"Germany": [0.1, 0.9], "France": [0.5, 0.5]})])
+    inst = opinions(data)
+    assert [it.id for it in inst.items] == ["q0000", "q0001"]
+    assert inst.reference["Germany"]["q0000"] == pytest.approx((0.6, 0.4))  # the first row's shares
+    assert inst.cleaning["counts"]["rows_dropped_duplicate_question"] == 1
+    assert inst.cleaning["policy"]["duplicate_question"] == "keep_first"
+    dropped = opinions(data, duplicate_question="drop_all")
+    assert [it.id for it in dropped.items] == ["q0001"]
+    assert dropped.cleaning["counts"]["rows_dropped_duplicate_question"] == 2
+    with pytest.raises(CultbenchError, match=r"rows 0 and 2 ask the same question 'Is it\?'"):
+        opinions(data, duplicate_question="error")
+    result = invoke("instruments", "globalopinionqa", "--data", data, "--cleaning", "duplicate_question=error")
+    check_one_line_error(result, "duplicate_question=error")
+
+
+def test_a_null_question_is_dropped_and_counted_not_read_as_nan(tmp_path):
+    data = opinion_rows(tmp_path / "d.jsonl", [row(None), row("Real?"), row(12)])
+    inst = opinions(data)
+    assert [it.text for it in inst.items] == ["Real?"]
+    assert inst.cleaning["counts"]["rows_dropped_no_question"] == 1
+    assert inst.cleaning["counts"]["rows_dropped_question_not_text"] == 1
+    parquet = tmp_path / "d.parquet"  # pandas reads a missing value as NaN
+    import pandas as pd
+
+    pd.DataFrame([row(float("nan")), row("Real?")]).to_parquet(parquet)
+    inst = opinions(parquet)
+    assert [it.text for it in inst.items] == ["Real?"] and inst.cleaning["counts"]["rows_dropped_no_question"] == 1
+
+
+def test_shares_given_as_a_string_are_dropped_not_read_character_by_character(tmp_path):
+    data = opinion_rows(tmp_path / "d.jsonl", [row("Q?", {"Germany": "01", "France": [0.3, 0.7]}),
+                                                row("R?", {"Germany": [True, False], "France": [0.5, 0.5]})])
+    inst = opinions(data)
+    assert "Germany" not in inst.reference  # neither entry was read
+    assert inst.reference["France"]["q0000"] == pytest.approx((0.3, 0.7))
+    counts = inst.cleaning["counts"]
+    assert counts["entries_dropped_shares_not_a_list"] == 1 and counts["entries_dropped_unparseable"] == 1
+
+
+@pytest.mark.parametrize("option, message", [
+    ("sum_tolerance=abc", "sum_tolerance='abc' is not a number"),
+    ("min_options=x", "min_options='x' is not a whole number"),
+    ("min_options=2.5", "min_options='2.5' is not a whole number"),
+    ("sum_tolerance=nan", "sum_tolerance='nan' is not a number"),
+    ("min_options=²", "min_options='²' is not a whole number"),
+    ("duplicate_question=maybe", "choose keep_first, drop_all, error"),
+])
+def test_bad_cleaning_values_are_one_error_line(tmp_path, option, message):
+    data = opinion_rows(tmp_path / "d.jsonl", [row("Q?")])
+    check_one_line_error(invoke("instruments", "globalopinionqa", "--data", data, "--cleaning", option), message)
+    assert opinions(data, sum_tolerance="0.1").cleaning["policy"]["sum_tolerance"] == 0.1  # numbers as text are read
+
+
+def test_a_held_out_items_file_that_is_not_utf8_is_one_error_line(tmp_path):
+    data = opinion_rows(tmp_path / "d.jsonl", [row("Q?")])
+    held = tmp_path / "held.txt"
+    held.write_bytes(b"q0000\n\xff\xfe\n")
+    result = invoke("evaluate", "--instrument", "globalopinionqa", "--data", data, "--heldout-items", held,
+                    "--target", "Germany")
+    check_one_line_error(result, "held.txt", "is not UTF-8 text")
