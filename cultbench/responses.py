@@ -90,9 +90,10 @@ def _answer(cell: str, options: tuple[int, ...], where: str) -> float:
             f"{where}: {text!r} is not a valid answer; answers are whole numbers, one of {allowed} "
             f"(leave the cell blank for a missing answer)"
         )
-    value = int(float(text))
+    value = float(text)  # a 400-digit answer is inf here: out of range, not an OverflowError
     if value not in options:
-        raise CultbenchError(f"{where}: answer {text} is out of range; answers are one of {allowed}")
+        raise CultbenchError(f"{where}: answer {text[:20]}{'...' if len(text) > 20 else ''} is out of range; "
+                             f"answers are one of {allowed}")
     return float(value)
 
 

@@ -323,3 +323,131 @@ def test_a_held_out_items_file_that_is_not_utf8_is_one_error_line(tmp_path):
     result = invoke("evaluate", "--instrument", "globalopinionqa", "--data", data, "--heldout-items", held,
                     "--target", "Germany")
     check_one_line_error(result, "held.txt", "is not UTF-8 text")
+
+
+# -- 5. the remaining tracebacks: one `Error:` line each, exit status 2 ------------------------------
+
+def test_a_400_digit_answer_in_score_is_out_of_range(tmp_path):
+    from cultbench.instruments import load_instrument
+
+    ids = load_instrument("vsm2013").item_ids
+    csv = tmp_path / "r.csv"
+    csv.write_text(",".join(["country", *ids]) + "\n" + ",".join(["US", "9" * 400] + ["3"] * 23) + "\n")
+    result = invoke("score", csv)
+    check_one_line_error(result, "is out of range", "99999999999999999999...")
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--device", "cpu:0"], "unknown device 'cpu:0'"),
+    (["--max-batch-mb", "nan"], "'nan' is not a number above 0"),
+    (["--max-batch-mb", "-5"], "'-5' is not a number above 0"),
+    (["--max-batch-mb", "0"], "'0' is not a number above 0"),
+    (["--max-batch-mb", "inf"], "'inf' is not a number above 0"),
+])
+def test_bad_device_and_memory_bound_are_one_error_line(tiny_folder, args, message):
+    result = invoke("evaluate", "--model", tiny_folder, "--target", "US", "--splits", "train", *args)
+    check_one_line_error(result, message)
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("line, message", [
+    ("max_batch_mb: [1, 2]", "max_batch_mb takes one value, not a list"),
+    ("dtype: {a: 1}", "dtype takes one value, not a dict"),
+    ("seed: [[1]]", "seed holds [1]"),
+    ("seed: {a: 1}", "seed holds {\"a\": 1}"),
+    ("budget: 2020-01-01", "budget holds \"2020-01-01\""),
+])
+def test_a_config_value_of_the_wrong_shape_is_one_error_line(tmp_path, line, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"target: US\naligner: naive\n{line}\n")
+    result = invoke("run", "--config", config, "--output", tmp_path / "o", "--runs-dir", tmp_path / "r")
+    check_one_line_error(result, message)
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nitems: [a, b\n", "malformed instrument file"),  # not YAML
+    ("name: x\nversion: 1\ntitle: t\noptions: [1, 2]\nscales: [1, 2]\nblocks: {}\nitems: []\ndimensions: []\n",
+     "malformed instrument file (AttributeError"),  # YAML of the wrong shape
+    ("name: x\nversion: 1\ntitle: t\noptions: [1]\nscales: {s: [a]}\nblocks: [1]\nitems: [{block: 0, id: q}]\n"
+     "dimensions: []\n", "malformed instrument file"),
+    ("kind: [index]\n", "unknown instrument kind"),
+    ("kind: distribution\nformat: globalopinionqa\nname: x\nversion: 1\n", "dataset is None"),
+])
+def test_a_malformed_instrument_yaml_is_one_error_line(tmp_path, text, message):
+    path = tmp_path / "inst.yaml"
+    path.write_text(text)
+    result = invoke("indices", "--instrument", path, "--answers", "3")
+    check_one_line_error(result, message)
+    assert result.exit_code == 2
+    path.write_bytes(b"name: \xff\xfe\n")
+    check_one_line_error(invoke("indices", "--instrument", path, "--answers", "3"), "malformed instrument file")
+
+
+def test_a_model_folder_whose_weights_are_a_plain_pickle_is_one_error_line(tiny_folder, tmp_path):
+    import pickle
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_folder, folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"model.embed_tokens.weight": [1.0]}))
+    result = invoke("evaluate", "--model", folder, "--target", "US", "--splits", "train")
+    check_one_line_error(result, "could not load model", "UnpicklingError", "never unpickles")
+    assert result.exit_code == 2
+
+
+def test_persona_123_in_an_artifact_is_one_error_line(tmp_path):
+    folder = save_alignment(tmp_path / "a", persona="You are from the US.")
+    edit_record(folder, lambda d: d.update(persona=123))
+    result = invoke("evaluate", "--target", "US", "--alignment", folder)
+    check_one_line_error(result, "persona is 123")
+    assert result.exit_code == 2
+
+
+def _entry_with_model_id(source: Path, folder: Path, model_id: str) -> None:
+    from cultbench.results import combination_key_of, entry_id
+
+    record = json.loads(source.read_text())
+    record["model"]["id"] = model_id
+    record["id"] = entry_id(combination_key_of(record))
+    (folder / source.name).write_text(json.dumps(record))
+
+
+def test_a_300_character_model_id_makes_valid_chart_file_names(tmp_path):
+    from conftest import ROOT
+
+    entries = tmp_path / "entries"
+    entries.mkdir()
+    long_id = "org/" + "m" * 296
+    for source in sorted((ROOT / "leaderboard" / "entries").glob("*_us_*.json"))[:6]:
+        _entry_with_model_id(source, entries, long_id)
+    result = invoke("leaderboard", "study", "--entries", entries, "--markdown", tmp_path / "s.md",
+                    "--charts", tmp_path / "charts")
+    assert result.exit_code == 0, result.output
+    names = [p.name for p in (tmp_path / "charts").iterdir()]
+    assert names and all(len(n) <= 140 for n in names)
+    result = invoke("leaderboard", "build", "--entries", entries, "--out", tmp_path / "board")
+    assert result.exit_code == 0, result.output
+
+
+def test_leaderboard_build_does_not_follow_a_symbolic_link_out_of_the_entries_folder(tmp_path):
+    from conftest import ROOT
+
+    entries, outside = tmp_path / "entries", tmp_path / "outside"
+    entries.mkdir()
+    outside.mkdir()
+    sources = sorted((ROOT / "leaderboard" / "entries").glob("*.json"))[:2]
+    (entries / sources[0].name).write_text(sources[0].read_text())
+    (outside / sources[1].name).write_text(sources[1].read_text())
+    (entries / "linked.json").symlink_to(outside / sources[1].name)
+    result = invoke("leaderboard", "build", "--entries", entries, "--out", tmp_path / "board")
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert "left out linked.json: a symbolic link out of the entries folder" in result.stderr
+    board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
+    assert board["entries_used"] == 1
+    strict = invoke("leaderboard", "build", "--entries", entries, "--out", tmp_path / "board", "--strict")
+    assert strict.exit_code == 1
