@@ -451,3 +451,83 @@ def test_leaderboard_build_does_not_follow_a_symbolic_link_out_of_the_entries_fo
     assert board["entries_used"] == 1
     strict = invoke("leaderboard", "build", "--entries", entries, "--out", tmp_path / "board", "--strict")
     assert strict.exit_code == 1
+
+
+# -- 6. two `run` processes on one --output --------------------------------------------------------
+
+FIRST = """
+import sys, time
+from pathlib import Path
+from cultbench import sweep
+from cultbench.cli import main
+
+here = Path({here!r})
+real = sweep.Sweep.align_and_evaluate
+
+def paused(self, *args, **kwargs):  # holds the combination's lock until the test says go
+    (here / "first-started").touch()
+    while not (here / "go").exists():
+        time.sleep(0.02)
+    return real(self, *args, **kwargs)
+
+sweep.Sweep.align_and_evaluate = paused
+sys.argv = ["cultbench", *{args!r}]
+main()
+"""
+
+SECOND = """
+import sys
+from pathlib import Path
+import filelock
+from cultbench import sweep
+from cultbench.cli import main
+
+here = Path({here!r})
+real_acquire, real_align = filelock.FileLock.acquire, sweep.Sweep.align_and_evaluate
+
+def acquire(self, *args, **kwargs):
+    if Path(self.lock_file).parent == here / "results":
+        (here / "second-waiting").touch()  # about to wait for the first process's lock
+    return real_acquire(self, *args, **kwargs)
+
+def align(self, *args, **kwargs):
+    (here / "second-aligned").touch()
+    return real_align(self, *args, **kwargs)
+
+filelock.FileLock.acquire, sweep.Sweep.align_and_evaluate = acquire, align
+sys.argv = ["cultbench", *{args!r}]
+main()
+"""
+
+
+def _wait_for(path: Path, child, timeout: float = 300.0) -> None:
+    import time
+
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert child.poll() is None, child.communicate()[1]
+        assert time.time() < deadline, f"{path.name} never appeared"
+        time.sleep(0.02)
+
+
+def test_a_second_run_on_the_same_output_waits_for_the_first_and_skips_its_combination(tiny_folder, tmp_path):
+    import subprocess
+    import sys
+
+    args = ["run", "--model", str(tiny_folder), "--target", "US", "--aligner", "naive", "--output",
+            str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    spawn = lambda script: subprocess.Popen([sys.executable, "-c", script.format(here=str(tmp_path), args=args)],  # noqa: E731
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = spawn(FIRST)
+    _wait_for(tmp_path / "first-started", first)  # the first holds the combination's lock
+    second = spawn(SECOND)
+    _wait_for(tmp_path / "second-waiting", second)  # the second has listed it as to do, and now waits
+    (tmp_path / "go").touch()
+    out1, err1 = first.communicate(timeout=600)
+    out2, err2 = second.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, err1 + err2
+    assert "1 combinations run, 0 done before" in err1
+    assert "0 combinations run, 1 done before" in err2
+    assert not (tmp_path / "second-aligned").exists()  # the second did none of the work
+    results = list((tmp_path / "results").glob("*.json"))
+    assert len(results) == 1 and out1.split() == out2.split() == [str(results[0])]
