@@ -67,7 +67,10 @@ def _read_text(path: Path) -> str:
 def _bad_byte_column(data: bytes, pos: int) -> str:
     """', column NAME' of the cell holding the undecodable byte at ``pos`` (best effort, else '')."""
     def cells(line: bytes) -> list[str]:
-        return next(csv.reader([line.decode("utf-8-sig", errors="replace").rstrip("\r\n")]), [])
+        try:
+            return next(csv.reader([line.decode("utf-8-sig", errors="replace").rstrip("\r\n")]), [])
+        except csv.Error:  # e.g. a lone carriage return: no column to name
+            return []
 
     start = data.rfind(b"\n", 0, pos) + 1
     end = data.find(b"\n", pos)

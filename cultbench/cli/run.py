@@ -102,6 +102,8 @@ def load_config(ctx: click.Context, param, path: Path | None):
     for key, value in data.items():
         if key not in names:
             raise CultbenchError(f"--config {path}: unknown option {key!r}.{did_you_mean(str(key), names)}")
+        if value is None:  # `key:` with no value (YAML null): the option's default
+            continue
         p = params[names[key]]
         if p.name in ("params", "constants", "cleaning"):
             value = _as_pairs(value)
@@ -111,7 +113,7 @@ def load_config(ctx: click.Context, param, path: Path | None):
             raise CultbenchError(f"--config {path}: {key} takes one value, not a {type(value).__name__} "
                                  f"({json.dumps(value, default=str)[:60]})")
         for one in value if isinstance(value, list) else [value]:
-            if one is not None and not isinstance(one, (str, int, float, bool)):  # click converts scalars only
+            if not isinstance(one, (str, int, float, bool)):  # click converts scalars only
                 raise CultbenchError(f"--config {path}: {key} holds {json.dumps(one, default=str)[:60]}; "
                                      "give a text, a number or a list of them")
         defaults[p.name] = value
