@@ -27,8 +27,8 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from cultbench import __version__
 from aligners.checkpoint import check_fields
+from cultbench import __version__
 from cultbench.atomic import write_folder_atomic
 from cultbench.errors import CultbenchError
 

@@ -28,7 +28,7 @@ from aligners import Alignment
 from cultbench import __version__
 from cultbench.atomic import write_folder_atomic
 from cultbench.errors import CultbenchError
-from cultbench.models import locate_model
+from cultbench.models import DTYPES, locate_model
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -54,7 +54,7 @@ def base_model_location(model_id: str) -> tuple[str, str | None]:
 
 
 # The dtypes a README may name as ``torch.<dtype>``: nothing else from an artifact reaches that code.
-README_DTYPES = ("float32", "bfloat16", "float16")
+README_DTYPES = tuple(dict.fromkeys(str(d).replace("torch.", "") for d in DTYPES.values()))
 # A Hugging Face Hub id: ``name`` or ``owner/name`` of letters, digits, '-', '_' and '.'.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 
