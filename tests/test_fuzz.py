@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aligners import Alignment
@@ -28,7 +28,7 @@ from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.profiles import lookup
 
-settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None, database=None,
+settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("long", max_examples=int(os.environ.get("CULTBENCH_FUZZ_EXAMPLES", 1000)),
                           deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -86,6 +86,8 @@ cells = st.one_of(st.sampled_from(["", "1", "3", "5", "0", "6", "3.0", "2.5", "9
                         min_size=1, max_size=30),
        rows=st.lists(st.lists(cells, max_size=30), max_size=5), group=st.booleans(),
        raw=st.one_of(st.none(), st.binary(max_size=60)))
+@example(columns=["country", *ITEM_IDS], rows=[["US", "9" * 400] + ["3"] * 23], group=False, raw=None)
+@example(columns=[], rows=[], group=False, raw=b"\r\x80")
 def test_score_on_any_csv_is_clean(columns, rows, group, raw):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "r.csv"
@@ -133,6 +135,8 @@ questions = st.one_of(st.sampled_from(["Q1?", "Q2?", "Q1? ", "", None]), st.text
        cleaning=st.lists(st.sampled_from(["duplicate_question=drop_all", "duplicate_question=error",
                                           "mismatched=error", "off_sum=keep", "refusal=keep", "sum_tolerance=0.5",
                                           "min_options=1", "min_options=x", "sum_tolerance=abc"]), max_size=2))
+@example(rows=[{"question": q, "options": "['Yes', 'No']", "selections": "{'Germany': '01'}"}
+               for q in ("Q?", "Q?", None)], fmt="jsonl", cleaning=[])
 def test_opinion_data_of_any_rows_is_clean(rows, fmt, cleaning):
     import pandas as pd
 
@@ -254,6 +258,9 @@ config_values = st.one_of(json_values, st.sampled_from(["US", "Japan", "naive", 
 @FUZZ
 @given(config=st.dictionaries(st.one_of(st.sampled_from(RUN_KEYS), st.text(max_size=6)), config_values, max_size=6),
        raw=st.one_of(st.none(), st.text(max_size=40)), suffix=st.sampled_from([".yaml", ".toml"]))
+@example(config={"target": "US", "max_batch_mb": [1, 2]}, raw=None, suffix=".yaml")
+@example(config={"target": "US", "max_batch_mb": "nan", "device": "tpu"}, raw=None, suffix=".yaml")
+@example(config={"target": "US", "instrument": None}, raw=None, suffix=".yaml")
 def test_run_with_any_config_file_is_clean(tiny_folder, config, raw, suffix):
     import yaml
 

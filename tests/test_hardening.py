@@ -531,3 +531,10 @@ def test_a_second_run_on_the_same_output_waits_for_the_first_and_skips_its_combi
     assert not (tmp_path / "second-aligned").exists()  # the second did none of the work
     results = list((tmp_path / "results").glob("*.json"))
     assert len(results) == 1 and out1.split() == out2.split() == [str(results[0])]
+
+
+def test_a_config_value_true_or_false_for_a_path_option_is_one_error_line(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("target: US\naligner: naive\nheldout_items: false\n")
+    result = invoke("run", "--config", config, "--output", tmp_path / "o", "--runs-dir", tmp_path / "r")
+    check_one_line_error(result, "heldout_items takes a value, not false")

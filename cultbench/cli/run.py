@@ -112,13 +112,24 @@ def load_config(ctx: click.Context, param, path: Path | None):
         elif not p.multiple and p.nargs == 1 and isinstance(value, (list, dict)):
             raise CultbenchError(f"--config {path}: {key} takes one value, not a {type(value).__name__} "
                                  f"({json.dumps(value, default=str)[:60]})")
-        for one in value if isinstance(value, list) else [value]:
-            if not isinstance(one, (str, int, float, bool)):  # click converts scalars only
-                raise CultbenchError(f"--config {path}: {key} holds {json.dumps(one, default=str)[:60]}; "
-                                     "give a text, a number or a list of them")
+        if isinstance(value, list):
+            value = [_config_scalar(path, key, one, p.is_flag) for one in value]
+        else:
+            value = _config_scalar(path, key, value, p.is_flag)
         defaults[p.name] = value
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return path
+
+
+def _config_scalar(path: Path, key: str, value, flag: bool):
+    """One value of a config file as click converts it: a flag's as it is, any other option's as text
+    (as on a command line), so that each option's own type checks it."""
+    if not isinstance(value, (str, int, float, bool)):
+        raise CultbenchError(f"--config {path}: {key} holds {json.dumps(value, default=str)[:60]}; "
+                             "give a text, a number or a list of them")
+    if isinstance(value, bool) and not flag:
+        raise CultbenchError(f"--config {path}: {key} takes a value, not {str(value).lower()}")
+    return value if flag else str(value)
 
 
 config_option = click.option(
