@@ -343,7 +343,8 @@ class _TrainingRun:
         check_array(self.path, arrays, f"best_{self.key}", shape)
         for name in arrays:
             if name.startswith("optimizer."):
-                check_array(self.path, arrays, name, shape if arrays[name].ndim else ())
+                scalar = arrays[name].size == 1 and arrays[name].ndim <= 1  # e.g. Adam's step count
+                check_array(self.path, arrays, name, arrays[name].shape if scalar else shape)
         if state["best_fitness"] is not None:
             check_array(self.path, arrays, "best_indices")
 
