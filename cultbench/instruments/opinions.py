@@ -222,20 +222,11 @@ def build(spec: Mapping, source: str, data=None, *, cleaning: Mapping | None = N
     names = dict(spec.get("country_names") or {})
     refusal = re.compile(policy.refusal_pattern, re.IGNORECASE)
     items, per_item, keys_seen = [], {}, {}
-    repeats = Counter(q for q in map(question_text, rows) if q)
-    first_row: dict[str, int] = {}
+    repeated = duplicate_rows(rows, policy, counts)
     for position, row in enumerate(rows):
         counts["rows_read"] += 1
-        question = question_text(row)
-        if question and repeats[question] > 1:
-            if policy.duplicate_question == "error" and question in first_row:
-                raise CultbenchError(f"rows {first_row[question]} and {position} ask the same question "
-                                     f"{question[:50]!r} (cleaning policy duplicate_question=error)")
-            seen = question in first_row
-            first_row.setdefault(question, position)
-            if seen or policy.duplicate_question == "drop_all":
-                counts["rows_dropped_duplicate_question"] += 1
-                continue
+        if position in repeated:
+            continue
         entry = _clean_row(position, row, policy, refusal, names, counts, keys_seen)
         if entry is not None:
             item, shares = entry
@@ -291,6 +282,27 @@ def build(spec: Mapping, source: str, data=None, *, cleaning: Mapping | None = N
         reference=reference, countries=tuple(countries), split=split, split_rule=split_rule,
         cleaning={"policy": asdict(policy), "counts": dict(sorted(counts.items()))}, data=origin,
         variants_file=spec.get("variants"), caveat=" ".join(str(spec.get("caveat", "")).split()))
+
+
+def duplicate_rows(rows: Sequence[Mapping], policy: CleaningPolicy, counts: Counter) -> set[int]:
+    """Positions of the rows that the ``duplicate_question`` policy drops (counted): every row of
+    a repeated question but the first (``keep_first``) or all of them (``drop_all``); ``error``
+    refuses the data."""
+    where: dict[str, list[int]] = {}
+    for position, row in enumerate(rows):
+        if question := question_text(row):
+            where.setdefault(question, []).append(position)
+    dropped: set[int] = set()
+    for question, positions in where.items():
+        if len(positions) < 2:
+            continue
+        if policy.duplicate_question == "error":
+            raise CultbenchError(f"rows {positions[0]} and {positions[1]} ask the same question {question[:50]!r} "
+                                 "(cleaning policy duplicate_question=error)")
+        dropped.update(positions if policy.duplicate_question == "drop_all" else positions[1:])
+    if dropped:
+        counts["rows_dropped_duplicate_question"] += len(dropped)
+    return dropped
 
 
 def question_text(row: Mapping) -> str:
