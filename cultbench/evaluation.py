@@ -9,7 +9,7 @@ import numpy as np
 
 from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.metrics import distance, signed_error
+from cultbench.metrics import INDEX, ScoredSplit, compute_metrics, versus_naive
 from cultbench.profiles import Profile
 from cultbench.prompts import get_variants, variants_version
 from cultbench.scorer import SurveyScorer
@@ -17,20 +17,24 @@ from cultbench.scorer import SurveyScorer
 SPLIT_NAMES = ("train", "heldout")
 
 
-def versus_target(target: Profile, per_variant, variant_names: Sequence[str], dims: Sequence[str]) -> dict:
-    """One split's comparison with one target, from the indices per variant [V, D].
+def index_split(target: Profile, per_variant, variant_names: Sequence[str], dims: Sequence[str], option_mass,
+                mean_indices: dict) -> ScoredSplit:
+    """One split of an index instrument against one target, for the metrics: the indices per
+    variant [V, D] on the compared ``dims``, the option mass [V, I] and the split's mean indices on
+    every dimension (``mean_indices``, for the rank agreement across dimensions)."""
+    return ScoredSplit(INDEX, list(variant_names), list(dims), np.asarray(per_variant, dtype=np.float64),
+                       target.vector(dims), np.asarray(option_mass, dtype=np.float64),
+                       context={"indices": dict(mean_indices), "target_scores": dict(target.scores)})
 
-    ``l1`` is the L1 distance per prompt variant, averaged over the variants (as the aligners'
-    fitness is); ``signed_error`` is model minus target on the split's mean indices, so the L1 is
-    not the sum of the absolute signed errors (that would be the L1 of the mean indices).
-    """
-    vector = target.vector(dims)
-    per_variant = np.asarray(per_variant, dtype=np.float64)
-    l1 = distance(per_variant, vector)
+
+def versus_target(target: Profile, split: ScoredSplit) -> dict:
+    """One split's comparison with one target: who the target is, and every registered metric of
+    index instruments (``cultbench.metrics``). ``l1`` is the L1 distance per prompt variant,
+    averaged over the variants (as the aligners' fitness is); ``signed_error`` is model minus
+    target on the split's mean indices, so the L1 is not the sum of the absolute signed errors."""
     return {"id": target.key, "name": target.name, "code": target.code, "iso2": target.iso2,
             "source": target.source, "estimated": target.estimated, "scores": dict(target.scores),
-            "l1": float(l1.mean()), "l1_per_variant": dict(zip(variant_names, l1.tolist())),
-            "signed_error": dict(zip(dims, signed_error(per_variant.mean(axis=0), vector).tolist()))}
+            **compute_metrics(split)}
 
 
 def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile], *, soft_prompt=None,
@@ -84,11 +88,11 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
             "targets": {},
         }
         for target in targets:
-            versus = versus_target(target, indices[:, positions], split_out["variants"], compared)
+            versus_split = index_split(target, indices[:, positions], split_out["variants"], compared,
+                                       scored.option_mass[0, rows], split_out["indices"])
+            versus = versus_target(target, versus_split)
             if baseline:
-                naive = scored.indices[1, rows][:, positions]
-                versus["naive_l1"] = float(distance(naive, target.vector(compared)).mean())
-                versus["delta_vs_naive"] = versus["l1"] - versus["naive_l1"]
+                versus.update(versus_naive(versus_split, scored.indices[1, rows][:, positions]))
             split_out["targets"][target.key] = versus
         out["splits"][split] = split_out
     out["diagnostics"] = diagnostics_of(list(range(len(variants))))

@@ -34,7 +34,7 @@ from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
 from cultbench.profiles import target_key
-from cultbench.metrics import rank_agreement
+from cultbench.metrics import DISTRIBUTION, INDEX, METRICS, metrics_for
 
 SCHEMA_VERSION = 2
 SCHEMA_FILE = "result.schema.json"
@@ -51,17 +51,67 @@ def is_distribution(record: Mapping) -> bool:
     return isinstance(instrument, Mapping) and instrument.get("kind") == "distribution"
 
 
-@lru_cache(maxsize=None)
-def schema() -> dict:
-    """The result schema, from the ``leaderboard`` data package."""
+# The schema's definition of one split's (index) or one block's (distribution) metrics.
+METRICS_DEFINITION = {INDEX: "split_metrics", DISTRIBUTION: "block_metrics"}
+
+
+def schema_file() -> dict:
+    """The committed result schema, from the ``leaderboard`` data package."""
     return json.loads(resources.files("leaderboard").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
+def with_registered_metrics(document: dict) -> dict:
+    """``document`` (a result schema) with every registered metric's field(s) in its kinds'
+    metrics definition (``cultbench.metrics``), required where the metric says so. For the
+    metrics the committed file already describes, this changes nothing (a test checks it)."""
+    document = json.loads(json.dumps(document))
+    for kind, name in METRICS_DEFINITION.items():
+        definition = document["$defs"][name]
+        for metric in metrics_for(kind):
+            value = metric.schema_for(kind)
+            fields = {metric.name: value}
+            if metric.per_variant is not None:
+                fields[f"{metric.name}_per_variant"] = {
+                    "type": "object", "minProperties": 1, "propertyNames": {"$ref": "#/$defs/name"},
+                    "additionalProperties": {k: v for k, v in value.items() if k != "description"}}
+            for field_, fragment in fields.items():
+                definition["properties"].setdefault(field_, fragment)
+                if metric.required and field_ not in definition["required"]:
+                    definition["required"].append(field_)
+    return document
+
+
+def schema() -> dict:
+    """The result schema records are validated against: the committed file and the registered metrics."""
+    return _schema(tuple(METRICS))
+
+
 @lru_cache(maxsize=None)
+def _schema(metric_names: tuple[str, ...]) -> dict:
+    return with_registered_metrics(schema_file())
+
+
+def metric_fields(kind: str, versus: Mapping) -> dict:
+    """The record's fields of every registered metric of ``kind`` (value and per-variant values),
+    from an evaluation's comparison with one target (``versus``)."""
+    out = {}
+    for metric in metrics_for(kind):
+        out[metric.name] = versus[metric.name]
+        if metric.per_variant is not None:
+            out[f"{metric.name}_per_variant"] = versus[f"{metric.name}_per_variant"]
+    return out
+
+
 def _validator() -> jsonschema.protocols.Validator:
-    cls = jsonschema.validators.validator_for(schema())
-    cls.check_schema(schema())
-    return cls(schema())
+    return _validator_for(tuple(METRICS))
+
+
+@lru_cache(maxsize=None)
+def _validator_for(metric_names: tuple[str, ...]) -> jsonschema.protocols.Validator:
+    document = _schema(metric_names)
+    cls = jsonschema.validators.validator_for(document)
+    cls.check_schema(document)
+    return cls(document)
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -243,15 +293,9 @@ def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Ma
     for split in SPLITS:
         scored = evaluation["splits"][split]
         versus = scored["targets"][name]
-        dims = list(scored["indices"])
         splits[split] = {k: scored[k] for k in ("variants", "indices", "indices_per_variant", "expected_answers",
                                                 "option_mass", "option_mass_per_item")}
-        metrics[split] = {
-            "l1": versus["l1"], "l1_per_variant": versus["l1_per_variant"], "signed_error": versus["signed_error"],
-            "option_mass": scored["option_mass"],
-            "dimension_rank_agreement": rank_agreement([scored["indices"][d] for d in dims],
-                                                       [target["scores"][d] for d in dims]),
-        }
+        metrics[split] = metric_fields(INDEX, versus)
     if all("diagnostics" in evaluation["splits"][s] for s in SPLITS) and "diagnostics" in evaluation:
         metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
                                   "all": evaluation["diagnostics"]}
@@ -293,12 +337,9 @@ def build_distribution_record(*, key: Mapping, alignment, evaluation: Mapping, m
     for block, (wordings, questions) in BLOCKS.items():
         got = evaluation["splits"][wordings]["questions"][questions]
         t = got["targets"][name]
-        sim = t["similarity"]
-        metrics[block] = {"wordings": wordings, "questions": questions, "similarity": sim,
-                          "jsd": None if sim is None else 1.0 - sim,
-                          "similarity_per_variant": t["similarity_per_variant"], "items": got["items"],
-                          "items_asked": t["items_asked"], "rank": t["rank"],
-                          "countries_ranked": got["countries_ranked"], "option_mass": got["option_mass"]}
+        metrics[block] = {"wordings": wordings, "questions": questions, "items": got["items"],
+                          "items_asked": t["items_asked"], "countries_ranked": got["countries_ranked"],
+                          **metric_fields(DISTRIBUTION, t)}
     metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
                               "all": evaluation["diagnostics"]}
     splits = {s: {k: evaluation["splits"][s][k] for k in ("variants", "option_mass", "questions", "answer_shares")}

@@ -19,6 +19,7 @@ from conftest import load_page_checker
 from cultbench import charts
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
+from cultbench.evaluation import index_split, versus_target
 from cultbench.instruments import load_instrument
 from cultbench.leaderboard import build, collect
 from cultbench.leaderboard_page import chart_colours
@@ -51,14 +52,14 @@ def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, mod
                   "precision": "float32", "splits": {}}
     for split, names in (("train", TRAIN), ("heldout", HELDOUT)):
         ind = scores[split]
-        err = {d: ind[d] - profile["scores"][d] for d in DIMS}
-        l1 = sum(abs(v) for v in err.values())
+        versus = versus_target(lookup(target), index_split(
+            lookup(target), np.array([[ind[d] for d in DIMS]] * len(names)), names, DIMS,
+            np.full((len(names), len(INST.item_ids)), 0.4), ind))
         evaluation["splits"][split] = {
             "variants": names, "indices": ind, "indices_per_variant": dict.fromkeys(names, ind),
             "expected_answers": dict.fromkeys(INST.item_ids, 3.0), "option_mass": 0.4,
             "option_mass_per_item": dict.fromkeys(INST.item_ids, 0.4),
-            "targets": {target_key(profile): {"source": profile["source"], "l1": l1,
-                                          "l1_per_variant": dict.fromkeys(names, l1), "signed_error": err}}}
+            "targets": {target_key(profile): versus}}
         if diagnostics is not None:
             evaluation["splits"][split]["diagnostics"] = diagnostics
     if diagnostics is not None:
