@@ -81,7 +81,9 @@ class Metric:
     primary: bool = False
     task: bool = False
     task_suffix: str | None = None
-    required: bool = True  # a record of its kinds must hold it (False for metrics added after schema v2)
+    terminal: bool = False  # `cultbench run`'s summary table shows it (held out) beside the primary metric
+    needs_target: bool = True  # False: computed without a target (lm-eval tasks report it always)
+    required: bool = False  # records of its kinds must hold it (cultbench's own metrics of schema v2 do)
     schemas: Mapping[str, Mapping] = field(default_factory=dict)  # kind -> its schema, where it differs
 
     def schema_for(self, kind: str) -> dict:

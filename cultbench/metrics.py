@@ -216,14 +216,14 @@ def _rank(s: ScoredSplit):
 
 L1 = register_metric(Metric(
     "l1", "L1", "L1 distance to the target per variant, averaged over the split's variants.", (INDEX,),
-    higher_is_better=False, fmt=".1f", primary=True, task=True,
+    higher_is_better=False, fmt=".1f", primary=True, task=True, required=True,
     schema={"type": "number", "minimum": 0,
             "description": "L1 distance to the target per variant, averaged over the split's variants."},
     per_variant=lambda s: distance(s.scores, s.target), columns=_l1_columns,
     summary_columns=_l1_summary_columns))
 SIGNED_ERROR = register_metric(Metric(
     "signed_error", "error", "Model minus target, per dimension, of the split's mean indices.", (INDEX,),
-    higher_is_better=None, fmt="+.1f", per_dimension=True, task=True, task_suffix="error",
+    higher_is_better=None, fmt="+.1f", per_dimension=True, task=True, task_suffix="error", required=True,
     schema={"$ref": "#/$defs/per_dimension",
             "description": "Model minus target, per dimension, of the split's mean indices."},
     compute=lambda s: dict(zip(s.dimensions, signed_error(s.scores.mean(axis=0), s.target).tolist())),
@@ -231,14 +231,14 @@ SIGNED_ERROR = register_metric(Metric(
 DIMENSION_RANK_AGREEMENT = register_metric(Metric(
     "dimension_rank_agreement", "rank agreement",
     "Kendall and Spearman between the model's and the target's scores across the dimensions.", (INDEX,),
-    higher_is_better=True, fmt=".2f", row=False,
+    higher_is_better=True, fmt=".2f", row=False, required=True,
     schema={"$ref": "#/$defs/rank", "description": "Kendall and Spearman between the model's and the target's scores "
                                                    "across the dimensions (depends on C when C differs by dimension)."},
     compute=lambda s: _dimension_rank_agreement(s.context["indices"], s.context["target_scores"]),
     columns=lambda table: []))
 SIMILARITY = register_metric(Metric(
     "similarity", "Similarity", "1 - the mean Jensen-Shannon distance to the target's answer shares.", (DISTRIBUTION,),
-    higher_is_better=True, fmt=".3f", primary=True, task=True,
+    higher_is_better=True, fmt=".3f", primary=True, task=True, required=True,
     schema={"anyOf": [{"$ref": "#/$defs/probability"}, {"type": "null"}],
             "description": "1 - the Jensen-Shannon distance (base 2) per question, averaged over the questions the "
                            "target was asked, per variant, then over the variants; null when the target was asked none."},
@@ -246,7 +246,7 @@ SIMILARITY = register_metric(Metric(
     summary_columns=_similarity_summary_columns))
 JSD = register_metric(Metric(
     "jsd", "JSD", "1 - similarity: the mean Jensen-Shannon distance.", (DISTRIBUTION,),
-    higher_is_better=False, fmt=".3f", task=True,
+    higher_is_better=False, fmt=".3f", task=True, required=True,
     schema={"anyOf": [{"$ref": "#/$defs/probability"}, {"type": "null"}],
             "description": "1 - similarity: the mean Jensen-Shannon distance."},
     compute=lambda s: None if s.values["similarity"] is None else 1.0 - s.values["similarity"],
@@ -254,7 +254,7 @@ JSD = register_metric(Metric(
                                   lambda r: fmt_stat(r["jsd"]["heldout"], ".3f"), split="heldout")]))
 RANK = register_metric(Metric(
     "rank", "Rank", "The target's rank among the data's countries by similarity (1: most similar).", (DISTRIBUTION,),
-    higher_is_better=False, fmt=".1f",
+    higher_is_better=False, fmt=".1f", required=True,
     schema={"type": ["integer", "null"], "minimum": 1,
             "description": "The target's rank among the data's countries by similarity (1: most similar)."},
     compute=_rank,
@@ -262,6 +262,6 @@ RANK = register_metric(Metric(
                                   lambda r: _rank_text_of(r, "heldout"), split="heldout")]))
 OPTION_MASS = register_metric(Metric(
     "option_mass", "Option mass", "Next-token probability on the answer options, mean over the split's variants "
-    "and items.", (INDEX, DISTRIBUTION), higher_is_better=True, fmt=".3f", task=True,
+    "and items.", (INDEX, DISTRIBUTION), higher_is_better=True, fmt=".3f", task=True, needs_target=False, required=True,
     schema=_PROBABILITY, schemas={DISTRIBUTION: _OPTIONAL_PROBABILITY}, compute=lambda s: float(s.option_mass.mean()) if s.option_mass.size else None,
     columns=_option_mass_columns))

@@ -40,6 +40,7 @@ from cultbench.diagnostics import MAX_POSITION_BIAS, MAX_REVERSAL_DISTANCE
 from cultbench.errors import CultbenchError
 from cultbench.leaderboard import Entries, aggregate, stat
 from cultbench.leaderboard_page import chart_colours, convergence_svg, target_label
+from cultbench.metrics import INDEX, primary_metric
 from cultbench.prompts import all_variants, variants_version
 from cultbench.results import SPLITS
 from cultbench.stats import paired_comparison
@@ -160,7 +161,9 @@ def _other_wording(groups: dict, a: str, b: str) -> str | None:
 
 
 def _l1(split: str):
-    return lambda r: r["metrics"][split]["l1"]
+    """A record's primary metric (``cultbench.metrics``: the L1 of index instruments) on ``split``."""
+    name = primary_metric(INDEX).name
+    return lambda r: r["metrics"][split][name]
 
 
 def _diagnostic(read):
