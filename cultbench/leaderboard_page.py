@@ -16,6 +16,7 @@ import json
 import re
 from html import escape
 
+from aligners.registry import available_aligners, display_key
 from cultbench.charts import aligner_colours, convergence_chart, profile_chart
 from cultbench.columns import Column, Table, fmt, fmt_ci, fmt_stat, metric_columns  # noqa: F401 (re-exported)
 from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
@@ -486,9 +487,16 @@ CONVERGENCE_NOTE = ("Best fitness found against candidate evaluations, one line 
 
 
 def chart_colours(rows: list[dict]) -> dict[str, str]:
-    """One colour per aligner label, the same in every chart of a board; each built-in aligner has
-    its own (charts.ALIGNER_COLOURS)."""
-    return aligner_colours([(r["aligner_label"], r["aligner"]["name"]) for r in rows])
+    """One colour per aligner label, the same in every chart of a board; each aligner that declares
+    a colour (``Aligner.colour``) has its own."""
+    return aligner_colours([(r["aligner_label"], r["aligner"]["name"]) for r in rows], declared_colours())
+
+
+def declared_colours() -> dict[str, str]:
+    """Aligner name -> the colour it declares, for every registered aligner that declares one, in
+    display order."""
+    table = available_aligners()
+    return {name: table[name].colour for name in sorted(table, key=display_key) if table[name].colour}
 
 
 def convergence_svg(title: str, rows: list[dict], colours: dict[str, str]) -> str | None:
