@@ -14,6 +14,8 @@ from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem
 from aligners.registry import register_aligner
 from cultbench.errors import CultbenchError
+from cultbench.kinds import kind_of
+from cultbench.metrics import DISTRIBUTION
 
 ICL_TEMPLATE = ("You are an average human being born in {country} and living in {country} "
                 "responding to the following survey question.")
@@ -124,7 +126,7 @@ class ICLProfileBaseline(ICLBaseline):
         """Index instruments only: a distribution instrument's target is the country's answer
         shares on the very questions scored, so a prompt holding them would be the answer key
         (docs/aligners.md)."""
-        if getattr(instrument, "kind", "index") == "distribution":
+        if kind_of(instrument).name == DISTRIBUTION:
             raise CultbenchError(
                 f"icl-profile writes the target's published index scores into the prompt, and {instrument.name} "
                 "has none: its targets are answer shares on the very questions scored, so such a prompt would "

@@ -25,6 +25,10 @@ def fmt_ci(c: dict, spec: str = ".1f") -> str:
     return fmt(c["mean"], spec) + ("" if c["ci_low"] is None else f" [{fmt(c['ci_low'], spec)}, {fmt(c['ci_high'], spec)}]")
 
 
+def target_label(target: dict) -> str:
+    return f"{target['name']} ({target['source']}{', estimated' if target.get('estimated') else ''})"
+
+
 @dataclass(frozen=True)
 class Column:
     id: str

@@ -20,7 +20,7 @@ from cultbench.instruments.distribution import SPLITS as QUESTION_SPLITS
 from cultbench.instruments.distribution import DistributionInstrument, OpinionTarget
 from cultbench.metrics import DISTRIBUTION, ScoredSplit, compute_metrics, rank_by_similarity, similarity, versus_naive
 from cultbench.prompts import get_variants, variants_file
-from cultbench.scorer import SurveyScorer
+from cultbench.scorer import score_candidate
 from cultbench.summary import verdict_lines
 
 WORDING_SPLITS = ("train", "heldout")
@@ -85,12 +85,8 @@ def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, 
     same call and every target's similarity has the naive model's beside it."""
     path = variants_file(instrument)
     variants = [v for split in splits for v in get_variants(split, path=path)]
-    kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
-    scorer = SurveyScorer(model, tokenizer, instrument, variants, **kwargs)
-    if baseline:
-        scored = scorer.score([soft_prompt, None], [persona, None])
-    else:
-        scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
+    scorer, scored = score_candidate(model, tokenizer, instrument, variants, soft_prompt=soft_prompt, persona=persona,
+                                     baseline=baseline, max_batch_mb=max_batch_mb)
     every = np.ones(len(instrument.items), dtype=bool)
 
     def diagnostics_of(rows: list[int]) -> dict:

@@ -9,10 +9,12 @@ import numpy as np
 
 from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.metrics import INDEX, ScoredSplit, compute_metrics, versus_naive
+from cultbench.distribution_evaluation import evaluate_distribution
+from cultbench.kinds import kind_of
+from cultbench.metrics import DISTRIBUTION, INDEX, ScoredSplit, compute_metrics, versus_naive
 from cultbench.profiles import Profile
 from cultbench.prompts import get_variants, variants_version
-from cultbench.scorer import SurveyScorer
+from cultbench.scorer import score_candidate
 
 SPLIT_NAMES = ("train", "heldout")
 
@@ -59,12 +61,8 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
                              f"{', '.join(dims)}.{did_you_mean(unknown[0], dims)}")
     positions = [list(dims).index(d) for d in compared]
     variants = [v for split in splits for v in get_variants(split)]
-    kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
-    scorer = SurveyScorer(model, tokenizer, instrument, variants, constants=constants, **kwargs)
-    if baseline:
-        scored = scorer.score([soft_prompt, None], [persona, None])
-    else:
-        scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
+    scorer, scored = score_candidate(model, tokenizer, instrument, variants, soft_prompt=soft_prompt, persona=persona,
+                                     baseline=baseline, constants=constants, max_batch_mb=max_batch_mb)
 
     def diagnostics_of(rows):
         return diagnose(scored.probs[0, rows], scored.option_mass[0, rows], scored.expected[0, rows],
@@ -97,3 +95,13 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
         out["splits"][split] = split_out
     out["diagnostics"] = diagnostics_of(list(range(len(variants))))
     return out
+
+
+def evaluate(model, tokenizer, instrument, targets, **options) -> dict:
+    """The evaluation of one candidate on ``instrument``, whatever its kind: ``evaluate_candidate``
+    (an index instrument: train and held-out prompt variants) or ``evaluate_distribution`` (a
+    distribution instrument: four blocks of wordings x questions); ``options`` are theirs."""
+    if kind_of(instrument).name == DISTRIBUTION:
+        instrument.constants(options.pop("constants", None))  # it has none: refuses any given
+        return evaluate_distribution(model, tokenizer, instrument, targets, **options)
+    return evaluate_candidate(model, tokenizer, instrument, targets, **options)

@@ -30,6 +30,7 @@ from cultbench.errors import CultbenchError
 from cultbench.leaderboard_page import render_html, render_markdown, target_label
 from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric, rank_agreement
 from cultbench.stats import mean_ci
+from cultbench.kinds import kind_of
 from cultbench.results import (BLOCKS, SCHEMA_VERSION, SPLITS, combination_key_of, entry_id, is_distribution,
                                read_record)
 
@@ -65,6 +66,31 @@ def collect(folder) -> Entries:
         seen[ident] = path.name
         out.records[path.name] = record
     return out
+
+
+def publishable(files, entries_dir) -> dict[Path, dict]:
+    """The result files that may be copied into the published entries ``entries_dir``: each read
+    and checked against the schema before any is copied (path -> record). A CultbenchError names
+    the first that may not: a missing file, a combination published already (or twice in
+    ``files``), or a name taken by another combination."""
+    entries_dir = Path(entries_dir)
+    if not entries_dir.is_dir():
+        raise CultbenchError(f"--entries {entries_dir} is not an existing folder")
+    missing = [p for p in files if not Path(p).is_file()]
+    if missing:
+        raise CultbenchError(f"{missing[0]} does not exist; result files are written by `cultbench run` "
+                             "(into runs/results by default)")
+    published = {entry_id(combination_key_of(r)): name for name, r in collect(entries_dir).records.items()}
+    records = {Path(path): read_record(path) for path in files}
+    for path, record in records.items():
+        ident = entry_id(combination_key_of(record))
+        if ident in published:
+            raise CultbenchError(f"{path}: this combination is published already as {entries_dir / published[ident]}")
+        if (entries_dir / path.name).exists():
+            raise CultbenchError(f"{path}: {entries_dir / path.name} exists and holds another combination; "
+                                 "rename the file")
+        published[ident] = path.name
+    return records
 
 
 def stat(values) -> dict:
@@ -119,31 +145,17 @@ def _common(records: list[tuple[str, dict]]) -> dict:
 
 
 def _row(records: list[tuple[str, dict]]) -> dict:
+    """A row: one model x aligner setup x target over its seeds' records: the parts every row has,
+    the target, the fields of the instrument's kind (``cultbench.kinds``) and its metrics over the
+    seeds (``metric_stats``)."""
     first = records[0][1]
     recs = [r for _, r in records]
-    dims = list(first["splits"]["train"]["indices"])
-
-    def per_dim(getter):
-        return {s: {d: stat(getter(r, s)[d] for r in recs) for d in dims} for s in SPLITS}
-
+    kind = kind_of(first)
     return {
         **_common(records),
-        "target": {k: first["target"].get(k) for k in ("name", "code", "iso2", "source", "estimated", "scores")},
-        "instrument": first["instrument"], "constants": first["constants"],
-        "indices": per_dim(lambda r, s: r["splits"][s]["indices"]),
-        **metric_stats(INDEX, recs, SPLITS, dims),
-    }
-
-
-def _distribution_row(records: list[tuple[str, dict]]) -> dict:
-    """A row of a distribution instrument: similarity, JSD, the target's rank among the data's
-    countries and option mass on each block (``results.BLOCKS``), over the seeds."""
-    first = records[0][1]
-    return {
-        **_common(records),
-        "target": {k: first["target"].get(k) for k in ("name", "code", "iso2", "source", "items")},
-        "countries_ranked": {b: first["metrics"][b]["countries_ranked"] for b in BLOCKS},
-        **metric_stats(DISTRIBUTION, [r for _, r in records], BLOCKS, ()),
+        "target": {k: first["target"].get(k) for k in kind.target_fields},
+        **kind.row_fields(first, recs, stat),
+        **metric_stats(kind.name, recs, kind.splits, kind.row_dimensions(first)),
     }
 
 
@@ -241,7 +253,7 @@ def distribution_sections(records: dict[str, dict]) -> list[dict]:
             by_instrument[_hash(_instrument_identity(record))][name] = record
     sections = []
     for group in by_instrument.values():
-        rows = _grouped(group, _distribution_row)
+        rows = _grouped(group, _row)
         primary = primary_metric(DISTRIBUTION)
         rows.sort(key=lambda r: (r["model_label"], r["target"]["name"], *best_first(r[primary.name]["heldout"]["mean"],
                                                                                    primary), r["aligner_label"]))

@@ -18,15 +18,13 @@ from html import escape
 
 from aligners.registry import available_aligners, display_key
 from cultbench.charts import aligner_colours, convergence_chart, profile_chart
-from cultbench.columns import Column, Table, fmt, fmt_ci, fmt_stat, metric_columns  # noqa: F401 (re-exported)
+from cultbench.columns import (Column, Table, fmt, fmt_ci, fmt_stat, metric_columns,  # noqa: F401 (re-exported)
+                               target_label)
+from cultbench.kinds import KINDS
 from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
 from cultbench.profiles import DEFAULT_SOURCE
 
 TITLE = "cultbench leaderboard"
-
-
-def target_label(target: dict) -> str:
-    return f"{target['name']} ({target['source']}{', estimated' if target.get('estimated') else ''})"
 
 
 def short_model(label: str, width: int = 28) -> str:
@@ -60,29 +58,14 @@ WALL_TIME = Column("wall_time", "Wall time (s)", lambda r: r["wall_time_s"]["mea
                    lambda r: fmt(r["wall_time_s"]["mean"], ".0f"))
 
 
-# How each kind's tables call its splits (an index instrument) or blocks (a distribution
-# instrument: wording split x question split), in the tables' order.
-SPLIT_HEADERS = {INDEX: {"heldout": "held-out", "train": "train"}}
-BLOCK_HEADERS = {"heldout": "both held out", "heldout_questions": "held-out questions",
-                 "heldout_wordings": "held-out wordings", "train": "train"}
-SPLIT_HEADERS[DISTRIBUTION] = BLOCK_HEADERS
-INDEX_TARGET = Column("target", "Target", lambda r: target_label(r["target"]),
-                      lambda r: r.get("target_short") or target_label(r["target"]), False,
-                      title=lambda r: target_label(r["target"]))
-DISTRIBUTION_TARGET = Column("target", "Target", lambda r: r["target"]["name"], lambda r: r["target"]["name"], False,
-                             title=lambda r: f"{r['target']['name']} ({r['target']['source']}; asked "
-                                             f"{r['target']['items']} questions)")
-
-
 def row_columns(kind: str, dims: list[str] = ()) -> list[Column]:
     """The columns of a kind's rows: who, then the registered metrics of the kind in registry
     order (``cultbench.metrics``; those placed ``detail`` after the verdict and cost), then wall time."""
-    table = Table(kind, SPLIT_HEADERS[kind], list(dims))
+    table = Table(kind, KINDS[kind].splits, list(dims))
     shown = [m for m in metrics_for(kind) if m.row]
     main = [c for m in shown if m.column_place != "detail" for c in metric_columns(m, table)]
     detail = [c for m in shown if m.column_place == "detail" for c in metric_columns(m, table)]
-    target = INDEX_TARGET if kind == INDEX else DISTRIBUTION_TARGET
-    return [MODEL, ALIGNER, target, SEEDS, *main, INTERPRETABLE, EVALUATIONS, *detail, WALL_TIME]
+    return [MODEL, ALIGNER, KINDS[kind].target_column, SEEDS, *main, INTERPRETABLE, EVALUATIONS, *detail, WALL_TIME]
 
 
 def columns(dims: list[str]) -> list[Column]:
@@ -158,7 +141,7 @@ def summary_columns(kind: str = INDEX) -> list[Column]:
         MODEL, ALIGNER,
         Column("targets", "Targets", lambda e: e["n_targets"], lambda e: str(e["n_targets"]),
                title=lambda e: "; ".join(e["targets"])),
-        *primary.summary_columns(Table(kind, SPLIT_HEADERS[kind])),
+        *primary.summary_columns(Table(kind, KINDS[kind].splits)),
         Column("interpretable", "Interpretable entries", _verdict_share,
                lambda e: "–" if not (e.get("verdict") or {}).get("assessed")
                else f"{e['verdict']['interpretable']}/{e['verdict']['assessed']}"),

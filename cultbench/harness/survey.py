@@ -175,11 +175,12 @@ def task_metrics(settings: SurveySettings, split_of: Callable) -> dict[str, tupl
 
 
 def _in_order(metric, split: ScoredSplit):
-    """``metric`` on ``split``, after the metrics registered before it (which it may read)."""
+    """``metric`` on ``split``, after the task metrics registered before it (which it may read)."""
     for earlier in metrics_for(split.kind):
         if earlier is metric:
             break
-        if earlier.name not in split.values and (not earlier.needs_target or split.target is not None):
+        if (earlier.task and earlier.name not in split.values
+                and (not earlier.needs_target or split.target is not None)):
             split.values.update(earlier.record_fields(split))
     return metric.value(split)
 
