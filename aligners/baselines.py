@@ -14,6 +14,8 @@ from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem
 from aligners.registry import register_aligner
 from cultbench.errors import CultbenchError
+from cultbench.kinds import kind_of
+from cultbench.metrics import DISTRIBUTION
 
 ICL_TEMPLATE = ("You are an average human being born in {country} and living in {country} "
                 "responding to the following survey question.")
@@ -94,6 +96,7 @@ class _PromptBaseline(ConfiguredAligner):
 @register_aligner("naive")
 class NaiveBaseline(_PromptBaseline):
     """The model as it is: no soft prompt, no persona."""
+    display_order, colour = 0, "#999999"
 
     config_class = NaiveConfig
 
@@ -104,6 +107,7 @@ class NaiveBaseline(_PromptBaseline):
 @register_aligner("icl")
 class ICLBaseline(_PromptBaseline):
     """Cultural prompting: a persona from the target country as the system prompt."""
+    display_order, colour = 10, "#E69F00"
 
     config_class = ICLConfig
 
@@ -114,6 +118,7 @@ class ICLBaseline(_PromptBaseline):
 @register_aligner("icl-profile")
 class ICLProfileBaseline(ICLBaseline):
     """Cultural prompting plus the target's published scores, each with a one-line meaning."""
+    display_order, colour = 20, "#8C6D1F"
 
     config_class = ICLProfileConfig
 
@@ -121,7 +126,7 @@ class ICLProfileBaseline(ICLBaseline):
         """Index instruments only: a distribution instrument's target is the country's answer
         shares on the very questions scored, so a prompt holding them would be the answer key
         (docs/aligners.md)."""
-        if getattr(instrument, "kind", "index") == "distribution":
+        if kind_of(instrument).name == DISTRIBUTION:
             raise CultbenchError(
                 f"icl-profile writes the target's published index scores into the prompt, and {instrument.name} "
                 "has none: its targets are answer shares on the very questions scored, so such a prompt would "

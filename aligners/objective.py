@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.metrics import DISTANCES, check_distance
+from cultbench.kinds import kind_of
+from cultbench.metrics import DISTANCES, DISTRIBUTION, check_distance
 from cultbench.profiles import Profile
 
 
@@ -77,7 +78,7 @@ class AlignmentProblem:
     exact_scorer: Scorer | None = None
 
     def __post_init__(self):
-        self._by_instrument = getattr(self.scorer.instrument, "kind", "index") == "distribution"
+        self._by_instrument = kind_of(self.scorer.instrument).name == DISTRIBUTION
         if self._by_instrument:
             if self.distance not in (None, "jsd"):
                 raise CultbenchError(f"{self.scorer.instrument.name} is a distribution instrument: its distance "

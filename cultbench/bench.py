@@ -66,17 +66,24 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def timed_scores(scorer, repeats: int, *candidates) -> tuple[list[float], object]:
+    """(seconds per call, the last call's scores) of ``repeats`` calls of ``scorer.score``, with
+    ``scorer.tokens_forwarded`` counting one call's tokens."""
+    times, result = [], None
+    for _ in range(repeats):
+        scorer.tokens_forwarded = 0
+        t = time.perf_counter()
+        result = scorer.score(*candidates)
+        times.append(time.perf_counter() - t)
+    return times, result
+
+
 def _scorer_engine(lm, soft, repeats, dtype, max_batch_mb):
     inst = load_instrument()
     scorer = SurveyScorer(lm.model, lm.tokenizer, inst, [default_variant()], dtype=dtype,
                           max_batch_mb=max_batch_mb)
     scorer.score(soft[:1])  # warm-up: tokenisation, packing, first-call overheads
-    times, result = [], None
-    for _ in range(repeats):
-        scorer.tokens_forwarded = 0
-        t = time.perf_counter()
-        result = scorer.score(soft)
-        times.append(time.perf_counter() - t)
+    times, result = timed_scores(scorer, repeats, soft)
     return {"seconds_per_call": times, "candidates_per_call": len(soft),
             "tokens_per_candidate": scorer.tokens_forwarded / len(soft),
             "expected": result.expected[:, 0].tolist(), "indices": result.indices[:, 0].tolist(),

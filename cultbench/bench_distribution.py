@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from cultbench.bench import _peak_rss_mb, flops_per_token, matmul_rate
+from cultbench.bench import _peak_rss_mb, flops_per_token, matmul_rate, timed_scores
 from cultbench.instruments import load_instrument
 from cultbench.models import load_model
 from cultbench.prompts import get_variants, option_labels, render_prompt, variants_file
@@ -49,12 +49,7 @@ def _scorer_engine(lm, inst, variant, repeats: int, max_batch_mb: float) -> dict
     t = time.perf_counter()
     scorer.layout(0, None, 0)  # tokenise and pack once, as a search does before its first generation
     prepare = time.perf_counter() - t
-    times, result = [], None
-    for _ in range(repeats):
-        scorer.tokens_forwarded = 0
-        t = time.perf_counter()
-        result = scorer.score()
-        times.append(time.perf_counter() - t)
+    times, result = timed_scores(scorer, repeats)
     return {"seconds": times, "prepare_seconds": prepare, "tokens": scorer.tokens_forwarded,
             "probs": inst.flatten(result.probs[0, 0]).tolist(), "option_mass": float(result.option_mass.mean())}
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -287,11 +288,8 @@ class RayPopulationExecutor(LocalExecutor):
         self.workers, self.address, self.num_gpus_per_worker = workers, address, num_gpus_per_worker
 
     def search_scorer(self, sweep: Sweep, model: str, loaded, exact):
-        s = sweep.spec
-        return RayScorer(loaded.model, loaded.tokenizer, sweep.fitted, sweep.variants["train"], model_name=model,
-                         model_dtype=s.dtype, constants=sweep.constants,
-                         dtype=s.search_dtype if sweep.reduced_precision() else None, workers=self.workers,
-                         address=self.address, num_gpus_per_worker=self.num_gpus_per_worker, **sweep.scorer_bound())
+        return sweep.local_search_scorer(loaded, exact, model, ray=partial(
+            RayScorer, workers=self.workers, address=self.address, num_gpus_per_worker=self.num_gpus_per_worker))
 
 
 _WORKER_MODELS: dict = {}  # inside a Ray worker process: model name -> (loaded, exact scorer, search scorer)

@@ -18,9 +18,9 @@ import numpy as np
 from cultbench.diagnostics import diagnose_distribution
 from cultbench.instruments.distribution import SPLITS as QUESTION_SPLITS
 from cultbench.instruments.distribution import DistributionInstrument, OpinionTarget
-from cultbench.metrics import rank_by_similarity, similarity
+from cultbench.metrics import DISTRIBUTION, ScoredSplit, compute_metrics, rank_by_similarity, similarity, versus_naive
 from cultbench.prompts import get_variants, variants_file
-from cultbench.scorer import SurveyScorer
+from cultbench.scorer import score_candidate
 from cultbench.summary import verdict_lines
 
 WORDING_SPLITS = ("train", "heldout")
@@ -40,30 +40,38 @@ def country_similarities(instrument: DistributionInstrument, shares: np.ndarray,
             for c in instrument.countries if not ids.isdisjoint(instrument.reference[c.name])}
 
 
+def block_split(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, keep: np.ndarray,
+                variant_names: list[str], target: OpinionTarget, ranking: list[str]) -> ScoredSplit:
+    """One block (the questions ``keep``, a mask) against one target, for the metrics: answer
+    shares [V, slots], the option mass [V, I] on the block's questions, and the data's countries
+    ranked by similarity (``ranking``, names)."""
+    asked = sum(1 for i in np.flatnonzero(keep) if instrument.item_ids[i] in target.shares)
+    return ScoredSplit(DISTRIBUTION, list(variant_names), instrument.dimension_ids, shares,
+                       target.vector(instrument.dimension_ids), mass[:, keep],
+                       context={"asked": asked, "name": target.name, "ranking": ranking,
+                                "per_variant": lambda s: per_variant_similarity(instrument, s, target, keep)})
+
+
 def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, items: list[int],
            variant_names: list[str], targets: Sequence[OpinionTarget], top: int | None,
            naive: np.ndarray | None = None) -> dict:
-    """Similarities on the questions ``items`` (positions) from shares [V, slots], mass [V, I].
-    A target asked none of them has similarity None (and rank None). With the naive model's
-    shares ``naive`` [V, slots], each target also gets ``naive_similarity`` and ``delta_vs_naive``
-    (similarity minus the naive model's: positive, the candidate is closer)."""
-    ids = [instrument.item_ids[i] for i in items]
+    """Similarities on the questions ``items`` (positions) from shares [V, slots], mass [V, I]:
+    every registered metric of distribution instruments per target (``cultbench.metrics``), how
+    many of the questions it was asked, and the ranking of the data's countries. A target asked
+    none of them has similarity None (and rank None). With the naive model's shares ``naive``
+    [V, slots], each target also gets ``naive_similarity`` and ``delta_vs_naive`` (similarity
+    minus the naive model's: positive, the candidate is closer)."""
     keep = np.zeros(len(instrument.items), dtype=bool)
     keep[items] = True
     countries = {n: float(np.mean(s)) for n, s in country_similarities(instrument, shares, keep).items()}
-    out = {"items": len(ids), "option_mass": float(mass[:, keep].mean()) if ids else None, "targets": {}}
-    for target in targets:
-        asked = sum(1 for i in ids if i in target.shares)
-        sims = per_variant_similarity(instrument, shares, target, keep) if asked else np.full(len(variant_names), None)
-        out["targets"][target.name] = {"similarity": float(np.mean(sims)) if asked else None, "items_asked": asked,
-                                       "similarity_per_variant": dict(zip(variant_names, sims.tolist())),
-                                       "rank": 1 + [n for n, _ in rank_by_similarity(countries)].index(target.name)
-                                       if target.name in countries else None}
-        if naive is not None:
-            base = float(np.mean(per_variant_similarity(instrument, naive, target, keep))) if asked else None
-            out["targets"][target.name].update(naive_similarity=base, delta_vs_naive=None if base is None else
-                                               out["targets"][target.name]["similarity"] - base)
     ranking = rank_by_similarity(countries)
+    names = [n for n, _ in ranking]
+    out = {"items": len(items), "option_mass": float(mass[:, keep].mean()) if items else None, "targets": {}}
+    for target in targets:
+        split = block_split(instrument, shares, mass, keep, variant_names, target, names)
+        out["targets"][target.name] = {"items_asked": split.context["asked"], **compute_metrics(split)}
+        if naive is not None:
+            out["targets"][target.name].update(versus_naive(split, naive))
     out["countries_ranked"] = len(ranking)
     out["ranking"] = [[n, s] for n, s in (ranking if top is None else ranking[:top])]
     return out
@@ -77,12 +85,8 @@ def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, 
     same call and every target's similarity has the naive model's beside it."""
     path = variants_file(instrument)
     variants = [v for split in splits for v in get_variants(split, path=path)]
-    kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
-    scorer = SurveyScorer(model, tokenizer, instrument, variants, **kwargs)
-    if baseline:
-        scored = scorer.score([soft_prompt, None], [persona, None])
-    else:
-        scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
+    scorer, scored = score_candidate(model, tokenizer, instrument, variants, soft_prompt=soft_prompt, persona=persona,
+                                     baseline=baseline, max_batch_mb=max_batch_mb)
     every = np.ones(len(instrument.items), dtype=bool)
 
     def diagnostics_of(rows: list[int]) -> dict:

@@ -9,28 +9,34 @@ import numpy as np
 
 from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.metrics import distance, signed_error
+from cultbench.distribution_evaluation import evaluate_distribution
+from cultbench.kinds import kind_of
+from cultbench.metrics import DISTRIBUTION, INDEX, ScoredSplit, compute_metrics, versus_naive
 from cultbench.profiles import Profile
 from cultbench.prompts import get_variants, variants_version
-from cultbench.scorer import SurveyScorer
+from cultbench.scorer import score_candidate
 
 SPLIT_NAMES = ("train", "heldout")
 
 
-def versus_target(target: Profile, per_variant, variant_names: Sequence[str], dims: Sequence[str]) -> dict:
-    """One split's comparison with one target, from the indices per variant [V, D].
+def index_split(target: Profile, per_variant, variant_names: Sequence[str], dims: Sequence[str], option_mass,
+                mean_indices: dict) -> ScoredSplit:
+    """One split of an index instrument against one target, for the metrics: the indices per
+    variant [V, D] on the compared ``dims``, the option mass [V, I] and the split's mean indices on
+    every dimension (``mean_indices``, for the rank agreement across dimensions)."""
+    return ScoredSplit(INDEX, list(variant_names), list(dims), np.asarray(per_variant, dtype=np.float64),
+                       target.vector(dims), np.asarray(option_mass, dtype=np.float64),
+                       context={"indices": dict(mean_indices), "target_scores": dict(target.scores)})
 
-    ``l1`` is the L1 distance per prompt variant, averaged over the variants (as the aligners'
-    fitness is); ``signed_error`` is model minus target on the split's mean indices, so the L1 is
-    not the sum of the absolute signed errors (that would be the L1 of the mean indices).
-    """
-    vector = target.vector(dims)
-    per_variant = np.asarray(per_variant, dtype=np.float64)
-    l1 = distance(per_variant, vector)
+
+def versus_target(target: Profile, split: ScoredSplit) -> dict:
+    """One split's comparison with one target: who the target is, and every registered metric of
+    index instruments (``cultbench.metrics``). ``l1`` is the L1 distance per prompt variant,
+    averaged over the variants (as the aligners' fitness is); ``signed_error`` is model minus
+    target on the split's mean indices, so the L1 is not the sum of the absolute signed errors."""
     return {"id": target.key, "name": target.name, "code": target.code, "iso2": target.iso2,
             "source": target.source, "estimated": target.estimated, "scores": dict(target.scores),
-            "l1": float(l1.mean()), "l1_per_variant": dict(zip(variant_names, l1.tolist())),
-            "signed_error": dict(zip(dims, signed_error(per_variant.mean(axis=0), vector).tolist()))}
+            **compute_metrics(split)}
 
 
 def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile], *, soft_prompt=None,
@@ -55,12 +61,8 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
                              f"{', '.join(dims)}.{did_you_mean(unknown[0], dims)}")
     positions = [list(dims).index(d) for d in compared]
     variants = [v for split in splits for v in get_variants(split)]
-    kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
-    scorer = SurveyScorer(model, tokenizer, instrument, variants, constants=constants, **kwargs)
-    if baseline:
-        scored = scorer.score([soft_prompt, None], [persona, None])
-    else:
-        scored = scorer.score(None if soft_prompt is None else [soft_prompt], [persona])
+    scorer, scored = score_candidate(model, tokenizer, instrument, variants, soft_prompt=soft_prompt, persona=persona,
+                                     baseline=baseline, constants=constants, max_batch_mb=max_batch_mb)
 
     def diagnostics_of(rows):
         return diagnose(scored.probs[0, rows], scored.option_mass[0, rows], scored.expected[0, rows],
@@ -84,12 +86,22 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
             "targets": {},
         }
         for target in targets:
-            versus = versus_target(target, indices[:, positions], split_out["variants"], compared)
+            versus_split = index_split(target, indices[:, positions], split_out["variants"], compared,
+                                       scored.option_mass[0, rows], split_out["indices"])
+            versus = versus_target(target, versus_split)
             if baseline:
-                naive = scored.indices[1, rows][:, positions]
-                versus["naive_l1"] = float(distance(naive, target.vector(compared)).mean())
-                versus["delta_vs_naive"] = versus["l1"] - versus["naive_l1"]
+                versus.update(versus_naive(versus_split, scored.indices[1, rows][:, positions]))
             split_out["targets"][target.key] = versus
         out["splits"][split] = split_out
     out["diagnostics"] = diagnostics_of(list(range(len(variants))))
     return out
+
+
+def evaluate(model, tokenizer, instrument, targets, **options) -> dict:
+    """The evaluation of one candidate on ``instrument``, whatever its kind: ``evaluate_candidate``
+    (an index instrument: train and held-out prompt variants) or ``evaluate_distribution`` (a
+    distribution instrument: four blocks of wordings x questions); ``options`` are theirs."""
+    if kind_of(instrument).name == DISTRIBUTION:
+        instrument.constants(options.pop("constants", None))  # it has none: refuses any given
+        return evaluate_distribution(model, tokenizer, instrument, targets, **options)
+    return evaluate_candidate(model, tokenizer, instrument, targets, **options)

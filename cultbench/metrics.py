@@ -1,4 +1,6 @@
-"""Metrics: small pure functions over numpy arrays.
+"""Metrics: small pure functions over numpy arrays, and their declarations in the metric registry
+(``cultbench.metric_registry``, re-exported here: import the registry from this module, so that
+cultbench's own metrics are declared; docs/metrics.md: adding a metric).
 
 Index instruments: distances between a model's indices and a target profile. The L1 distance
 depends on the constants C (see the README); the signed per-dimension error shows its direction,
@@ -17,7 +19,11 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from cultbench.columns import Column, Table, delta, fmt, fmt_ci, fmt_stat
 from cultbench.errors import CultbenchError, did_you_mean
+from cultbench.metric_registry import (DISTRIBUTION, INDEX, KINDS, METRICS, Metric, ScoredSplit,  # noqa: F401
+                                       compute_metrics, get_metric, metrics_for, primary_metric,
+                                       register_metric, unregister_metric, versus_naive)
 
 
 # Written with Python operators only, so they take numpy arrays and torch tensors alike (the
@@ -98,3 +104,164 @@ def rank_by_similarity(similarities: Mapping[str, float]) -> list[tuple[str, flo
         return (np.isnan(value), -value if not np.isnan(value) else 0.0, name)
 
     return sorted(((str(k), float(v)) for k, v in similarities.items()), key=key)
+
+
+# -- the declarations (cultbench.metric_registry; docs/metrics.md) --------------------------------
+# Registration order is the order of the leaderboard's columns: an index row shows l1 and
+# option_mass, then (after the verdict and cost, ``column_place="detail"``) signed_error; a
+# distribution row similarity, jsd, rank, option_mass.
+
+_PROBABILITY = {"$ref": "#/$defs/probability"}
+_OPTIONAL_PROBABILITY = {"anyOf": [{"$ref": "#/$defs/probability"}, {"type": "null"}]}
+
+
+def _gap(row: dict):
+    a, b = row["l1"]["heldout"]["mean"], row["l1"]["train"]["mean"]
+    return None if a is None or b is None else a - b
+
+
+def _l1_columns(table: Table) -> list[Column]:
+    return [
+        Column("l1_heldout", "L1 held-out", lambda r: r["l1"]["heldout"]["mean"],
+               lambda r: fmt_stat(r["l1"]["heldout"]) + (" ★" if r.get("best") else ""), split="heldout",
+               title=lambda r: "lowest held-out L1 of this target" if r.get("best") else ""),
+        Column("delta_heldout", "Δ vs naive (held-out)", delta("heldout"), lambda r: fmt(delta("heldout")(r), "+.2f"),
+               split="heldout"),
+        Column("l1_train", "L1 train", lambda r: r["l1"]["train"]["mean"], lambda r: fmt_stat(r["l1"]["train"]),
+               split="train"),
+        Column("delta_train", "Δ vs naive (train)", delta("train"), lambda r: fmt(delta("train")(r), "+.2f"),
+               split="train"),
+        Column("gap", "Gap (held-out − train)", _gap, lambda r: fmt(_gap(r), "+.2f")),
+    ]
+
+
+def _l1_summary_columns(table: Table) -> list[Column]:
+    return [
+        Column("sum_l1_heldout", "L1 held-out [95% CI]", lambda e: e["l1"]["heldout"]["mean"],
+               lambda e: fmt_ci(e["l1"]["heldout"]), split="heldout"),
+        Column("sum_delta_heldout", "Δ vs naive (held-out) [95% CI]", lambda e: e["delta_vs_naive"]["heldout"]["mean"],
+               lambda e: fmt_ci(e["delta_vs_naive"]["heldout"], "+.1f"), split="heldout"),
+        Column("sum_l1_train", "L1 train [95% CI]", lambda e: e["l1"]["train"]["mean"],
+               lambda e: fmt_ci(e["l1"]["train"]), split="train"),
+        Column("sum_delta_train", "Δ vs naive (train) [95% CI]", lambda e: e["delta_vs_naive"]["train"]["mean"],
+               lambda e: fmt_ci(e["delta_vs_naive"]["train"], "+.1f"), split="train"),
+    ]
+
+
+def _signed_error_columns(table: Table) -> list[Column]:
+    cols = []
+    for d in table.dimensions:
+        def get(r, d=d):
+            return (r["signed_error"]["heldout"].get(d) or {}).get("mean")
+        cols.append(Column(f"err_{d}", f"{d.upper()} error", get, lambda r, get=get: fmt(get(r), "+.1f"),
+                           split="heldout"))
+    return cols
+
+
+def _option_mass_columns(table: Table) -> list[Column]:
+    return [Column("option_mass", f"Option mass ({table.splits['heldout']})",
+                   lambda r: r["option_mass"]["heldout"]["mean"],
+                   lambda r: fmt(r["option_mass"]["heldout"]["mean"], ".3f"), split="heldout")]
+
+
+def _similarity_columns(table: Table) -> list[Column]:
+    cols = []
+    for block, label in table.splits.items():
+        split = table.page_split(block)
+        cols.append(Column(f"sim_{block}", f"Similarity, {label}", lambda r, b=block: r["similarity"][b]["mean"],
+                           lambda r, b=block: fmt_stat(r["similarity"][b], ".3f")
+                           + (" ★" if b == "heldout" and r.get("best") else ""), split=split,
+                           title=(lambda r: "highest similarity of this target with both held out" if r.get("best")
+                                  else "") if block == "heldout" else None))
+        if block in ("heldout", "train"):
+            cols.append(Column(f"delta_{block}", f"Δ vs naive ({label})", delta(block),
+                               lambda r, b=block: fmt(delta(b)(r), "+.3f"), split=split))
+    return cols
+
+
+def _similarity_summary_columns(table: Table) -> list[Column]:
+    cols = []
+    for block, label in table.splits.items():
+        split = table.page_split(block)
+        cols.append(Column(f"sum_sim_{block}", f"Similarity, {label} [95% CI]",
+                           lambda e, b=block: e["similarity"][b]["mean"],
+                           lambda e, b=block: fmt_ci(e["similarity"][b], ".3f"), split=split))
+        if block in ("heldout", "train"):
+            cols.append(Column(f"sum_delta_{block}", f"Δ vs naive ({label}) [95% CI]",
+                               lambda e, b=block: e["delta_vs_naive"][b]["mean"],
+                               lambda e, b=block: fmt_ci(e["delta_vs_naive"][b], "+.3f"), split=split))
+    return cols
+
+
+def _rank_text_of(row: dict, block: str) -> str:
+    rank = row["rank"][block]
+    return "–" if rank["mean"] is None else f"{fmt(rank['mean'], '.1f')} of {row['countries_ranked'][block]}"
+
+
+def _similarity_per_variant(s: ScoredSplit) -> np.ndarray:
+    """[V] similarity per variant on the block's questions; None for each where the target was asked none."""
+    return s.context["per_variant"](s.scores) if s.context["asked"] else np.full(len(s.variants), None)
+
+
+def _dimension_rank_agreement(indices: Mapping[str, float], target_scores: Mapping[str, float]) -> dict:
+    """Rank agreement across the dimensions the target has a score for (every one of a published profile)."""
+    dims = [d for d in indices if d in target_scores]
+    return rank_agreement([indices[d] for d in dims], [target_scores[d] for d in dims])
+
+
+def _rank(s: ScoredSplit):
+    ranking, name = s.context["ranking"], s.context["name"]
+    return 1 + ranking.index(name) if name in ranking else None
+
+
+L1 = register_metric(Metric(
+    "l1", "L1", "L1 distance to the target per variant, averaged over the split's variants.", (INDEX,),
+    higher_is_better=False, fmt=".1f", primary=True, task=True, required=True,
+    schema={"type": "number", "minimum": 0,
+            "description": "L1 distance to the target per variant, averaged over the split's variants."},
+    per_variant=lambda s: distance(s.scores, s.target), columns=_l1_columns,
+    summary_columns=_l1_summary_columns))
+SIGNED_ERROR = register_metric(Metric(
+    "signed_error", "error", "Model minus target, per dimension, of the split's mean indices.", (INDEX,),
+    higher_is_better=None, fmt="+.1f", per_dimension=True, task=True, task_suffix="error", required=True,
+    schema={"$ref": "#/$defs/per_dimension",
+            "description": "Model minus target, per dimension, of the split's mean indices."},
+    compute=lambda s: dict(zip(s.dimensions, signed_error(s.scores.mean(axis=0), s.target).tolist())),
+    columns=_signed_error_columns, column_place="detail"))
+DIMENSION_RANK_AGREEMENT = register_metric(Metric(
+    "dimension_rank_agreement", "rank agreement",
+    "Kendall and Spearman between the model's and the target's scores across the dimensions.", (INDEX,),
+    higher_is_better=True, fmt=".2f", row=False, required=True,
+    schema={"$ref": "#/$defs/rank", "description": "Kendall and Spearman between the model's and the target's scores "
+                                                   "across the dimensions (depends on C when C differs by dimension)."},
+    compute=lambda s: _dimension_rank_agreement(s.context["indices"], s.context["target_scores"]),
+    columns=lambda table: []))
+SIMILARITY = register_metric(Metric(
+    "similarity", "Similarity", "1 - the mean Jensen-Shannon distance to the target's answer shares.", (DISTRIBUTION,),
+    higher_is_better=True, fmt=".3f", primary=True, task=True, required=True,
+    schema={"anyOf": [{"$ref": "#/$defs/probability"}, {"type": "null"}],
+            "description": "1 - the Jensen-Shannon distance (base 2) per question, averaged over the questions the "
+                           "target was asked, per variant, then over the variants; null when the target was asked none."},
+    per_variant=_similarity_per_variant, columns=_similarity_columns,
+    summary_columns=_similarity_summary_columns))
+JSD = register_metric(Metric(
+    "jsd", "JSD", "1 - similarity: the mean Jensen-Shannon distance.", (DISTRIBUTION,),
+    higher_is_better=False, fmt=".3f", task=True, required=True,
+    schema={"anyOf": [{"$ref": "#/$defs/probability"}, {"type": "null"}],
+            "description": "1 - similarity: the mean Jensen-Shannon distance."},
+    compute=lambda s: None if s.values["similarity"] is None else 1.0 - s.values["similarity"],
+    columns=lambda table: [Column("jsd_heldout", "JSD, both held out", lambda r: r["jsd"]["heldout"]["mean"],
+                                  lambda r: fmt_stat(r["jsd"]["heldout"], ".3f"), split="heldout")]))
+RANK = register_metric(Metric(
+    "rank", "Rank", "The target's rank among the data's countries by similarity (1: most similar).", (DISTRIBUTION,),
+    higher_is_better=False, fmt=".1f", required=True,
+    schema={"type": ["integer", "null"], "minimum": 1,
+            "description": "The target's rank among the data's countries by similarity (1: most similar)."},
+    compute=_rank,
+    columns=lambda table: [Column("rank_heldout", "Rank, both held out", lambda r: r["rank"]["heldout"]["mean"],
+                                  lambda r: _rank_text_of(r, "heldout"), split="heldout")]))
+OPTION_MASS = register_metric(Metric(
+    "option_mass", "Option mass", "Next-token probability on the answer options, mean over the split's variants "
+    "and items.", (INDEX, DISTRIBUTION), higher_is_better=True, fmt=".3f", task=True, needs_target=False, required=True,
+    schema=_PROBABILITY, schemas={DISTRIBUTION: _OPTIONAL_PROBABILITY}, compute=lambda s: float(s.option_mass.mean()) if s.option_mass.size else None,
+    columns=_option_mass_columns))

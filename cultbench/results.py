@@ -7,11 +7,11 @@ from a stranger reaches the leaderboard unchecked. ``combination_key`` names wha
 finished combination is found again on a rerun and two entries for one combination are
 duplicates.
 
-Two kinds of record, by the instrument's kind: index instruments (VSM 2013; ``build_record``:
-indices, L1 per split) and distribution instruments (GlobalOpinionQA;
-``build_distribution_record``: similarity = 1 - Jensen-Shannon distance on four blocks, training
-and held-out questions under training and held-out wordings). Schema version 2 added the second;
-version 1 records (index instruments only) are read as they are.
+Two kinds of record, by the instrument's kind (``cultbench.kinds``, which gives ``build_record``
+each kind's splits and metrics): index instruments (VSM 2013: indices, L1 per split) and
+distribution instruments (GlobalOpinionQA: similarity = 1 - Jensen-Shannon distance on four
+blocks, training and held-out questions under training and held-out wordings). Schema version 2
+added the second; version 1 records (index instruments only) are read as they are.
 """
 
 from __future__ import annotations
@@ -33,35 +33,71 @@ import jsonschema
 from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
-from cultbench.profiles import target_key
-from cultbench.metrics import rank_agreement
+from cultbench.kinds import BLOCKS, SPLITS, kind_of, metric_fields  # noqa: F401 (BLOCKS, metric_fields: re-exported)
+from cultbench.metrics import DISTRIBUTION, INDEX, METRICS, metrics_for
 
 SCHEMA_VERSION = 2
 SCHEMA_FILE = "result.schema.json"
 LIBRARIES = ("torch", "transformers", "numpy", "scipy", "lm_eval", "peft")
-SPLITS = ("train", "heldout")
-# A distribution record's blocks: name -> (wording split, question split).
-BLOCKS = {"train": ("train", "train"), "heldout_questions": ("train", "heldout"),
-          "heldout_wordings": ("heldout", "train"), "heldout": ("heldout", "heldout")}
 
 
 def is_distribution(record: Mapping) -> bool:
     """True for a record (or an instrument record) of a distribution instrument."""
-    instrument = record.get("instrument", record)
-    return isinstance(instrument, Mapping) and instrument.get("kind") == "distribution"
+    return kind_of(record).name == DISTRIBUTION
 
 
-@lru_cache(maxsize=None)
-def schema() -> dict:
-    """The result schema, from the ``leaderboard`` data package."""
+# The schema's definition of one split's (index) or one block's (distribution) metrics.
+METRICS_DEFINITION = {INDEX: "split_metrics", DISTRIBUTION: "block_metrics"}
+
+
+def schema_file() -> dict:
+    """The committed result schema, from the ``leaderboard`` data package."""
     return json.loads(resources.files("leaderboard").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
+def with_registered_metrics(document: dict) -> dict:
+    """``document`` (a result schema) with every registered metric's field(s) in its kinds'
+    metrics definition (``cultbench.metrics``), required where the metric says so. For the
+    metrics the committed file already describes, this changes nothing (a test checks it)."""
+    document = json.loads(json.dumps(document))
+    for kind, name in METRICS_DEFINITION.items():
+        definition = document["$defs"][name]
+        for metric in metrics_for(kind):
+            value = metric.schema_for(kind)
+            fields = {metric.name: value}
+            if metric.per_variant is not None:
+                fields[f"{metric.name}_per_variant"] = {
+                    "type": "object", "minProperties": 1, "propertyNames": {"$ref": "#/$defs/name"},
+                    "additionalProperties": {k: v for k, v in value.items() if k != "description"}}
+            for field_, fragment in fields.items():
+                definition["properties"].setdefault(field_, fragment)
+                if metric.required and field_ not in definition["required"]:
+                    definition["required"].append(field_)
+    return document
+
+
+def schema() -> dict:
+    """The result schema records are validated against: the committed file and the registered metrics."""
+    return _schema(tuple(METRICS))
+
+
 @lru_cache(maxsize=None)
+def _schema(metric_names: tuple[str, ...]) -> dict:
+    return with_registered_metrics(schema_file())
+
+
+
+
 def _validator() -> jsonschema.protocols.Validator:
-    cls = jsonschema.validators.validator_for(schema())
-    cls.check_schema(schema())
-    return cls(schema())
+    return _validator_for(tuple(METRICS))
+
+
+@lru_cache(maxsize=None)
+def _validator_for(metric_names: tuple[str, ...]) -> jsonschema.protocols.Validator:
+    document = _schema(metric_names)
+    cls = jsonschema.validators.validator_for(document)
+    cls.check_schema(document)
+    return cls(document)
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -236,28 +272,11 @@ def _selection_summary(selection: Mapping) -> dict:
 
 def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Mapping, target: Mapping,
                  run: Mapping, engine: str = "cultbench-scorer", lm_eval: Mapping | None = None) -> dict:
-    """The result record of one combination, from the alignment (``aligners.Alignment``) and
-    ``cultbench.evaluation.evaluate_candidate``'s output for the one target."""
-    name = target_key(target)
-    splits, metrics = {}, {"precision": evaluation["precision"]}
-    for split in SPLITS:
-        scored = evaluation["splits"][split]
-        versus = scored["targets"][name]
-        dims = list(scored["indices"])
-        splits[split] = {k: scored[k] for k in ("variants", "indices", "indices_per_variant", "expected_answers",
-                                                "option_mass", "option_mass_per_item")}
-        metrics[split] = {
-            "l1": versus["l1"], "l1_per_variant": versus["l1_per_variant"], "signed_error": versus["signed_error"],
-            "option_mass": scored["option_mass"],
-            "dimension_rank_agreement": rank_agreement([scored["indices"][d] for d in dims],
-                                                       [target["scores"][d] for d in dims]),
-        }
-    if all("diagnostics" in evaluation["splits"][s] for s in SPLITS) and "diagnostics" in evaluation:
-        metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
-                                  "all": evaluation["diagnostics"]}
-    instrument = {**evaluation["instrument"], "dimensions": list(evaluation["splits"]["train"]["indices"])}
-    record = _record(key, alignment, model_info, engine, instrument, dict(evaluation["constants"]), dict(target),
-                     splits, metrics, run)
+    """The result record of one combination, from the alignment (``aligners.Alignment``) and the
+    evaluation of the candidate (``cultbench.evaluation.evaluate``) for the one target: what the
+    instrument's kind keeps of each split and its metrics (``cultbench.kinds``)."""
+    instrument, constants, splits, metrics = kind_of(evaluation["instrument"]).record_parts(evaluation, target)
+    record = _record(key, alignment, model_info, engine, instrument, constants, dict(target), splits, metrics, run)
     if lm_eval is not None:
         record["lm_eval"] = dict(lm_eval)
     return record
@@ -281,27 +300,3 @@ def _record(key: Mapping, alignment, model_info: Mapping, engine: str, instrumen
         "variants": dict(key["variants"]),
         "splits": splits, "metrics": metrics, "history": history_summary(alignment), "run": dict(run),
     }
-
-
-def build_distribution_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Mapping, target: Mapping,
-                              run: Mapping, engine: str = "cultbench-scorer") -> dict:
-    """The result record of one combination on a distribution instrument, from the alignment and
-    ``cultbench.distribution_evaluation.evaluate_distribution``'s output for the one target: the
-    similarity on each block of ``BLOCKS`` and the diagnostics per wording split and overall."""
-    name = target["name"]
-    metrics = {"precision": evaluation["precision"]}
-    for block, (wordings, questions) in BLOCKS.items():
-        got = evaluation["splits"][wordings]["questions"][questions]
-        t = got["targets"][name]
-        sim = t["similarity"]
-        metrics[block] = {"wordings": wordings, "questions": questions, "similarity": sim,
-                          "jsd": None if sim is None else 1.0 - sim,
-                          "similarity_per_variant": t["similarity_per_variant"], "items": got["items"],
-                          "items_asked": t["items_asked"], "rank": t["rank"],
-                          "countries_ranked": got["countries_ranked"], "option_mass": got["option_mass"]}
-    metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
-                              "all": evaluation["diagnostics"]}
-    splits = {s: {k: evaluation["splits"][s][k] for k in ("variants", "option_mass", "questions", "answer_shares")}
-              for s in SPLITS}
-    return _record(key, alignment, model_info, engine, dict(evaluation["instrument"]), {}, dict(target), splits,
-                   metrics, run)

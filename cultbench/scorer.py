@@ -27,6 +27,8 @@ import torch
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
+from cultbench.kinds import kind_of
+from cultbench.metrics import DISTRIBUTION
 from cultbench.models import resolve_dtype
 from cultbench.packing import SOFT, Layout, pack, stack_rows, suffix_rows
 from cultbench.prompts import PromptVariant, displayed_options, option_labels, render_prompt
@@ -227,7 +229,7 @@ class SurveyScorer:
 
     @property
     def _distribution(self) -> bool:
-        return getattr(self.instrument, "kind", "index") == "distribution"
+        return kind_of(self.instrument).name == DISTRIBUTION
 
     def _candidates(self, soft_prompts, personas) -> tuple[list, list, int]:
         """(soft prompts, personas, C): both lists of length C, None where a candidate has none."""
@@ -451,7 +453,7 @@ def default_padding(instrument: Instrument, device: torch.device) -> float:
     would hold one or two rows) and on a GPU (a Llama-3-8B-shaped model on an H200 scored 10
     candidates 1.46x faster with 0.25 than with 0, 20 and 40 within 3%, and took prompt-tuning
     steps 1.8-3.1x faster: docs/gpu-check-h200.json); else 0, rows of one width per forward."""
-    distribution = getattr(instrument, "kind", "index") == "distribution"
+    distribution = kind_of(instrument).name == DISTRIBUTION
     return 0.25 if distribution or torch.device(device).type == "cuda" else 0.0
 
 
@@ -480,3 +482,15 @@ def _buckets(items: list, width, padding: float) -> list[tuple[int, list]]:
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def score_candidate(model, tokenizer, instrument, variants, *, soft_prompt=None, persona: str | None = None,
+                    baseline: bool = False, constants: dict | None = None, max_batch_mb: float | None = None):
+    """(the scorer, its scores) of one candidate (a soft prompt and/or a persona, or nothing) on
+    ``variants``; with ``baseline``, the naive model (no soft prompt, no persona) as a second
+    candidate in the same call. What both kinds of evaluation start from."""
+    kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
+    scorer = SurveyScorer(model, tokenizer, instrument, variants, constants=constants, **kwargs)
+    if baseline:
+        return scorer, scorer.score([soft_prompt, None], [persona, None])
+    return scorer, scorer.score(None if soft_prompt is None else [soft_prompt], [persona])

@@ -39,16 +39,16 @@ import numpy as np
 from cultbench.atomic import write_text_atomic
 from cultbench.diagnostics import MAX_POSITION_BIAS, MAX_REVERSAL_DISTANCE
 from cultbench.errors import CultbenchError
+from aligners.registry import available_aligners, display_key
 from cultbench.leaderboard import Entries, aggregate, stat
 from cultbench.leaderboard_page import chart_colours, convergence_svg, target_label
+from cultbench.metrics import INDEX, primary_metric
 from cultbench.prompts import all_variants, variants_version
 from cultbench.results import SPLITS
 from cultbench.stats import paired_comparison
 from cultbench.study_markdown import render_study_markdown
 
 STUDY_FORMAT = 2
-# Aligners in the order of the paper's story: baselines, the searches, the gradient reference.
-ALIGNER_ORDER = ("naive", "icl", "icl-profile", "random", "de", "cmaes", "prompt-tuning")
 BASELINE = "naive"
 PRIMARY, SECONDARY = "primary", "secondary"
 # (a, b, family): is a's L1 lower than b's? The primary family is the paper's claim about DE (does it
@@ -97,8 +97,16 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def _order(name: str) -> tuple:
-    base = name.split(" (")[0].split(" [")[0]
-    return (ALIGNER_ORDER.index(base) if base in ALIGNER_ORDER else len(ALIGNER_ORDER), name)
+    """Aligners (or their labels) in their declared display order (``Aligner.display_order``: the
+    paper's story, baselines, the searches, the gradient references; then other aligners)."""
+    return display_key(name)
+
+
+def comparisons_for(names, comparisons=COMPARISONS) -> tuple:
+    """``comparisons``, and each aligner of ``names`` they do not name against the naive model
+    (secondary family), so that any aligner with entries, a plugin too, is compared."""
+    named = {n for a, b, _ in comparisons for n in (a, b)} | {BASELINE}
+    return tuple(comparisons) + tuple((n, BASELINE, SECONDARY) for n in sorted(set(names) - named, key=_order))
 
 
 def _labels(rows: list[dict], name: str) -> list[str]:
@@ -173,7 +181,9 @@ def _other_wording(groups: dict, a: str, b: str) -> str | None:
 
 
 def _l1(split: str):
-    return lambda r: r["metrics"][split]["l1"]
+    """A record's primary metric (``cultbench.metrics``: the L1 of index instruments) on ``split``."""
+    name = primary_metric(INDEX).name
+    return lambda r: r["metrics"][split][name]
 
 
 def _diagnostic(read):
@@ -208,7 +218,7 @@ def coverage(records: list[dict], labels: dict[tuple, str], grid: dict | None = 
     else:
         targets = sorted({_target(r) for r in records})
         seeds = sorted({r["aligner"]["seed"] for r in records if r["aligner"]["seed"] is not None})
-        names = list(ALIGNER_ORDER)
+        names = list(available_aligners())
     out = []
     for name in sorted(set(names) | set(present), key=_order):
         mine, in_grid = present.get(name, set()), name in names
@@ -324,6 +334,58 @@ def diagnostics_changes(a: str, naive: str, groups: dict, seed: int) -> list[dic
                   a=a, b=naive, diagnostic=key, measure="validity diagnostics") for key, read in DIAGNOSTICS]
 
 
+def _per_aligner(label: str, own: list[dict], per_target: dict, dims: list[str]) -> dict:
+    """One aligner setup over its targets: L1, option mass and |error| (each target's seed mean,
+    then over targets), L1 per prompt variant and its spread, and the search's own fitness beside
+    its full-precision re-score. ``own``: its rows of the study's table; ``per_target``: target ->
+    its records (seeds)."""
+    own_records = [r for rs in per_target.values() for r in rs]
+    searched = [r["history"]["best_fitness_search"] for r in own_records
+                if r["history"] is not None and r["history"].get("best_fitness_search") is not None]
+    return {
+        "aligner": label, "targets": len(own),
+        "l1": {s: stat(t["l1"][s]["mean"] for t in own) for s in SPLITS},
+        "option_mass": {s: stat(t["option_mass"][s]["mean"] for t in own) for s in SPLITS},
+        "abs_error": {s: {d: stat(t["abs_error"][s][d] for t in own)["mean"] for d in dims} for s in SPLITS},
+        "variants": {s: own_records[0]["variants"][s] for s in SPLITS},
+        # per variant: mean over targets of the mean over seeds
+        "l1_per_variant": {v: stat(stat(r["metrics"][s]["l1_per_variant"][v] for r in rs)["mean"]
+                                   for rs in per_target.values())["mean"]
+                           for s in SPLITS for v in own_records[0]["variants"][s]},
+        # per target: largest minus smallest variant's L1 (seed means), averaged over targets
+        "variant_spread": stat(
+            max(m_) - min(m_) for m_ in ([stat(r["metrics"][s]["l1_per_variant"][v] for r in rs)["mean"]
+                                          for s in SPLITS for v in rs[0]["variants"][s]]
+                                         for rs in per_target.values())),
+        "search_fitness": stat(searched) if searched else None,
+        "fitness": stat(r["aligner"]["fitness"] for r in own_records) if searched else None}
+
+
+def _l1_tests(rows: list[dict], groups: dict, comparisons, seed: int) -> tuple[list[dict], list[dict]]:
+    """(done, skipped): the paired L1 tests of ``comparisons`` and of every other aligner with
+    entries against the naive model (``comparisons_for``), on both splits, Holm-adjusted within
+    each family; a comparison without entries or across wordings is skipped, with the reason."""
+    l1_tests = []
+    asked = comparisons_for({r["aligner"]["name"] for r in rows}, comparisons)
+    for a_name, b_name, family in asked:
+        a_labels, b_labels = _labels(rows, a_name), _labels(rows, b_name)
+        if not a_labels or not b_labels:
+            absent = " or ".join(n for n, ls in ((a_name, a_labels), (b_name, b_labels)) if not ls)
+            l1_tests.append({"a": a_name, "b": b_name, "family": family, "skipped": f"no entries of {absent}"})
+        for a, b in ((a, b) for a in a_labels for b in b_labels):
+            if _other_wording(groups, a, b):
+                l1_tests.append({"a": a, "b": b, "family": family, "skipped": _other_wording(groups, a, b)})
+                continue
+            l1_tests += [_test(_means(groups[a], _l1(s)), _means(groups[b], _l1(s)), seed, a=a, b=b, split=s,
+                               family=family, measure="L1") for s in SPLITS]
+    tests, skipped = [], []
+    for family in dict.fromkeys(c[2] for c in asked):
+        done, left = _family([t for t in l1_tests if t["family"] == family])
+        tests += done
+        skipped += left
+    return tests, skipped
+
+
 def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict | None = None) -> dict:
     """The study document (JSON-ready) of the valid entries of a folder; ``grid``: the experiment's
     targets ({"name", "source"}), aligners ({name: whether it searches}) and seeds, to say which
@@ -351,47 +413,9 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
                   "signed_error": {s: {d: r["signed_error"][s][d]["mean"] for d in dims} for s in SPLITS},
                   "abs_error": {s: {d: abs(r["signed_error"][s][d]["mean"]) for d in dims} for s in SPLITS}}
                  for r in sorted(mine, key=lambda r: (r["target"]["name"], _order(r["aligner_label"])))]
-        per_aligner = []
-        for label in aligners:
-            own = [t for t in table if t["aligner"] == label]
-            own_records = [r for rs in groups[label].values() for r in rs]
-            per_target = groups[label]
-            searched = [r["history"]["best_fitness_search"] for r in own_records
-                        if r["history"] is not None and r["history"].get("best_fitness_search") is not None]
-            per_aligner.append({
-                "aligner": label, "targets": len(own),
-                "l1": {s: stat(t["l1"][s]["mean"] for t in own) for s in SPLITS},
-                "option_mass": {s: stat(t["option_mass"][s]["mean"] for t in own) for s in SPLITS},
-                "abs_error": {s: {d: stat(t["abs_error"][s][d] for t in own)["mean"] for d in dims} for s in SPLITS},
-                "variants": {s: own_records[0]["variants"][s] for s in SPLITS},
-                # per variant: mean over targets of the mean over seeds
-                "l1_per_variant": {v: stat(stat(r["metrics"][s]["l1_per_variant"][v] for r in rs)["mean"]
-                                           for rs in per_target.values())["mean"]
-                                   for s in SPLITS for v in own_records[0]["variants"][s]},
-                # per target: largest minus smallest variant's L1 (seed means), averaged over targets
-                "variant_spread": stat(
-                    max(m_) - min(m_) for m_ in ([stat(r["metrics"][s]["l1_per_variant"][v] for r in rs)["mean"]
-                                                  for s in SPLITS for v in rs[0]["variants"][s]]
-                                                 for rs in per_target.values())),
-                "search_fitness": stat(searched) if searched else None,
-                "fitness": stat(r["aligner"]["fitness"] for r in own_records) if searched else None})
-        l1_tests = []
-        for a_name, b_name, family in comparisons:
-            a_labels, b_labels = _labels(mine, a_name), _labels(mine, b_name)
-            if not a_labels or not b_labels:
-                absent = " or ".join(n for n, ls in ((a_name, a_labels), (b_name, b_labels)) if not ls)
-                l1_tests.append({"a": a_name, "b": b_name, "family": family, "skipped": f"no entries of {absent}"})
-            for a, b in ((a, b) for a in a_labels for b in b_labels):
-                if _other_wording(groups, a, b):
-                    l1_tests.append({"a": a, "b": b, "family": family, "skipped": _other_wording(groups, a, b)})
-                    continue
-                l1_tests += [_test(_means(groups[a], _l1(s)), _means(groups[b], _l1(s)), seed, a=a, b=b, split=s,
-                                   family=family, measure="L1") for s in SPLITS]
-        tests, skipped = [], []
-        for family in dict.fromkeys(c[2] for c in comparisons):
-            done, left = _family([t for t in l1_tests if t["family"] == family])
-            tests += done
-            skipped += left
+        per_aligner = [_per_aligner(label, [t for t in table if t["aligner"] == label], groups[label], dims)
+                       for label in aligners]
+        tests, skipped = _l1_tests(mine, groups, comparisons, seed)
         naive = _labels(mine, BASELINE)
         others = [a for a in aligners if a not in naive]
         pairs = [(a, n) for a in others for n in naive if not _other_wording(groups, a, n)]

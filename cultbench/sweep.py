@@ -12,7 +12,7 @@ whose result does not depend on the seed (``seeded = False``: prompt-tuning) run
 
 A distribution instrument (GlobalOpinionQA, with ``data``) is aligned on its training questions
 under the training wordings and evaluated on every question under every wording; its results are
-distribution records (``cultbench.results.build_distribution_record``).
+distribution records (``cultbench.kinds``).
 
 Where the combinations run is the sweep's executor (:class:`Executor`): :class:`LocalExecutor`
 in this process, or one of Ray's in ``cultbench.distributed``; the caller (the CLI) picks it.
@@ -31,19 +31,18 @@ from typing import Callable, Iterator, Protocol
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from aligners import Alignment, AlignmentProblem, SoftPromptAligner, get_aligner_class
+from aligners import Alignment, get_aligner_class
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from aligners.checkpoint import CHECKPOINT_NAME
 from aligners.search import check_seed
+from cultbench.aligning import align_target, fitting, prepare_aligner, search_scorer
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.distribution_evaluation import evaluate_distribution
-from cultbench.evaluation import evaluate_candidate
+from cultbench.evaluation import evaluate
 from cultbench.instruments import load_instrument_with_data, resolve_target
-from cultbench.metrics import check_distance
 from cultbench.models import DEFAULT_MODEL, check_precisions, load_model, locate_model, model_sha256, resolve_dtype
-from cultbench.profiles import Profile, lookup
+from cultbench.profiles import Profile
 from cultbench.prompts import get_variants, variants_file, variants_version
-from cultbench.results import (SPLITS, build_distribution_record, build_record, combination_key, entry_stem,
+from cultbench.results import (SPLITS, build_record, combination_key, entry_stem,
                                read_record, run_info, write_record)
 from cultbench.scorer import SurveyScorer
 from cultbench.summary import result_headline
@@ -152,34 +151,18 @@ class Sweep:
                                                     spec.cleaning)
         self.distribution = self.instrument.kind == "distribution"
         # What the aligners fit: a distribution instrument's training questions; an index instrument whole.
-        self.fitted = self.instrument.subset("train") if self.distribution else self.instrument
+        self.fitted, self.distance, dimensions = fitting(self.instrument, spec.distance, spec.dimensions)
         self.constants = self.instrument.constants(spec.constants)
-        if self.distribution:
-            if spec.distance not in ("l1", "jsd") or spec.dimensions:
-                raise CultbenchError(f"{self.instrument.name} is a distribution instrument: its distance is jsd, "
-                                     "over its training questions (no --distance or --dimensions)")
-            self.distance, self.dimensions = "jsd", []
-            profiles = [resolve_target(self.instrument, t, source=spec.source) for t in spec.targets]
-        else:
-            self.distance = check_distance(spec.distance)
-            self.dimensions = list(spec.dimensions or self.instrument.dimension_ids)
-            profiles = [lookup(t, source=spec.source, dimensions=spec.dimensions) for t in spec.targets]
+        self.dimensions = [] if self.distribution else list(dimensions or self.instrument.dimension_ids)
+        profiles = [resolve_target(self.instrument, t, source=spec.source, dimensions=dimensions) for t in spec.targets]
         spec.dtype, spec.search_dtype = check_precisions(spec.dtype, spec.search_dtype)
         self.variants = {split: get_variants(split, path=variants_file(self.instrument)) for split in SPLITS}
         self.profiles = list({(p.name, p.source): p for p in profiles}.values())  # "US" and "USA" are one target
-        self.aligners = {name: self._make_aligner(name) for name in _unique(spec.aligners)}
-        for instance in self.aligners.values():  # e.g. icl-profile refuses a distribution instrument
-            if callable(getattr(instance, "check_instrument", None)):
-                instance.check_instrument(self.instrument)
-        self._check_params()
         for budget in spec.budgets:
             if isinstance(budget, bool) or budget < 1:
                 raise CultbenchError(f"--budget {budget}: give a positive number of candidate evaluations")
-            for instance in self.aligners.values():
-                if isinstance(instance, SoftPromptAligner):  # reserves the fp32 finalists of a reduced-precision search
-                    instance.check_budget(budget, spec.search_dtype != spec.dtype)
-                elif callable(getattr(instance, "check_budget", None)):  # prompt tuning
-                    instance.check_budget(budget)
+        self.aligners = {name: self._make_aligner(name) for name in _unique(spec.aligners)}
+        self._check_params()
         for seed in spec.seeds:
             try:
                 check_seed(seed)
@@ -189,10 +172,11 @@ class Sweep:
         _make_dir(spec.runs_dir, "--runs-dir")
 
     def _make_aligner(self, name: str):
-        cls = get_aligner_class(name)
-        fields = {p["name"] for p in cls.config_class.describe_params()}
+        """The aligner with its own hyper-parameters of ``--param`` (a sweep's apply to every aligner
+        that has them), checked against the instrument and every budget."""
+        fields = {p["name"] for p in get_aligner_class(name).config_class.describe_params()}
         own = {k: v for k, v in self.spec.params.items() if k in fields}
-        return cls(cls.config_class.from_dict(own))
+        return prepare_aligner(name, own, self.instrument, _unique(self.spec.budgets), self.reduced_precision())
 
     def _check_params(self) -> None:
         known = {p["name"] for a in self.aligners.values() for p in a.config_class.describe_params()}
@@ -267,11 +251,11 @@ class Sweep:
 
     def searches(self, aligner: str) -> bool:
         """False for aligners whose result depends on neither seed nor budget (the baselines)."""
-        return bool(getattr(self.aligners[aligner], "searches", True))
+        return bool(self.aligners[aligner].searches)
 
     def seeded(self, aligner: str) -> bool:
         """False for aligners whose result does not depend on the seed: they run with the first seed."""
-        return bool(getattr(self.aligners[aligner], "seeded", True))
+        return bool(self.aligners[aligner].seeded)
 
     def load(self, model: str, device: str | None = None) -> tuple:
         """(the loaded model, its full-precision scorer on the training variants)."""
@@ -288,13 +272,12 @@ class Sweep:
     def reduced_precision(self) -> bool:
         return resolve_dtype(self.spec.search_dtype) != resolve_dtype(self.spec.dtype)
 
-    def local_search_scorer(self, loaded, exact):
-        """The searches' scorer in this process: a reduced-precision copy for ``search_dtype``
-        below the model's, else the full-precision scorer itself."""
-        if not self.reduced_precision():
-            return exact
-        return SurveyScorer(loaded.model, loaded.tokenizer, self.fitted, self.variants["train"],
-                            constants=self.constants, dtype=self.spec.search_dtype, **self.scorer_bound())
+    def local_search_scorer(self, loaded, exact, model: str | None = None, ray=None):
+        """The searches' scorer (``aligning.search_scorer``): a reduced-precision copy for
+        ``search_dtype`` below the model's, else the full-precision scorer itself; with ``ray``
+        (RayScorer, its actor settings bound), actors that each load ``model``."""
+        return search_scorer(loaded, exact, model_name=model, dtype=self.spec.dtype,
+                             search_dtype=self.spec.search_dtype, ray=ray, **self.scorer_bound())
 
     def run_combinations(self, todo, loaded, exact, search, bar) -> Iterator[tuple[str, Path]]:
         """Run ``todo`` (combinations of one model) with that model's scorers, one after another;
@@ -363,13 +346,12 @@ class Sweep:
             alignment = Alignment.from_pretrained(saved, model_info=loaded.info)
             self.echo(f"{label}: evaluating the alignment saved in {saved}")
         else:
-            problem = AlignmentProblem(search, combo.target, dimensions=None if self.distribution else s.dimensions,
-                                       distance=self.distance, model_info=loaded.info, exact_scorer=exact)
             if resumed:
                 self.echo(f"{label}: resuming the search checkpointed in {run_dirs[0]}")
-            alignment = self.aligners[combo.aligner].align(problem, combo.budget, seed=combo.seed,
-                                                           run_dir=run_dirs[0], resume=resumed,
-                                                           progress=s.progress)
+            alignment, _ = align_target(self.aligners[combo.aligner], combo.target, search, exact,
+                                        model_info=loaded.info, budget=combo.budget, seed=combo.seed,
+                                        distance=self.distance, dimensions=None if self.distribution else s.dimensions,
+                                        run_dir=run_dirs[0], resume=resumed, progress=s.progress)
         searched = alignment.search is not None
         key = self.key(combo, alignment.seed, alignment.budget,
                        keyed["search_dtype"] if searched else None)
@@ -377,21 +359,16 @@ class Sweep:
         if saved is None:
             alignment.save_pretrained(s.runs_dir / stem)
         t1 = time.perf_counter()
-        if self.distribution:  # every question under every wording: four blocks
-            evaluation = evaluate_distribution(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
-                                               soft_prompt=alignment.soft_prompt, persona=alignment.persona,
-                                               max_batch_mb=s.max_batch_mb)
-        else:
-            evaluation = evaluate_candidate(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
-                                            soft_prompt=alignment.soft_prompt, persona=alignment.persona,
-                                            constants=self.constants, max_batch_mb=s.max_batch_mb)
+        # a distribution instrument: every question under every wording, four blocks
+        evaluation = evaluate(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
+                              soft_prompt=alignment.soft_prompt, persona=alignment.persona,
+                              constants=self.constants, max_batch_mb=s.max_batch_mb)
         t2 = time.perf_counter()
         run = run_info(wall_time_s=t2 - t0, align_time_s=t1 - t0, evaluate_time_s=t2 - t1, started=started,
                        device=loaded.info.get("device", s.device), resumed=resumed,
                        command=self.command(combo, key))
-        build = build_distribution_record if self.distribution else build_record
-        record = build(key=key, alignment=alignment, evaluation=evaluation, model_info=loaded.info,
-                       target=combo.target.to_dict(), run=run)
+        record = build_record(key=key, alignment=alignment, evaluation=evaluation, model_info=loaded.info,
+                              target=combo.target.to_dict(), run=run)
         return record, stem, alignment
 
     def command(self, combo: Combination, key: dict) -> str:

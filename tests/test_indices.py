@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from conftest import check_one_line_error
 from cultbench.cli import main
-from cultbench.cli.options import parse_constants
+from cultbench.constants import parse_constants
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 

@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from cultbench.cli import main
-from cultbench.cli.run import experiment_grid
+from cultbench.experiments import experiment_grid
 from cultbench.leaderboard import Entries, collect
 from cultbench.prompts import variants_version
 from cultbench.stats import paired_comparison

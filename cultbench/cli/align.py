@@ -7,6 +7,7 @@ seconds to import, and every other cultbench command would pay for them at start
 from __future__ import annotations
 
 import signal
+from functools import partial
 from pathlib import Path
 
 import click
@@ -132,10 +133,9 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
         --budget 300 --seed 0 --param popsize=10 --param n_virtual=4 \\
         --search-dtype bfloat16          # writes runs/de-us-s0
     """
-    from aligners import AlignmentProblem, SoftPromptAligner, get_aligner_class
     from aligners.base import final_result
     from aligners.checkpoint import CHECKPOINT_NAME
-    from aligners.objective import check_distance
+    from cultbench.aligning import align_target, fitting, prepare_aligner, search_scorer
     from cultbench.instruments import load_instrument_with_data, resolve_target
     from cultbench.models import DEFAULT_MODEL, check_precisions, load_model
     from cultbench.prompts import get_variants, variants_file
@@ -143,23 +143,11 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     from cultbench.summary import alignment_text
 
     dtype, search_dtype = check_precisions(dtype, search_dtype)
-    reduced = search_dtype != dtype
-    cls = get_aligner_class(aligner)
-    instance = cls(cls.config_class.from_dict(parse_params(params)))
-    # Everything that can be checked without the model is checked before loading it.
-    if isinstance(instance, SoftPromptAligner):  # reserves the fp32 finalists of a reduced-precision search
-        instance.check_budget(budget, reduced)
-    elif callable(getattr(instance, "check_budget", None)):  # prompt tuning
-        instance.check_budget(budget)
     dims = [d for d in dimensions.split(",") if d.strip()] if dimensions else None
-    inst = load_instrument_with_data(instrument, data, heldout_items, split_seed, cleaning)
-    if callable(getattr(instance, "check_instrument", None)):  # e.g. icl-profile refuses a distribution instrument
-        instance.check_instrument(inst)
-    if inst.kind == "distribution":  # fitted on the training questions; the others are held out
-        inst = inst.subset("train")
-        distance = None if distance == "l1" else distance  # the instrument's own distance (jsd)
-    else:
-        check_distance(distance)
+    # Everything that can be checked without the model is checked before loading it.
+    full = load_instrument_with_data(instrument, data, heldout_items, split_seed, cleaning)
+    instance = prepare_aligner(aligner, parse_params(params), full, [budget], search_dtype != dtype)
+    inst, distance, dims = fitting(full, distance, dims)
     profile = resolve_target(inst, target, source=source, dimensions=dims)
     slug = (profile.iso2 or profile.code or profile.name.replace(" ", "-")).lower()
     output = output or Path("runs") / f"{aligner}-{slug}-s{seed}"
@@ -168,22 +156,18 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     loaded = load_model(model or DEFAULT_MODEL, dtype=dtype, device=device)
     bound = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
     exact = SurveyScorer(loaded.model, loaded.tokenizer, inst, chosen, constants=constants, **bound)
-    # The search may run on the scorer's bf16 copy of the model; its finalists are re-scored exactly.
-    search = exact
+    ray = None
     if workers or ray_address:  # the search on Ray actors; the final pick is scored here
         from cultbench.distributed import RayScorer
 
-        search = RayScorer(loaded.model, loaded.tokenizer, inst, chosen, model_name=model or DEFAULT_MODEL,
-                           model_dtype=dtype, constants=constants, dtype=search_dtype if reduced else None,
-                           workers=workers, address=ray_address, num_gpus_per_worker=num_gpus_per_worker, **bound)
-    elif reduced:
-        search = SurveyScorer(loaded.model, loaded.tokenizer, inst, chosen, constants=constants,
-                              dtype=search_dtype, **bound)
-    problem = AlignmentProblem(search, profile, dimensions=dims, distance=distance, model_info=loaded.info,
-                               exact_scorer=exact)
+        ray = partial(RayScorer, workers=workers, address=ray_address, num_gpus_per_worker=num_gpus_per_worker)
+    search = search_scorer(loaded, exact, model_name=model or DEFAULT_MODEL, dtype=dtype, search_dtype=search_dtype,
+                           ray=ray, **bound)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        alignment = instance.align(problem, budget, seed=seed, run_dir=output, resume=resume, progress=progress)
+        alignment, problem = align_target(instance, profile, search, exact, model_info=loaded.info, budget=budget,
+                                          seed=seed, distance=distance, dimensions=dims, run_dir=output,
+                                          resume=resume, progress=progress)
     except KeyboardInterrupt:
         if (output / CHECKPOINT_NAME).exists():
             click.echo(f"The checkpoint in {output} keeps every finished generation; run the same command "

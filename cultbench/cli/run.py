@@ -12,66 +12,10 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 
 from cultbench.cli.align import _raise_interrupt, parse_params
 from cultbench.cli.options import PositiveNumber, constant_option, data_options, ray_options
 from cultbench.errors import CultbenchError, did_you_mean
-
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    tomllib = None
-
-
-def _read_config(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CultbenchError(f"--config {path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            if tomllib is None:
-                raise CultbenchError("--config: TOML files need Python 3.11 or later; use YAML")
-            data = tomllib.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise CultbenchError(f"--config {path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'} "
-                             f"({' '.join(str(exc).split())[:200]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise CultbenchError(f"--config {path}: expected a mapping of option names to values")
-    return data
-
-
-# What `cultbench run` runs when the command line and the config file name no aligner or seed.
-DEFAULT_ALIGNERS, DEFAULT_SEEDS = ("naive", "icl", "de"), (0,)
-
-
-def experiment_grid(path: Path) -> dict:
-    """The combinations an experiment file asks `cultbench run` for, as the study compares them
-    with the entries: its targets (name and source), its aligners (each with whether it searches,
-    i.e. runs once per seed; ``unseeded``: those that run with the first seed only), its seeds and
-    its budgets (none: `cultbench run`'s default)."""
-    from aligners import get_aligner_class
-    from cultbench.profiles import lookup
-
-    data = _read_config(path)
-    as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
-    if not data.get("target"):
-        raise CultbenchError(f"--experiment {path}: it names no target")
-    profiles = [lookup(t, source=data.get("source")) for t in as_list(data["target"])]
-    names = [str(a) for a in as_list(data.get("aligner") or list(DEFAULT_ALIGNERS))]
-    return {"file": path.as_posix(),
-            "targets": list({(p.name, p.source): {"name": p.name, "source": p.source} for p in profiles}.values()),
-            "aligners": {a: bool(getattr(get_aligner_class(a), "searches", True)) for a in dict.fromkeys(names)},
-            # searching aligners whose result does not depend on the seed: run with the first seed only
-            "unseeded": [a for a in dict.fromkeys(names) if not getattr(get_aligner_class(a), "seeded", True)],
-            "seeds": [int(s) for s in dict.fromkeys(as_list(data.get("seed") or list(DEFAULT_SEEDS)))],
-            "budgets": [int(b) for b in dict.fromkeys(as_list(data.get("budget") or []))]}
-
 
 def _as_pairs(value) -> list[str]:
     """A mapping {name: value} (from a config file) as ["name=value", ...]; lists pass through."""
@@ -91,7 +35,9 @@ def load_config(ctx: click.Context, param, path: Path | None):
     on the command line override them."""
     if path is None:
         return None
-    data = _read_config(path)
+    from cultbench.experiments import read_config
+
+    data = read_config(path)
     params = {p.name: p for p in ctx.command.params if p.name != "config"}
     names = {}
     for p in params.values():
@@ -206,6 +152,7 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
       cultbench run --instrument globalopinionqa --data global_opinions.csv --target Germany \\
         --aligner naive --aligner icl --aligner de --budget 60
     """
+    from cultbench.experiments import DEFAULT_ALIGNERS, DEFAULT_SEEDS
     from cultbench.models import DEFAULT_MODEL
     from cultbench.results import read_record
     from cultbench.summary import run_text
@@ -334,6 +281,7 @@ def study_cmd(entries, markdown, json_path, charts, experiment, check):
       cultbench leaderboard study --entries leaderboard/entries --markdown docs/paper-small.md \\
         --json leaderboard/study.json --charts docs/paper-small --experiment experiments/paper-small.yaml
     """
+    from cultbench.experiments import experiment_grid
     from cultbench.leaderboard import collect
     from cultbench.study import render_study_markdown, study, write_study
 
@@ -365,24 +313,9 @@ def publish_cmd(files, entries):
       cultbench leaderboard publish runs/results/*.json --entries leaderboard/entries
     """
     from cultbench.atomic import write_text_atomic
-    from cultbench.leaderboard import collect
-    from cultbench.results import combination_key_of, entry_id, read_record
+    from cultbench.leaderboard import publishable
 
-    if not entries.is_dir():
-        raise CultbenchError(f"--entries {entries} is not an existing folder")
-    missing = [p for p in files if not p.is_file()]
-    if missing:
-        raise CultbenchError(f"{missing[0]} does not exist; result files are written by `cultbench run` "
-                             "(into runs/results by default)")
-    published = {entry_id(combination_key_of(r)): name for name, r in collect(entries).records.items()}
-    records = {path: read_record(path) for path in files}  # every file is checked before any is copied
-    for path, record in records.items():
-        ident = entry_id(combination_key_of(record))
-        if ident in published:
-            raise CultbenchError(f"{path}: this combination is published already as {entries / published[ident]}")
-        if (entries / path.name).exists():
-            raise CultbenchError(f"{path}: {entries / path.name} exists and holds another combination; rename the file")
-        published[ident] = path.name
+    records = publishable(files, entries)
     for path in records:
         target = entries / path.name
         write_text_atomic(target, path.read_text(encoding="utf-8"))

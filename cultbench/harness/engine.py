@@ -30,7 +30,7 @@ from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError
 from cultbench.harness.model import CultbenchLM
 from cultbench.harness.taskfiles import task_name
-from cultbench.evaluation import versus_target
+from cultbench.evaluation import index_split, versus_target
 from cultbench.profiles import Profile
 from cultbench.prompts import get_variants, variants_version
 
@@ -117,7 +117,9 @@ def evaluate_with_lm_eval(loaded, instrument, targets: Sequence[Profile], *, ali
             "targets": {},
         }
         for target in targets:
-            split_out["targets"][target.key] = versus_target(target, per_variant, names_in, dims)
+            scored = index_split(target, per_variant, names_in, dims, np.stack([mass[n] for n in names_in]),
+                                 split_out["indices"])
+            split_out["targets"][target.key] = versus_target(target, scored)
         out["splits"][split] = split_out
     out["diagnostics"] = diagnostics_of([v.name for v in variants])
     out["lm_eval"] = _jsonable({

@@ -19,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from cultbench.cli.options import parse_constants
+from cultbench.constants import parse_constants
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.instruments import Instrument, load_instrument, resolve_target
+from cultbench.kinds import kind_of
+from cultbench.metrics import DISTRIBUTION
 from cultbench.profiles import Profile, resolve_country
 from cultbench.prompts import PromptVariant, default_variant, get_variants, variants_file
 
@@ -67,7 +69,7 @@ class SurveySettings:
 
     @property
     def distribution(self) -> bool:
-        return getattr(self.instrument, "kind", "index") == "distribution"
+        return kind_of(self.instrument).name == DISTRIBUTION
 
     @property
     def items(self) -> list:
@@ -95,7 +97,7 @@ class SurveySettings:
         ref = str(values["instrument"] or DEFAULT_INSTRUMENT)
         data = None if values["data"] in (None, "") else str(values["data"])
         instrument = load_instrument(ref, data) if data is not None else load_instrument(ref)
-        distribution = getattr(instrument, "kind", "index") == "distribution"
+        distribution = kind_of(instrument).name == DISTRIBUTION
         questions = str(values["questions"] or "all")
         if questions not in QUESTION_SPLITS:
             raise CultbenchError(f"metadata questions={questions!r}; choose {', '.join(QUESTION_SPLITS)}")

@@ -344,43 +344,9 @@ def _clean_row(position: int, row: Mapping, policy: CleaningPolicy, refusal, nam
     shares: dict[str, tuple[float, ...]] = {}
     national: dict[str, bool] = {}
     for key, values in selections.items():
-        counts["entries_read"] += 1
-        if hasattr(values, "tolist"):  # numpy arrays from Parquet
-            values = values.tolist()
-        if not isinstance(values, (list, tuple)):  # e.g. '01', which would read as [0, 1]
-            counts["entries_dropped_shares_not_a_list"] += 1
+        rest = _clean_shares(position, question, key, values, len(texts), kept, policy, counts)
+        if rest is None:
             continue
-        try:
-            if any(isinstance(v, bool) for v in values):
-                raise TypeError("a share is true or false")
-            values = [float(v) for v in values]
-        except (TypeError, ValueError):
-            counts["entries_dropped_unparseable"] += 1
-            continue
-        if len(values) != len(texts):
-            if policy.mismatched == "error":
-                raise CultbenchError(f"row {position} ({question[:50]!r}): {key!r} has {len(values)} shares "
-                                     f"for {len(texts)} options (cleaning policy mismatched=error)")
-            counts["entries_dropped_mismatched"] += 1
-            continue
-        if any(not math.isfinite(v) or v < 0 for v in values):
-            counts["entries_dropped_unparseable"] += 1
-            continue
-        total = sum(values)
-        if abs(total - 1) > policy.sum_tolerance:
-            if policy.off_sum == "drop":
-                counts["entries_dropped_off_sum"] += 1
-                continue
-            counts[f"entries_off_sum_{'renormalised' if policy.off_sum == 'renormalise' else 'kept'}"] += 1
-        rest = [values[k] for k in kept]
-        mass = sum(rest)
-        if mass <= 0:
-            counts["entries_dropped_no_mass"] += 1
-            continue
-        if policy.off_sum != "keep" or abs(total - 1) <= policy.sum_tolerance:
-            if abs(mass - 1) > 1e-12:
-                counts["entries_renormalised"] += 1
-            rest = [v / mass for v in rest]
         name, is_national = clean_country(key, names)
         keys_seen.setdefault(name, set()).add(str(key))
         if name != str(key):
@@ -397,6 +363,49 @@ def _clean_row(position: int, row: Mapping, policy: CleaningPolicy, refusal, nam
     item = Item(id=f"q{position:04d}", block=source, text=question, lead_in=None,
                 scale=tuple(texts[k] for k in kept))
     return item, shares
+
+
+def _clean_shares(position: int, question: str, key, values, n_options: int, kept: list[int],
+                  policy: CleaningPolicy, counts: Counter) -> list[float] | None:
+    """One country's shares of a row, cleaned to the kept options, or None when they are dropped (counted)."""
+    counts["entries_read"] += 1
+    if hasattr(values, "tolist"):  # numpy arrays from Parquet
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):  # e.g. '01', which would read as [0, 1]
+        counts["entries_dropped_shares_not_a_list"] += 1
+        return None
+    try:
+        if any(isinstance(v, bool) for v in values):
+            raise TypeError("a share is true or false")
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        counts["entries_dropped_unparseable"] += 1
+        return None
+    if len(values) != n_options:
+        if policy.mismatched == "error":
+            raise CultbenchError(f"row {position} ({question[:50]!r}): {key!r} has {len(values)} shares "
+                                 f"for {n_options} options (cleaning policy mismatched=error)")
+        counts["entries_dropped_mismatched"] += 1
+        return None
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        counts["entries_dropped_unparseable"] += 1
+        return None
+    total = sum(values)
+    if abs(total - 1) > policy.sum_tolerance:
+        if policy.off_sum == "drop":
+            counts["entries_dropped_off_sum"] += 1
+            return None
+        counts[f"entries_off_sum_{'renormalised' if policy.off_sum == 'renormalise' else 'kept'}"] += 1
+    rest = [values[k] for k in kept]
+    mass = sum(rest)
+    if mass <= 0:
+        counts["entries_dropped_no_mass"] += 1
+        return None
+    if policy.off_sum != "keep" or abs(total - 1) <= policy.sum_tolerance:
+        if abs(mass - 1) > 1e-12:
+            counts["entries_renormalised"] += 1
+        rest = [v / mass for v in rest]
+    return rest
 
 
 def _option_text(option) -> str:

@@ -26,9 +26,22 @@ import yaml
 from cultbench.errors import CultbenchError, did_you_mean
 
 PROFILES_DIR = Path(__file__).parent
-DIMENSIONS: tuple[str, ...] = ("pdi", "idv", "mas", "uai", "lto", "ivr")
 DEFAULT_SOURCE = "hofstede-2015"
 _ALIAS_SEP = ";"
+_ID_COLUMNS = ("ctr", "country")  # a source file's other columns are its dimensions
+
+
+def _file_dimensions(path: Path) -> tuple[str, ...]:
+    """The dimensions a source file has: its header's columns after the country's code and name."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        header = next(csv.reader(fh, delimiter="\t"))
+    return tuple(c.strip().lower() for c in header if c.strip() and c.strip() not in _ID_COLUMNS)
+
+
+# The dimensions of the default source's data (Hofstede's six, in the 2015 matrix): read from its
+# file, not written here. An instrument compares on its own dimensions (``Instrument.dimension_ids``),
+# which callers pass to ``lookup``; another source file may have other columns.
+DIMENSIONS: tuple[str, ...] = _file_dimensions(PROFILES_DIR / "hofstede-2015.tsv")
 
 
 @dataclass(frozen=True)
@@ -56,10 +69,7 @@ class Profile:
     provenance: str = ""
 
     def __post_init__(self):
-        unknown = set(self.scores) - set(DIMENSIONS)
-        if unknown:
-            raise ValueError(f"unknown dimensions {sorted(unknown)} in profile {self.name}")
-        ordered = {d: float(self.scores[d]) for d in DIMENSIONS if d in self.scores}
+        ordered = {str(d).lower(): float(v) for d, v in self.scores.items()}  # in the source's column order
         object.__setattr__(self, "scores", MappingProxyType(ordered))
 
     @property
@@ -142,8 +152,8 @@ def _index() -> dict[str, dict[str, str]]:
     return index
 
 
-def _scores_from_row(row: Mapping[str, str | None]) -> dict[str, float]:
-    return {d: float(row[d]) for d in DIMENSIONS if (row.get(d) or "").strip()}
+def _scores_from_row(row: Mapping[str, str | None], dimensions: Sequence[str]) -> dict[str, float]:
+    return {d: float(row[d]) for d in dimensions if (row.get(d) or "").strip()}
 
 
 @lru_cache(maxsize=None)
@@ -156,13 +166,11 @@ def _sources() -> dict[str, tuple[Source, dict[str, dict[str, float]]]]:
         source = Source(id=entry["id"], title=entry["title"], provenance=entry["provenance"].strip(),
                         estimated=bool(entry["estimated"]), file=entry.get("file"))
         if source.file:
-            rows = {r["ctr"]: _scores_from_row(r) for r in _read_tsv(PROFILES_DIR / source.file)}
-        else:
-            rows = {code: _scores_from_row({k: str(v) for k, v in scores.items()})
+            dims = _file_dimensions(PROFILES_DIR / source.file)
+            rows = {r["ctr"]: _scores_from_row(r, dims) for r in _read_tsv(PROFILES_DIR / source.file)}
+        else:  # inline profiles name their dimensions
+            rows = {code: _scores_from_row({k: str(v) for k, v in scores.items()}, list(scores))
                     for code, scores in entry["profiles"].items()}
-            bad = [k for s in entry["profiles"].values() for k in s if k not in DIMENSIONS]
-            if bad:
-                raise ValueError(f"source {source.id}: unknown dimensions {bad}")
         unknown = sorted(set(rows) - set(known))
         if unknown:
             raise ValueError(f"source {source.id}: codes {unknown} are not in countries.tsv")
@@ -212,16 +220,22 @@ def resolve_country(name: str) -> _Country:
     return table[next(iter(hits))]
 
 
+def known_dimensions() -> list[str]:
+    """Every dimension some source has scores for, the default source's first."""
+    return list(dict.fromkeys([*DIMENSIONS, *(d for _, rows in _sources().values() for s in rows.values() for d in s)]))
+
+
 def _dimensions(dimensions: Iterable[str] | None) -> list[str]:
     if dimensions is None:
         return list(DIMENSIONS)
     ids = [str(d).strip().lower() for d in dimensions]
+    known = known_dimensions()
     if not ids:
-        raise CultbenchError(f"no dimensions given; dimensions are {', '.join(DIMENSIONS)}.")
+        raise CultbenchError(f"no dimensions given; dimensions are {', '.join(known)}.")
     for d in ids:
-        if d not in DIMENSIONS:
+        if d not in known:
             raise CultbenchError(
-                f"unknown dimension {d!r}; dimensions are {', '.join(DIMENSIONS)}.{did_you_mean(d, DIMENSIONS)}"
+                f"unknown dimension {d!r}; dimensions are {', '.join(known)}.{did_you_mean(d, known)}"
             )
     return list(dict.fromkeys(ids))
 

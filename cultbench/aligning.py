@@ -1,0 +1,76 @@
+"""Aligning one target: the steps `cultbench align` and a sweep (``cultbench.sweep``) share.
+
+Before a model loads: the aligner, made from its hyper-parameters and checked against the
+instrument and the budgets (``prepare_aligner``), and what the aligners fit (``fitting``: an index
+instrument whole, with its distance and dimensions; a distribution instrument's training
+questions, with the Jensen-Shannon distance). With the model: the scorer the search runs on
+(``search_scorer``: the full-precision scorer itself, a reduced-precision copy of it, or Ray
+actors) and the alignment (``align_target``). A search's finalists, and everything reported, are
+scored by the full-precision scorer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from aligners import AlignmentProblem, get_aligner_class
+from cultbench.errors import CultbenchError
+from cultbench.kinds import kind_of
+from cultbench.metrics import DISTRIBUTION, check_distance
+from cultbench.models import resolve_dtype
+from cultbench.scorer import SurveyScorer
+
+
+def prepare_aligner(name: str, params: Mapping[str, str], instrument, budgets: Sequence[int] = (),
+                    reduced_precision: bool = False):
+    """The aligner ``name`` with its hyper-parameters (``params``: name -> value, typed by its
+    config), refused before a model loads when it cannot align to ``instrument`` or spend one of
+    ``budgets`` (a search in reduced precision reserves its full-precision finalists)."""
+    cls = get_aligner_class(name)
+    aligner = cls(cls.config_class.from_dict(dict(params)))
+    aligner.check_instrument(instrument)  # e.g. icl-profile refuses a distribution instrument
+    for budget in budgets:
+        aligner.check_budget(budget, reduced_precision)
+    return aligner
+
+
+def fitting(instrument, distance: str | None = "l1", dimensions: Sequence[str] | None = None) -> tuple:
+    """(the instrument the aligners fit, the distance, the dimensions or None for all): an index
+    instrument whole, with a known distance; a distribution instrument's training questions, with
+    its own distance (jsd; ``l1``, the default, is read as it) and no choice of dimensions."""
+    kind = kind_of(instrument)
+    if kind.name == DISTRIBUTION:
+        if distance not in (None, "l1", kind.distance) or dimensions:
+            raise CultbenchError(f"{instrument.name} is a distribution instrument: its distance is {kind.distance}, "
+                                 "over its training questions (no --distance or --dimensions)")
+        return instrument.subset("train"), kind.distance, None
+    return instrument, check_distance(distance or kind.distance), (list(dimensions) if dimensions else None)
+
+
+def search_scorer(loaded, exact: SurveyScorer, *, model_name: str, dtype: str, search_dtype: str | None,
+                  ray: Callable | None = None, **bound):
+    """The scorer a search runs on: with ``ray`` (``cultbench.distributed.RayScorer``, its actor
+    settings bound), actors that each load the model; else, for ``search_dtype`` below ``dtype``, a
+    reduced-precision copy of ``exact``; else ``exact`` itself. ``bound``: the memory bound
+    (``max_batch_mb``). The caller closes a scorer that is not ``exact`` when it is done."""
+    reduced = resolve_dtype(search_dtype) != resolve_dtype(dtype)
+    if ray is not None:
+        return ray(loaded.model, loaded.tokenizer, exact.instrument, exact.variants, model_name=model_name,
+                   model_dtype=dtype, constants=exact.constants, dtype=search_dtype if reduced else None, **bound)
+    if not reduced:
+        return exact
+    return SurveyScorer(loaded.model, loaded.tokenizer, exact.instrument, exact.variants, constants=exact.constants,
+                        dtype=search_dtype, **bound)
+
+
+def align_target(aligner, target, search, exact: SurveyScorer, *, model_info: Mapping, budget: int | None,
+                 seed: int, distance: str, dimensions: Sequence[str] | None = None, run_dir: Path | None = None,
+                 resume: bool = False, progress: bool = False):
+    """(the alignment, its problem) of ``aligner`` to ``target``: the search runs on ``search``,
+    its finalists and result are scored by ``exact``; ``run_dir`` holds the search's checkpoint
+    (``resume`` continues it)."""
+    problem = AlignmentProblem(search, target, dimensions=dimensions, distance=distance, model_info=model_info,
+                               exact_scorer=exact)
+    alignment = aligner.align(problem, budget, seed=seed, run_dir=run_dir, resume=resume, progress=progress)
+    return alignment, problem
