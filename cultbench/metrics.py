@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 from cultbench.errors import CultbenchError, did_you_mean
 
@@ -65,6 +63,8 @@ def rank_agreement(model_scores, target_scores) -> dict:
         raise ValueError("rank agreement needs two 1-D arrays of the same length")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return {"kendall_tau": None, "spearman_rho": None, "n": int(len(a))}
+    from scipy import stats  # scipy loads in about a second: only where a rank is computed
+
     return {"kendall_tau": float(stats.kendalltau(a, b).statistic),
             "spearman_rho": float(stats.spearmanr(a, b).statistic), "n": int(len(a))}
 
@@ -78,6 +78,8 @@ def js_distance(p, q) -> np.ndarray:
     p, q = np.broadcast_arrays(np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64))
     if p.shape[-1] < 1:
         raise ValueError("a distribution needs at least one option")
+    from scipy.spatial.distance import jensenshannon  # as in rank_agreement: scipy only when used
+
     with np.errstate(invalid="ignore", divide="ignore"):
         out = jensenshannon(p, q, base=2, axis=-1)
     empty = (np.nansum(p, axis=-1) <= 0) | (np.nansum(q, axis=-1) <= 0) | np.isnan(p).any(-1) | np.isnan(q).any(-1)

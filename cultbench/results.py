@@ -28,8 +28,6 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Mapping
 
-import jsonschema
-
 from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
@@ -58,13 +56,15 @@ def schema() -> dict:
 
 
 @lru_cache(maxsize=None)
-def _validator() -> jsonschema.protocols.Validator:
+def _validator() -> "jsonschema.protocols.Validator":
+    import jsonschema  # here, not at the top: commands that never validate (`--help`) stay fast
+
     cls = jsonschema.validators.validator_for(schema())
     cls.check_schema(schema())
     return cls(schema())
 
 
-def _where(error: jsonschema.ValidationError) -> str:
+def _where(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
@@ -80,7 +80,9 @@ def validation_errors(record) -> list[str]:
         return [f"schema_version {version} is newer than this cultbench reads ({SCHEMA_VERSION}); upgrade cultbench"]
     errors = sorted(_validator().iter_errors(record), key=lambda e: (_where(e), e.message))
     if errors:
-        best = jsonschema.exceptions.best_match(errors)
+        from jsonschema.exceptions import best_match
+
+        best = best_match(errors)
         return [f"{_where(best)}: {best.message[:300]}"] + [f"{_where(e)}: {e.message[:300]}" for e in errors
                                                              if e is not best][:4]
     out = []
