@@ -204,7 +204,9 @@ def library_versions() -> dict:
 
 
 def run_info(*, wall_time_s: float, align_time_s: float, evaluate_time_s: float, started: datetime,
-             device: str, resumed: bool, command: str | None = None) -> dict:
+             device: str, resumed: bool, command: str | None = None, alignment_dir: str | None = None) -> dict:
+    """The run's part of a record; ``alignment_dir``: the folder holding the alignment (what
+    `cultbench evaluate --alignment` and `export-peft` take)."""
     import torch  # only here: every other function of this module is light
 
     return {"wall_time_s": round(wall_time_s, 3), "align_time_s": round(align_time_s, 3),
@@ -214,7 +216,8 @@ def run_info(*, wall_time_s: float, align_time_s: float, evaluate_time_s: float,
             "device": device, "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(terse=True), "python": platform.python_version(),
             "libraries": library_versions(),
-            "command": command if command is not None else " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+            "command": command if command is not None else " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+            **({} if alignment_dir is None else {"alignment_dir": alignment_dir})}
 
 
 def history_summary(alignment) -> dict | None:
@@ -272,7 +275,7 @@ def _record(key: Mapping, alignment, model_info: Mapping, engine: str, instrumen
     return {
         "schema_version": SCHEMA_VERSION, "id": entry_id(key), "engine": engine,
         "model": {k: model_info.get(k) for k in ("id", "kind", "revision", "file_sha256", "dtype", "parameters",
-                                                 "hidden_size")},
+                                                 "hidden_size", "quantization")},
         "instrument": instrument, "constants": constants, "target": target,
         "aligner": {"name": alignment.aligner, "hyperparameters": alignment.hyperparameters,
                     "seed": key["seed"], "budget": key["budget"], "evaluations": alignment.evaluations,

@@ -337,7 +337,8 @@ def study_cmd(entries, markdown, json_path, charts, experiment, check):
               show_default=True, help="Folder of the published result files.")
 def publish_cmd(files, entries):
     """Copy result files (from `cultbench run`) into the published entries, after checking each
-    against the schema; a file whose combination is already published is refused.
+    against the schema (an invalid file stops the whole batch before anything is copied); a file
+    whose combination is already published, or whose name is taken, is skipped and named.
 
     \b
     Example:
@@ -355,18 +356,23 @@ def publish_cmd(files, entries):
                              "(into runs/results by default)")
     published = {entry_id(combination_key_of(r)): name for name, r in collect(entries).records.items()}
     records = {path: read_record(path) for path in files}  # every file is checked before any is copied
+    todo, skipped = [], []
     for path, record in records.items():
         ident = entry_id(combination_key_of(record))
         if ident in published:
-            raise CultbenchError(f"{path}: this combination is published already as {entries / published[ident]}")
-        if (entries / path.name).exists():
-            raise CultbenchError(f"{path}: {entries / path.name} exists and holds another combination; rename the file")
-        published[ident] = path.name
-    for path in records:
+            skipped.append(f"{path}: this combination is published already as {entries / published[ident]}")
+        elif (entries / path.name).exists():
+            skipped.append(f"{path}: {entries / path.name} exists and holds another combination; rename the file")
+        else:
+            published[ident] = path.name
+            todo.append(path)
+    for path in todo:
         target = entries / path.name
         write_text_atomic(target, path.read_text(encoding="utf-8"))
         click.echo(str(target))
-    click.echo(f"{len(records)} result files published to {entries}; rebuild the page with "
+    for reason in skipped:
+        click.echo(f"skipped {reason}", err=True)
+    click.echo(f"{len(todo)} result files published to {entries}, {len(skipped)} skipped; rebuild the page with "
                f"`cultbench leaderboard build --entries {entries} --out {entries.parent}`", err=True)
 
 
