@@ -692,7 +692,7 @@ def test_the_plugin_guide_runs_as_written(tmp_path, monkeypatch, clean_registry,
         line = shlex.split(blocks["run"])
         assert line[:2] == ["cultbench", "run"]
         out = tmp_path / "results"
-        result = CliRunner().invoke(main, line[2:] + ["--model", str(tiny_folder), "--output", str(out),
+        result = CliRunner().invoke(main, line[1:] + ["--model", str(tiny_folder), "--output", str(out),
                                                       "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
         assert result.exit_code == 0, result.output
         (path,) = [p for p in out.glob("*.json") if "fixed-persona" in p.name]
