@@ -12,7 +12,7 @@ weights are at hand). Third-party packages add theirs through the entry-point gr
 """
 
 from aligners.artifact import Alignment
-from aligners.base import Aligner, ConfiguredAligner, final_result
+from aligners.base import Aligner, ConfiguredAligner, final_result, model_record
 from aligners.config import AlignerConfig, param
 from aligners.objective import DISTANCES, AlignmentProblem
 from aligners.registry import (ENTRY_POINT_GROUP, available_aligners, describe, get_aligner_class,
@@ -40,6 +40,6 @@ __all__ = [
     "ConfiguredAligner", "DISTANCES", "DifferentialEvolution", "ENTRY_POINT_GROUP", "ICLBaseline",
     "ICLProfileBaseline", "ICL_TEMPLATE", "NaiveBaseline", "PromptTuning", "RandomSearch", "SearchRun", "SoftPromptAligner",
     "SoftPromptConfig", "SoftPromptSpace", "SubspaceTuning", "WORST_FITNESS", "available_aligners", "describe", "final_result",
-    "get_aligner_class", "load_entry_points", "make_aligner", "param", "register_aligner",
+    "get_aligner_class", "load_entry_points", "make_aligner", "model_record", "param", "register_aligner",
     "run_ask_tell",
 ]

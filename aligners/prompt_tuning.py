@@ -195,11 +195,12 @@ class PromptTuning(ConfiguredAligner):
         if run.step > steps:
             raise CultbenchError(f"the checkpoint has taken {run.step} steps, more than the {steps} this budget "
                                  "pays for")
+        best = f"best {problem.distance}" + ("" if precision(scorer) == precision(exact) else f" ({precision(scorer)})")
         with tqdm(total=steps, initial=run.step, desc=self.name, unit="step", disable=not progress,
                   dynamic_ncols=True) as bar:
             while run.step < steps:
                 run.train_step()
-                bar.set_postfix(loss=f"{run.history[-1]['mean']:.4g}", best=f"{run.best_fitness:.4g}", refresh=False)
+                bar.set_postfix({"loss": f"{run.history[-1]['mean']:.4g}", best: f"{run.best_fitness:.4g}"}, refresh=False)
                 bar.update(1)
         stopped = "steps" if cfg.steps is not None and steps == cfg.steps else "budget"
         parametrisation = {"form": "trained", "n_virtual": int(p0.shape[0]), "hidden_size": int(hidden),

@@ -174,6 +174,9 @@ class SearchRun:
         else:
             self._save()  # generation 0: the run's identity, so an interrupt at once is resumable
         self._bar = tqdm(total=budget, desc=label, unit="eval", disable=not progress, dynamic_ncols=True)
+        # The bar names its fitness: the distance, and the search's precision when that is not the
+        # reported one (a bf16 fitness is not the number the result will show).
+        self._best_label = f"best {problem.distance}" + (f" ({precision(problem.scorer)})" if self.rescore else "")
 
     def __enter__(self):
         return self
@@ -206,8 +209,8 @@ class SearchRun:
         if self.generation > len(self._replay):
             self._save()
         mean = self.history[self.generation - 1]["mean"]
-        self._bar.set_postfix(gen=self.generation - 1, best=f"{self.best_fitness:.4g}",
-                              mean="-" if mean is None else f"{mean:.4g}", refresh=False)
+        self._bar.set_postfix({"gen": self.generation - 1, self._best_label: f"{self.best_fitness:.4g}",
+                               "mean": "-" if mean is None else f"{mean:.4g}"}, refresh=False)
         self._bar.update(len(points))
         return fitness.copy()
 

@@ -73,3 +73,20 @@ def metric_columns(metric, table: Table) -> list[Column]:
                    lambda r, s=split: r[metric.name][s]["mean"],
                    lambda r, s=split: fmt_stat(r[metric.name][s], metric.fmt), split=table.page_split(split))
             for split in metric.column_splits]
+
+
+def best_mark(row: dict) -> str:
+    """A best cell's mark: ★ when the row beats the next by more than the seeds' noise; the
+    best row that does not says why (see leaderboard.mark_best)."""
+    if row.get("best"):
+        return " ★"
+    return {"one seed": " (best; one seed: unmarked)", "within noise": " (best, within noise)"}.get(
+        row.get("best_note"), "")
+
+
+def best_title(row: dict, what: str) -> str:
+    if row.get("best"):
+        return f"{what} of this target, beyond twice the standard error (seeds and wordings) of its gap to the next row"
+    return {"one seed": f"{what} of this target, but a row of one seed has no noise estimate: not marked",
+            "within noise": f"{what} of this target, but within twice the standard error (seeds and wordings) of "
+                            "its gap to the next row"}.get(row.get("best_note"), "")

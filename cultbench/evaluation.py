@@ -3,7 +3,7 @@ prompt variants against target profiles: the step between an alignment and a res
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +17,18 @@ from cultbench.prompts import get_variants, variants_version
 from cultbench.scorer import score_candidate
 
 SPLIT_NAMES = ("train", "heldout")
+
+
+def other_target_warnings(fitted: Mapping, targets: Sequence) -> list[str]:
+    """One line per target that is not the one an alignment was fitted to (``fitted``: the
+    alignment's target record; ``targets``: profiles or countries, with a name and a source)."""
+    def named(name, source):
+        return f"{name} ({source})" if source else name
+
+    fitted_name = named(fitted.get("name"), fitted.get("source"))
+    return [f"the alignment was fitted to {fitted_name} and is evaluated against {named(t.name, t.source)}: "
+            f"the scores show how a {fitted.get('name')} alignment moves the model, not an alignment to {t.name}"
+            for t in targets if (t.name, t.source) != (fitted.get("name"), fitted.get("source"))]
 
 
 def index_split(target: Profile, per_variant, variant_names: Sequence[str], dims: Sequence[str], option_mass,

@@ -29,6 +29,7 @@ from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
 from cultbench.leaderboard_page import render_html, render_markdown, target_label
 from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric, rank_agreement
+from cultbench.quantization import quantization_of, weights_label
 from cultbench.stats import mean_ci
 from cultbench.kinds import kind_of
 from cultbench.results import (BLOCKS, SCHEMA_VERSION, SPLITS, combination_key_of, entry_id, is_distribution,
@@ -73,11 +74,11 @@ def collect(folder) -> Entries:
     return out
 
 
-def publishable(files, entries_dir) -> dict[Path, dict]:
-    """The result files that may be copied into the published entries ``entries_dir``: each read
-    and checked against the schema before any is copied (path -> record). A CultbenchError names
-    the first that may not: a missing file, a combination published already (or twice in
-    ``files``), or a name taken by another combination."""
+def publishable(files, entries_dir) -> tuple[dict[Path, dict], list[str]]:
+    """The result files that may be copied into the published entries ``entries_dir``, each read
+    and checked against the schema before any is copied (path -> record), and one reason per file
+    skipped: a combination published already (or twice in ``files``), or a name taken by another
+    combination. A missing file or folder is a CultbenchError."""
     entries_dir = Path(entries_dir)
     if not entries_dir.is_dir():
         raise CultbenchError(f"--entries {entries_dir} is not an existing folder")
@@ -87,15 +88,17 @@ def publishable(files, entries_dir) -> dict[Path, dict]:
                              "(into runs/results by default)")
     published = {entry_id(combination_key_of(r)): name for name, r in collect(entries_dir).records.items()}
     records = {Path(path): read_record(path) for path in files}
+    todo, skipped = {}, []
     for path, record in records.items():
         ident = entry_id(combination_key_of(record))
         if ident in published:
-            raise CultbenchError(f"{path}: this combination is published already as {entries_dir / published[ident]}")
-        if (entries_dir / path.name).exists():
-            raise CultbenchError(f"{path}: {entries_dir / path.name} exists and holds another combination; "
-                                 "rename the file")
-        published[ident] = path.name
-    return records
+            skipped.append(f"{path}: this combination is published already as {entries_dir / published[ident]}")
+        elif (entries_dir / path.name).exists():
+            skipped.append(f"{path}: {entries_dir / path.name} exists and holds another combination; rename the file")
+        else:
+            published[ident] = path.name
+            todo[path] = record
+    return todo, skipped
 
 
 def stat(values) -> dict:
@@ -112,8 +115,11 @@ def _hash(data) -> str:
 
 
 def _model(record) -> dict:
+    """The model of a row: its identity, and how its weights were stored (``quantization``: a
+    GGUF file type such as "Q4_1", or None) and computed in (``dtype``)."""
     m = record["model"]
-    return {k: m.get(k) for k in ("id", "revision", "file_sha256", "dtype", "parameters")}
+    return {**{k: m.get(k) for k in ("id", "revision", "file_sha256", "dtype", "parameters")},
+            "quantization": quantization_of(m)}
 
 
 def _setup(record) -> dict:
@@ -140,6 +146,7 @@ def _common(records: list[tuple[str, dict]]) -> dict:
         "fitness": stat(r["aligner"]["fitness"] for r in recs),
         "evaluations": stat(r["aligner"]["evaluations"] for r in recs),
         "wall_time_s": stat(r["run"]["wall_time_s"] for r in recs),
+        "machines": machines(recs),
         "verdict": verdict_summary(recs),
         "convergence": [{"seed": r["aligner"]["seed"], "search_precision": r["history"]["search_precision"],
                          "curve": [[p["evaluations"], p["best"]] for p in r["history"]["curve"]
@@ -160,8 +167,16 @@ def _row(records: list[tuple[str, dict]]) -> dict:
         **_common(records),
         "target": {k: first["target"].get(k) for k in kind.target_fields},
         **kind.row_fields(first, recs, stat),
+        "heldout_per_variant": _per_variant(recs, primary_metric(kind.name).name),
         **metric_stats(kind.name, recs, kind.splits, kind.row_dimensions(first)),
     }
+
+
+def _per_variant(records: list[dict], metric: str) -> dict:
+    """The held-out ``metric`` per prompt variant, mean over the seeds (for the ★'s paired noise)."""
+    values = [r["metrics"]["heldout"][f"{metric}_per_variant"] for r in records]
+    return {v: statistics.fmean(x[v] for x in values) for v in values[0]
+            if all(x.get(v) is not None for x in values)}
 
 
 def metric_stats(kind: str, records: list[dict], splits, dims) -> dict:
@@ -180,6 +195,14 @@ def metric_stats(kind: str, records: list[dict], splits, dims) -> dict:
     return out
 
 
+def machines(records: list[dict]) -> list[str]:
+    """Where a row's wall times were measured: device and torch's thread count, once each."""
+    def threads(n):
+        return "? threads" if not n else f"{n} thread" + ("s" if n > 1 else "")
+
+    return sorted({f"{r['run']['device']}, {threads(r['run'].get('torch_threads'))}" for r in records})
+
+
 def verdict_summary(records: list[dict]) -> dict:
     """The validity verdict of a row's entries (diagnostics over all evaluated variants): how many
     have diagnostics, how many of those are interpretable, and the checks any of them failed or
@@ -194,8 +217,8 @@ def _label_rows(rows: list[dict]) -> None:
     """Short labels; a hash is added only where two different setups or model files would look alike."""
     for row in rows:
         a = row["aligner"]
-        row["aligner_label"] = a["name"] if a["budget"] is None else f"{a['name']} ({a['budget']} evals)"
-        row["model_label"] = row["model"]["id"]
+        row["aligner_label"] = a["name"] if a["budget"] is None else f"{a['name']} (budget {a['budget']})"
+        row["model_label"] = f"{row['model']['id']} ({weights_label(row['model'])})"
     names = defaultdict(set)
     for row in rows:
         names[row["target"]["name"]].add(row["target"]["source"])
@@ -212,6 +235,36 @@ def _label_rows(rows: list[dict]) -> None:
         for row in rows:
             if len(looks[row[field_]]) > 1:
                 row[field_] += f" [{ident(row)[:6]}]"
+    _legend(rows)
+
+
+def _settings(row: dict) -> dict:
+    """A row's aligner settings as flat "name=value" parts (hyper-parameters by name)."""
+    a = row["aligner"]
+    flat = {k: v for k, v in a["hyperparameters"].items()}
+    flat.update({k: a[k] for k in ("search_dtype", "distance", "dimensions")})
+    flat.update({f"C {k.upper()}": v for k, v in (row.get("constants") or {}).items()})
+    return {k: json.dumps(v, sort_keys=True) if not isinstance(v, str) else v for k, v in flat.items()}
+
+
+def _legend(rows: list[dict]) -> None:
+    """``setup_note`` for the rows whose aligner label needed a hash: the settings in which rows
+    of that aligner and budget differ (e.g. "popsize=20"), so a reader sees what the hash stands for."""
+    by_label = defaultdict(list)
+    for row in rows:
+        if row["aligner_label"].endswith("]"):
+            by_label[row["aligner_label"].rsplit(" [", 1)[0]].append(row)
+    for group in by_label.values():
+        settings = [_settings(r) for r in group]
+        keys = sorted({k for s in settings for k in s})
+        differ = [k for k in keys if len({s.get(k) for s in settings}) > 1]
+        for row, s in zip(group, settings):
+            parts = [f"{k}={_short(s.get(k, '–'))}" for k in differ]
+            row["setup_note"] = ", ".join(parts) or "the instrument, its wording version or the variants differ"
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _grouped(records: dict[str, dict], make_row) -> list[dict]:
@@ -275,8 +328,9 @@ def _target_id(row: dict) -> tuple:
 
 def compare_with_naive(rows: list[dict], metric: str = "l1", splits=SPLITS, higher_is_better: bool = False) -> None:
     """Adds to each row ``delta_vs_naive`` (per split: its mean ``metric`` minus the naive model's,
-    same model and target; None without a naive row) and ``best`` (the best mean held-out
-    ``metric`` of its target: the lowest L1, or the highest similarity)."""
+    same model and target; None without a naive row) and ``best`` (see :func:`mark_best`: the best
+    mean held-out ``metric`` of its target, the lowest L1 or the highest similarity, beyond the
+    seeds' noise)."""
     naive = {(r["model_label"], *_target_id(r)): r for r in rows if r["aligner"]["name"] == "naive"}
     for row in rows:
         base = naive.get((row["model_label"], *_target_id(row)))
@@ -284,15 +338,49 @@ def compare_with_naive(rows: list[dict], metric: str = "l1", splits=SPLITS, high
                                  or base[metric][s]["mean"] is None else row[metric][s]["mean"] - base[metric][s]["mean"]
                                  for s in splits}
         row["best"] = False
+    mark_best(rows, metric, higher_is_better)
+
+
+def seed_error(row: dict, metric: str) -> float | None:
+    """The standard error over seeds of a row's mean held-out ``metric``: 0 for an aligner that
+    uses no seed (its result does not vary with one), None where one seed leaves it unknown."""
+    if not row["seeds"]:
+        return 0.0
+    s = row[metric]["heldout"]
+    return None if s["sd"] is None else s["sd"] / s["n"] ** 0.5
+
+
+def wording_error(first: dict, second: dict) -> float:
+    """The standard error, over the held-out wordings, of two rows' paired per-wording difference."""
+    common = [v for v in first["heldout_per_variant"] if v in second["heldout_per_variant"]]
+    diffs = [first["heldout_per_variant"][v] - second["heldout_per_variant"][v] for v in common]
+    return statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
+
+
+def mark_best(rows: list[dict], metric: str = "l1", higher_is_better: bool = False) -> None:
+    """The ★: per target, the row with the best mean held-out ``metric`` is marked ``best`` only
+    when it beats the next row by more than twice the standard error of their difference: over
+    the seeds (0 for an aligner that uses no seed) and over the held-out wordings (paired).
+    Otherwise it gets a ``best_note`` saying why it is not marked (one seed: the seeds' noise is
+    unknown; or within the noise), and the page shows that instead of a ★."""
     sign = -1 if higher_is_better else 1
-    best: dict[tuple, dict] = {}
+    by_target: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        mean = row[metric]["heldout"]["mean"]
-        if mean is not None and (_target_id(row) not in best
-                                 or sign * mean < sign * best[_target_id(row)][metric]["heldout"]["mean"]):
-            best[_target_id(row)] = row
-    for row in best.values():
-        row["best"] = True
+        if row[metric]["heldout"]["mean"] is not None:
+            by_target[_target_id(row)].append(row)
+    for members in by_target.values():
+        members.sort(key=lambda r: sign * r[metric]["heldout"]["mean"])
+        if len(members) < 2:
+            continue
+        first, second = members[:2]
+        errors = [seed_error(first, metric), seed_error(second, metric)]
+        gap = abs(first[metric]["heldout"]["mean"] - second[metric]["heldout"]["mean"])
+        if None in errors:
+            first["best_note"] = "one seed"
+        elif gap <= 2 * (errors[0] ** 2 + errors[1] ** 2 + wording_error(first, second) ** 2) ** 0.5:
+            first["best_note"] = "within noise"
+        else:
+            first["best"] = True
 
 
 def summary_table(rows: list[dict], metric: str = "l1", splits=SPLITS, higher_is_better: bool = False) -> list[dict]:
@@ -316,6 +404,7 @@ def summary_table(rows: list[dict], metric: str = "l1", splits=SPLITS, higher_is
                              "interpretable": sum(v["interpretable"] for v in verdicts)} if verdicts else None)
         entry["evaluations"] = stat(m["evaluations"]["mean"] for m in members)
         entry["wall_time_s"] = stat(m["wall_time_s"]["mean"] for m in members)
+        entry["machines"] = sorted({x for m in members for x in m["machines"]})
         out.append(entry)
     sign = -1 if higher_is_better else 1
     out.sort(key=lambda e: (e["model_label"], e[metric]["heldout"]["mean"] is None,

@@ -28,9 +28,11 @@ TITLE = "cultbench leaderboard"
 
 
 def short_model(label: str, width: int = 28) -> str:
-    """A model label short enough for a table cell: a path's last part, and at most ``width`` characters."""
-    short = label.rstrip("/").rsplit("/", 1)[-1] if label.startswith(("/", ".", "~")) else label
-    return short if len(short) <= width else short[:width - 1] + "…"
+    """A model label short enough for a table cell: of its name (before the weights in
+    parentheses) a path's last part, and at most ``width`` characters; the weights stay whole."""
+    name, sep, weights = label.partition(" (")
+    short = name.rstrip("/").rsplit("/", 1)[-1] if name.startswith(("/", ".", "~")) else name
+    return (short if len(short) <= width else short[:width - 1] + "…") + sep + weights
 
 
 def verdict_text(verdict: dict) -> str:
@@ -49,13 +51,21 @@ def _verdict_value(row: dict):
 
 MODEL = Column("model", "Model", lambda r: r["model_label"], lambda r: short_model(r["model_label"]), False,
                title=lambda r: r["model_label"])
-ALIGNER = Column("aligner", "Aligner", lambda r: r["aligner_label"], lambda r: r["aligner_label"], False)
+ALIGNER = Column("aligner", "Aligner", lambda r: r["aligner_label"], lambda r: r["aligner_label"], False,
+                 title=lambda r: r.get("setup_note") or "")
 SEEDS = Column("seeds", "Seeds", lambda r: r["n"], lambda r: str(r["n"]))
 INTERPRETABLE = Column("interpretable", "Interpretable", _verdict_value, lambda r: verdict_text(r["verdict"]))
-EVALUATIONS = Column("evaluations", "Evaluations", lambda r: r["evaluations"]["mean"],
+EVALUATIONS = Column("evaluations", "Evaluations used", lambda r: r["evaluations"]["mean"],
                      lambda r: fmt(r["evaluations"]["mean"], ".0f"))
-WALL_TIME = Column("wall_time", "Wall time (s)", lambda r: r["wall_time_s"]["mean"],
-                   lambda r: fmt(r["wall_time_s"]["mean"], ".0f"))
+
+
+def wall_time_text(row: dict) -> str:
+    """Seconds, and where they were measured ("270 (cpu, 2 threads)"): times from different
+    machines or thread counts do not compare."""
+    return fmt(row["wall_time_s"]["mean"], ".0f") + (f" ({'; '.join(row['machines'])})" if row.get("machines") else "")
+
+
+WALL_TIME = Column("wall_time", "Wall time (s; device, threads)", lambda r: r["wall_time_s"]["mean"], wall_time_text)
 
 
 def row_columns(kind: str, dims: list[str] = ()) -> list[Column]:
@@ -91,7 +101,8 @@ DISTRIBUTION_INTRO = (
     "train (training questions under training wordings: what the aligner fitted), held-out questions (under the "
     "training wordings), held-out wordings (on the training questions), and both held out (neither seen). Δ vs "
     "naive: the row's similarity minus the naive model's for the same model and target (positive: the aligner "
-    "moved the model closer); ★ marks the highest similarity with both held out of each target. Rank: the target's "
+    "moved the model closer); ★ marks the highest similarity with both held out of each target, where it is beyond "
+    "the seeds' noise (as in the index table). Rank: the target's "
     "place among the data's countries by similarity (1: the most similar). Option mass: the probability on the "
     "question's letters. Interpretable: the validity verdict of the entries' diagnostics for distribution items "
     "(option mass, position bias, reversal consistency, wording stability of the similarity; docs/diagnostics.md).")
@@ -145,10 +156,10 @@ def summary_columns(kind: str = INDEX) -> list[Column]:
         Column("interpretable", "Interpretable entries", _verdict_share,
                lambda e: "–" if not (e.get("verdict") or {}).get("assessed")
                else f"{e['verdict']['interpretable']}/{e['verdict']['assessed']}"),
-        Column("sum_evaluations", "Evaluations per run", lambda e: e["evaluations"]["mean"],
+        Column("sum_evaluations", "Evaluations used per run", lambda e: e["evaluations"]["mean"],
                lambda e: fmt(e["evaluations"]["mean"], ".0f")),
-        Column("sum_wall_time", "Wall time per run (s)", lambda e: e["wall_time_s"]["mean"],
-               lambda e: fmt(e["wall_time_s"]["mean"], ".0f")),
+        Column("sum_wall_time", "Wall time per run (s; device, threads)", lambda e: e["wall_time_s"]["mean"],
+               wall_time_text),
     ]
 
 
@@ -174,7 +185,13 @@ INTRO = ("One row per model, aligner and target; seeds aggregated as mean ± sta
          "distance between the model's six indices and the target's published scores, computed per prompt "
          "variant and then averaged over the training variants (seen by the aligner) or the held-out variants "
          "(not seen); lower is better. Δ vs naive: the row's L1 minus the naive model's for the same model and "
-         "target (negative: the aligner moved the model closer); ★ marks the lowest held-out L1 of each target. "
+         "target (negative: the aligner moved the model closer). ★ marks the lowest held-out L1 of a target only "
+         "where it is lower than the next row's by more than twice the standard error of the gap, over the seeds "
+         "(none for an aligner that uses no seed) and over the held-out wordings (paired); a lowest row of one seed "
+         "has no noise estimate and says \"best; one seed: unmarked\", one within the noise says so. L1 held-out − train: positive when the held-out wordings are "
+         "farther from the target than the training ones (what the aligner fitted does not transfer), negative when "
+         "they are closer. An aligner's label gives its budget; Evaluations used may be lower: a search spends whole "
+         "generations and, in reduced precision, reserves its finalists' re-score. "
          "L1 depends on the constants C of the index formulas; the signed errors (model − target, of the mean "
          "held-out indices, so their absolute values do not add up to the L1) show the direction, and rank "
          "agreement across targets does not depend on C. Option mass is the probability the model put on the "
@@ -225,6 +242,7 @@ def render_markdown(board: dict) -> str:
                                                           for e in section["summary"]])
         lines += ["", "### All results", ""]
         lines += md_table([c.header for c in cols], [[md_escape(c.text(r)) for c in cols] for r in section["rows"]])
+        lines += settings_legend(section["rows"])
     lines += _problems_md(board)
     return "\n".join(lines) + "\n"
 
@@ -242,6 +260,7 @@ def _index_markdown(board: dict) -> list[str]:
     short = shortened(board)
     if short:
         lines += ["", "Shortened cells: " + "; ".join(f"{md_escape(a)} = {md_escape(b)}" for a, b in short) + "."]
+    lines += settings_legend(board["rows"])
     groups = _ranked(board)
     if groups:
         dims = dimensions(board)
@@ -251,6 +270,15 @@ def _index_markdown(board: dict) -> list[str]:
                 for g in groups for split in ("heldout", "train")]
         lines += md_table(["Model", "Aligner", "Split", "Targets"] + [d.upper() for d in dims], body)
     return lines
+
+
+def settings_legend(rows: list[dict]) -> list[str]:
+    """What the hashes in aligner labels stand for (Markdown; the page has them as tooltips)."""
+    notes = dict.fromkeys((r["aligner_label"], r["setup_note"]) for r in rows if r.get("setup_note"))
+    if not notes:
+        return []
+    return ["", "Aligner settings that differ between rows of one aligner: "
+            + "; ".join(f"{md_escape(label)}: {md_escape(note)}" for label, note in notes) + "."]
 
 
 def _ranked(board: dict) -> list[dict]:

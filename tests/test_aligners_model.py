@@ -172,6 +172,12 @@ def test_cli_align_resume_bf16_search_and_baseline(tiny_folder, tmp_path):
     assert bf16.search["selection"]["rescored"] == 5 and bf16.evaluations == 10
     assert bf16.search["selection"]["winners_curse"] == pytest.approx(
         bf16.fitness - bf16.search["best_fitness"])
+    # The summary says what the bf16 pick cost; an fp32 search has nothing to say.
+    sel = bf16.search["selection"]
+    rho = "–" if sel["spearman"] is None else f"{sel['spearman']:+.2f}"
+    assert (f"Winner's curse {sel['winners_curse']:+.2f} l1 (the pick's float32 fitness minus its bfloat16 fitness); "
+            f"Spearman rho between the finalists' bfloat16 and float32 fitness {rho}") in fast.stderr
+    assert "Winner's curse" not in first.stderr
     assert bf16.constants["pdi"] == 0.0
     loaded = load_model(str(tiny_folder))
     exact = SurveyScorer(loaded.model, loaded.tokenizer, INST, get_variants("train"), constants={"pdi": 0})

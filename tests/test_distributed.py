@@ -17,6 +17,9 @@ from cultbench.profiles import lookup  # noqa: E402
 from cultbench.prompts import get_variants  # noqa: E402
 from cultbench.scorer import SurveyScorer  # noqa: E402
 
+# Every test here starts a Ray cluster (10-20 s on 2 cores before a test runs).
+pytestmark = pytest.mark.slow
+
 INST = load_instrument("vsm2013")
 ARRAYS = ("probs", "option_mass", "expected", "indices")
 
@@ -87,23 +90,34 @@ def test_de_alignment_on_ray_gives_the_single_process_fitness(scorers, tmp_path)
     assert abs(a.fitness - b.fitness) <= 1e-6 * abs(b.fitness)
 
 
+def kill_and_wait(actor) -> None:
+    """Kill an actor and return once it is dead: ``ray.kill`` only sends the kill, so a call made
+    at once may still be served (how soon depends on the machine's load). Each probe waits on a
+    call's outcome, not on a clock: it returns once a call fails with the actor's death."""
+    ray.kill(actor, no_restart=True)
+    while True:
+        try:
+            ray.get(actor.info.remote())
+        except ray.exceptions.RayActorError:
+            return
+
+
 def test_a_dead_actor_is_replaced_and_its_share_rescored(scorers, monkeypatch):
     local, remote = scorers
     submit, killed = remote._submit, []
 
-    def submit_then_kill(i, soft, personas):  # actor 1 dies right after its share is sent, once
-        ref = submit(i, soft, personas)
+    def kill_then_submit(i, soft, personas):  # actor 1 is dead when its share is sent, once
         if i == 1 and not killed:
             killed.append(remote.actors[1])
-            ray.kill(remote.actors[1], no_restart=True)
-        return ref
+            kill_and_wait(remote.actors[1])
+        return submit(i, soft, personas)
 
-    monkeypatch.setattr(remote, "_submit", submit_then_kill)
+    monkeypatch.setattr(remote, "_submit", kill_then_submit)
     before = remote.replacements
     soft = prompts(5, seed=1)
     assert_same(remote.score(soft), local.score(soft))  # complete, in order, nothing duplicated
     assert killed and remote.replacements == before + 1 and remote.actors[1] != killed[0]
-    ray.kill(remote.actors[0], no_restart=True)  # killed between two calls
+    kill_and_wait(remote.actors[0])  # killed between two calls
     assert_same(remote.score(soft), local.score(soft))
     assert remote.replacements == before + 2
 

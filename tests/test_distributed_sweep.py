@@ -15,6 +15,9 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'cult
 
 from cultbench.cli import main  # noqa: E402
 
+# Every test here starts a Ray cluster (10-20 s on 2 cores before a test runs).
+pytestmark = pytest.mark.slow
+
 SMALL = ["--param", "popsize=5", "--param", "n_virtual=2", "--param", "d=4"]
 # Everything of a result but the run's bookkeeping (times, dates, threads).
 SAME = ("id", "variants", "constants", "instrument", "target")

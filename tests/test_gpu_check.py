@@ -35,6 +35,7 @@ def test_gpu_check_reports_throughput_flops_and_memory_fields(tmp_path):
         assert run["padding"] == 0  # the scorer's own default on a CPU
 
 
+@pytest.mark.slow
 def test_gpu_check_every_section_with_a_saved_tokenizer(tiny_folder, tmp_path):
     """All sections (scorer runs per padding, profile, prompt-tuning step, bf16/fp32 agreement) on
     the CPU, the tokenizer read from a folder as on the GPU machine (--tokenizer)."""

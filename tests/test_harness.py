@@ -207,6 +207,7 @@ def test_agreement_scorer_cultbench_model_and_peft_adapter(tiny_model, tiny_fold
     assert b["config"]["cultbench_alignment"]["soft_prompt"]["shape"] == [3, 32]
 
 
+@pytest.mark.slow
 def test_plain_prompts_and_personas_agree(plain_folder, tiny_folder, tiny_model, tmp_path):
     """Without a chat template ("Answer:" prompts) and with one; a persona from the task metadata
     (any model) or from a persona alignment (the cultbench model)."""
@@ -395,6 +396,7 @@ def test_use_cache_is_refused_with_an_alignment(tiny_folder, soft_alignment, tmp
 
 # -- command lines and the lm-eval engine -------------------------------------------------------
 
+@pytest.mark.slow
 def test_stock_lm_eval_cli_with_the_peft_adapter_and_the_cultbench_model(tiny_model, tiny_folder, soft,
                                                                         soft_alignment, peft_adapter, tmp_path):
     """The stock `lm_eval` entry point: the issue's command with an exported adapter, and
@@ -470,6 +472,7 @@ def test_evaluate_engine_lm_eval_matches_the_scorer(tiny_folder, soft_alignment,
     assert block["config"]["cultbench_alignment"]["soft_prompt"]["shape"] == [3, 32]
 
 
+@pytest.mark.slow
 def test_harness_eval_wrapper_is_lm_eval_with_the_cultbench_model(tiny_folder, soft_alignment, tmp_path):
     """Task names with the cultbench model: the wrapper registers it and adds the include path."""
     args = ["harness-eval", "--model", "cultbench", "--tasks", "vsm2013_in", "--apply_chat_template",

@@ -20,9 +20,11 @@ from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.evaluation import index_split, versus_target
 from cultbench.instruments import load_instrument
-from cultbench.leaderboard import build, collect
+from cultbench.leaderboard import build, collect, mark_best
 from aligners import available_aligners, get_aligner_class
-from cultbench.leaderboard_page import chart_colours, declared_colours
+from cultbench.columns import best_mark
+from cultbench.leaderboard_page import chart_colours, declared_colours, md_escape
+from cultbench.quantization import weights_label
 from cultbench.profiles import lookup, target_key
 from cultbench.results import (SCHEMA_VERSION, build_record, check_record, combination_key, combination_key_of, entry_id,
                                entry_stem, read_record, write_record)
@@ -136,7 +138,7 @@ def test_seeds_are_aggregated_and_rank_agreement_is_computed_across_targets(tmp_
     assert [p.name for p in paths] == ["leaderboard.json", "LEADERBOARD.md", "index.html"]
     assert board["entries_used"] == 12 and len(board["rows"]) == 6
     row = next(r for r in board["rows"] if r["aligner"]["name"] == "de" and r["target"]["iso2"] == "CN")
-    assert row["seeds"] == [0, 1, 2] and row["n"] == 3 and row["aligner_label"] == "de (10 evals)"
+    assert row["seeds"] == [0, 1, 2] and row["n"] == 3 and row["aligner_label"] == "de (budget 10)"
     assert row["indices"]["heldout"]["idv"] == {"mean": 24.0, "sd": 4.0, "min": 20.0, "max": 28.0, "n": 3}
     china = lookup("China").scores
     l1 = [sum(abs(v - china[d]) for d, v in shifted(50, idv=i, pdi=60 + s).items()) for s, i in enumerate(idv["China"])]
@@ -164,10 +166,74 @@ def test_seeds_are_aggregated_and_rank_agreement_is_computed_across_targets(tmp_
     md = (tmp_path / "LEADERBOARD.md").read_text()
     assert "## Rank agreement across targets" in md
     tau, rho = got["kendall_tau"], got["spearman_rho"]
-    line = r"\| org/model \| de \(10 evals\) \| heldout \| 3 \| [^\n]*"
+    line = r"\| org/model \(float32\) \| de \(budget 10\) \| heldout \| 3 \| [^\n]*"
     assert re.search(line + re.escape(f"{tau:+.2f} / {rho:+.2f}"), md)
     page = (tmp_path / "index.html").read_text()
     assert page.count("<svg") == 6 and 'id="rank-agreement"' in page
+
+
+def _row(target, mean, seeds=(), sd=None, per_variant=None):
+    """A leaderboard row as mark_best reads it."""
+    n = max(len(seeds), 1)
+    return {"target": {"name": target, "source": "s"}, "seeds": list(seeds),
+            "l1": {"heldout": {"mean": mean, "sd": sd, "n": n}},
+            "heldout_per_variant": per_variant or {"a": mean, "b": mean}}
+
+
+def test_the_star_needs_a_gap_beyond_the_seeds_and_wordings_noise():
+    rows = [
+        # one seed of a searching aligner: its noise is unknown, so the lowest row is not marked
+        _row("A", 90.0, seeds=[0]), _row("A", 100.0),
+        # two seeds 1 apart (se 0.5 each): a gap of 2 is within twice the combined error (1.41)...
+        _row("B", 90.0, seeds=[0, 1], sd=0.5 * 2 ** 0.5), _row("B", 91.0, seeds=[0, 1], sd=0.5 * 2 ** 0.5),
+        # ...and a gap of 10 is beyond it
+        _row("C", 90.0, seeds=[0, 1], sd=0.5 * 2 ** 0.5), _row("C", 100.0, seeds=[0, 1], sd=0.5 * 2 ** 0.5),
+        # seedless baselines: no seed noise, but wordings that disagree about the sign of the gap
+        _row("D", 99.0, per_variant={"a": 90.0, "b": 108.0}), _row("D", 100.0, per_variant={"a": 100.0, "b": 100.0}),
+        _row("E", 99.0, per_variant={"a": 98.9, "b": 99.1}), _row("E", 100.0, per_variant={"a": 100.0, "b": 100.0}),
+    ]
+    for row in rows:
+        row["best"] = False
+    mark_best(rows)
+    marks = [(r["target"]["name"], r["l1"]["heldout"]["mean"], r["best"], r.get("best_note")) for r in rows]
+    assert marks == [("A", 90.0, False, "one seed"), ("A", 100.0, False, None),
+                     ("B", 90.0, False, "within noise"), ("B", 91.0, False, None),
+                     ("C", 90.0, True, None), ("C", 100.0, False, None),
+                     ("D", 99.0, False, "within noise"), ("D", 100.0, False, None),
+                     ("E", 99.0, True, None), ("E", 100.0, False, None)]
+    assert [best_mark(r) for r in rows[:3]] == [" (best; one seed: unmarked)", "", " (best, within noise)"]
+    assert best_mark(rows[4]) == " ★"
+
+
+def test_rows_of_one_aligner_with_other_settings_get_a_legend_and_wall_times_name_their_machine(tmp_path):
+    first, stem = make_record("US", "de", 0)
+    other, other_stem = make_record("US", "de", 0)
+    other["aligner"]["hyperparameters"] = {"popsize": 7}
+    other["id"] = entry_id(combination_key_of(other))
+    other["run"].update(device="cuda:0", torch_threads=16)
+    first["run"]["torch_threads"] = 2
+    write_entries(tmp_path / "entries", [(first, stem), (other, other_stem + "x")])
+    board, _ = build(tmp_path / "entries", tmp_path)
+    labels = {r["aligner"]["hyperparameters"]["popsize"]: r for r in board["rows"]}
+    assert labels[5]["aligner_label"] != labels[7]["aligner_label"]
+    assert labels[5]["setup_note"] == "popsize=5" and labels[7]["setup_note"] == "popsize=7"
+    md = (tmp_path / "LEADERBOARD.md").read_text()
+    legend = next(line for line in md.splitlines() if line.startswith("Aligner settings that differ"))
+    for row in labels.values():
+        assert f"{md_escape(row['aligner_label'])}: {row['setup_note']}" in legend
+    assert "| 2 (cpu, 2 threads) |" in md and "| 2 (cuda:0, 16 threads) |" in md
+    page = (tmp_path / "index.html").read_text()  # the same legend as the aligner cells' tooltips
+    for row in labels.values():
+        assert re.search(f'data-col="aligner"[^>]*title="{row["setup_note"]}"[^>]*>{re.escape(row["aligner_label"])}<',
+                         page)
+
+
+def test_a_gguf_model_row_names_its_quantisation():
+    assert weights_label({"id": "m", "dtype": "float32", "quantization": None}) == "float32"
+    assert weights_label({"id": "m", "dtype": "float32", "quantization": {"format": "gguf", "file_type": "Q4_1"}}) \
+        == "Q4_1 GGUF → float32"
+    # a bundled model's record from before cultbench recorded the quantisation: the bundled file's
+    assert weights_label({"id": "smollm2-135m-instruct", "kind": "bundled", "dtype": "float32"}) == "Q4_1 GGUF → float32"
 
 
 def test_invalid_and_duplicate_entries_are_listed_and_left_out(tmp_path):
@@ -262,8 +328,9 @@ def test_rows_are_compared_with_naive_and_the_page_leads_with_a_summary(tmp_path
         for split in ("train", "heldout"):
             assert de["delta_vs_naive"][split] == pytest.approx(de["l1"][split]["mean"] - naive["l1"][split]["mean"])
         assert naive["delta_vs_naive"] == {"train": None, "heldout": None}
-        assert [de["best"], naive["best"]] == [de["l1"]["heldout"]["mean"] < naive["l1"]["heldout"]["mean"],
-                                               de["l1"]["heldout"]["mean"] >= naive["l1"]["heldout"]["mean"]]
+        lower, higher = sorted((de, naive), key=lambda r: r["l1"]["heldout"]["mean"])
+        assert not higher["best"] and "best_note" not in higher  # only the lowest row may carry a mark
+        assert lower["best"] != ("best_note" in lower)  # a ★, or the reason there is none
     assert rows[("SA", "de")]["target_short"] == "Saudi Arabia (est.)" and rows[("US", "de")]["target_short"] == "U.S.A."
     (summary,) = [e for e in board["summary"] if e["aligner"] == "de"]
     means = [rows[(c, "de")]["l1"]["heldout"]["mean"] for c in ("US", "SA")]
@@ -287,7 +354,7 @@ def test_each_builtin_aligner_has_its_own_colour():
     assert set(declared) == set(available_aligners())  # every built-in aligner declares one
     assert len(set(declared.values())) == len(declared)
     rows = [{"aligner_label": n, "aligner": {"name": n}} for n in declared]
-    rows.append({"aligner_label": "de (300 evals)", "aligner": {"name": "de"}})
+    rows.append({"aligner_label": "de (budget 300)", "aligner": {"name": "de"}})
     colours = chart_colours(rows)
     assert {colours[n] for n in declared} == set(declared.values())
     assert len(set(colours.values())) == len(rows)  # a second setup of de gets a colour of its own
@@ -375,7 +442,7 @@ def test_prompt_tuning_is_ranked_like_any_aligner_and_compared_in_the_study(tmp_
     md = (tmp_path / "LEADERBOARD.md").read_text()
     assert f"| {labels[0]} | 3 |" in md[md.index("## Summary"):md.index("## All results")]
     (model,) = study(collect(tmp_path / "entries"))["models"]
-    assert model["aligners"] == ["naive", "de (10 evals)", "prompt-tuning (10 evals)"]
+    assert model["aligners"] == ["naive", "de (budget 10)", "prompt-tuning (budget 10)"]
     tests = {(t["a"], t["b"], t["split"]): t for t in model["tests"]}
-    de_vs_pt = tests[("de (10 evals)", "prompt-tuning (10 evals)", "heldout")]
+    de_vs_pt = tests[("de (budget 10)", "prompt-tuning (budget 10)", "heldout")]
     assert de_vs_pt["family"] == "primary" and de_vs_pt["n_pairs"] == 3 and de_vs_pt["a_better_fraction"] == 0.0

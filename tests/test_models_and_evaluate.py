@@ -14,6 +14,7 @@ from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.models import folder_sha256, load_model, model_sha256
 from cultbench.profiles import lookup
+from cultbench.quantization import BUNDLED_QUANTIZATION, gguf_quantization, weights_label
 from cultbench.prompts import get_variants, variants_version
 
 
@@ -174,3 +175,21 @@ def test_loading_a_model_draws_no_progress_bars(tiny_folder, capfd):
     with models.quiet_loading():  # the GGUF de-quantisation bar is drawn with tqdm directly
         assert models.gguf_utils.tqdm(range(3)).disable
     assert not models.gguf_utils.tqdm(range(3), file=open(os.devnull, "w")).disable
+
+
+def test_the_bundled_gguf_files_quantisation_is_read_from_its_header():
+    """The bundled file is 4-bit: its header says Q4_1 (the type BUNDLED_QUANTIZATION declares
+    for records written before cultbench read it), and most of its tensors are Q4_1."""
+    where, gguf_file, kind = models.locate_model("smollm2-135m-instruct")
+    read = gguf_quantization(os.path.join(where, gguf_file))
+    assert read["format"] == "gguf" and read["file_type"] == BUNDLED_QUANTIZATION["smollm2-135m-instruct"] == "Q4_1"
+    counts = read["tensor_types"]
+    assert max(counts, key=counts.get) == "Q4_1" and "F32" in counts  # norms stay fp32 in the file
+
+
+@pytest.mark.slow
+def test_a_gguf_models_record_names_its_quantisation_beside_the_dtype(tiny_folder):
+    loaded = load_model("smollm2-135m-instruct")
+    assert loaded.info["quantization"] == gguf_quantization(loaded.info["source"])
+    assert weights_label(loaded.info) == "Q4_1 GGUF → float32"
+    assert load_model(str(tiny_folder)).info["quantization"] is None  # safetensors in fp32: nothing to name

@@ -306,6 +306,7 @@ def test_cli_evaluate_reports_question_and_wording_splits(opinions_folder, tiny_
             assert ranked == sorted(ranked, reverse=True)
 
 
+@pytest.mark.slow
 def test_stock_lm_eval_cli_agrees_with_cultbench_evaluate(opinions_folder, tmp_path):
     """The stock `lm_eval` entry point, `--model hf`, on the task files with the fixture as data."""
     import json
@@ -590,8 +591,9 @@ def test_leaderboard_shows_the_distribution_entries_with_similarity_not_l1(opini
                 row["similarity"]["heldout"]["mean"] - naive["similarity"]["heldout"]["mean"])
     for target in ("Germany", "South Korea"):  # the star: the highest similarity with both held out
         mine = [r for r in section["rows"] if r["target"]["name"] == target]
-        assert [r["best"] for r in mine].count(True) == 1
-        assert max(mine, key=lambda r: r["similarity"]["heldout"]["mean"])["best"]
+        top = max(mine, key=lambda r: r["similarity"]["heldout"]["mean"])
+        assert [r["best"] for r in mine if r is not top] == [False] * (len(mine) - 1)
+        assert top["best"] != ("best_note" in top)  # a ★ beyond the noise, or the reason there is none
     md = (tmp_path / "LEADERBOARD.md").read_text()
     assert "## globalopinionqa v1: similarity to countries' answer shares" in md and "construct validity" in md
     header = next(line for line in md.splitlines() if line.startswith("| Model | Aligner | Target | Seeds"))

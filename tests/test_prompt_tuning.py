@@ -138,6 +138,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_ends_with_the_same_tensor(tiny, tmp_path):
     run = tmp_path / "run"
     kill_when(KILL_SCRIPT.format(tests=str(Path(__file__).parent), run=str(run)),
@@ -192,6 +193,7 @@ def test_cultbench_run_and_leaderboard_with_prompt_tuning(tiny_folder, tmp_path)
     assert sorted(r["aligner"]["name"] for r in rows) == ["naive", "prompt-tuning"]
 
 
+@pytest.mark.slow
 def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
     """scripts/calibrate_aligners.py on the tiny model: a short wall-clock budget per setting, run
     in two processes' worth of files and merged, the curves, held-out marks and the plot."""

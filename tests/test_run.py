@@ -25,12 +25,13 @@ from cultbench import sweep as sweep_module
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
-from cultbench.leaderboard_page import verdict_text
+from cultbench.leaderboard_page import best_mark, verdict_text
 from cultbench.metrics import distance
 from cultbench.models import load_model
 from cultbench.prompts import get_variants, variants_version
 from cultbench.results import SCHEMA_VERSION
 from cultbench.scorer import SurveyScorer
+from cultbench.summary import run_text
 
 SCHEMA = json.loads((Path(leaderboard_data.__file__).parent / "result.schema.json").read_text())
 SMALL_DE = ["--param", "popsize=5", "--param", "n_virtual=2", "--param", "d=4"]
@@ -167,7 +168,49 @@ def test_run_prints_a_table_with_the_naive_model_beside_each_result(sweep):
     assert ("Warning: the validity diagnostics say" in result.stderr) == (False in verdicts)
 
 
-def test_publish_copies_checked_results_and_refuses_a_published_combination(sweep, tmp_path):
+def test_run_names_each_alignment_folder_beside_its_result_and_in_the_record(sweep):
+    root, _, result = sweep
+    for path, r in sorted(records(root / "entries").items()):
+        folder = r["run"]["alignment_dir"]
+        assert Path(folder).parent == root / "runs" and (Path(folder) / "alignment.json").is_file()
+        assert Alignment.from_pretrained(folder).target["name"] == r["target"]["name"]
+        label = f"{r['aligner']['name']} ({'US' if r['target']['name'] == 'U.S.A.' else 'CN'}" + (
+            "" if r["aligner"]["seed"] is None else f", seed {r['aligner']['seed']}") + ")"
+        assert f"{label}: alignment in {folder}" in result.stderr  # the summary
+        if r["aligner"]["name"] == "de" and r["aligner"]["seed"] == 0:  # the line written as the result is
+            assert f"-> {root / 'entries' / path}; alignment: {folder}" in result.stderr
+
+
+def test_an_alignment_evaluated_against_another_target_is_warned_about(sweep, tiny_folder, tmp_path):
+    root, _, _ = sweep
+    record = next(r for r in records(root / "entries").values()
+                  if r["aligner"]["name"] == "de" and r["target"]["name"] == "U.S.A.")
+    out = tmp_path / "eval.json"
+    result = invoke(["evaluate", "--model", tiny_folder, "--target", "US", "--target", "China",
+                     "--alignment", record["run"]["alignment_dir"], "-o", out])
+    assert result.exit_code == 0, result.output
+    warning = ("the alignment was fitted to U.S.A. (hofstede-2015) and is evaluated against China (hofstede-2015): "
+               "the scores show how a U.S.A. alignment moves the model, not an alignment to China")
+    assert result.stderr.count(f"Warning: {warning}\n") == 1 and f"Warning: {warning}" in result.stdout
+    assert json.loads(out.read_text())["warnings"] == [warning]  # the target it was fitted to: no warning
+
+
+def test_the_run_summary_prints_a_bf16_searchs_curse_and_its_finalists_rho(sweep):
+    root, _, result = sweep
+    assert "Winner's curse" not in result.stderr  # the sweep searched in fp32: nothing was re-scored
+    record = next(r for r in records(root / "entries").values()
+                  if r["aligner"]["name"] == "de" and r["target"]["name"] == "U.S.A.")
+    record["history"].update(search_precision="bfloat16", selection={
+        "precision": "float32", "rescored": 5, "spearman": -0.9, "winners_curse": 5.05})
+    text = run_text([record])
+    assert (f"de (US, seed {record['aligner']['seed']}): searched in bfloat16; its 5 best candidates were re-scored in "
+            "float32 and the float32 best returned. Winner's curse +5.05 l1 (the pick's float32 fitness minus its "
+            "bfloat16 fitness); Spearman rho between the finalists' bfloat16 and float32 fitness -0.90 (the search's "
+            "ranking is not to be trusted).") in text
+    assert f"Model: {record['model']['id']} (float32)" in text
+
+
+def test_publish_copies_checked_results_and_skips_a_published_combination(sweep, tmp_path):
     root, _, _ = sweep
     published = tmp_path / "entries"
     published.mkdir()
@@ -175,9 +218,18 @@ def test_publish_copies_checked_results_and_refuses_a_published_combination(swee
     first = invoke(["leaderboard", "publish", *files[:2], "--entries", published])
     assert first.exit_code == 0, first.output
     assert sorted(p.name for p in published.iterdir()) == sorted(f.name for f in files[:2])
+    # A batch with one published file: the rest is published, the published one named as skipped.
     again = invoke(["leaderboard", "publish", files[1], files[2], "--entries", published])
-    assert again.exit_code == 2 and "this combination is published already" in again.output
-    assert len(list(published.iterdir())) == 2  # nothing of a refused batch is copied
+    assert again.exit_code == 0, again.output
+    assert f"skipped {files[1]}: this combination is published already as {published / files[1].name}" in again.output
+    assert "1 result files published to" in again.output and "1 skipped" in again.output
+    assert sorted(p.name for p in published.iterdir()) == sorted(f.name for f in files[:3])
+    # An invalid file stops the whole batch before anything is copied.
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    refused = invoke(["leaderboard", "publish", files[3], bad, "--entries", published])
+    assert refused.exit_code == 2 and refused.output.startswith("Error:")
+    assert len(list(published.iterdir())) == 3
 
 
 def test_check_says_that_result_entries_come_from_run(tmp_path):
@@ -238,7 +290,7 @@ def test_leaderboard_build_matches_the_entries(board):
         assert cells[1] == row["aligner_label"] and cells[2] == row["target"]["name"]  # the 2015 matrix: no source
         assert cells[3] == str(row["n"])
         h = row["l1"]["heldout"]
-        assert cells[4] == f"{h['mean']:.2f}" + ("" if h["sd"] is None else f" ± {h['sd']:.2f}") + (" ★" if row["best"] else "")
+        assert cells[4] == f"{h['mean']:.2f}" + ("" if h["sd"] is None else f" ± {h['sd']:.2f}") + best_mark(row)
         delta = row["delta_vs_naive"]["heldout"]
         assert cells[5] == ("–" if row["aligner"]["name"] == "naive" else f"{delta:+.2f}")
         assert cells[8] == f"{h['mean'] - row['l1']['train']['mean']:+.2f}"

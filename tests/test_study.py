@@ -65,6 +65,7 @@ def test_the_experiment_file_names_what_the_issue_asks_for():
     assert config.get("search_dtype", "float32") == "float32"  # searched and picked in fp32
 
 
+@pytest.mark.slow
 def test_rerunning_the_experiment_reproduces_its_numbers(runs):
     first, again = (load(folder) for folder in runs)
     # 2 targets x (3 baselines + 3 searches x 2 seeds + prompt-tuning, which the seed does not change)
@@ -82,12 +83,13 @@ def test_rerunning_the_experiment_reproduces_its_numbers(runs):
     assert {r["aligner"]["evaluations"] for r in searched if r["aligner"]["name"] == "prompt-tuning"} == {9}
 
 
+@pytest.mark.slow
 def test_study_tables_and_tests_follow_the_entries(runs):
     records = load(runs[0])
     doc = study(collect(runs[0]))
     (model,) = doc["models"]
-    assert model["aligners"] == ["naive", "icl", "icl-profile", "random (10 evals)", "de (10 evals)",
-                                 "cmaes (10 evals)", "prompt-tuning (10 evals)"]
+    assert model["aligners"] == ["naive", "icl", "icl-profile", "random (budget 10)", "de (budget 10)",
+                                 "cmaes (budget 10)", "prompt-tuning (budget 10)"]
     for row in model["table"]:
         mine = [r for r in records.values() if r["aligner"]["name"] == row["aligner"].split(" ")[0]
                 and row["target"].startswith(r["target"]["name"])]
@@ -98,7 +100,7 @@ def test_study_tables_and_tests_follow_the_entries(runs):
     tests = {(t["a"], t["b"], t["split"]): t for t in model["tests"]}
     assert len(tests) == 2 * 15 and not model["skipped"]  # every comparison, on both splits
     # de vs naive on held-out: the unit is the target, de's two seeds averaged within it
-    de_vs_naive = tests[("de (10 evals)", "naive", "heldout")]
+    de_vs_naive = tests[("de (budget 10)", "naive", "heldout")]
     units = []
     for target in sorted({r["target"]["name"] for r in records.values()}):
         mine = [r for r in records.values() if r["target"]["name"] == target]
@@ -188,6 +190,7 @@ def test_holm_adjustment():
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
+@pytest.mark.slow
 def test_study_writes_between_markers_and_check_finds_edits(runs, tmp_path):
     doc_path = tmp_path / "study.md"
     doc_path.write_text(f"# Title\n\nProse before.\n\n{BEGIN}\nstale generated text\n{END}\n\nProse after.\n")
@@ -210,6 +213,7 @@ def test_study_writes_between_markers_and_check_finds_edits(runs, tmp_path):
     assert result.exit_code == 2 and "no study markers" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_committed_document_matches_the_committed_entries():
     """docs/paper-small.md, leaderboard/study.json and the charts are what the entries give."""
     grid = json.loads((ROOT / "leaderboard" / "study.json").read_text())["grid"]  # --experiment, if it was given
@@ -229,9 +233,9 @@ def test_de_better_on_every_one_of_ten_targets_reaches_the_smallest_p_and_missin
     doc = study(_synthetic_entries(values))
     (model,) = doc["models"]
     tests = {(t["a"], t["b"], t["split"]): t for t in model["tests"]}
-    assert sorted(tests) == [("de (120 evals)", "naive", "heldout"), ("de (120 evals)", "naive", "train")]
+    assert sorted(tests) == [("de (budget 120)", "naive", "heldout"), ("de (budget 120)", "naive", "train")]
     for split in ("train", "heldout"):
-        test = tests[("de (120 evals)", "naive", split)]
+        test = tests[("de (budget 120)", "naive", split)]
         means = [np.mean([values[("de", t, s)][split] for s in (0, 1)]) for t in sorted(TEN)]
         assert test["n_pairs"] == 10 and (test["seeds_a"], test["seeds_b"]) == (2, 1)
         assert test["mean_difference"] == pytest.approx(np.mean(means) - 100.0)
@@ -286,7 +290,7 @@ def test_transfer_dimensions_and_diagnostics_of_a_constructed_search():
     # only IDV differs from naive; a dimension with no difference at any target is not tested
     assert set(dims) == {("idv", "index"), ("idv", "abs_error")} and len(model["dimensions"]["skipped"]) == 10
     assert {t["skipped"] for t in model["dimensions"]["skipped"] if t["dimension"] == "pdi"} == {
-        "pdi: de (120 evals) and naive have the same value at every target, so there is nothing to test"}
+        "pdi: de (budget 120) and naive have the same value at every target, so there is nothing to test"}
     idv = [v["indices"]["idv"] - 50 for v in de]
     assert dims[("idv", "index")]["mean_difference"] == pytest.approx(np.mean(idv))
     china_idv = 20.0  # the template record's target scores (China), kept for every synthetic target
@@ -294,8 +298,8 @@ def test_transfer_dimensions_and_diagnostics_of_a_constructed_search():
         np.mean([abs(50 + x - china_idv) - abs(50 - china_idv) for x in idv]))
     summaries = {s["aligner"]: s for s in model["diagnostics"]["per_aligner"]}
     assert summaries["naive"]["position_bias"]["mean"] == pytest.approx(0.7)
-    assert summaries["de (120 evals)"]["reversal_above"] == 10
-    assert summaries["de (120 evals)"]["interpretable_entries"] == 0
+    assert summaries["de (budget 120)"]["reversal_above"] == 10
+    assert summaries["de (budget 120)"]["interpretable_entries"] == 0
     changes = {t["diagnostic"]: t for t in model["diagnostics"]["tests"]}
     assert changes["position_bias"]["mean_difference"] == pytest.approx(
         np.mean([v["diagnostics"]["position_bias"]["mean"] for v in de]) - 0.7)
@@ -341,7 +345,7 @@ def test_a_partial_study_says_what_the_experiment_grid_lacks(tmp_path):
             in text)
     assert "| icl | no | 1 | – | 1 | 1 | – | not in the grid (+1 outside the grid) |" in text
     skipped = {(t["a"], t["b"]): t["skipped"] for t in doc["models"][0]["skipped"]}
-    assert skipped[("de (120 evals)", "icl")] == "1 target in common; a paired test needs 2"
+    assert skipped[("de (budget 120)", "icl")] == "1 target in common; a paired test needs 2"
 
 
 def test_setups_scored_on_other_prompt_variants_are_not_paired():
@@ -374,14 +378,14 @@ def test_cost_per_run_states_the_budget_and_prompt_tunings_step_cost():
                                  "curve": [{"evaluations": 3, "best": 85.0, "mean": 85.0}]}
     (model,) = study(entries)["models"]
     cost = {c["aligner"]: c for c in model["cost"]}
-    pt = cost["prompt-tuning (120 evals)"]
+    pt = cost["prompt-tuning (budget 120)"]
     assert (pt["budget"], pt["evaluations"]["mean"], pt["generations"]["mean"]) == ([120], 119, 32)
     assert pt["step_cost"] == [3.7]
     assert pt["wall_time_s"]["mean"] == 200.0 and cost["naive"]["budget"] == [] and cost["naive"]["generations"] is None
     text = render_study_markdown(study(entries))
-    assert ("| prompt-tuning (120 evals) | 2 | 120 | 119 ± 0 [119, 119] | 32 ± 0 [32, 32] (× 3.7 evaluations) "
+    assert ("| prompt-tuning (budget 120) | 2 | 120 | 119 ± 0 [119, 119] | 32 ± 0 [32, 32] (× 3.7 evaluations) "
             "| float32 |") in text
-    assert "prompt-tuning (120 evals) 119 evaluations, 200 s wall time." in text
+    assert "prompt-tuning (budget 120) 119 evaluations, 200 s wall time." in text
     assert model["compute"] == {"runs": 4, "wall_time_s": 440.0, "threads": [1], "resumed": 1}
     assert ("All 4 runs together: 440 s of wall time (0.12 h), the sum over runs of one process each, at 1 thread "
             "per run; 1 run resumed from a checkpoint, and it records only the time after the resume.") in text

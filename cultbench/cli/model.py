@@ -58,7 +58,7 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
     (1 - Jensen-Shannon distance) to each target and the ranking of all its countries, on the
     training and the held-out questions separately.
     """
-    from cultbench.evaluation import SPLIT_NAMES, evaluate_candidate
+    from cultbench.evaluation import SPLIT_NAMES, evaluate_candidate, other_target_warnings
     from cultbench.instruments import load_instrument_with_data, resolve_target
     from cultbench.models import DEFAULT_MODEL, load_model
     from cultbench.summary import evaluation_text
@@ -89,6 +89,9 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
         from aligners import Alignment
 
         applied = Alignment.from_pretrained(alignment)  # checks files before the model loads
+    warnings = [] if applied is None else other_target_warnings(applied.target, profiles)
+    for warning in warnings:  # before the model loads: an evaluation may take minutes
+        click.echo(f"Warning: {warning}", err=True)
     loaded = load_model(model or DEFAULT_MODEL, dtype=dtype, device=device)
     soft = None
     if applied is not None:
@@ -107,7 +110,7 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
                                        persona=persona, splits=chosen, max_batch_mb=max_batch_mb, top=top,
                                        baseline=soft is not None or persona is not None)
         result = {"model": loaded.info, "alignment": None if applied is None else str(alignment),
-                  "persona": persona, **result}
+                  "persona": persona, **({"warnings": warnings} if warnings else {}), **result}
         emit_report(result, distribution_text(result), output, as_json)
         return
     else:
@@ -116,7 +119,7 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
                                     max_batch_mb=max_batch_mb, dimensions=dims,
                                     baseline=soft is not None or persona is not None)
     result = {"model": loaded.info, "alignment": None if applied is None else str(alignment),
-              "persona": persona, **result}
+              "persona": persona, **({"warnings": warnings} if warnings else {}), **result}
     emit_report(result, evaluation_text(result), output, as_json)
 
 

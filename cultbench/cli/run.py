@@ -306,7 +306,8 @@ def study_cmd(entries, markdown, json_path, charts, experiment, check):
               show_default=True, help="Folder of the published result files.")
 def publish_cmd(files, entries):
     """Copy result files (from `cultbench run`) into the published entries, after checking each
-    against the schema; a file whose combination is already published is refused.
+    against the schema (an invalid file stops the whole batch before anything is copied); a file
+    whose combination is already published, or whose name is taken, is skipped and named.
 
     \b
     Example:
@@ -315,12 +316,14 @@ def publish_cmd(files, entries):
     from cultbench.atomic import write_text_atomic
     from cultbench.leaderboard import publishable
 
-    records = publishable(files, entries)
-    for path in records:
+    todo, skipped = publishable(files, entries)
+    for path in todo:
         target = entries / path.name
         write_text_atomic(target, path.read_text(encoding="utf-8"))
         click.echo(str(target))
-    click.echo(f"{len(records)} result files published to {entries}; rebuild the page with "
+    for reason in skipped:
+        click.echo(f"skipped {reason}", err=True)
+    click.echo(f"{len(todo)} result files published to {entries}, {len(skipped)} skipped; rebuild the page with "
                f"`cultbench leaderboard build --entries {entries} --out {entries.parent}`", err=True)
 
 

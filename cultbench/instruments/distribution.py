@@ -19,7 +19,6 @@ from functools import cached_property
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.instruments.items import Item
@@ -154,10 +153,12 @@ class DistributionInstrument:
         out[..., [item_of_start[int(a)] for a in order]] = np.concatenate(parts, axis=-1)
         return out
 
-    def distance_tensor(self, shares: torch.Tensor, target) -> torch.Tensor:
+    def distance_tensor(self, shares: "torch.Tensor", target) -> "torch.Tensor":
         """:meth:`distance` in torch, differentiable in ``shares`` [..., slots] (for gradient
         aligners): the base-2 Jensen-Shannon distance per item, averaged over the items the target
         was asked. Both sides are normalised per item, as scipy does."""
+        import torch  # here: listing and reading instruments must not load torch (`cultbench --help` stays fast)
+
         target = torch.as_tensor(np.asarray(target, dtype=np.float64), dtype=shares.dtype, device=shares.device)
         total = shares.new_zeros(shares.shape[:-1])
         count = 0
