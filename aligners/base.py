@@ -14,6 +14,7 @@ import numpy as np
 from aligners.artifact import Alignment
 from aligners.config import AlignerConfig
 from aligners.objective import AlignmentProblem, precision
+from aligners.registry import CONTRACT  # noqa: F401 (the parts the registry checks a class for)
 from cultbench.errors import CultbenchError
 
 
@@ -21,17 +22,35 @@ from cultbench.errors import CultbenchError
 class Aligner(Protocol):
     """Align a model to a target under a budget of candidate evaluations; return an Alignment.
 
-    ``run_dir`` (optional) is where a long search keeps its checkpoint; ``resume`` continues the
-    run checkpointed there. Aligners that do not search ignore budget, seed and run_dir, and may
-    say so with a class attribute ``searches = False`` (a sweep then runs them once per target
-    instead of once per seed); aligners that use a budget but whose result does not depend on the
-    seed say ``seeded = False`` (a sweep runs them with its first seed only). ``config_class`` is the hyper-parameter record; the registry checks that both it and
-    ``align`` exist.
+    The whole contract (``ConfiguredAligner`` gives every part but ``align`` its default, and the
+    registry refuses a class that lacks one):
+
+    - ``name``: set by the registry; ``config_class``: the hyper-parameter record; ``config``;
+    - ``searches``: False for aligners whose result depends on neither seed nor budget (a sweep
+      runs them once per target, and records no seed or budget);
+    - ``seeded``: False for aligners that use a budget but whose result does not depend on the
+      seed (a sweep runs them with its first seed only);
+    - ``display_order``, ``colour``: where the study's tables and the charts place the aligner
+      (ascending) and its colour there ("#rrggbb"; None: a spare colour of the palette);
+    - ``check_budget(budget, reduced_precision)``: the budget as the aligner will spend it, or a
+      CultbenchError when it cannot (e.g. less than one generation); called before a model loads;
+      ``reduced_precision``: the search runs below the model's precision and re-scores finalists;
+    - ``check_instrument(instrument)``: a CultbenchError when the aligner cannot align to it;
+    - ``align(problem, budget, seed=, run_dir=, resume=, progress=)``: ``run_dir`` is where a
+      long search keeps its checkpoint (``aligners.checkpoint``); ``resume`` continues it.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type[AlignerConfig]]
+    searches: ClassVar[bool]
+    seeded: ClassVar[bool]
+    display_order: ClassVar[float]
+    colour: ClassVar[str | None]
     config: AlignerConfig
+
+    def check_budget(self, budget, reduced_precision: bool = False) -> int | None: ...
+
+    def check_instrument(self, instrument) -> None: ...
 
     def align(self, problem: AlignmentProblem, budget: int | None = None, *, seed: int = 0,
               run_dir: str | Path | None = None, resume: bool = False, progress: bool = False) -> Alignment: ...
@@ -40,11 +59,15 @@ class Aligner(Protocol):
 class ConfiguredAligner:
     """Base class: ``Aligner(**hyper_parameters)`` or ``Aligner(config=ConfigClass(...))``.
 
-    Subclasses set ``config_class`` and implement ``align``; the registry sets ``name``.
+    Subclasses set ``config_class`` and implement ``align``; the registry sets ``name``. Every
+    other part of the contract (see ``Aligner``) has its default here.
     """
 
     config_class: ClassVar[type[AlignerConfig]] = AlignerConfig
+    searches: ClassVar[bool] = True  # False: the result depends on neither seed nor budget (see Aligner)
     seeded: ClassVar[bool] = True  # False: the result does not depend on the seed (see Aligner)
+    display_order: ClassVar[float] = 1000.0  # after cultbench's own aligners
+    colour: ClassVar[str | None] = None  # a spare colour of the charts' palette
     name: ClassVar[str] = "unregistered"
 
     def __init__(self, config: AlignerConfig | None = None, **params):
@@ -63,6 +86,11 @@ class ConfiguredAligner:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+    def check_budget(self, budget, reduced_precision: bool = False) -> int | None:
+        """The budget as this aligner will spend it (called by ``cultbench align`` and ``run``
+        before a model loads); by default any budget, unchanged."""
+        return budget
 
     def check_instrument(self, instrument) -> None:
         """Raise a CultbenchError when this aligner cannot align to ``instrument`` (called by

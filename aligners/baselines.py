@@ -94,6 +94,7 @@ class _PromptBaseline(ConfiguredAligner):
 @register_aligner("naive")
 class NaiveBaseline(_PromptBaseline):
     """The model as it is: no soft prompt, no persona."""
+    display_order, colour = 0, "#999999"
 
     config_class = NaiveConfig
 
@@ -104,6 +105,7 @@ class NaiveBaseline(_PromptBaseline):
 @register_aligner("icl")
 class ICLBaseline(_PromptBaseline):
     """Cultural prompting: a persona from the target country as the system prompt."""
+    display_order, colour = 10, "#E69F00"
 
     config_class = ICLConfig
 
@@ -114,6 +116,7 @@ class ICLBaseline(_PromptBaseline):
 @register_aligner("icl-profile")
 class ICLProfileBaseline(ICLBaseline):
     """Cultural prompting plus the target's published scores, each with a one-line meaning."""
+    display_order, colour = 20, "#8C6D1F"
 
     config_class = ICLProfileConfig
 

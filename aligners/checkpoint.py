@@ -48,6 +48,29 @@ def load_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
     return state, arrays
 
 
+def open_checkpoint(run_dir, resume: bool, identity: dict) -> tuple[Path | None, tuple[dict, dict] | None]:
+    """A run's checkpoint, created, resumed or refused: (its path, or None without ``run_dir``;
+    (state, arrays) read back when resuming, else None). Resuming needs the folder's checkpoint
+    and the same run identity (``check_identity``); a new run refuses a folder that holds one,
+    and creates the folder (the caller then saves its first checkpoint at once, so an interrupt
+    right away is resumable)."""
+    if run_dir is None:
+        if resume:
+            raise CultbenchError("resume needs the run folder that holds the checkpoint")
+        return None, None
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if resume:
+        if not path.is_file():
+            raise CultbenchError(f"nothing to resume: {path.parent} has no {CHECKPOINT_NAME}")
+        state, arrays = load_checkpoint(path)
+        check_identity(path, state.get("identity"), identity)
+        return path, (state, arrays)
+    if path.exists():
+        raise CultbenchError(f"{run_dir} already holds a run's checkpoint: resume it or choose another folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path, None
+
+
 def json_ready(data):
     """``data`` as it reads back from JSON (tuples become lists), so identities compare equal."""
     return json.loads(json.dumps(data, sort_keys=True, allow_nan=False))

@@ -85,6 +85,7 @@ class CMAOptimizer:
 @register_aligner("cmaes")
 class CMAES(SoftPromptAligner):
     """Soft prompt found by CMA-ES (pycma), for comparison with DE."""
+    display_order, colour = 50, "#0072B2"
 
     config_class = CMAESConfig
 

@@ -60,6 +60,7 @@ class DEConfig(SoftPromptConfig):
 @register_aligner("de")
 class DifferentialEvolution(SoftPromptAligner):
     """Soft prompt found by Differential Evolution (scipy), the paper's method."""
+    display_order, colour = 40, "#D55E00"
 
     config_class = DEConfig
 

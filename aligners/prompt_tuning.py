@@ -37,7 +37,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,7 +45,7 @@ from tqdm.auto import tqdm
 from aligners.artifact import Alignment
 from aligners.base import ConfiguredAligner, final_result, model_record
 from aligners.baselines import ICL_TEMPLATE, format_persona
-from aligners.checkpoint import CHECKPOINT_NAME, check_identity, json_ready, load_checkpoint, save_checkpoint
+from aligners.checkpoint import json_ready, open_checkpoint, save_checkpoint
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem, precision
 from aligners.registry import register_aligner
@@ -133,6 +132,7 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, arrays: dict[str, np.nd
 @register_aligner("prompt-tuning")
 class PromptTuning(ConfiguredAligner):
     """Soft prompt trained by gradient descent (torch.optim), the white-box reference."""
+    display_order, colour = 60, "#009E73"
 
     config_class = PromptTuningConfig
     # Deterministic: it starts from P0 and every step uses every item of every training variant, so
@@ -164,9 +164,11 @@ class PromptTuning(ConfiguredAligner):
                                  f"{cfg.step_cost:g} evaluations): give a budget of at least {math.ceil(cfg.step_cost)}")
         return paid if cfg.steps is None else min(paid, cfg.steps)
 
-    def check_budget(self, budget) -> int:
-        """The steps the budget pays for; a clear error unless at least one (as the searches check)."""
-        return self.plan_steps(budget)
+    def check_budget(self, budget, reduced_precision: bool = False) -> int:
+        """The budget, checked: a clear error unless it pays for at least one step (as the searches
+        check). Training runs in the model's precision, so ``reduced_precision`` reserves nothing."""
+        self.plan_steps(budget)
+        return budget
 
     def align(self, problem: AlignmentProblem, budget: int | None = None, *, seed: int = 0,
               run_dir=None, resume: bool = False, progress: bool = False) -> Alignment:
@@ -237,16 +239,10 @@ class _TrainingRun:
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
         self.best_fitness, self.best_trained = math.inf, self.trained.detach().clone()
-        self.path = None if run_dir is None else Path(run_dir) / CHECKPOINT_NAME
-        if self.path is None:
-            if resume:
-                raise CultbenchError("resume needs the run folder that holds the checkpoint")
-        elif resume:
-            self._restore()
-        elif self.path.exists():
-            raise CultbenchError(f"{run_dir} already holds a run's checkpoint: resume it or choose another folder")
+        self.path, restored = open_checkpoint(run_dir, resume, self.identity)
+        if restored is not None:
+            self._restore(*restored)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._save()
 
     def prompt(self, trained: torch.Tensor | None = None) -> torch.Tensor:
@@ -323,11 +319,7 @@ class _TrainingRun:
             arrays["best_indices"] = self.best_indices
         save_checkpoint(self.path, state, arrays)
 
-    def _restore(self) -> None:
-        if not self.path.is_file():
-            raise CultbenchError(f"nothing to resume: {self.path.parent} has no {CHECKPOINT_NAME}")
-        state, arrays = load_checkpoint(self.path)
-        check_identity(self.path, state.get("identity"), self.identity)
+    def _restore(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
         if self.key not in arrays:
             raise CultbenchError(f"{self.path} is not a prompt-tuning checkpoint; resume with the aligner that "
                                  "wrote it, or use another folder")
@@ -362,6 +354,7 @@ class SubspaceTuningConfig(PromptTuningConfig):
 @register_aligner("subspace-tuning")
 class SubspaceTuning(PromptTuning):
     """Gradient prompt tuning in the black-box searches' space (P0 + A z): how far that space reaches."""
+    display_order, colour = 70, "#56B4E9"
 
     config_class = SubspaceTuningConfig
 

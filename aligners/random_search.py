@@ -36,6 +36,7 @@ class UniformSampler:
 @register_aligner("random")
 class RandomSearch(SoftPromptAligner):
     """Soft prompt found by uniform random search in the same space (the control)."""
+    display_order, colour = 30, "#CC79A7"
 
     config_class = RandomSearchConfig
 

@@ -31,14 +31,21 @@ _PLUGIN_ERRORS: dict[str, str] = {}  # entry point name -> why it could not be l
 _entry_points_loaded = False
 
 
+# The Aligner protocol's parts (aligners.base.Aligner, which re-exports this), and those that are methods.
+CONTRACT = ("config_class", "searches", "seeded", "display_order", "colour", "check_budget", "check_instrument",
+            "align")
+_METHODS = ("check_budget", "check_instrument", "align")
+
+
 def _check_aligner_class(cls, name: str) -> None:
     """The structural part of the Aligner protocol, checked without importing it (see base.py)."""
     if not inspect.isclass(cls):
         raise TypeError(f"aligner {name!r} must be a class, got {cls!r}")
-    missing = [attr for attr in ("config_class", "align") if not hasattr(cls, attr)]
-    if missing or not callable(getattr(cls, "align", None)):
-        raise TypeError(f"aligner {name!r} ({cls.__qualname__}) lacks {', '.join(missing) or 'align()'}; "
-                        "subclass aligners.ConfiguredAligner or implement the Aligner protocol")
+    missing = [attr for attr in CONTRACT if not hasattr(cls, attr)
+               or attr in _METHODS and not callable(getattr(cls, attr))]
+    if missing:
+        raise TypeError(f"aligner {name!r} ({cls.__qualname__}) lacks {', '.join(missing)}; "
+                        "subclass aligners.ConfiguredAligner or implement the whole Aligner protocol")
 
 
 def register_aligner(name: str):
@@ -98,6 +105,20 @@ def available_aligners() -> dict[str, type]:
     """Every registered aligner, built-in and plugin, by name (sorted)."""
     load_entry_points()
     return dict(sorted(_ALIGNERS.items()))
+
+
+def display_key(name: str) -> tuple:
+    """Sort key of an aligner name (or a label that starts with one: "de (30 evals)") in the study's
+    tables and the charts: its class's ``display_order``, then the text; unknown names last."""
+    base = name.split(" (")[0].split(" [")[0]
+    cls = available_aligners().get(base)
+    return (float("inf") if cls is None else float(cls.display_order), name)
+
+
+def aligner_colour(name: str) -> str | None:
+    """The colour an aligner declares for charts (None: unknown, or none declared)."""
+    cls = available_aligners().get(name)
+    return None if cls is None else cls.colour
 
 
 def get_aligner_class(name: str) -> type:

@@ -35,7 +35,6 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -45,7 +44,7 @@ from tqdm.auto import tqdm
 from aligners.artifact import Alignment
 from aligners.base import ConfiguredAligner, exact_results, final_result, model_record
 from aligners.baselines import ICL_TEMPLATE, format_persona
-from aligners.checkpoint import CHECKPOINT_NAME, check_identity, json_ready, load_checkpoint, save_checkpoint
+from aligners.checkpoint import json_ready, open_checkpoint, save_checkpoint
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem, precision
 from aligners.search_space import MAX_VIRTUAL_TOKENS, SoftPromptSpace, space_error
@@ -169,16 +168,10 @@ class SearchRun:
         self._fitness_log: list[np.ndarray] = []
         self._hashes: list[str] = []
         self._replay: list[tuple[str, np.ndarray]] = []
-        self.checkpoint_path = None if run_dir is None else Path(run_dir) / CHECKPOINT_NAME
-        if self.checkpoint_path is None:
-            if resume:
-                raise CultbenchError("resume needs the run folder that holds the checkpoint")
-        elif resume:
-            self._restore()
-        elif self.checkpoint_path.exists():
-            raise CultbenchError(f"{run_dir} already holds a run's checkpoint: resume it or choose another folder")
+        self.checkpoint_path, restored = open_checkpoint(run_dir, resume, self.identity)
+        if restored is not None:
+            self._restore(*restored)
         else:
-            self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
             self._save()  # generation 0: the run's identity, so an interrupt at once is resumable
         self._bar = tqdm(total=budget, desc=label, unit="eval", disable=not progress, dynamic_ncols=True)
 
@@ -304,12 +297,7 @@ class SearchRun:
             arrays.update(best_z=self.best_z, best_indices=self.best_indices)
         save_checkpoint(self.checkpoint_path, state, arrays)
 
-    def _restore(self) -> None:
-        path = self.checkpoint_path
-        if not path.is_file():
-            raise CultbenchError(f"nothing to resume: {path.parent} has no {CHECKPOINT_NAME}")
-        state, arrays = load_checkpoint(path)
-        check_identity(path, state.get("identity"), self.identity)
+    def _restore(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
         if state["evaluations"] > self.budget:
             raise CultbenchError(f"the checkpoint has used {state['evaluations']} evaluations, more than the "
                                  f"budget {self.budget}")
@@ -319,7 +307,7 @@ class SearchRun:
         if state["best_fitness"] is not None:
             self.best_fitness = state["best_fitness"]
             self.best_z, self.best_indices = arrays["best_z"], arrays["best_indices"]
-        _log.info("resuming %s: replaying %d generations (%d evaluations)", path, len(pieces), state["evaluations"])
+        _log.info("resuming %s: replaying %d generations (%d evaluations)", self.checkpoint_path, len(pieces), state["evaluations"])
 
     # -- result ---------------------------------------------------------------------------------
 

@@ -11,34 +11,35 @@ i.e. from whoever submitted them.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import math
 from html import escape
 
 # Okabe-Ito colours (distinguishable with the common colour-vision deficiencies); the target is black.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999999", "#8C6D1F")
+# Further colours for aligner setups once the palette is used up (Paul Tol's muted scheme).
+MORE_COLOURS = ("#332288", "#117733", "#44AA99", "#88CCEE", "#DDCC77", "#CC6677", "#AA4499", "#882255")
 WIDTH, HEIGHT = 680, 320
 LEFT, RIGHT, TOP, BOTTOM = 56, 190, 34, 44
 
 
 # Each built-in aligner keeps one colour in every chart, chosen so that the pairs compared most
 # (de/naive, cmaes/random, de/cmaes, icl/icl-profile) differ in hue and lightness.
-ALIGNER_COLOURS = {"naive": "#999999", "icl": "#E69F00", "icl-profile": "#8C6D1F", "random": "#CC79A7",
-                   "de": "#D55E00", "cmaes": "#0072B2", "prompt-tuning": "#009E73"}
-
-
 def colour(k: int) -> str:
     return PALETTE[k % len(PALETTE)]
 
 
-def aligner_colours(series: list[tuple[str, str]]) -> dict[str, str]:
-    """{label: colour} for (label, aligner name) pairs: an aligner's own colour for its first label
-    (in sorted order), the palette's unused colours for further setups of it and for plugins."""
+def aligner_colours(series: list[tuple[str, str]], declared: Mapping[str, str]) -> dict[str, str]:
+    """{label: colour} for (label, aligner name) pairs: an aligner's own colour (``declared``:
+    aligner name -> the colour it declares, ``Aligner.colour``) for its first label (in sorted
+    order), the palette's unused colours for further setups of it and for aligners without one."""
     out, used = {}, set()
     for label, name in sorted(set(series)):
-        if name in ALIGNER_COLOURS and ALIGNER_COLOURS[name] not in used:
-            out[label] = ALIGNER_COLOURS[name]
+        if name in declared and declared[name] not in used:
+            out[label] = declared[name]
             used.add(out[label])
-    spare = [c for c in PALETTE + tuple(ALIGNER_COLOURS.values()) if c not in used]
+    spare = [c for c in dict.fromkeys(PALETTE + tuple(declared.values()) + MORE_COLOURS) if c not in used]
     for label, _ in sorted(set(series)):
         if label not in out:
             out[label] = spare.pop(0) if spare else colour(len(out))

@@ -18,7 +18,8 @@ import numpy as np
 from cultbench.diagnostics import diagnose_distribution
 from cultbench.instruments.distribution import SPLITS as QUESTION_SPLITS
 from cultbench.instruments.distribution import DistributionInstrument, OpinionTarget
-from cultbench.metrics import order_balance, order_balanced, rank_by_similarity, similarity
+from cultbench.metrics import (DISTRIBUTION, ScoredSplit, compute_metrics, order_balance, order_balanced,
+                               rank_by_similarity, similarity, versus_naive)
 from cultbench.prompts import get_variants, variants_file
 from cultbench.scorer import SurveyScorer
 from cultbench.summary import verdict_lines
@@ -40,40 +41,43 @@ def country_similarities(instrument: DistributionInstrument, shares: np.ndarray,
             for c in instrument.countries if not ids.isdisjoint(instrument.reference[c.name])}
 
 
-def _block(instrument: DistributionInstrument, per_rendering: np.ndarray, mass: np.ndarray, items: list[int],
+def block_split(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, keep: np.ndarray,
+                variants: list, target: OpinionTarget, ranking: list[str]) -> ScoredSplit:
+    """One block (the questions ``keep``, a mask) against one target, for the metrics: answer
+    shares per rendering [V, slots] of ``variants`` (their wordings balance the similarity: each
+    question's shares averaged over a wording's option orders first), the option mass [V, I] on
+    the block's questions, and the data's countries ranked by similarity (``ranking``, names)."""
+    asked = sum(1 for i in np.flatnonzero(keep) if instrument.item_ids[i] in target.shares)
+    return ScoredSplit(DISTRIBUTION, [v.name for v in variants], instrument.dimension_ids, shares,
+                       target.vector(instrument.dimension_ids), mass[:, keep],
+                       context={"asked": asked, "name": target.name, "ranking": ranking,
+                                "wordings": [v.wording for v in variants],
+                                "per_variant": lambda s: per_variant_similarity(instrument, s, target, keep)})
+
+
+def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, items: list[int],
            variants: list, targets: Sequence[OpinionTarget], top: int | None,
            naive: np.ndarray | None = None) -> dict:
     """Similarities on the questions ``items`` (positions) from shares per rendering [V, slots] of
-    ``variants``, mass [V, I]: each wording's shares averaged over its option orders, then the
-    similarity per wording, then their mean (``similarity``; ``similarity_per_variant``: per
-    rendering, a secondary figure). A target asked none of them has similarity None (and rank
-    None). With the naive model's shares ``naive`` [V, slots], each target also gets
-    ``naive_similarity`` and ``delta_vs_naive`` (similarity minus the naive model's: positive,
-    the candidate is closer)."""
-    wordings, matrix = order_balance([v.wording for v in variants])
-    shares = order_balanced(per_rendering, matrix)
-    ids = [instrument.item_ids[i] for i in items]
+    ``variants``, mass [V, I] (the countries ranked on the wordings' order-balanced shares):
+    every registered metric of distribution instruments per target (``cultbench.metrics``), how
+    many of the questions it was asked, and the ranking of the data's countries. A target asked
+    none of them has similarity None (and rank None). With the naive model's shares ``naive``
+    [V, slots], each target also gets ``naive_similarity`` and ``delta_vs_naive`` (similarity
+    minus the naive model's: positive, the candidate is closer)."""
     keep = np.zeros(len(instrument.items), dtype=bool)
     keep[items] = True
-    countries = {n: float(np.mean(s)) for n, s in country_similarities(instrument, shares, keep).items()}
-    out = {"items": len(ids), "option_mass": float(mass[:, keep].mean()) if ids else None, "targets": {}}
-    for target in targets:
-        asked = sum(1 for i in ids if i in target.shares)
-        sims = per_variant_similarity(instrument, shares, target, keep) if asked else np.full(len(wordings), None)
-        rendered = (per_variant_similarity(instrument, per_rendering, target, keep) if asked
-                    else np.full(len(variants), None))
-        out["targets"][target.name] = {"similarity": float(np.mean(sims)) if asked else None, "items_asked": asked,
-                                       "similarity_per_wording": dict(zip(wordings, sims.tolist())),
-                                       "similarity_per_variant": dict(zip([v.name for v in variants],
-                                                                          rendered.tolist())),
-                                       "rank": 1 + [n for n, _ in rank_by_similarity(countries)].index(target.name)
-                                       if target.name in countries else None}
-        if naive is not None:
-            base = (float(np.mean(per_variant_similarity(instrument, order_balanced(naive, matrix), target, keep)))
-                    if asked else None)
-            out["targets"][target.name].update(naive_similarity=base, delta_vs_naive=None if base is None else
-                                               out["targets"][target.name]["similarity"] - base)
+    _, matrix = order_balance([v.wording for v in variants])
+    countries = {n: float(np.mean(s)) for n, s in
+                 country_similarities(instrument, order_balanced(shares, matrix), keep).items()}
     ranking = rank_by_similarity(countries)
+    names = [n for n, _ in ranking]
+    out = {"items": len(items), "option_mass": float(mass[:, keep].mean()) if items else None, "targets": {}}
+    for target in targets:
+        split = block_split(instrument, shares, mass, keep, variants, target, names)
+        out["targets"][target.name] = {"items_asked": split.context["asked"], **compute_metrics(split)}
+        if naive is not None:
+            out["targets"][target.name].update(versus_naive(split, naive))
     out["countries_ranked"] = len(ranking)
     out["ranking"] = [[n, s] for n, s in (ranking if top is None else ranking[:top])]
     return out

@@ -9,75 +9,40 @@ import numpy as np
 
 from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.metrics import (aligned_verdict, content_free_l1, directedness, distance, mirror, order_balance,
-                               order_balanced, relative_l1, signed_error)
+from cultbench.metrics import INDEX, ScoredSplit, compute_metrics, order_balance, order_balanced, versus_naive
 from cultbench.profiles import Profile, world_mean
-from cultbench.prompts import ORDERS, get_variants, variants_version
+from cultbench.prompts import get_variants, variants_version
 from cultbench.scorer import SurveyScorer
 
 SPLIT_NAMES = ("train", "validation", "heldout")
 
 
-def versus_target(target: Profile, per_variant, variants: Sequence, dims: Sequence[str],
-                  constants: Mapping[str, float] | None = None) -> dict:
-    """One split's comparison with one target, from the indices per rendering [V, D] of
-    ``variants`` (the renderings, ``PromptVariant``s, in the same order).
-
-    ``l1`` is the mean over the split's wordings of the L1 distance of each wording's
-    order-balanced indices (the mean of its in-order and reversed renderings), as the aligners'
-    fitness is; ``l1_per_wording`` holds each. Per rendering (secondary figures, each labelled by
-    its scale order): ``l1_per_variant`` and ``l1_by_order`` (the mean over the in-order and over
-    the reversed renderings). ``signed_error`` is model minus target on the split's mean balanced
-    indices, so the L1 is not the sum of its absolute values (that would be the L1 of the mean).
-    With ``constants`` (C per dimension), the reference rows: ``content_free_l1`` (every index =
-    C), ``world_mean_l1`` (the mean profile of the target source's countries with every compared
-    dimension) and the L1 relative to each (``l1_over_content_free``, ``l1_over_world_mean``).
-    """
-    vector = target.vector(dims)
-    per_variant = np.asarray(per_variant, dtype=np.float64)
-    wordings, matrix = order_balance([v.wording for v in variants])
-    balanced = order_balanced(per_variant, matrix)
-    per_wording = distance(balanced, vector)
-    per_rendering = distance(per_variant, vector)
-    by_order = {order: float(np.mean([x for x, v in zip(per_rendering, variants) if v.order == order]))
-                for order in ORDERS if any(v.order == order for v in variants)}
-    out = {"id": target.key, "name": target.name, "code": target.code, "iso2": target.iso2,
-           "source": target.source, "estimated": target.estimated, "scores": dict(target.scores),
-           "l1": float(per_wording.mean()), "l1_per_wording": dict(zip(wordings, per_wording.tolist())),
-           "l1_per_variant": {v.name: float(x) for v, x in zip(variants, per_rendering)},
-           "l1_by_order": by_order,
-           "signed_error": dict(zip(dims, signed_error(balanced.mean(axis=0), vector).tolist()))}
-    if constants is not None:
-        out.update(references(out["l1"], target, dims, constants))
-    return out
+def index_split(target: Profile, per_variant, variants: Sequence, dims: Sequence[str], option_mass,
+                mean_indices: dict, constants: Mapping[str, float] | None = None, naive=None) -> ScoredSplit:
+    """One split of an index instrument against one target, for the metrics: the indices per
+    rendering [V, D] of ``variants`` (``PromptVariant``s: their wordings and scale orders balance
+    the L1) on the compared ``dims``, the option mass [V, I] and the split's mean indices on every
+    dimension (``mean_indices``, for the rank agreement across dimensions). With ``constants`` (C
+    per dimension), the content-free and world-mean references; with the naive model's indices
+    ``naive`` [V, D], directedness, mirror and the verdict aligned."""
+    mean, _, _ = world_mean(target.source, dims)
+    context = {"indices": dict(mean_indices), "target_scores": dict(target.scores),
+               "wordings": [v.wording for v in variants], "orders": [v.order for v in variants],
+               "constants": None if constants is None else [float(constants[d]) for d in dims], "world_mean": mean,
+               "naive": None if naive is None else np.asarray(naive, dtype=np.float64)}
+    return ScoredSplit(INDEX, [v.name for v in variants], list(dims), np.asarray(per_variant, dtype=np.float64),
+                       target.vector(dims), np.asarray(option_mass, dtype=np.float64), context=context)
 
 
-def references(l1: float, target: Profile, dims: Sequence[str], constants: Mapping[str, float]) -> dict:
-    """The reference rows beside an L1: content-free and world-mean L1, and the L1 relative to each."""
-    free = content_free_l1([constants[d] for d in dims], target.vector(dims))
-    mean, source, n = world_mean(target.source, dims)
-    world = float(distance(mean, target.vector(dims)))
-    return {"content_free_l1": free, "world_mean_l1": world, "world_mean": {"source": source, "countries": n},
-            "l1_over_content_free": relative_l1(l1, free), "l1_over_world_mean": relative_l1(l1, world)}
-
-
-def alignment_check(target: Profile, aligned, naive, variants: Sequence, dims: Sequence[str],
-                    constants: Mapping[str, float]) -> dict:
-    """Does a candidate move towards ``target``? From its and the naive model's indices per
-    rendering [V, D] of one split (the held-out one): directedness on the balanced indices of every
-    wording, mirror on the changes under the in-order and the reversed renderings, and the
-    verdict ``aligned`` (``cultbench.metrics.aligned_verdict``)."""
-    aligned, naive = np.asarray(aligned, dtype=np.float64), np.asarray(naive, dtype=np.float64)
-    _, matrix = order_balance([v.wording for v in variants])
-    vector = target.vector(dims)
-    direction = directedness(order_balanced(aligned, matrix), order_balanced(naive, matrix), vector)
-    change = aligned - naive
-    pairs = [(i, j) for i, a in enumerate(variants) for j, b in enumerate(variants)
-             if a.wording == b.wording and a.order == "ascending" and b.order == "descending"]
-    mirrored = mirror(change[[i for i, _ in pairs]], change[[j for _, j in pairs]]) if pairs else None
-    l1 = lambda x: float(distance(order_balanced(x, matrix), vector).mean())  # noqa: E731
-    free = content_free_l1([constants[d] for d in dims], vector)
-    return aligned_verdict(l1(aligned), l1(naive), free, direction, mirrored)
+def versus_target(target: Profile, split: ScoredSplit) -> dict:
+    """One split's comparison with one target: who the target is, and every registered metric of
+    index instruments (``cultbench.metrics``). ``l1`` is the mean over the split's wordings of the
+    L1 of each wording's order-balanced indices (as the aligners' fitness is; ``l1_per_variant``
+    and ``l1_by_order`` are the renderings' own, secondary); ``signed_error`` is model minus target
+    on the split's mean balanced indices, so the L1 is not the sum of the absolute signed errors."""
+    return {"id": target.key, "name": target.name, "code": target.code, "iso2": target.iso2,
+            "source": target.source, "estimated": target.estimated, "scores": dict(target.scores),
+            **compute_metrics(split)}
 
 
 def balanced_indices(per_variant, variants: Sequence, dims: Sequence[str]) -> dict:
@@ -100,7 +65,7 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
     of its wordings' balanced indices, and the signed error is theirs. With ``baseline``, the
     naive model (no soft prompt, no persona) is scored in the same call, and each target gets
     ``naive_l1``, ``delta_vs_naive`` (negative: the candidate is closer than the naive model)
-    and ``alignment`` (directedness, mirror and the verdict ``aligned``: :func:`alignment_check`).
+    and ``alignment`` (directedness, mirror and the verdict ``aligned``: ``cultbench.metrics``).
     ``dimensions`` (default: all) are those the targets are compared on.
     """
     dims, items = instrument.dimension_ids, instrument.item_ids
@@ -146,13 +111,12 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
             "targets": {},
         }
         for target in targets:
-            versus = versus_target(target, indices[:, positions], chosen, compared, scored.constants)
+            naive = scored.indices[1, rows][:, positions] if baseline else None
+            versus_split = index_split(target, indices[:, positions], chosen, compared, scored.option_mass[0, rows],
+                                       split_out["indices"], scored.constants, naive)
+            versus = versus_target(target, versus_split)
             if baseline:
-                naive = scored.indices[1, rows][:, positions]
-                versus["naive_l1"] = versus_target(target, naive, chosen, compared)["l1"]
-                versus["delta_vs_naive"] = versus["l1"] - versus["naive_l1"]
-                versus["alignment"] = alignment_check(target, indices[:, positions], naive, chosen, compared,
-                                                      scored.constants)
+                versus.update(versus_naive(versus_split, naive))
             split_out["targets"][target.key] = versus
         out["splits"][split] = split_out
     out["diagnostics"] = diagnostics_of(list(range(len(variants))))

@@ -28,7 +28,7 @@ from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
 from cultbench.leaderboard_page import render_html, render_markdown, target_label
-from cultbench.metrics import rank_agreement
+from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric, rank_agreement
 from cultbench.stats import mean_ci
 from cultbench.results import (BLOCKS, SCHEMA_VERSION, SPLITS, combination_key_of, entry_id, is_distribution,
                                read_record)
@@ -110,6 +110,7 @@ def _common(records: list[tuple[str, dict]]) -> dict:
         "evaluations": stat(r["aligner"]["evaluations"] for r in recs),
         "wall_time_s": stat(r["run"]["wall_time_s"] for r in recs),
         "verdict": verdict_summary(recs),
+        "aligned": aligned_summary(recs),
         "convergence": [{"seed": r["aligner"]["seed"], "search_precision": r["history"]["search_precision"],
                          "curve": [[p["evaluations"], p["best"]] for p in r["history"]["curve"]
                                    if p["best"] is not None]}
@@ -130,10 +131,8 @@ def _row(records: list[tuple[str, dict]]) -> dict:
         **_common(records),
         "target": {k: first["target"].get(k) for k in ("name", "code", "iso2", "source", "estimated", "scores")},
         "instrument": first["instrument"], "constants": first["constants"],
-        "l1": {s: stat(r["metrics"][s]["l1"] for r in recs) for s in SPLITS},
-        "signed_error": per_dim(lambda r, s: r["metrics"][s]["signed_error"]),
         "indices": per_dim(lambda r, s: r["splits"][s]["indices"]),
-        "option_mass": {s: stat(r["metrics"][s]["option_mass"] for r in recs) for s in SPLITS},
+        **metric_stats(INDEX, recs, SPLITS, dims),
     }
 
 
@@ -141,18 +140,28 @@ def _distribution_row(records: list[tuple[str, dict]]) -> dict:
     """A row of a distribution instrument: similarity, JSD, the target's rank among the data's
     countries and option mass on each block (``results.BLOCKS``), over the seeds."""
     first = records[0][1]
-    recs = [r for _, r in records]
-
-    def per_block(name):
-        return {b: stat(r["metrics"][b][name] for r in recs) for b in BLOCKS}
-
     return {
         **_common(records),
         "target": {k: first["target"].get(k) for k in ("name", "code", "iso2", "source", "items")},
-        "similarity": per_block("similarity"), "jsd": per_block("jsd"), "rank": per_block("rank"),
         "countries_ranked": {b: first["metrics"][b]["countries_ranked"] for b in BLOCKS},
-        "option_mass": per_block("option_mass"),
+        **metric_stats(DISTRIBUTION, [r for _, r in records], BLOCKS, ()),
     }
+
+
+def metric_stats(kind: str, records: list[dict], splits, dims) -> dict:
+    """Every registered metric of ``kind`` that rows show (``Metric.row``), over the seeds'
+    records: per split (or block) ``stat`` of its values, per dimension (``dims``) where the
+    metric has one value per dimension. A record without the metric counts as no value."""
+    out = {}
+    for metric in metrics_for(kind):
+        if not metric.row:
+            continue
+        if metric.per_dimension:
+            out[metric.name] = {s: {d: stat((r["metrics"][s].get(metric.name) or {}).get(d) for r in records)
+                                    for d in dims} for s in splits}
+        else:
+            out[metric.name] = {s: stat(r["metrics"][s].get(metric.name) for r in records) for s in splits}
+    return out
 
 
 def verdict_summary(records: list[dict]) -> dict:
@@ -163,6 +172,20 @@ def verdict_summary(records: list[dict]) -> dict:
     return {"assessed": len(assessed), "interpretable": sum(bool(d["interpretable"]) for d in assessed),
             "failed": sorted({c for d in assessed for c in d["failed"]}),
             "unchecked": sorted({c for d in assessed for c in d["unchecked"]})}
+
+
+def aligned_summary(records: list[dict]) -> dict:
+    """The verdict "aligned" of a row's entries (held-out wordings, schema 3 records of an
+    alignment): how many carry it, how many are aligned, the share, and the text the page shows
+    ("yes", "no", "k/n" when seeds disagree, "–" for entries without it: v3 entries and naive)."""
+    verdicts = [(r["metrics"]["heldout"].get("alignment") or {}) for r in records]
+    assessed = [v for v in verdicts if "aligned" in v]
+    aligned = sum(bool(v["aligned"]) for v in assessed)
+    text = ("–" if not assessed else "yes" if aligned == len(assessed) else "no" if aligned == 0
+            else f"{aligned}/{len(assessed)}")
+    failed = sorted({c for v in assessed for c in v["failed"]})
+    return {"assessed": len(assessed), "aligned": aligned, "share": aligned / len(assessed) if assessed else None,
+            "text": text, "title": ("failed: " + ", ".join(failed)) if failed else ""}
 
 
 def _label_rows(rows: list[dict]) -> None:
@@ -205,9 +228,15 @@ def aggregate(records: dict[str, dict]) -> list[dict]:
     """The rows of the index-instrument entries (distribution entries are left to
     ``distribution_sections``); sorted by model, target, held-out L1."""
     rows = _grouped({n: r for n, r in records.items() if not is_distribution(r)}, _row)
+    primary = primary_metric(INDEX)
     rows.sort(key=lambda r: (r["model_label"], r["target"]["name"], r["target"]["source"],
-                             r["l1"]["heldout"]["mean"], r["aligner_label"]))
+                             *best_first(r[primary.name]["heldout"]["mean"], primary), r["aligner_label"]))
     return rows
+
+
+def best_first(value, metric) -> tuple:
+    """A sort key that puts the best value of ``metric`` (a registered Metric) first, None last."""
+    return value is None, (1 if metric.higher_is_better is False else -1) * (value or 0)
 
 
 def _instrument_identity(record: dict) -> dict:
@@ -228,11 +257,12 @@ def distribution_sections(records: dict[str, dict]) -> list[dict]:
     sections = []
     for group in by_instrument.values():
         rows = _grouped(group, _distribution_row)
-        rows.sort(key=lambda r: (r["model_label"], r["target"]["name"], r["similarity"]["heldout"]["mean"] is None,
-                                 -(r["similarity"]["heldout"]["mean"] or 0), r["aligner_label"]))
-        compare_with_naive(rows, "similarity", BLOCKS, higher_is_better=True)
+        primary = primary_metric(DISTRIBUTION)
+        rows.sort(key=lambda r: (r["model_label"], r["target"]["name"], *best_first(r[primary.name]["heldout"]["mean"],
+                                                                                   primary), r["aligner_label"]))
+        compare_with_naive(rows, primary.name, BLOCKS, higher_is_better=primary.higher_is_better)
         sections.append({"instrument": _instrument_identity(next(iter(group.values()))), "rows": rows,
-                         "summary": summary_table(rows, "similarity", BLOCKS, higher_is_better=True)})
+                         "summary": summary_table(rows, primary.name, BLOCKS, primary.higher_is_better)})
     sections.sort(key=lambda s: (s["instrument"]["name"], s["instrument"]["version"], s["instrument"]["data_sha256"]))
     return sections
 
@@ -315,12 +345,14 @@ def leaderboard(entries: Entries, study: str | None = None) -> dict:
     """The ``leaderboard.json`` document; ``study``: a link (relative to the page) to the study of
     these entries, shown on the page."""
     rows = aggregate(entries.records)
-    compare_with_naive(rows)
+    primary = primary_metric(INDEX)
+    compare_with_naive(rows, primary.name, SPLITS, higher_is_better=primary.higher_is_better)
     finished = [r["run"].get("finished") for r in entries.records.values() if r["run"].get("finished")]
     return {"format": LEADERBOARD_FORMAT, "result_schema_version": SCHEMA_VERSION, "cultbench_version": __version__,
             "data_as_of": max(finished, default=None), "entries_used": len(entries.records),
             "rejected": entries.rejected, "duplicates": entries.duplicates,
-            "study": study, "summary": summary_table(rows), "rows": rows, "rank_agreement": rank_agreement_table(rows),
+            "study": study, "summary": summary_table(rows, primary.name, SPLITS, primary.higher_is_better),
+            "rows": rows, "rank_agreement": rank_agreement_table(rows),
             "distribution": distribution_sections(entries.records)}
 
 

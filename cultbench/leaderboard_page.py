@@ -14,50 +14,25 @@ import base64
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from html import escape
-from typing import Callable
 
+from aligners.registry import available_aligners, display_key
 from cultbench.charts import aligner_colours, convergence_chart, profile_chart
+from cultbench.columns import Column, Table, fmt, fmt_ci, fmt_stat, metric_columns  # noqa: F401 (re-exported)
+from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
 from cultbench.profiles import DEFAULT_SOURCE
 
 TITLE = "cultbench leaderboard"
-
-
-def fmt(value, spec: str = ".2f") -> str:
-    return "–" if value is None else format(value, spec)
-
-
-def fmt_stat(s: dict, spec: str = ".2f") -> str:
-    """"mean ± sd" (sd over seeds), or the mean alone for one seed."""
-    if s["mean"] is None:
-        return "–"
-    return fmt(s["mean"], spec) + ("" if s["sd"] is None else f" ± {fmt(s['sd'], spec)}")
 
 
 def target_label(target: dict) -> str:
     return f"{target['name']} ({target['source']}{', estimated' if target.get('estimated') else ''})"
 
 
-@dataclass(frozen=True)
-class Column:
-    id: str
-    header: str
-    value: Callable[[dict], object]  # what sorting uses (number, text or None)
-    text: Callable[[dict], str]  # what is shown
-    numeric: bool = True
-    title: Callable[[dict], str] | None = None  # a tooltip: the full text of a shortened cell
-    split: str | None = None  # the split the column is about (the page's split filter hides the other)
-
-
 def short_model(label: str, width: int = 28) -> str:
     """A model label short enough for a table cell: a path's last part, and at most ``width`` characters."""
     short = label.rstrip("/").rsplit("/", 1)[-1] if label.startswith(("/", ".", "~")) else label
     return short if len(short) <= width else short[:width - 1] + "…"
-
-
-def _delta(split: str):
-    return lambda r: (r.get("delta_vs_naive") or {}).get(split)
 
 
 def verdict_text(verdict: dict) -> str:
@@ -74,108 +49,60 @@ def _verdict_value(row: dict):
     return v["interpretable"] / v["assessed"] if v["assessed"] else None
 
 
-def _gap(row: dict):
-    a, b = row["l1"]["heldout"]["mean"], row["l1"]["train"]["mean"]
-    return None if a is None or b is None else a - b
-
-
 MODEL = Column("model", "Model", lambda r: r["model_label"], lambda r: short_model(r["model_label"]), False,
                title=lambda r: r["model_label"])
 ALIGNER = Column("aligner", "Aligner", lambda r: r["aligner_label"], lambda r: r["aligner_label"], False)
 SEEDS = Column("seeds", "Seeds", lambda r: r["n"], lambda r: str(r["n"]))
 INTERPRETABLE = Column("interpretable", "Interpretable", _verdict_value, lambda r: verdict_text(r["verdict"]))
+# The verdict "aligned" on the held-out wordings (leaderboard.aligned_summary; docs/diagnostics.md, Protocol).
+ALIGNED = Column("aligned", "Aligned (held-out)", lambda r: (r.get("aligned") or {}).get("share"),
+                 lambda r: (r.get("aligned") or {}).get("text", "–"), split="heldout",
+                 title=lambda r: (r.get("aligned") or {}).get("title", ""))
 EVALUATIONS = Column("evaluations", "Evaluations", lambda r: r["evaluations"]["mean"],
                      lambda r: fmt(r["evaluations"]["mean"], ".0f"))
 WALL_TIME = Column("wall_time", "Wall time (s)", lambda r: r["wall_time_s"]["mean"],
                    lambda r: fmt(r["wall_time_s"]["mean"], ".0f"))
 
 
-def columns(dims: list[str]) -> list[Column]:
-    cols = [
-        MODEL, ALIGNER,
-        Column("target", "Target", lambda r: target_label(r["target"]),
-               lambda r: r.get("target_short") or target_label(r["target"]), False,
-               title=lambda r: target_label(r["target"])),
-        SEEDS,
-        Column("l1_heldout", "L1 held-out", lambda r: r["l1"]["heldout"]["mean"],
-               lambda r: fmt_stat(r["l1"]["heldout"]) + (" ★" if r.get("best") else ""), split="heldout",
-               title=lambda r: "lowest held-out L1 of this target" if r.get("best") else ""),
-        Column("delta_heldout", "Δ vs naive (held-out)", _delta("heldout"), lambda r: fmt(_delta("heldout")(r), "+.2f"),
-               split="heldout"),
-        Column("l1_train", "L1 train", lambda r: r["l1"]["train"]["mean"], lambda r: fmt_stat(r["l1"]["train"]),
-               split="train"),
-        Column("delta_train", "Δ vs naive (train)", _delta("train"), lambda r: fmt(_delta("train")(r), "+.2f"),
-               split="train"),
-        Column("gap", "Gap (held-out − train)", _gap, lambda r: fmt(_gap(r), "+.2f")),
-        Column("option_mass", "Option mass (held-out)", lambda r: r["option_mass"]["heldout"]["mean"],
-               lambda r: fmt(r["option_mass"]["heldout"]["mean"], ".3f"), split="heldout"),
-        INTERPRETABLE, EVALUATIONS,
-    ]
-    for d in dims:
-        def get(r, d=d):
-            return (r["signed_error"]["heldout"].get(d) or {}).get("mean")
-        cols.append(Column(f"err_{d}", f"{d.upper()} error", get, lambda r, get=get: fmt(get(r), "+.1f"),
-                           split="heldout"))
-    cols.append(WALL_TIME)
-    return cols
-
-
-# -- distribution instruments (GlobalOpinionQA): similarity, not L1 ----------------------------------
-
+# How each kind's tables call its splits (an index instrument) or blocks (a distribution
+# instrument: wording split x question split), in the tables' order.
+SPLIT_HEADERS = {INDEX: {"heldout": "held-out", "train": "train"}}
 BLOCK_HEADERS = {"heldout": "both held out", "heldout_questions": "held-out questions",
                  "heldout_wordings": "held-out wordings", "train": "train"}
+SPLIT_HEADERS[DISTRIBUTION] = BLOCK_HEADERS
+INDEX_TARGET = Column("target", "Target", lambda r: target_label(r["target"]),
+                      lambda r: r.get("target_short") or target_label(r["target"]), False,
+                      title=lambda r: target_label(r["target"]))
+DISTRIBUTION_TARGET = Column("target", "Target", lambda r: r["target"]["name"], lambda r: r["target"]["name"], False,
+                             title=lambda r: f"{r['target']['name']} ({r['target']['source']}; asked "
+                                             f"{r['target']['items']} questions)")
 
 
-def _similarity(block: str):
-    return lambda r: r["similarity"][block]["mean"]
+def row_columns(kind: str, dims: list[str] = ()) -> list[Column]:
+    """The columns of a kind's rows: who, then the registered metrics of the kind in registry
+    order (``cultbench.metrics``; those placed ``detail`` after the verdict and cost), then wall time."""
+    table = Table(kind, SPLIT_HEADERS[kind], list(dims))
+    shown = [m for m in metrics_for(kind) if m.row]
+    main = [c for m in shown if m.column_place != "detail" for c in metric_columns(m, table)]
+    detail = [c for m in shown if m.column_place == "detail" for c in metric_columns(m, table)]
+    target = INDEX_TARGET if kind == INDEX else DISTRIBUTION_TARGET
+    verdicts = [INTERPRETABLE, ALIGNED] if kind == INDEX else [INTERPRETABLE]
+    return [MODEL, ALIGNER, target, SEEDS, *main, *verdicts, EVALUATIONS, *detail, WALL_TIME]
 
 
-def _rank_text_of(row: dict, block: str) -> str:
-    rank = row["rank"][block]
-    return "–" if rank["mean"] is None else f"{fmt(rank['mean'], '.1f')} of {row['countries_ranked'][block]}"
+def columns(dims: list[str]) -> list[Column]:
+    """The columns of an index instrument's table."""
+    return row_columns(INDEX, dims)
 
 
 def distribution_columns() -> list[Column]:
     """The columns of a distribution instrument's table: similarity (1 − JSD) on each block."""
-    cols = [MODEL, ALIGNER,
-            Column("target", "Target", lambda r: r["target"]["name"], lambda r: r["target"]["name"], False,
-                   title=lambda r: f"{r['target']['name']} ({r['target']['source']}; asked "
-                                   f"{r['target']['items']} questions)"),
-            SEEDS]
-    for block, label in BLOCK_HEADERS.items():
-        split = "train" if block == "train" else "heldout"
-        cols.append(Column(f"sim_{block}", f"Similarity, {label}", _similarity(block),
-                           lambda r, b=block: fmt_stat(r["similarity"][b], ".3f")
-                           + (" ★" if b == "heldout" and r.get("best") else ""), split=split,
-                           title=(lambda r: "highest similarity of this target with both held out" if r.get("best")
-                                  else "") if block == "heldout" else None))
-        if block in ("heldout", "train"):
-            cols.append(Column(f"delta_{block}", f"Δ vs naive ({label})", _delta(block),
-                               lambda r, b=block: fmt(_delta(b)(r), "+.3f"), split=split))
-    cols += [Column("jsd_heldout", "JSD, both held out", lambda r: r["jsd"]["heldout"]["mean"],
-                    lambda r: fmt_stat(r["jsd"]["heldout"], ".3f"), split="heldout"),
-             Column("rank_heldout", "Rank, both held out", lambda r: r["rank"]["heldout"]["mean"],
-                    lambda r: _rank_text_of(r, "heldout"), split="heldout"),
-             Column("option_mass", "Option mass (both held out)", lambda r: r["option_mass"]["heldout"]["mean"],
-                    lambda r: fmt(r["option_mass"]["heldout"]["mean"], ".3f"), split="heldout"),
-             INTERPRETABLE, EVALUATIONS, WALL_TIME]
-    return cols
+    return row_columns(DISTRIBUTION)
 
 
 def distribution_summary_columns() -> list[Column]:
     """The columns of a distribution instrument's summary (one row per model x aligner)."""
-    cols = [MODEL, ALIGNER, Column("targets", "Targets", lambda e: e["n_targets"], lambda e: str(e["n_targets"]),
-                                   title=lambda e: "; ".join(e["targets"]))]
-    for block, label in BLOCK_HEADERS.items():
-        split = "train" if block == "train" else "heldout"
-        cols.append(Column(f"sum_sim_{block}", f"Similarity, {label} [95% CI]",
-                           lambda e, b=block: e["similarity"][b]["mean"],
-                           lambda e, b=block: fmt_ci(e["similarity"][b], ".3f"), split=split))
-        if block in ("heldout", "train"):
-            cols.append(Column(f"sum_delta_{block}", f"Δ vs naive ({label}) [95% CI]",
-                               lambda e, b=block: e["delta_vs_naive"][b]["mean"],
-                               lambda e, b=block: fmt_ci(e["delta_vs_naive"][b], "+.3f"), split=split))
-    return cols + [col for col in summary_columns() if col.id in ("interpretable", "sum_evaluations", "sum_wall_time")]
+    return summary_columns(DISTRIBUTION)
 
 
 DISTRIBUTION_INTRO = (
@@ -223,34 +150,20 @@ def _index_part(board: dict) -> bool:
     return bool(board["rows"]) or not board.get("distribution")
 
 
-def fmt_ci(c: dict, spec: str = ".1f") -> str:
-    """"mean [low, high]" (a confidence interval), or the mean alone where there is none."""
-    if c["mean"] is None:
-        return "–"
-    return fmt(c["mean"], spec) + ("" if c["ci_low"] is None else f" [{fmt(c['ci_low'], spec)}, {fmt(c['ci_high'], spec)}]")
-
-
 def _verdict_share(e: dict):
     v = e.get("verdict")
     return v["interpretable"] / v["assessed"] if v and v["assessed"] else None
 
 
-def summary_columns() -> list[Column]:
-    """The columns of the summary table (one row per model x aligner, see leaderboard.summary_table)."""
+def summary_columns(kind: str = INDEX) -> list[Column]:
+    """The columns of a kind's summary table (one row per model x aligner, see
+    leaderboard.summary_table): its primary metric's summary columns, then the verdict and cost."""
+    primary = primary_metric(kind)
     return [
-        Column("model", "Model", lambda e: e["model_label"], lambda e: short_model(e["model_label"]), False,
-               title=lambda e: e["model_label"]),
-        Column("aligner", "Aligner", lambda e: e["aligner_label"], lambda e: e["aligner_label"], False),
+        MODEL, ALIGNER,
         Column("targets", "Targets", lambda e: e["n_targets"], lambda e: str(e["n_targets"]),
                title=lambda e: "; ".join(e["targets"])),
-        Column("sum_l1_heldout", "L1 held-out [95% CI]", lambda e: e["l1"]["heldout"]["mean"],
-               lambda e: fmt_ci(e["l1"]["heldout"]), split="heldout"),
-        Column("sum_delta_heldout", "Δ vs naive (held-out) [95% CI]", lambda e: e["delta_vs_naive"]["heldout"]["mean"],
-               lambda e: fmt_ci(e["delta_vs_naive"]["heldout"], "+.1f"), split="heldout"),
-        Column("sum_l1_train", "L1 train [95% CI]", lambda e: e["l1"]["train"]["mean"],
-               lambda e: fmt_ci(e["l1"]["train"]), split="train"),
-        Column("sum_delta_train", "Δ vs naive (train) [95% CI]", lambda e: e["delta_vs_naive"]["train"]["mean"],
-               lambda e: fmt_ci(e["delta_vs_naive"]["train"], "+.1f"), split="train"),
+        *primary.summary_columns(Table(kind, SPLIT_HEADERS[kind])),
         Column("interpretable", "Interpretable entries", _verdict_share,
                lambda e: "–" if not (e.get("verdict") or {}).get("assessed")
                else f"{e['verdict']['interpretable']}/{e['verdict']['assessed']}"),
@@ -579,9 +492,16 @@ CONVERGENCE_NOTE = ("Best fitness found against candidate evaluations, one line 
 
 
 def chart_colours(rows: list[dict]) -> dict[str, str]:
-    """One colour per aligner label, the same in every chart of a board; each built-in aligner has
-    its own (charts.ALIGNER_COLOURS)."""
-    return aligner_colours([(r["aligner_label"], r["aligner"]["name"]) for r in rows])
+    """One colour per aligner label, the same in every chart of a board; each aligner that declares
+    a colour (``Aligner.colour``) has its own."""
+    return aligner_colours([(r["aligner_label"], r["aligner"]["name"]) for r in rows], declared_colours())
+
+
+def declared_colours() -> dict[str, str]:
+    """Aligner name -> the colour it declares, for every registered aligner that declares one, in
+    display order."""
+    table = available_aligners()
+    return {name: table[name].colour for name in sorted(table, key=display_key) if table[name].colour}
 
 
 def convergence_svg(title: str, rows: list[dict], colours: dict[str, str]) -> str | None:

@@ -38,7 +38,7 @@ from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
 from cultbench.profiles import target_key
-from cultbench.metrics import rank_agreement
+from cultbench.metrics import DISTRIBUTION, INDEX, METRICS, metrics_for
 
 SCHEMA_VERSION = 3
 SCHEMA_FILE = "result.schema.json"
@@ -55,17 +55,69 @@ def is_distribution(record: Mapping) -> bool:
     return isinstance(instrument, Mapping) and instrument.get("kind") == "distribution"
 
 
-@lru_cache(maxsize=None)
-def schema() -> dict:
-    """The result schema, from the ``leaderboard`` data package."""
+# The schema's definition of one split's (index) or one block's (distribution) metrics.
+METRICS_DEFINITION = {INDEX: "split_metrics", DISTRIBUTION: "block_metrics"}
+
+
+def schema_file() -> dict:
+    """The committed result schema, from the ``leaderboard`` data package."""
     return json.loads(resources.files("leaderboard").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
+def with_registered_metrics(document: dict) -> dict:
+    """``document`` (a result schema) with every registered metric's field(s) in its kinds'
+    metrics definition (``cultbench.metrics``), required where the metric says so. For the
+    metrics the committed file already describes, this changes nothing (a test checks it)."""
+    document = json.loads(json.dumps(document))
+    for kind, name in METRICS_DEFINITION.items():
+        definition = document["$defs"][name]
+        for metric in metrics_for(kind):
+            value = metric.schema_for(kind)
+            fields = {metric.name: value}
+            if metric.per_variant is not None:
+                fields[f"{metric.name}_per_variant"] = {
+                    "type": "object", "minProperties": 1, "propertyNames": {"$ref": "#/$defs/name"},
+                    "additionalProperties": {k: v for k, v in value.items() if k != "description"}}
+            for field_, fragment in fields.items():
+                definition["properties"].setdefault(field_, fragment)
+                if metric.required and field_ not in definition["required"]:
+                    definition["required"].append(field_)
+    return document
+
+
+def schema() -> dict:
+    """The result schema records are validated against: the committed file and the registered metrics."""
+    return _schema(tuple(METRICS))
+
+
 @lru_cache(maxsize=None)
+def _schema(metric_names: tuple[str, ...]) -> dict:
+    return with_registered_metrics(schema_file())
+
+
+def metric_fields(kind: str, versus: Mapping) -> dict:
+    """The record's fields of every registered metric of ``kind`` (value and per-variant values),
+    from an evaluation's comparison with one target (``versus``)."""
+    out = {}
+    for metric in metrics_for(kind):
+        if metric.name not in versus and not metric.required:
+            continue  # an optional metric the evaluation did not compute (e.g. a stand-in's)
+        out[metric.name] = versus[metric.name]
+        if metric.per_variant is not None:
+            out[f"{metric.name}_per_variant"] = versus[f"{metric.name}_per_variant"]
+    return out
+
+
 def _validator() -> jsonschema.protocols.Validator:
-    cls = jsonschema.validators.validator_for(schema())
-    cls.check_schema(schema())
-    return cls(schema())
+    return _validator_for(tuple(METRICS))
+
+
+@lru_cache(maxsize=None)
+def _validator_for(metric_names: tuple[str, ...]) -> jsonschema.protocols.Validator:
+    document = _schema(metric_names)
+    cls = jsonschema.validators.validator_for(document)
+    cls.check_schema(document)
+    return cls(document)
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -241,11 +293,9 @@ def _selection_summary(selection: Mapping) -> dict:
     return {k: selection.get(k) for k in ("precision", "rescored", "spearman", "winners_curse")}
 
 
-# What a record keeps of an evaluation's split and of its comparison with the target.
+# What a record keeps of an evaluation's split (its comparison with the target: the registered metrics).
 SPLIT_FIELDS = ("variants", "wordings", "indices", "indices_per_wording", "indices_per_variant", "expected_answers",
                 "option_mass", "option_mass_per_item")
-SPLIT_METRIC_FIELDS = ("l1", "l1_per_wording", "l1_per_variant", "l1_by_order", "signed_error", "naive_l1",
-                       "content_free_l1", "world_mean_l1", "l1_over_content_free", "l1_over_world_mean")
 
 
 def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Mapping, target: Mapping,
@@ -258,13 +308,8 @@ def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Ma
     for split in present:
         scored = evaluation["splits"][split]
         versus = scored["targets"][name]
-        dims = list(scored["indices"])
         splits[split] = {k: scored[k] for k in SPLIT_FIELDS if k in scored}
-        metrics[split] = {k: versus[k] for k in SPLIT_METRIC_FIELDS if k in versus}
-        metrics[split].update(option_mass=scored["option_mass"], dimension_rank_agreement=rank_agreement(
-            [scored["indices"][d] for d in dims], [target["scores"][d] for d in dims]))
-    if "alignment" in evaluation["splits"]["heldout"]["targets"][name]:
-        metrics["alignment"] = evaluation["splits"]["heldout"]["targets"][name]["alignment"]
+        metrics[split] = metric_fields(INDEX, versus)
     if all("diagnostics" in evaluation["splits"][s] for s in present) and "diagnostics" in evaluation:
         metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in present},
                                   "all": evaluation["diagnostics"]}
@@ -306,13 +351,9 @@ def build_distribution_record(*, key: Mapping, alignment, evaluation: Mapping, m
     for block, (wordings, questions) in BLOCKS.items():
         got = evaluation["splits"][wordings]["questions"][questions]
         t = got["targets"][name]
-        sim = t["similarity"]
-        metrics[block] = {"wordings": wordings, "questions": questions, "similarity": sim,
-                          "jsd": None if sim is None else 1.0 - sim,
-                          "similarity_per_variant": t["similarity_per_variant"],
-                          "similarity_per_wording": t["similarity_per_wording"], "items": got["items"],
-                          "items_asked": t["items_asked"], "rank": t["rank"],
-                          "countries_ranked": got["countries_ranked"], "option_mass": got["option_mass"]}
+        metrics[block] = {"wordings": wordings, "questions": questions, "items": got["items"],
+                          "items_asked": t["items_asked"], "countries_ranked": got["countries_ranked"],
+                          **metric_fields(DISTRIBUTION, t)}
     metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
                               "all": evaluation["diagnostics"]}
     splits = {s: {k: evaluation["splits"][s][k] for k in ("variants", "option_mass", "questions", "answer_shares")}

@@ -38,16 +38,16 @@ import numpy as np
 from cultbench.atomic import write_text_atomic
 from cultbench.diagnostics import MAX_POSITION_BIAS, MAX_REVERSAL_DISTANCE
 from cultbench.errors import CultbenchError
+from aligners.registry import available_aligners, display_key
 from cultbench.leaderboard import Entries, aggregate, stat
 from cultbench.leaderboard_page import chart_colours, convergence_svg, target_label
+from cultbench.metrics import INDEX, primary_metric
 from cultbench.prompts import REVERSED_SUFFIX, all_variants, variants_version
 from cultbench.results import SPLITS
 from cultbench.stats import paired_comparison
 from cultbench.study_markdown import render_study_markdown
 
 STUDY_FORMAT = 2
-# Aligners in the order of the paper's story: baselines, the searches, the gradient reference.
-ALIGNER_ORDER = ("naive", "icl", "icl-profile", "random", "de", "cmaes", "prompt-tuning")
 BASELINE = "naive"
 PRIMARY, SECONDARY = "primary", "secondary"
 # (a, b, family): is a's L1 lower than b's? The primary family is the paper's claim about DE (does it
@@ -84,8 +84,16 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def _order(name: str) -> tuple:
-    base = name.split(" (")[0].split(" [")[0]
-    return (ALIGNER_ORDER.index(base) if base in ALIGNER_ORDER else len(ALIGNER_ORDER), name)
+    """Aligners (or their labels) in their declared display order (``Aligner.display_order``: the
+    paper's story, baselines, the searches, the gradient references; then other aligners)."""
+    return display_key(name)
+
+
+def comparisons_for(names, comparisons=COMPARISONS) -> tuple:
+    """``comparisons``, and each aligner of ``names`` they do not name against the naive model
+    (secondary family), so that any aligner with entries, a plugin too, is compared."""
+    named = {n for a, b, _ in comparisons for n in (a, b)} | {BASELINE}
+    return tuple(comparisons) + tuple((n, BASELINE, SECONDARY) for n in sorted(set(names) - named, key=_order))
 
 
 def _labels(rows: list[dict], name: str) -> list[str]:
@@ -160,7 +168,9 @@ def _other_wording(groups: dict, a: str, b: str) -> str | None:
 
 
 def _l1(split: str):
-    return lambda r: r["metrics"][split]["l1"]
+    """A record's primary metric (``cultbench.metrics``: the L1 of index instruments) on ``split``."""
+    name = primary_metric(INDEX).name
+    return lambda r: r["metrics"][split][name]
 
 
 def _diagnostic(read):
@@ -204,7 +214,7 @@ def coverage(records: list[dict], labels: dict[tuple, str], grid: dict | None = 
     else:
         targets = sorted({_target(r) for r in records})
         seeds = sorted({r["aligner"]["seed"] for r in records if r["aligner"]["seed"] is not None})
-        names = list(ALIGNER_ORDER)
+        names = list(available_aligners())
     out = []
     for name in sorted(set(names) | set(present), key=_order):
         mine, in_grid = present.get(name, set()), name in names
@@ -372,7 +382,8 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
                 "search_fitness": stat(searched) if searched else None,
                 "fitness": stat(r["aligner"]["fitness"] for r in own_records) if searched else None})
         l1_tests = []
-        for a_name, b_name, family in comparisons:
+        asked = comparisons_for({r["aligner"]["name"] for r in mine}, comparisons)
+        for a_name, b_name, family in asked:
             a_labels, b_labels = _labels(mine, a_name), _labels(mine, b_name)
             if not a_labels or not b_labels:
                 absent = " or ".join(n for n, ls in ((a_name, a_labels), (b_name, b_labels)) if not ls)
@@ -384,7 +395,7 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
                 l1_tests += [_test(_means(groups[a], _l1(s)), _means(groups[b], _l1(s)), seed, a=a, b=b, split=s,
                                    family=family, measure="L1") for s in SPLITS]
         tests, skipped = [], []
-        for family in dict.fromkeys(c[2] for c in comparisons):
+        for family in dict.fromkeys(c[2] for c in asked):
             done, left = _family([t for t in l1_tests if t["family"] == family])
             tests += done
             skipped += left

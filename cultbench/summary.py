@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
 from cultbench.profiles import target_key
 from cultbench.results import BLOCKS, is_distribution
 
@@ -114,10 +115,7 @@ def evaluation_text(result: Mapping) -> str:
             rows = [["published"] + [_num(scores.get(d), "g") if d in scores else "–" for d in dims]]
             rows += [[SPLIT_LABELS.get(s, s)] + [_num(splits[s]["indices"].get(d)) for d in dims] for s in per_split]
             lines += _table([""] + [d.upper() for d in dims], rows)
-        for s, t in per_split.items():
-            if "l1" not in t:
-                continue
-            lines.append(_l1_line(SPLIT_LABELS.get(s, s), t))
+        lines += _primary_lines(per_split)
         if (per_split.get("heldout") or {}).get("alignment"):
             lines.append(aligned_line(per_split["heldout"]["alignment"]))
     if keys:
@@ -136,23 +134,30 @@ def aligned_line(alignment: Mapping) -> str:
     return text + (f"; failed: {', '.join(failed)})" if failed else ")")
 
 
-def _l1_line(label: str, t: Mapping) -> str:
-    """One split's L1 with its references: the naive model, content-free and world-mean L1, and the
-    per-order L1 of the renderings (a secondary figure)."""
-    wordings = len(t.get("l1_per_wording") or {})
-    n = wordings or len(t.get("l1_per_variant") or {})
-    unit = ("wording" if wordings else "variant") + ("s" if n != 1 else "")
-    text = f"  L1 {label}: {t['l1']:.1f}" + (f" (mean of {n} {unit})" if n else "")
-    if t.get("naive_l1") is not None:
-        text += f"; naive model {t['naive_l1']:.1f}: {_beats(t.get('delta_vs_naive'))}"
-    refs = [f"{name} {t[key]:.1f}" for key, name in (("content_free_l1", "content-free"), ("world_mean_l1", "world mean"))
-            if t.get(key) is not None]
-    if refs:
-        text += "; " + ", ".join(refs)
-    by_order = t.get("l1_by_order") or {}
-    if wordings and len(by_order) == 2:
-        text += f" (renderings: in order {by_order['ascending']:.1f}, reversed {by_order['descending']:.1f})"
-    return text
+def _primary_lines(per_split: Mapping[str, Mapping]) -> list[str]:
+    """One target's primary metric (``cultbench.metrics``) per split, with the naive model's beside
+    it, the references (content-free and world-mean L1) and the renderings' L1 by scale order."""
+    metric, lines = primary_metric(INDEX), []
+    for s, t in per_split.items():
+        if metric.name not in t:
+            continue
+        wordings = len(t.get(f"{metric.name}_per_wording") or {})
+        n = wordings or len(t.get(f"{metric.name}_per_variant") or {})
+        unit = ("wording" if wordings else "variant") + ("s" if n != 1 else "")
+        text = (f"  {metric.label} {SPLIT_LABELS.get(s, s)}: {t[metric.name]:{metric.fmt}}"
+                + (f" (mean of {n} {unit})" if n else ""))
+        if t.get(f"naive_{metric.name}") is not None:
+            text += f"; naive model {t[f'naive_{metric.name}']:{metric.fmt}}: {_beats(t.get('delta_vs_naive'))}"
+        refs = [f"{name} {t[key]:{metric.fmt}}" for key, name in (("content_free_l1", "content-free"),
+                                                                    ("world_mean_l1", "world mean"))
+                if t.get(key) is not None]
+        if refs:
+            text += "; " + ", ".join(refs)
+        by_order = t.get("l1_by_order") or {}
+        if wordings and len(by_order) == 2:
+            text += f" (renderings: in order {by_order['ascending']:.1f}, reversed {by_order['descending']:.1f})"
+        lines.append(text)
+    return lines
 
 
 def alignment_text(alignment, naive: Mapping | None, output, distance: str, variants: Sequence[str]) -> str:
@@ -214,13 +219,20 @@ def result_headline(record: Mapping) -> str:
     """One result's numbers in a line: L1 per split, or a distribution instrument's similarity per block."""
     m = record["metrics"]
     if is_distribution(record):
-        return "similarity " + ", ".join(f"{BLOCK_LABELS[b]} {_num(m[b]['similarity'], '.3f')}" for b in BLOCKS)
-    return f"L1 train {m['train']['l1']:.1f}, held-out {m['heldout']['l1']:.1f}"
+        metric = primary_metric(DISTRIBUTION)
+        return f"{metric.name} " + ", ".join(f"{BLOCK_LABELS[b]} {_num(m[b][metric.name], metric.fmt)}" for b in BLOCKS)
+    metric = primary_metric(INDEX)
+    return (f"{metric.label} train {m['train'][metric.name]:{metric.fmt}}, "
+            f"held-out {m['heldout'][metric.name]:{metric.fmt}}")
 
 
-def _run_table(records: Sequence[Mapping], columns: Mapping[str, str], metric: str, spec: str) -> list[str]:
-    """One line per result: ``metric`` on each of ``columns`` (metrics key -> header) and its
-    difference to the naive model's result for the same model and target (when there is one)."""
+def _run_table(records: Sequence[Mapping], columns: Mapping[str, str], kind: str) -> list[str]:
+    """One line per result: the kind's primary metric on each of ``columns`` (metrics key ->
+    header) and its difference to the naive model's result for the same model and target (when
+    there is one), then the kind's metrics marked ``terminal`` (held out), option mass and verdict."""
+    primary = primary_metric(kind)
+    metric, spec = primary.name, primary.fmt
+    extra = [m for m in metrics_for(kind) if m.terminal and not m.primary and not m.per_dimension]
     def ident(r):
         return r["target"]["name"] if is_distribution(r) else target_key(r["target"])
 
@@ -235,11 +247,13 @@ def _run_table(records: Sequence[Mapping], columns: Mapping[str, str], metric: s
             cells.append(_num(value, spec))
             cells.append("–" if base is None or r["aligner"]["name"] == "naive" or value is None
                          or base[s][metric] is None else f"{value - base[s][metric]:+{spec}}")
+        cells += [_num(r["metrics"]["heldout"].get(m.name), m.fmt) for m in extra]
         cells.append(_num(r["metrics"]["heldout"]["option_mass"], ".2f"))
         verdict = ((r["metrics"].get("diagnostics") or {}).get("all") or {}).get("interpretable")
         cells.append("–" if verdict is None else "yes" if verdict else "NO")
         rows.append(cells)
     header = ["target", "aligner", "seed"] + [h for c in columns.values() for h in (c, "Δ naive")]
+    header += [f"{m.label} held-out" for m in extra]
     return _table(header + ["option mass", "interpretable"], rows, indent="", text_columns=2)
 
 
@@ -250,12 +264,13 @@ def run_text(records: Sequence[Mapping]) -> str:
     opinions = [r for r in records if is_distribution(r)]
     lines = []
     if index:
-        lines += _run_table(index, {"train": "L1 train", "heldout": "L1 held-out"}, "l1", ".1f")
+        label = primary_metric(INDEX).label
+        lines += _run_table(index, {"train": f"{label} train", "heldout": f"{label} held-out"}, INDEX)
         lines.append("Δ naive: L1 minus the naive model's (negative: closer to the target). " + L1_NOTE)
     if opinions:
         lines += _run_table(opinions, {"train": "sim. train", "heldout_questions": "held-out Q",
                                        "heldout_wordings": "held-out W", "heldout": "both held out"},
-                            "similarity", ".3f")
+                            DISTRIBUTION)
         lines.append("Δ naive: similarity minus the naive model's (positive: closer to the target). " + SIMILARITY_NOTE)
     verdicts = [((r["metrics"].get("diagnostics") or {}).get("all") or {}).get("interpretable") for r in records]
     if any(v is False for v in verdicts):

@@ -9,7 +9,7 @@ import torch
 
 from aligners.objective import AlignmentProblem
 from conftest import INST
-from cultbench.evaluation import evaluate_candidate, versus_target
+from cultbench.evaluation import evaluate_candidate, index_split, versus_target
 from cultbench.metrics import distance, order_balance, order_balanced
 from cultbench.profiles import lookup
 from cultbench.prompts import all_variants, displayed_options, get_variants, option_labels
@@ -46,7 +46,10 @@ def test_a_pure_position_answerer_scores_the_content_free_l1_under_every_wording
     assert np.abs(balanced - 50.0).max() < 1e-9  # every index = C under every wording
     for split in ("train", "validation", "heldout"):
         rows = [k for k, v in enumerate(VARIANTS) if v.split == split]
-        versus = versus_target(TARGET, per_rendering[rows], [VARIANTS[k] for k in rows], DIMS)
+        chosen = [VARIANTS[k] for k in rows]
+        versus = versus_target(TARGET, index_split(TARGET, per_rendering[rows], chosen, DIMS,
+                                                   np.ones((len(rows), len(INST.items))), {}, INST.constants()))
+        assert versus["content_free_l1"] == pytest.approx(content_free_l1())
         assert abs(versus["l1"] - content_free_l1()) < 1e-6
         assert all(abs(x - content_free_l1()) < 1e-6 for x in versus["l1_per_wording"].values())
         # The renderings alone are far from it: what balancing removes.
@@ -127,3 +130,33 @@ def test_fitness_averages_balanced_distances_over_wordings_not_renderings():
     sub = problem.fitness(indices[:, 2:], variants=[2, 3])[0]
     assert sub == pytest.approx(distance(indices[0, 2:].mean(axis=0), TARGET.vector(DIMS)), abs=1e-12)
     assert [option_labels(INST, INST.items[0], v) for v in train][0] == ["1", "2", "3", "4", "5"]
+
+
+def verdict_of(aligned_rows, naive_rows, variants):
+    split = index_split(TARGET, aligned_rows, variants, DIMS, np.ones((len(variants), len(INST.items))), {},
+                        INST.constants(), naive=naive_rows)
+    return versus_target(TARGET, split)
+
+
+def test_a_move_towards_the_target_is_aligned_and_a_position_move_is_not():
+    heldout = get_variants("heldout")
+    rng = np.random.default_rng(5)
+    naive = rng.uniform(40, 60, size=(len(heldout), len(DIMS)))
+    way = TARGET.vector(DIMS) - order_balanced(naive, order_balance([v.wording for v in heldout])[1]).mean(axis=0)
+    toward = naive + 0.5 * way + rng.normal(0, 0.5, size=naive.shape)  # content: same sign in both orders
+    good = verdict_of(toward, naive, heldout)
+    assert good["directedness"] > 0.9 and good["mirror"] > 0.9
+    assert good["alignment"]["aligned"] and good["alignment"]["failed"] == []
+    assert good["l1"] < good["content_free_l1"]
+    # A position move: up under the in-order renderings, down under the reversed ones.
+    signs = np.array([1.0 if v.order == "ascending" else -1.0 for v in heldout])[:, None]
+    names = list(dict.fromkeys(v.wording for v in heldout))
+    per_wording = rng.uniform(-6, 6, size=(len(names), len(DIMS)))
+    shifted = naive + signs * per_wording[[names.index(v.wording) for v in heldout]]
+    bad = verdict_of(shifted, naive, heldout)
+    assert bad["mirror"] < -0.9 and not bad["alignment"]["aligned"]
+    assert bad["l1"] == pytest.approx(verdict_of(naive, naive, heldout)["l1"], abs=1e-9)  # balanced: no gain
+    assert {"mirror", "below_naive"} <= set(bad["alignment"]["failed"])
+    # Without the naive model beside it there is no verdict.
+    alone = versus_target(TARGET, index_split(TARGET, naive, heldout, DIMS, np.ones((len(heldout), 24)), {}))
+    assert alone["alignment"] is None and alone["directedness"] is None and alone["content_free_l1"] is None

@@ -16,13 +16,15 @@ from click.testing import CliRunner
 from scipy import stats
 
 from conftest import load_page_checker
-from cultbench import charts
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
+from cultbench.evaluation import index_split, versus_target
 from cultbench.instruments import load_instrument
 from cultbench.leaderboard import build, collect
-from cultbench.leaderboard_page import chart_colours
+from aligners import available_aligners, get_aligner_class
+from cultbench.leaderboard_page import chart_colours, declared_colours
 from cultbench.profiles import lookup, target_key
+from cultbench.prompts import get_variants
 from cultbench.results import (SCHEMA_VERSION, build_record, check_record, combination_key, combination_key_of, entry_id,
                                entry_stem, read_record, write_record)
 
@@ -51,15 +53,14 @@ def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, mod
                   "precision": "float32", "splits": {}}
     for split, names in (("train", TRAIN), ("heldout", HELDOUT)):
         ind = scores[split]
-        err = {d: ind[d] - profile["scores"][d] for d in DIMS}
-        l1 = sum(abs(v) for v in err.values())
+        versus = versus_target(lookup(target), index_split(
+            lookup(target), np.array([[ind[d] for d in DIMS]] * len(names)), get_variants(names), DIMS,
+            np.full((len(names), len(INST.item_ids)), 0.4), ind, INST.constants()))
         evaluation["splits"][split] = {
             "variants": names, "indices": ind, "indices_per_variant": dict.fromkeys(names, ind),
             "expected_answers": dict.fromkeys(INST.item_ids, 3.0), "option_mass": 0.4,
             "option_mass_per_item": dict.fromkeys(INST.item_ids, 0.4),
-            "targets": {target_key(profile): {"source": profile["source"], "l1": l1,
-                                          "l1_per_variant": dict.fromkeys(names, l1), "signed_error": err,
-                                          "l1_per_wording": {names[0]: l1}}}}
+            "targets": {target_key(profile): versus}}
         if diagnostics is not None:
             evaluation["splits"][split]["diagnostics"] = diagnostics
     if diagnostics is not None:
@@ -283,10 +284,13 @@ def test_rows_are_compared_with_naive_and_the_page_leads_with_a_summary(tmp_path
 
 
 def test_each_builtin_aligner_has_its_own_colour():
-    rows = [{"aligner_label": n, "aligner": {"name": n}} for n in charts.ALIGNER_COLOURS]
+    declared = declared_colours()
+    assert set(declared) == set(available_aligners())  # every built-in aligner declares one
+    assert len(set(declared.values())) == len(declared)
+    rows = [{"aligner_label": n, "aligner": {"name": n}} for n in declared]
     rows.append({"aligner_label": "de (300 evals)", "aligner": {"name": "de"}})
     colours = chart_colours(rows)
-    assert {colours[n] for n in charts.ALIGNER_COLOURS} == set(charts.ALIGNER_COLOURS.values())
+    assert {colours[n] for n in declared} == set(declared.values())
     assert len(set(colours.values())) == len(rows)  # a second setup of de gets a colour of its own
 
 
@@ -368,7 +372,7 @@ def test_prompt_tuning_is_ranked_like_any_aligner_and_compared_in_the_study(tmp_
     assert pt["n_targets"] == 3 and pt["delta_vs_naive"]["heldout"]["mean"] == pytest.approx(statistics.fmean(
         rows[(c, "prompt-tuning")]["l1"]["heldout"]["mean"] - rows[(c, "naive")]["l1"]["heldout"]["mean"]
         for c in ("US", "CN", "IN")))
-    assert chart_colours(board["rows"])[labels[0]] == charts.ALIGNER_COLOURS["prompt-tuning"]
+    assert chart_colours(board["rows"])[labels[0]] == get_aligner_class("prompt-tuning").colour
     md = (tmp_path / "LEADERBOARD.md").read_text()
     assert f"| {labels[0]} | 3 |" in md[md.index("## Summary"):md.index("## All results")]
     (model,) = study(collect(tmp_path / "entries"))["models"]

@@ -93,7 +93,10 @@ def test_run_writes_one_valid_result_per_combination(sweep, tiny_folder):
         overall = r["metrics"]["diagnostics"]["all"]
         assert overall["variants"] == len(r["variants"]["train"]) + len(r["variants"]["validation"]) + len(heldout)
         # An alignment carries the verdict "aligned" (the naive model scored beside it); naive does not.
-        assert ("alignment" in r["metrics"]) == (r["aligner"]["name"] != "naive")
+        verdict = r["metrics"]["heldout"]["alignment"]
+        assert (verdict is not None) == (r["aligner"]["name"] != "naive")
+        if verdict is not None:
+            assert verdict["aligned"] == (verdict["failed"] == []) and r["metrics"]["heldout"]["directedness"] is not None
         assert isinstance(overall["interpretable"], bool)
         assert overall["interpretable"] == (overall["failed"] == overall["unchecked"] == [])
         # The training L1 is the aligner's full-precision fitness.
@@ -235,6 +238,7 @@ def test_leaderboard_build_matches_the_entries(board):
     # The Markdown table: one line per row, in the JSON's order, with the JSON's numbers.
     md = (out / "LEADERBOARD.md").read_text()
     table = md[md.index("## All results"):].splitlines()
+    header = [c.strip() for c in next(line for line in table if line.startswith("| Model")).strip("| ").split(" | ")]
     lines = [line for line in table if line.startswith("| ") and not line.startswith("| Model")]
     lines = lines[:len(rows)]
     assert len(lines) == len(rows)
@@ -250,10 +254,13 @@ def test_leaderboard_build_matches_the_entries(board):
         # the validity verdict beside every row, from the entries' diagnostics
         verdicts = [r["metrics"]["diagnostics"]["all"]["interpretable"] for r in mine]
         expected = "yes" if all(verdicts) else "no" if not any(verdicts) else f"{sum(verdicts)}/{len(verdicts)}"
-        assert cells[10] == verdict_text(row["verdict"]) == expected
+        assert cells[header.index("Interpretable")] == verdict_text(row["verdict"]) == expected
         assert row["verdict"]["assessed"] == row["n"]
+        # the verdict aligned beside it (an alignment's entries carry it; naive's do not)
+        assert cells[header.index("Aligned (held-out)")] == row["aligned"]["text"]
+        assert (row["aligned"]["text"] == "–") == (row["aligner"]["name"] == "naive")
         # PDI's error comes first: dimensions in the instrument's order
-        assert cells[12] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
+        assert cells[header.index("PDI error")] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
 
     # The HTML table: one row per row, each number's full value in data-v, shown rounded.
     html = (out / "index.html").read_text()

@@ -65,9 +65,9 @@ def experiment_grid(path: Path) -> dict:
     names = [str(a) for a in as_list(data.get("aligner") or list(DEFAULT_ALIGNERS))]
     return {"file": path.as_posix(),
             "targets": list({(p.name, p.source): {"name": p.name, "source": p.source} for p in profiles}.values()),
-            "aligners": {a: bool(getattr(get_aligner_class(a), "searches", True)) for a in dict.fromkeys(names)},
+            "aligners": {a: bool(get_aligner_class(a).searches) for a in dict.fromkeys(names)},
             # searching aligners whose result does not depend on the seed: run with the first seed only
-            "unseeded": [a for a in dict.fromkeys(names) if not getattr(get_aligner_class(a), "seeded", True)],
+            "unseeded": [a for a in dict.fromkeys(names) if not get_aligner_class(a).seeded],
             "seeds": [int(s) for s in dict.fromkeys(as_list(data.get("seed") or list(DEFAULT_SEEDS)))],
             "budgets": [int(b) for b in dict.fromkeys(as_list(data.get("budget") or []))]}
 

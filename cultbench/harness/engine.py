@@ -30,7 +30,7 @@ from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError
 from cultbench.harness.model import CultbenchLM
 from cultbench.harness.taskfiles import task_name
-from cultbench.evaluation import balanced_indices, versus_target
+from cultbench.evaluation import balanced_indices, index_split, versus_target
 from cultbench.metrics import order_balance, order_balanced
 from cultbench.profiles import Profile
 from cultbench.prompts import get_variants, variants_version
@@ -122,7 +122,9 @@ def evaluate_with_lm_eval(loaded, instrument, targets: Sequence[Profile], *, ali
             "targets": {},
         }
         for target in targets:
-            split_out["targets"][target.key] = versus_target(target, per_variant, chosen, dims)
+            scored = index_split(target, per_variant, chosen, dims, np.stack([mass[n] for n in names_in]),
+                                 split_out["indices"], out["constants"])
+            split_out["targets"][target.key] = versus_target(target, scored)
         out["splits"][split] = split_out
     out["diagnostics"] = diagnostics_of([v.name for v in variants])
     out["lm_eval"] = _jsonable({

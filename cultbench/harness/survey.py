@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cultbench.harness.settings import SurveySettings
-from cultbench.metrics import distance, js_distance, signed_error, similarity
+from cultbench.metrics import DISTRIBUTION, INDEX, ScoredSplit, js_distance, metrics_for, similarity
 from cultbench.prompts import displayed_options, option_labels, render_messages
 
 Record = tuple  # index instruments: (item id, expected answer, option mass, probability on the first
@@ -104,14 +104,16 @@ def expected_answers(instrument, records: Sequence[Record]) -> np.ndarray:
 def survey_metrics(settings: SurveySettings) -> dict[str, tuple[Callable, bool | None]]:
     """Metric name -> (aggregation over records, higher is better).
 
-    Always: one index per dimension, ``option_mass`` and ``position_bias`` (mean probability on
+    Always: one index per dimension (an index instrument), ``position_bias`` (mean probability on
     the option shown first; one task has one scale order, so read it beside the reversed task's:
-    see docs/diagnostics.md). With a target: ``l1`` and ``<dim>_error`` (model minus target) per
-    dimension.
+    see docs/diagnostics.md) and the registered task metrics that need no target
+    (``option_mass``); with a target, the other registered task metrics of the instrument's kind
+    (``cultbench.metrics``: ``l1`` and ``<dim>_error``; ``similarity`` and ``jsd``), computed
+    from the task's records as from one prompt variant.
     """
     inst, constants, target = settings.instrument, settings.constants, settings.target
     if settings.distribution:
-        return _distribution_metrics(settings)
+        return task_metrics(settings, lambda records: _distribution_split(settings, records))
     dims = inst.dimension_ids
 
     def indices(records):
@@ -120,38 +122,78 @@ def survey_metrics(settings: SurveySettings) -> dict[str, tuple[Callable, bool |
     def index_of(j):
         return lambda records: float(indices(records)[j])
 
-    def mass(records):
-        return float(np.mean([r[2] for r in records])) if records else float("nan")
-
-    out: dict[str, tuple[Callable, bool | None]] = {d: (index_of(j), None) for j, d in enumerate(dims)}
     def first_shown(records):
         return float(np.mean([r[3] for r in records])) if records else float("nan")
 
-    out["option_mass"] = (mass, True)
+    def split_of(records):
+        mean = indices(records)
+        return ScoredSplit(INDEX, [settings.variant.name], dims, mean[None, :],
+                           None if target is None else target.vector(dims), _mass(records),
+                           context={"indices": dict(zip(dims, mean.tolist())),
+                                    "target_scores": {} if target is None else dict(target.scores)})
+
+    out: dict[str, tuple[Callable, bool | None]] = {d: (index_of(j), None) for j, d in enumerate(dims)}
+    registered = task_metrics(settings, split_of)
+    out["option_mass"] = registered.pop("option_mass")
     out["position_bias"] = (first_shown, False)
-    if target is not None:
-        vector = target.vector(dims)
-        out["l1"] = (lambda records: float(distance(indices(records), vector)), False)
-        for j, d in enumerate(dims):
-            out[f"{d}_error"] = ((lambda j: lambda records: float(signed_error(indices(records), vector)[j]))(j),
-                                 None)
-    return out
+    return {**out, **registered}
 
 
-def _distribution_metrics(settings: SurveySettings) -> dict[str, tuple[Callable, bool | None]]:
-    """Distribution instruments: ``option_mass``; with a target, ``similarity`` (1 - the mean
-    Jensen-Shannon distance over the task's items the target was asked) and ``jsd`` (that mean)."""
+def _mass(records) -> np.ndarray:
+    """[1, I] the option mass of the task's records (one prompt variant)."""
+    return np.array([[r[2] for r in records]], dtype=np.float64).reshape(1, len(records))
+
+
+def _distribution_split(settings: SurveySettings, records) -> ScoredSplit:
+    """A distribution task's records as one variant's split: the similarity over the items the
+    target was asked (1 - the mean Jensen-Shannon distance)."""
     target = settings.target
+    asked = [] if target is None else [float(js_distance(shares, target.shares[item]))
+                                        for item, shares, _ in records if item in target.shares]
+    return ScoredSplit(DISTRIBUTION, [settings.variant.name], [], np.empty((1, 0)),
+                       None if target is None else np.empty(0), _mass(records),
+                       context={"asked": len(asked), "per_variant": lambda _: np.array([similarity(asked)])})
 
-    def mass(records):
-        return float(np.mean([r[2] for r in records])) if records else float("nan")
 
-    out: dict[str, tuple[Callable, bool | None]] = {"option_mass": (mass, True)}
-    if target is not None:
-        def distances(records):
-            return [float(js_distance(shares, target.shares[item])) for item, shares, _ in records
-                    if item in target.shares]
-
-        out["similarity"] = (lambda records: similarity(distances(records)), True)
-        out["jsd"] = (lambda records: 1.0 - similarity(distances(records)), False)
+def task_metrics(settings: SurveySettings, split_of: Callable) -> dict[str, tuple[Callable, bool | None]]:
+    """The registered task metrics of the instrument's kind (``Metric.task``), as lm-eval
+    aggregations over the records (``split_of``: records -> ScoredSplit); those that need a
+    target only with one. A value that cannot be computed is NaN."""
+    kind = DISTRIBUTION if settings.distribution else INDEX
+    out: dict[str, tuple[Callable, bool | None]] = {}
+    for metric in metrics_for(kind):
+        if not metric.task or (metric.needs_target and settings.target is None):
+            continue
+        if metric.per_dimension:
+            for d in settings.instrument.dimension_ids:
+                out[f"{d}_{metric.task_suffix or metric.name}"] = (
+                    lambda records, m=metric, d=d: _number(m.value(split_of(records))[d]), metric.higher_is_better)
+        else:
+            out[metric.name] = (lambda records, m=metric: _number(_in_order(m, split_of(records))),
+                                metric.higher_is_better)
     return out
+
+
+def _in_order(metric, split: ScoredSplit):
+    """``metric`` on ``split``, after the metrics registered before it (which it may read)."""
+    for earlier in metrics_for(split.kind):
+        if earlier is metric:
+            break
+        if earlier.name not in split.values and (not earlier.needs_target or split.target is not None):
+            split.values.update(earlier.record_fields(split))
+    return metric.value(split)
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def task_metric_names(instrument) -> list[str]:
+    """The metrics of an index instrument's task groups, in the task files' order: the indices,
+    option mass and position bias, then the registered task metrics that need a target."""
+    dims = instrument.dimension_ids
+    names = []
+    for metric in metrics_for(INDEX):
+        if metric.task and metric.needs_target:
+            names += [f"{d}_{metric.task_suffix or metric.name}" for d in dims] if metric.per_dimension else [metric.name]
+    return [*dims, "option_mass", "position_bias", *names]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from harness_tasks import TASKS_PATH
 from cultbench.atomic import write_text_atomic
+from cultbench.harness.survey import task_metric_names
 from cultbench.instruments import load_instrument
 from cultbench.prompts import SPLITS, all_variants, default_variant
 
@@ -84,8 +85,7 @@ def _group(split: str, tasks: list[str], metrics: list[str], alias: str | None =
 
 def render_task_files() -> dict[str, str]:
     """File name -> YAML text of every task and group."""
-    dims = load_instrument(BASE).dimension_ids
-    metrics = [*dims, "option_mass", "position_bias", "l1", *(f"{d}_error" for d in dims)]
+    metrics = task_metric_names(load_instrument(BASE))
     default = default_variant()
     files = {f"{BASE}.yaml": BASE_YAML.replace("{default}", default.name)}
     for v in all_variants():
