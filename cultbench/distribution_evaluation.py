@@ -18,7 +18,8 @@ import numpy as np
 from cultbench.diagnostics import diagnose_distribution
 from cultbench.instruments.distribution import SPLITS as QUESTION_SPLITS
 from cultbench.instruments.distribution import DistributionInstrument, OpinionTarget
-from cultbench.metrics import DISTRIBUTION, ScoredSplit, compute_metrics, rank_by_similarity, similarity, versus_naive
+from cultbench.metrics import (DISTRIBUTION, ScoredSplit, compute_metrics, order_balance, order_balanced,
+                               rank_by_similarity, similarity, versus_naive)
 from cultbench.prompts import get_variants, variants_file
 from cultbench.scorer import score_candidate
 from cultbench.summary import verdict_lines
@@ -41,21 +42,24 @@ def country_similarities(instrument: DistributionInstrument, shares: np.ndarray,
 
 
 def block_split(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, keep: np.ndarray,
-                variant_names: list[str], target: OpinionTarget, ranking: list[str]) -> ScoredSplit:
+                variants: list, target: OpinionTarget, ranking: list[str]) -> ScoredSplit:
     """One block (the questions ``keep``, a mask) against one target, for the metrics: answer
-    shares [V, slots], the option mass [V, I] on the block's questions, and the data's countries
-    ranked by similarity (``ranking``, names)."""
+    shares per rendering [V, slots] of ``variants`` (their wordings balance the similarity: each
+    question's shares averaged over a wording's option orders first), the option mass [V, I] on
+    the block's questions, and the data's countries ranked by similarity (``ranking``, names)."""
     asked = sum(1 for i in np.flatnonzero(keep) if instrument.item_ids[i] in target.shares)
-    return ScoredSplit(DISTRIBUTION, list(variant_names), instrument.dimension_ids, shares,
+    return ScoredSplit(DISTRIBUTION, [v.name for v in variants], instrument.dimension_ids, shares,
                        target.vector(instrument.dimension_ids), mass[:, keep],
                        context={"asked": asked, "name": target.name, "ranking": ranking,
+                                "wordings": [v.wording for v in variants],
                                 "per_variant": lambda s: per_variant_similarity(instrument, s, target, keep)})
 
 
 def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, items: list[int],
-           variant_names: list[str], targets: Sequence[OpinionTarget], top: int | None,
+           variants: list, targets: Sequence[OpinionTarget], top: int | None,
            naive: np.ndarray | None = None) -> dict:
-    """Similarities on the questions ``items`` (positions) from shares [V, slots], mass [V, I]:
+    """Similarities on the questions ``items`` (positions) from shares per rendering [V, slots] of
+    ``variants``, mass [V, I] (the countries ranked on the wordings' order-balanced shares):
     every registered metric of distribution instruments per target (``cultbench.metrics``), how
     many of the questions it was asked, and the ranking of the data's countries. A target asked
     none of them has similarity None (and rank None). With the naive model's shares ``naive``
@@ -63,12 +67,14 @@ def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndar
     minus the naive model's: positive, the candidate is closer)."""
     keep = np.zeros(len(instrument.items), dtype=bool)
     keep[items] = True
-    countries = {n: float(np.mean(s)) for n, s in country_similarities(instrument, shares, keep).items()}
+    _, matrix = order_balance([v.wording for v in variants])
+    countries = {n: float(np.mean(s)) for n, s in
+                 country_similarities(instrument, order_balanced(shares, matrix), keep).items()}
     ranking = rank_by_similarity(countries)
     names = [n for n, _ in ranking]
     out = {"items": len(items), "option_mass": float(mass[:, keep].mean()) if items else None, "targets": {}}
     for target in targets:
-        split = block_split(instrument, shares, mass, keep, variant_names, target, names)
+        split = block_split(instrument, shares, mass, keep, variants, target, names)
         out["targets"][target.name] = {"items_asked": split.context["asked"], **compute_metrics(split)}
         if naive is not None:
             out["targets"][target.name].update(versus_naive(split, naive))
@@ -81,7 +87,9 @@ def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, 
                           soft_prompt=None, persona: str | None = None, splits: Sequence[str] = WORDING_SPLITS,
                           max_batch_mb: float | None = None, top: int | None = 10, baseline: bool = False) -> dict:
     """The report of one candidate (see the module docstring); ``top`` countries in each ranking
-    (None: all). With ``baseline``, the naive model (no soft prompt, no persona) is scored in the
+    (None: all). Similarities are order-balanced: per wording, each question's answer shares are
+    averaged over the wording's option orders before the distance (``similarity_per_variant`` is
+    then keyed by wording), and a block's similarity is the mean over the wordings. With ``baseline``, the naive model (no soft prompt, no persona) is scored in the
     same call and every target's similarity has the naive model's beside it."""
     path = variants_file(instrument)
     variants = [v for split in splits for v in get_variants(split, path=path)]
@@ -104,7 +112,7 @@ def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, 
         blocks = {}
         for q in QUESTION_SPLITS:
             items = [i for i, it in enumerate(instrument.items) if instrument.split[it.id] == q]
-            blocks[q] = _block(instrument, shares, mass, items, names, targets, top,
+            blocks[q] = _block(instrument, shares, mass, items, [variants[k] for k in rows], targets, top,
                                naive=scored.indices[1, rows] if baseline else None)
         mean = instrument.unflatten(shares.mean(axis=0))
         out["splits"][split] = {"variants": names, "questions": blocks, "option_mass": float(mass.mean()),

@@ -11,12 +11,12 @@ from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.distribution_evaluation import evaluate_distribution
 from cultbench.kinds import kind_of
-from cultbench.metrics import DISTRIBUTION, INDEX, ScoredSplit, compute_metrics, versus_naive
-from cultbench.profiles import Profile
+from cultbench.metrics import DISTRIBUTION, INDEX, ScoredSplit, compute_metrics, order_balance, order_balanced, versus_naive
+from cultbench.profiles import Profile, world_mean
 from cultbench.prompts import get_variants, variants_version
 from cultbench.scorer import score_candidate
 
-SPLIT_NAMES = ("train", "heldout")
+SPLIT_NAMES = ("train", "validation", "heldout")
 
 
 def other_target_warnings(fitted: Mapping, targets: Sequence) -> list[str]:
@@ -31,24 +31,39 @@ def other_target_warnings(fitted: Mapping, targets: Sequence) -> list[str]:
             for t in targets if (t.name, t.source) != (fitted.get("name"), fitted.get("source"))]
 
 
-def index_split(target: Profile, per_variant, variant_names: Sequence[str], dims: Sequence[str], option_mass,
-                mean_indices: dict) -> ScoredSplit:
+def index_split(target: Profile, per_variant, variants: Sequence, dims: Sequence[str], option_mass,
+                mean_indices: dict, constants: Mapping[str, float] | None = None, naive=None) -> ScoredSplit:
     """One split of an index instrument against one target, for the metrics: the indices per
-    variant [V, D] on the compared ``dims``, the option mass [V, I] and the split's mean indices on
-    every dimension (``mean_indices``, for the rank agreement across dimensions)."""
-    return ScoredSplit(INDEX, list(variant_names), list(dims), np.asarray(per_variant, dtype=np.float64),
-                       target.vector(dims), np.asarray(option_mass, dtype=np.float64),
-                       context={"indices": dict(mean_indices), "target_scores": dict(target.scores)})
+    rendering [V, D] of ``variants`` (``PromptVariant``s: their wordings and scale orders balance
+    the L1) on the compared ``dims``, the option mass [V, I] and the split's mean indices on every
+    dimension (``mean_indices``, for the rank agreement across dimensions). With ``constants`` (C
+    per dimension), the content-free and world-mean references; with the naive model's indices
+    ``naive`` [V, D], directedness, mirror and the verdict aligned."""
+    mean, _, _ = world_mean(target.source, dims)
+    context = {"indices": dict(mean_indices), "target_scores": dict(target.scores),
+               "wordings": [v.wording for v in variants], "orders": [v.order for v in variants],
+               "constants": None if constants is None else [float(constants[d]) for d in dims], "world_mean": mean,
+               "naive": None if naive is None else np.asarray(naive, dtype=np.float64)}
+    return ScoredSplit(INDEX, [v.name for v in variants], list(dims), np.asarray(per_variant, dtype=np.float64),
+                       target.vector(dims), np.asarray(option_mass, dtype=np.float64), context=context)
 
 
 def versus_target(target: Profile, split: ScoredSplit) -> dict:
     """One split's comparison with one target: who the target is, and every registered metric of
-    index instruments (``cultbench.metrics``). ``l1`` is the L1 distance per prompt variant,
-    averaged over the variants (as the aligners' fitness is); ``signed_error`` is model minus
-    target on the split's mean indices, so the L1 is not the sum of the absolute signed errors."""
+    index instruments (``cultbench.metrics``). ``l1`` is the mean over the split's wordings of the
+    L1 of each wording's order-balanced indices (as the aligners' fitness is; ``l1_per_variant``
+    and ``l1_by_order`` are the renderings' own, secondary); ``signed_error`` is model minus target
+    on the split's mean balanced indices, so the L1 is not the sum of the absolute signed errors."""
     return {"id": target.key, "name": target.name, "code": target.code, "iso2": target.iso2,
             "source": target.source, "estimated": target.estimated, "scores": dict(target.scores),
             **compute_metrics(split)}
+
+
+def balanced_indices(per_variant, variants: Sequence, dims: Sequence[str]) -> dict:
+    """Each wording's order-balanced indices {wording: {dim: value}} from indices per rendering."""
+    wordings, matrix = order_balance([v.wording for v in variants])
+    balanced = order_balanced(np.asarray(per_variant, dtype=np.float64), matrix)
+    return {w: dict(zip(dims, row.tolist())) for w, row in zip(wordings, balanced)}
 
 
 def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile], *, soft_prompt=None,
@@ -59,10 +74,12 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
     target (L1, error), the targets keyed by their stable id (``Profile.key``, e.g. "US"); and the
     diagnostics over all the evaluated variants (``diagnostics``, see ``cultbench.diagnostics``).
 
-    L1 is computed per prompt variant and averaged over the split's variants, as the aligners'
-    fitness is; the signed error is that of the split's mean indices. With ``baseline``, the
+    A split's L1 is the mean over its wordings of the L1 of each wording's order-balanced indices
+    (see :func:`versus_target`), as the aligners' fitness is; the split's ``indices`` are the mean
+    of its wordings' balanced indices, and the signed error is theirs. With ``baseline``, the
     naive model (no soft prompt, no persona) is scored in the same call, and each target gets
-    ``naive_l1`` and ``delta_vs_naive`` (negative: the candidate is closer than the naive model).
+    ``naive_l1``, ``delta_vs_naive`` (negative: the candidate is closer than the naive model)
+    and ``alignment`` (directedness, mirror and the verdict ``aligned``: ``cultbench.metrics``).
     ``dimensions`` (default: all) are those the targets are compared on.
     """
     dims, items = instrument.dimension_ids, instrument.item_ids
@@ -73,6 +90,8 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
                              f"{', '.join(dims)}.{did_you_mean(unknown[0], dims)}")
     positions = [list(dims).index(d) for d in compared]
     variants = [v for split in splits for v in get_variants(split)]
+    if not variants:
+        raise CultbenchError("no prompt wordings to evaluate on")
     scorer, scored = score_candidate(model, tokenizer, instrument, variants, soft_prompt=soft_prompt, persona=persona,
                                      baseline=baseline, constants=constants, max_batch_mb=max_batch_mb)
 
@@ -86,11 +105,15 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
     for split in splits:
         rows = [k for k, v in enumerate(variants) if v.split == split]
         indices = scored.indices[0, rows]  # [V_split, D]
-        mean = indices.mean(axis=0)
+        chosen = [variants[k] for k in rows]
+        _, matrix = order_balance([v.wording for v in chosen])
+        mean = order_balanced(indices, matrix).mean(axis=0)
         split_out = {
-            "variants": [variants[k].name for k in rows],
+            "variants": [v.name for v in chosen],
+            "wordings": {v.name: {"wording": v.wording, "order": v.order} for v in chosen},
             "indices": dict(zip(dims, mean.tolist())),
-            "indices_per_variant": {variants[k].name: dict(zip(dims, indices[j].tolist())) for j, k in enumerate(rows)},
+            "indices_per_wording": balanced_indices(indices, chosen, dims),
+            "indices_per_variant": {v.name: dict(zip(dims, indices[j].tolist())) for j, v in enumerate(chosen)},
             "expected_answers": dict(zip(items, scored.expected[0, rows].mean(axis=0).tolist())),
             "option_mass": float(scored.option_mass[0, rows].mean()),
             "option_mass_per_item": dict(zip(items, scored.option_mass[0, rows].mean(axis=0).tolist())),
@@ -98,11 +121,12 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
             "targets": {},
         }
         for target in targets:
-            versus_split = index_split(target, indices[:, positions], split_out["variants"], compared,
-                                       scored.option_mass[0, rows], split_out["indices"])
+            naive = scored.indices[1, rows][:, positions] if baseline else None
+            versus_split = index_split(target, indices[:, positions], chosen, compared, scored.option_mass[0, rows],
+                                       split_out["indices"], scored.constants, naive)
             versus = versus_target(target, versus_split)
             if baseline:
-                versus.update(versus_naive(versus_split, scored.indices[1, rows][:, positions]))
+                versus.update(versus_naive(versus_split, naive))
             split_out["targets"][target.key] = versus
         out["splits"][split] = split_out
     out["diagnostics"] = diagnostics_of(list(range(len(variants))))

@@ -34,16 +34,24 @@ def metric_fields(kind: str, versus: Mapping) -> dict:
     from an evaluation's comparison with one target (``versus``)."""
     out = {}
     for metric in metrics_for(kind):
+        if metric.name not in versus and not metric.required:
+            continue  # an optional metric the evaluation did not compute (e.g. a stand-in's)
         out[metric.name] = versus[metric.name]
         if metric.per_variant is not None:
             out[f"{metric.name}_per_variant"] = versus[f"{metric.name}_per_variant"]
     return out
 
 
+def present_splits(evaluation: Mapping) -> list[str]:
+    """The splits an evaluation has: train and held-out, and validation since wording version 4."""
+    return [s for s in (*SPLITS, "validation") if s in evaluation["splits"]]
+
+
 def _diagnostics(evaluation: Mapping) -> dict:
     """The validity diagnostics of an evaluation per split and over all variants ({} without)."""
-    if all("diagnostics" in evaluation["splits"][s] for s in SPLITS) and "diagnostics" in evaluation:
-        return {"diagnostics": {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
+    present = present_splits(evaluation)
+    if all("diagnostics" in evaluation["splits"][s] for s in present) and "diagnostics" in evaluation:
+        return {"diagnostics": {**{s: evaluation["splits"][s]["diagnostics"] for s in present},
                                 "all": evaluation["diagnostics"]}}
     return {}
 
@@ -73,7 +81,8 @@ class InstrumentKind:
 
     def record_parts(self, evaluation: Mapping, target: Mapping) -> tuple[dict, dict, dict, dict]:
         """(instrument, constants, splits, metrics) of the record of ``target`` from an evaluation."""
-        splits = {s: {k: evaluation["splits"][s][k] for k in self.split_fields} for s in SPLITS}
+        splits = {s: {k: evaluation["splits"][s][k] for k in self.split_fields if k in evaluation["splits"][s]}
+                  for s in present_splits(evaluation)}
         metrics = {"precision": evaluation["precision"], **self.split_metrics(evaluation, self.target_name(target)),
                    **_diagnostics(evaluation)}
         return self.record_instrument(evaluation), dict(evaluation.get("constants") or {}), splits, metrics
@@ -97,8 +106,9 @@ class IndexKind(InstrumentKind):
     target_column = Column("target", "Target", lambda r: target_label(r["target"]),
                            lambda r: r.get("target_short") or target_label(r["target"]), False,
                            title=lambda r: target_label(r["target"]))
-    split_fields = ("variants", "indices", "indices_per_variant", "expected_answers", "option_mass",
-                    "option_mass_per_item")
+    # "wordings" and "indices_per_wording" since wording version 4 (order-balanced indices per wording)
+    split_fields = ("variants", "wordings", "indices", "indices_per_wording", "indices_per_variant",
+                    "expected_answers", "option_mass", "option_mass_per_item")
 
     def reference(self, instrument, name, source=None, dimensions=None):
         """A country's published profile, with every dimension compared (default: the instrument's)."""
@@ -108,7 +118,7 @@ class IndexKind(InstrumentKind):
         return target_key(target)
 
     def split_metrics(self, evaluation, name):
-        return {s: metric_fields(INDEX, evaluation["splits"][s]["targets"][name]) for s in SPLITS}
+        return {s: metric_fields(INDEX, evaluation["splits"][s]["targets"][name]) for s in present_splits(evaluation)}
 
     def record_instrument(self, evaluation):
         return {**evaluation["instrument"], "dimensions": list(evaluation["splits"]["train"]["indices"])}

@@ -148,6 +148,7 @@ def _common(records: list[tuple[str, dict]]) -> dict:
         "wall_time_s": stat(r["run"]["wall_time_s"] for r in recs),
         "machines": machines(recs),
         "verdict": verdict_summary(recs),
+        "aligned": aligned_summary(recs),
         "convergence": [{"seed": r["aligner"]["seed"], "search_precision": r["history"]["search_precision"],
                          "curve": [[p["evaluations"], p["best"]] for p in r["history"]["curve"]
                                    if p["best"] is not None]}
@@ -211,6 +212,20 @@ def verdict_summary(records: list[dict]) -> dict:
     return {"assessed": len(assessed), "interpretable": sum(bool(d["interpretable"]) for d in assessed),
             "failed": sorted({c for d in assessed for c in d["failed"]}),
             "unchecked": sorted({c for d in assessed for c in d["unchecked"]})}
+
+
+def aligned_summary(records: list[dict]) -> dict:
+    """The verdict "aligned" of a row's entries (held-out wordings, schema 3 records of an
+    alignment): how many carry it, how many are aligned, the share, and the text the page shows
+    ("yes", "no", "k/n" when seeds disagree, "–" for entries without it: v3 entries and naive)."""
+    verdicts = [(r["metrics"]["heldout"].get("alignment") or {}) for r in records]
+    assessed = [v for v in verdicts if "aligned" in v]
+    aligned = sum(bool(v["aligned"]) for v in assessed)
+    text = ("–" if not assessed else "yes" if aligned == len(assessed) else "no" if aligned == 0
+            else f"{aligned}/{len(assessed)}")
+    failed = sorted({c for v in assessed for c in v["failed"]})
+    return {"assessed": len(assessed), "aligned": aligned, "share": aligned / len(assessed) if assessed else None,
+            "text": text, "title": ("failed: " + ", ".join(failed)) if failed else ""}
 
 
 def _label_rows(rows: list[dict]) -> None:

@@ -55,6 +55,10 @@ ALIGNER = Column("aligner", "Aligner", lambda r: r["aligner_label"], lambda r: r
                  title=lambda r: r.get("setup_note") or "")
 SEEDS = Column("seeds", "Seeds", lambda r: r["n"], lambda r: str(r["n"]))
 INTERPRETABLE = Column("interpretable", "Interpretable", _verdict_value, lambda r: verdict_text(r["verdict"]))
+# The verdict "aligned" on the held-out wordings (leaderboard.aligned_summary; docs/diagnostics.md, Protocol).
+ALIGNED = Column("aligned", "Aligned (held-out)", lambda r: (r.get("aligned") or {}).get("share"),
+                 lambda r: (r.get("aligned") or {}).get("text", "–"), split="heldout",
+                 title=lambda r: (r.get("aligned") or {}).get("title", ""))
 EVALUATIONS = Column("evaluations", "Evaluations used", lambda r: r["evaluations"]["mean"],
                      lambda r: fmt(r["evaluations"]["mean"], ".0f"))
 
@@ -75,7 +79,8 @@ def row_columns(kind: str, dims: list[str] = ()) -> list[Column]:
     shown = [m for m in metrics_for(kind) if m.row]
     main = [c for m in shown if m.column_place != "detail" for c in metric_columns(m, table)]
     detail = [c for m in shown if m.column_place == "detail" for c in metric_columns(m, table)]
-    return [MODEL, ALIGNER, KINDS[kind].target_column, SEEDS, *main, INTERPRETABLE, EVALUATIONS, *detail, WALL_TIME]
+    verdicts = [INTERPRETABLE, ALIGNED] if kind == INDEX else [INTERPRETABLE]
+    return [MODEL, ALIGNER, KINDS[kind].target_column, SEEDS, *main, *verdicts, EVALUATIONS, *detail, WALL_TIME]
 
 
 def columns(dims: list[str]) -> list[Column]:

@@ -6,6 +6,12 @@ Index instruments: distances between a model's indices and a target profile. The
 depends on the constants C (see the README); the signed per-dimension error shows its direction,
 and rank agreement across several targets does not depend on C at all.
 
+Order balance (measurement v4): every wording is rendered with its scale in order and reversed,
+and a wording's primary index is the mean of its renderings' indices. Indices are linear in the
+expected answers, so that is the indices of the order-averaged answers; on a distribution
+instrument the same mean averages each question's answer shares over the option orders. A
+split's ``l1`` is the mean over its wordings of the distance of the balanced indices.
+
 Distribution instruments: the Jensen-Shannon distance (base 2, in [0, 1]) between the model's
 answer distribution on an item and a country's answer shares, the similarity 1 - JSD averaged
 over items (Durmus et al. 2023), and the ranking of countries by that similarity.
@@ -13,7 +19,7 @@ over items (Durmus et al. 2023), and the ranking of countries by that similarity
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,6 +58,95 @@ def check_distance(name: str) -> str:
 def distance(indices, target, name: str = "l1") -> np.ndarray:
     """Distance between indices [..., D] and a target [D]."""
     return DISTANCES[check_distance(name)](np.asarray(indices, float) - np.asarray(target, float))
+
+
+def order_balance(wordings: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(wording names in first-seen order, averaging matrix [W, V]) for renderings whose wordings
+    are ``wordings`` (one name per rendering): row w averages the renderings of wording w."""
+    names = list(dict.fromkeys(wordings))
+    matrix = np.zeros((len(names), len(wordings)))
+    for v, name in enumerate(wordings):
+        matrix[names.index(name), v] = 1.0
+    return names, matrix / matrix.sum(axis=1, keepdims=True)
+
+
+def order_balanced(per_rendering, matrix: np.ndarray):
+    """Balanced indices [..., W, D] from indices per rendering [..., V, D] and an
+    :func:`order_balance` matrix [W, V] (numpy arrays or torch tensors, differentiable)."""
+    if hasattr(per_rendering, "new_tensor"):  # a torch tensor
+        matrix = per_rendering.new_tensor(matrix)
+    return matrix @ per_rendering
+
+
+def balanced_distance(per_rendering, wordings: Sequence[str], target, name: str = "l1") -> np.ndarray:
+    """[..., W] distance of each wording's balanced indices to ``target`` [D]; the split's figure
+    is their mean. ``per_rendering`` [..., V, D], ``wordings`` the wording of each rendering."""
+    _, matrix = order_balance(wordings)
+    return distance(order_balanced(np.asarray(per_rendering, float), matrix), target, name)
+
+
+# -- references and direction (measurement v4) ---------------------------------------------------
+# A score stands beside its references: the content-free respondent (every index = C, what a
+# pure position answerer scores once orders are balanced) and the world mean profile. "Aligned"
+# needs more than a lower L1: the change against the naive model must point towards the target
+# (directedness) and keep its sign when the scale is reversed (mirror).
+
+def content_free_l1(constants, target) -> float:
+    """L1 of a content-free respondent (every index = its constant C) to ``target`` [D]."""
+    return float(distance(np.asarray(constants, float), target))
+
+
+def relative_l1(value: float | None, reference: float | None) -> float | None:
+    """``value / reference`` (below 1: closer than the reference); None without a positive reference."""
+    if value is None or reference is None or not reference > 0:
+        return None
+    return float(value) / float(reference)
+
+
+def directedness(aligned, naive, target) -> float | None:
+    """Cosine between the change (aligned - naive) and the way to go (target - naive), over every
+    entry of the arrays (e.g. wordings x dimensions of balanced indices; ``target`` broadcasts).
+    1: straight towards the target; 0: sideways; -1: away. None when either vector is zero."""
+    change = np.ravel(np.asarray(aligned, float) - np.asarray(naive, float))
+    way = np.ravel(np.broadcast_to(np.asarray(target, float), np.shape(naive)) - np.asarray(naive, float))
+    norm = float(np.linalg.norm(change) * np.linalg.norm(way))
+    return float(change @ way / norm) if norm > 1e-12 else None
+
+
+def mirror(change_in_order, change_reversed) -> float | None:
+    """Pearson correlation between the index change against the naive model under in-order
+    renderings and under the reversed renderings of the same wordings (paired entries). A content
+    effect keeps its sign when the scale is reversed (positive); a position effect flips it
+    (negative). None with fewer than 3 pairs or a constant side."""
+    a, b = np.ravel(np.asarray(change_in_order, float)), np.ravel(np.asarray(change_reversed, float))
+    if a.shape != b.shape:
+        raise ValueError("mirror needs the two orders' changes for the same wordings and dimensions")
+    if len(a) < 3 or np.ptp(a) < 1e-12 or np.ptp(b) < 1e-12:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+# The verdict "aligned": every check must be measured and pass (docs/diagnostics.md, Protocol).
+# (name, rule, threshold): held-out balanced L1 minus naive's and minus content-free's strictly
+# below 0; directedness and mirror strictly above 0.
+ALIGNED_CHECKS = (("below_naive", "<", 0.0), ("below_content_free", "<", 0.0),
+                  ("directedness", ">", 0.0), ("mirror", ">", 0.0))
+
+
+def aligned_verdict(l1: float, naive_l1: float, content_free: float, direction: float | None,
+                    mirror_value: float | None) -> dict:
+    """The verdict ``aligned`` of an alignment from its held-out balanced L1, the naive model's,
+    the content-free L1, its directedness and its mirror correlation, with every check's value."""
+    values = {"below_naive": l1 - naive_l1, "below_content_free": l1 - content_free,
+              "directedness": direction, "mirror": mirror_value}
+    checks = {}
+    for name, rule, threshold in ALIGNED_CHECKS:
+        value = values[name]
+        passed = None if value is None else bool(value < threshold if rule == "<" else value > threshold)
+        checks[name] = {"value": value, "threshold": threshold, "rule": rule, "passed": passed}
+    failed = [n for n, c in checks.items() if c["passed"] is not True]
+    return {"directedness": direction, "mirror": mirror_value, "aligned": not failed, "checks": checks,
+            "failed": failed}
 
 
 def signed_error(indices, target) -> np.ndarray:
@@ -205,6 +300,19 @@ def _similarity_per_variant(s: ScoredSplit) -> np.ndarray:
     return s.context["per_variant"](s.scores) if s.context["asked"] else np.full(len(s.variants), None)
 
 
+def _similarity_per_wording(s: ScoredSplit) -> dict:
+    """Wording -> similarity of its order-balanced shares (each question's shares averaged over the
+    wording's option orders first); None where the target was asked none of the questions."""
+    names = order_balance(_wordings(s))[0]
+    values = s.context["per_variant"](_balanced(s)) if s.context["asked"] else [None] * len(names)
+    return dict(zip(names, [None if v is None else float(v) for v in values]))
+
+
+def _balanced_similarity(s: ScoredSplit) -> float | None:
+    values = list(_similarity_per_wording(s).values())
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
 def _dimension_rank_agreement(indices: Mapping[str, float], target_scores: Mapping[str, float]) -> dict:
     """Rank agreement across the dimensions the target has a score for (every one of a published profile)."""
     dims = [d for d in indices if d in target_scores]
@@ -212,24 +320,126 @@ def _dimension_rank_agreement(indices: Mapping[str, float], target_scores: Mappi
 
 
 def _rank(s: ScoredSplit):
+    if "ranking" not in s.context:  # one lm-eval task's records: no ranking of the data's countries
+        return None
     ranking, name = s.context["ranking"], s.context["name"]
     return 1 + ranking.index(name) if name in ranking else None
 
 
+def _wordings(s: ScoredSplit) -> list[str]:
+    """The wording of each of a split's renderings (a split without them, such as one lm-eval task's
+    records: each rendering its own wording)."""
+    return list(s.context.get("wordings") or s.variants)
+
+
+def _balanced(s: ScoredSplit, scores=None) -> np.ndarray:
+    """[W, D] each wording's order-balanced scores (the candidate's, or ``scores`` [V, D])."""
+    return order_balanced(s.scores if scores is None else np.asarray(scores, float), order_balance(_wordings(s))[1])
+
+
+def _balanced_l1(s: ScoredSplit, scores=None) -> float:
+    return float(distance(_balanced(s, scores), s.target).mean())
+
+
+def _l1_by_order(s: ScoredSplit) -> dict | None:
+    orders, per_rendering = s.context.get("orders"), distance(s.scores, s.target)
+    if not orders:
+        return None
+    return {o: float(np.mean([x for x, k in zip(per_rendering, orders) if k == o])) for o in dict.fromkeys(orders)}
+
+
+def _content_free(s: ScoredSplit) -> float | None:
+    constants = s.context.get("constants")
+    return None if constants is None else content_free_l1(constants, s.target)
+
+
+def _world_mean(s: ScoredSplit) -> float | None:
+    mean = s.context.get("world_mean")
+    return None if mean is None else float(distance(mean, s.target))
+
+
+def _mirror(s: ScoredSplit) -> float | None:
+    """Mirror correlation of the change against the naive model, over the split's wordings rendered
+    in both orders (None without the naive model's scores)."""
+    naive, orders = s.context.get("naive"), s.context.get("orders")
+    if naive is None or not orders:
+        return None
+    change, wordings = s.scores - np.asarray(naive, float), _wordings(s)
+    pairs = [(i, j) for i, (w, o) in enumerate(zip(wordings, orders)) for j, (w2, o2) in enumerate(zip(wordings, orders))
+             if w == w2 and o == "ascending" and o2 == "descending"]
+    return mirror(change[[i for i, _ in pairs]], change[[j for _, j in pairs]]) if pairs else None
+
+
+def _directedness(s: ScoredSplit) -> float | None:
+    naive = s.context.get("naive")
+    return None if naive is None else directedness(_balanced(s), _balanced(s, naive), s.target)
+
+
+def _alignment(s: ScoredSplit) -> dict | None:
+    """The verdict ``aligned`` on this split (read on the held-out one), beside the naive model."""
+    naive, free = s.context.get("naive"), _content_free(s)
+    if naive is None or free is None:
+        return None
+    return aligned_verdict(s.values["l1"], _balanced_l1(s, naive), free, s.values["directedness"], s.values["mirror"])
+
+
+_OPTIONAL_NUMBER = {"$ref": "#/$defs/optional_number"}
 L1 = register_metric(Metric(
-    "l1", "L1", "L1 distance to the target per variant, averaged over the split's variants.", (INDEX,),
+    "l1", "L1", "L1 distance to the target of each wording's order-balanced indices (the mean of its in-order and "
+    "reversed renderings), averaged over the split's wordings.", (INDEX,),
     higher_is_better=False, fmt=".1f", primary=True, task=True, required=True,
     schema={"type": "number", "minimum": 0,
-            "description": "L1 distance to the target per variant, averaged over the split's variants."},
-    per_variant=lambda s: distance(s.scores, s.target), columns=_l1_columns,
+            "description": "Schema 3: the mean over the split's wordings of the L1 distance of each wording's "
+                           "order-balanced indices to the target. Before: L1 per variant, averaged over the split's "
+                           "variants."},
+    compute=_balanced_l1, per_variant=lambda s: distance(s.scores, s.target), columns=_l1_columns,
     summary_columns=_l1_summary_columns))
+L1_PER_WORDING = register_metric(Metric(
+    "l1_per_wording", "L1 per wording", "Each wording's L1 of its order-balanced indices.", (INDEX,),
+    higher_is_better=False, fmt=".1f", row=False, columns=lambda table: [],
+    schema={"type": "object", "minProperties": 1, "propertyNames": {"$ref": "#/$defs/name"},
+            "additionalProperties": {"type": "number", "minimum": 0}},
+    compute=lambda s: dict(zip(order_balance(_wordings(s))[0], distance(_balanced(s), s.target).tolist()))))
+L1_BY_ORDER = register_metric(Metric(
+    "l1_by_order", "L1 by order", "Secondary: the per-rendering L1 averaged over the in-order and over the reversed "
+    "renderings.", (INDEX,), higher_is_better=False, fmt=".1f", row=False, columns=lambda table: [],
+    schema={"anyOf": [{"type": "object"}, {"type": "null"}]}, compute=_l1_by_order))
 SIGNED_ERROR = register_metric(Metric(
-    "signed_error", "error", "Model minus target, per dimension, of the split's mean indices.", (INDEX,),
+    "signed_error", "error", "Model minus target, per dimension, of the split's mean balanced indices.", (INDEX,),
     higher_is_better=None, fmt="+.1f", per_dimension=True, task=True, task_suffix="error", required=True,
     schema={"$ref": "#/$defs/per_dimension",
             "description": "Model minus target, per dimension, of the split's mean indices."},
-    compute=lambda s: dict(zip(s.dimensions, signed_error(s.scores.mean(axis=0), s.target).tolist())),
+    compute=lambda s: dict(zip(s.dimensions, signed_error(_balanced(s).mean(axis=0), s.target).tolist())),
     columns=_signed_error_columns, column_place="detail"))
+CONTENT_FREE_L1 = register_metric(Metric(
+    "content_free_l1", "Content-free L1", "L1 of a content-free respondent (every index = C) to the target.", (INDEX,),
+    higher_is_better=False, fmt=".1f", column_place="detail",
+    schema={"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}]}, compute=_content_free))
+WORLD_MEAN_L1 = register_metric(Metric(
+    "world_mean_l1", "World-mean L1", "L1 of the mean profile of the reference source's countries with every "
+    "dimension.", (INDEX,), higher_is_better=False, fmt=".1f", column_place="detail",
+    schema={"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}]}, compute=_world_mean))
+L1_OVER_CONTENT_FREE = register_metric(Metric(
+    "l1_over_content_free", "L1 / content-free", "l1 / content_free_l1 (below 1: closer than a content-free "
+    "respondent).", (INDEX,), higher_is_better=False, fmt=".2f", terminal=True, schema=_OPTIONAL_NUMBER,
+    compute=lambda s: relative_l1(s.values["l1"], s.values["content_free_l1"])))
+L1_OVER_WORLD_MEAN = register_metric(Metric(
+    "l1_over_world_mean", "L1 / world mean", "l1 / world_mean_l1 (below 1: closer than the world mean profile).",
+    (INDEX,), higher_is_better=False, fmt=".2f", column_place="detail", schema=_OPTIONAL_NUMBER,
+    compute=lambda s: relative_l1(s.values["l1"], s.values["world_mean_l1"])))
+DIRECTEDNESS = register_metric(Metric(
+    "directedness", "Directedness", "Cosine of (aligned - naive) with (target - naive), on the wordings' balanced "
+    "indices; null without the naive model.", (INDEX,), higher_is_better=True, fmt="+.2f", terminal=True,
+    schema=_OPTIONAL_NUMBER, compute=_directedness))
+MIRROR = register_metric(Metric(
+    "mirror", "Mirror", "Correlation of the index change against naive under the in-order and the reversed rendering "
+    "of the same wordings; null without the naive model.", (INDEX,), higher_is_better=True, fmt="+.2f",
+    terminal=True, schema=_OPTIONAL_NUMBER, compute=_mirror))
+ALIGNMENT = register_metric(Metric(
+    "alignment", "Aligned", "The verdict aligned: held-out balanced L1 below naive's and the content-free L1, "
+    "directedness > 0, mirror > 0 (ALIGNED_CHECKS).", (INDEX,), higher_is_better=True, fmt="", row=False,
+    schema={"anyOf": [{"$ref": "#/$defs/alignment"}, {"type": "null"}]}, compute=_alignment,
+    columns=lambda table: []))  # rows carry its verdict over seeds: leaderboard.aligned_summary
 DIMENSION_RANK_AGREEMENT = register_metric(Metric(
     "dimension_rank_agreement", "rank agreement",
     "Kendall and Spearman between the model's and the target's scores across the dimensions.", (INDEX,),
@@ -244,8 +454,12 @@ SIMILARITY = register_metric(Metric(
     schema={"anyOf": [{"$ref": "#/$defs/probability"}, {"type": "null"}],
             "description": "1 - the Jensen-Shannon distance (base 2) per question, averaged over the questions the "
                            "target was asked, per variant, then over the variants; null when the target was asked none."},
-    per_variant=_similarity_per_variant, columns=_similarity_columns,
+    compute=_balanced_similarity, per_variant=_similarity_per_variant, columns=_similarity_columns,
     summary_columns=_similarity_summary_columns))
+SIMILARITY_PER_WORDING = register_metric(Metric(
+    "similarity_per_wording", "Similarity per wording", "Each wording's similarity of its order-balanced answer "
+    "shares.", (DISTRIBUTION,), higher_is_better=True, fmt=".3f", row=False, columns=lambda table: [],
+    schema={"type": "object"}, compute=_similarity_per_wording))
 JSD = register_metric(Metric(
     "jsd", "JSD", "1 - similarity: the mean Jensen-Shannon distance.", (DISTRIBUTION,),
     higher_is_better=False, fmt=".3f", task=True, required=True,

@@ -11,7 +11,11 @@ Two kinds of record, by the instrument's kind (``cultbench.kinds``, which gives 
 each kind's splits and metrics): index instruments (VSM 2013: indices, L1 per split) and
 distribution instruments (GlobalOpinionQA: similarity = 1 - Jensen-Shannon distance on four
 blocks, training and held-out questions under training and held-out wordings). Schema version 2
-added the second; version 1 records (index instruments only) are read as they are.
+added the second; version 1 records (index instruments only) are read as they are. Schema
+version 3 (measurement v4): an index record's ``l1`` is order-balanced (the mean over a split's wordings of the L1 of
+each wording's mean indices over its two scale orders), with a validation split, reference rows
+(content-free and world-mean L1) and, for an alignment, the verdict ``aligned``; records of
+versions 1 and 2 are read unchanged (their ``l1`` averages renderings).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from cultbench.metrics import DISTRIBUTION, INDEX, METRICS, metrics_for
 if TYPE_CHECKING:
     import jsonschema
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_FILE = "result.schema.json"
 LIBRARIES = ("torch", "transformers", "numpy", "scipy", "lm_eval", "peft")
 
@@ -126,9 +130,12 @@ def validation_errors(record) -> list[str]:
     expected = entry_id(combination_key_of(record))
     if record["id"] != expected and record["id"] != entry_id(combination_key_of(record, model_files=False)):
         out.append(f"id {record['id']} does not match the entry's combination (expected {expected})")
-    for split in SPLITS:
-        if record["splits"][split]["variants"] != record["variants"][split]:
+    for split in (*SPLITS, "validation"):
+        if split in record["splits"] and record["splits"][split]["variants"] != record["variants"].get(split):
             out.append(f"splits.{split}.variants differ from variants.{split}")
+    if version == SCHEMA_VERSION and not is_distribution(record):
+        out += [f"metrics.{s}: a schema {version} record has order-balanced L1s (l1_per_wording)"
+                for s in SPLITS if "l1_per_wording" not in record["metrics"][s]]
     return out
 
 
@@ -180,7 +187,7 @@ def combination_key(*, model: str, model_dtype: str, instrument: Mapping, consta
             "target": {"name": target["name"], "source": target["source"]},
             "aligner": aligner, "hyperparameters": dict(hyperparameters), "seed": seed, "budget": budget,
             "search_dtype": search_dtype, "distance": distance, "dimensions": list(dimensions),
-            "variants": {**{s: list(variants[s]) for s in SPLITS},
+            "variants": {**{s: list(variants[s]) for s in (*SPLITS, "validation") if s in variants},
                          **({"version": int(variants["version"])} if "version" in variants else {})}}
 
 

@@ -26,12 +26,13 @@ from cultbench.columns import best_mark
 from cultbench.leaderboard_page import chart_colours, declared_colours, md_escape
 from cultbench.quantization import weights_label
 from cultbench.profiles import lookup, target_key
+from cultbench.prompts import get_variants
 from cultbench.results import (SCHEMA_VERSION, build_record, check_record, combination_key, combination_key_of, entry_id,
                                entry_stem, read_record, write_record)
 
 INST = load_instrument("vsm2013")
 DIMS = INST.dimension_ids
-TRAIN, HELDOUT = ["respondent-standard", "honest-reworded"], ["participant-standard", "brief-reworded-reversed"]
+TRAIN, HELDOUT = ["respondent-standard", "respondent-standard-reversed"], ["brief-reworded", "brief-reworded-reversed"]
 EVIL = '</script><!-- <script>alert("x")</script><img src=x onerror=alert(1)> | *bold* & "q"'
 
 
@@ -55,8 +56,8 @@ def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, mod
     for split, names in (("train", TRAIN), ("heldout", HELDOUT)):
         ind = scores[split]
         versus = versus_target(lookup(target), index_split(
-            lookup(target), np.array([[ind[d] for d in DIMS]] * len(names)), names, DIMS,
-            np.full((len(names), len(INST.item_ids)), 0.4), ind))
+            lookup(target), np.array([[ind[d] for d in DIMS]] * len(names)), get_variants(names), DIMS,
+            np.full((len(names), len(INST.item_ids)), 0.4), ind, INST.constants()))
         evaluation["splits"][split] = {
             "variants": names, "indices": ind, "indices_per_variant": dict.fromkeys(names, ind),
             "expected_answers": dict.fromkeys(INST.item_ids, 3.0), "option_mass": 0.4,

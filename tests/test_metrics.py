@@ -17,8 +17,12 @@ from test_leaderboard import make_record, write_entries
 
 
 def test_cultbench_metrics_are_declared_once_with_one_primary_per_kind():
-    assert [m.name for m in metrics_for(INDEX)] == ["l1", "signed_error", "dimension_rank_agreement", "option_mass"]
-    assert [m.name for m in metrics_for(DISTRIBUTION)] == ["similarity", "jsd", "rank", "option_mass"]
+    assert [m.name for m in metrics_for(INDEX)] == [
+        "l1", "l1_per_wording", "l1_by_order", "signed_error", "content_free_l1", "world_mean_l1",
+        "l1_over_content_free", "l1_over_world_mean", "directedness", "mirror", "alignment",
+        "dimension_rank_agreement", "option_mass"]  # measurement v4: balanced L1, references, direction
+    assert [m.name for m in metrics_for(DISTRIBUTION)] == ["similarity", "similarity_per_wording", "jsd", "rank",
+                                                           "option_mass"]
     assert primary_metric(INDEX).name == "l1" and primary_metric(INDEX).higher_is_better is False
     assert primary_metric(DISTRIBUTION).name == "similarity" and primary_metric(DISTRIBUTION).higher_is_better
     with pytest.raises(ValueError, match="already registered"):

@@ -77,19 +77,27 @@ def test_run_writes_one_valid_result_per_combination(sweep, tiny_folder):
         assert r["schema_version"] == SCHEMA_VERSION and r["id"] in name and r["model"]["id"] == str(tiny_folder)
         assert r["model"]["parameters"] == loaded.info["parameters"] and r["constants"]["pdi"] == 50.0
         assert r["variants"] == {"train": [v.name for v in get_variants("train")], "heldout": [v.name for v in heldout],
+                                "validation": [v.name for v in get_variants("validation")],
                                 "version": variants_version()}
         assert r["instrument"] == {"name": "vsm2013", "version": 1, "dimensions": inst.dimension_ids}
         target = np.array([r["target"]["scores"][d] for d in inst.dimension_ids])
         for split in ("train", "heldout"):
             m, s = r["metrics"][split], r["splits"][split]
-            assert m["l1"] == pytest.approx(np.mean(list(m["l1_per_variant"].values())), abs=1e-9)
+            assert m["l1"] == pytest.approx(np.mean(list(m["l1_per_wording"].values())), abs=1e-9)
+            assert m["content_free_l1"] == pytest.approx(np.abs(50 - target).sum())
+            assert m["l1_over_world_mean"] == pytest.approx(m["l1"] / m["world_mean_l1"])
             for d in inst.dimension_ids:
                 assert m["signed_error"][d] == pytest.approx(s["indices"][d] - r["target"]["scores"][d], abs=1e-9)
             assert 0 < s["option_mass"] < 1 and len(s["expected_answers"]) == 24
             diag = r["metrics"]["diagnostics"][split]
             assert diag["variants"] == len(s["variants"]) and diag["option_mass"] == pytest.approx(s["option_mass"])
         overall = r["metrics"]["diagnostics"]["all"]
-        assert overall["variants"] == len(r["variants"]["train"]) + len(heldout)
+        assert overall["variants"] == len(r["variants"]["train"]) + len(r["variants"]["validation"]) + len(heldout)
+        # An alignment carries the verdict "aligned" (the naive model scored beside it); naive does not.
+        verdict = r["metrics"]["heldout"]["alignment"]
+        assert (verdict is not None) == (r["aligner"]["name"] != "naive")
+        if verdict is not None:
+            assert verdict["aligned"] == (verdict["failed"] == []) and r["metrics"]["heldout"]["directedness"] is not None
         assert isinstance(overall["interpretable"], bool)
         assert overall["interpretable"] == (overall["failed"] == overall["unchecked"] == [])
         # The training L1 is the aligner's full-precision fitness.
@@ -282,6 +290,7 @@ def test_leaderboard_build_matches_the_entries(board):
     # The Markdown table: one line per row, in the JSON's order, with the JSON's numbers.
     md = (out / "LEADERBOARD.md").read_text()
     table = md[md.index("## All results"):].splitlines()
+    header = [c.strip() for c in next(line for line in table if line.startswith("| Model")).strip("| ").split(" | ")]
     lines = [line for line in table if line.startswith("| ") and not line.startswith("| Model")]
     lines = lines[:len(rows)]
     assert len(lines) == len(rows)
@@ -297,10 +306,13 @@ def test_leaderboard_build_matches_the_entries(board):
         # the validity verdict beside every row, from the entries' diagnostics
         verdicts = [r["metrics"]["diagnostics"]["all"]["interpretable"] for r in mine]
         expected = "yes" if all(verdicts) else "no" if not any(verdicts) else f"{sum(verdicts)}/{len(verdicts)}"
-        assert cells[10] == verdict_text(row["verdict"]) == expected
+        assert cells[header.index("Interpretable")] == verdict_text(row["verdict"]) == expected
         assert row["verdict"]["assessed"] == row["n"]
+        # the verdict aligned beside it (an alignment's entries carry it; naive's do not)
+        assert cells[header.index("Aligned (held-out)")] == row["aligned"]["text"]
+        assert (row["aligned"]["text"] == "–") == (row["aligner"]["name"] == "naive")
         # PDI's error comes first: dimensions in the instrument's order
-        assert cells[12] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
+        assert cells[header.index("PDI error")] == f"{row['signed_error']['heldout']['pdi']['mean']:+.1f}"
 
     # The HTML table: one row per row, each number's full value in data-v, shown rounded.
     html = (out / "index.html").read_text()
