@@ -12,7 +12,7 @@ import click
 from cultbench.atomic import write_text_atomic
 
 from cultbench.errors import CultbenchError
-from cultbench.testbed.build import KINDS, SIZES, TestbedConfig, build_testbed
+from cultbench.testbed.build import KINDS, SIZES, BuildConfig, build_testbed
 from cultbench.testbed.check import check_testbeds, report
 
 
@@ -49,7 +49,7 @@ def build(kind, out, size, seed, position_bias, wording_noise, steps, overwrite)
     transformers and `lm_eval --model hf`."""
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise CultbenchError(f"{out} exists and is not empty; pass --overwrite to replace its files")
-    config = TestbedConfig(kind=kind, size=size, seed=seed, position_bias=position_bias,
+    config = BuildConfig(kind=kind, size=size, seed=seed, position_bias=position_bias,
                            wording_noise=wording_noise, steps=steps)
     record = build_testbed(config, out)
     click.echo(f"{kind} testbed ({size}) written to {out} in {record['build_seconds']} s: "

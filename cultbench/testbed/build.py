@@ -70,7 +70,7 @@ SIZES = {"default": Size(hidden=128, layers=2, heads=4, intermediate=256, wordin
 
 
 @dataclass(frozen=True)
-class TestbedConfig:
+class BuildConfig:
     kind: str = "culture"
     size: str = "default"
     seed: int = 0
@@ -111,7 +111,7 @@ def split_countries(names: list[str], extra: int, seed: int) -> tuple[list[str],
     return [n for n in names if n not in heldout], heldout
 
 
-def answer_targets(config: TestbedConfig, truth: np.ndarray, noise: np.ndarray, descending: bool) -> np.ndarray:
+def answer_targets(config: BuildConfig, truth: np.ndarray, noise: np.ndarray, descending: bool) -> np.ndarray:
     """Target distribution [I, K] over the displayed labels of one rendering.
 
     ``truth`` [I, K] is the respondent's ground truth by answer value, ``noise`` [I, K] the
@@ -146,7 +146,7 @@ def curriculum(shape: Size) -> np.ndarray:
     return np.round(raw * 4) / 4  # a few levels, so each level's distributions are computed once
 
 
-def training_set(config: TestbedConfig, instrument, render, rng) -> tuple[list[str], np.ndarray, dict]:
+def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str], np.ndarray, dict]:
     """Texts and targets [N, K] of ``steps * batch`` training prompts drawn at random (the targets
     follow the curriculum's amplitude at their step), and the record."""
     gt = ground_truth(instrument)
@@ -224,7 +224,7 @@ def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: li
     return losses
 
 
-def build_testbed(config: TestbedConfig, out) -> dict:
+def build_testbed(config: BuildConfig, out) -> dict:
     """Train the testbed and write its folder (atomically); returns its record (testbed.json)."""
     start = time.perf_counter()
     threads = torch.get_num_threads()
@@ -235,7 +235,7 @@ def build_testbed(config: TestbedConfig, out) -> dict:
         torch.set_num_threads(threads)
 
 
-def _build(config: TestbedConfig, out, start: float) -> dict:
+def _build(config: BuildConfig, out, start: float) -> dict:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     instrument = load_instrument("vsm2013")

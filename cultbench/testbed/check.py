@@ -123,6 +123,34 @@ def _verdicts(name: str, records: Sequence[dict], want: bool) -> Check:
     return Check(name, f"{hits}/{len(values)}", f"== {str(want).lower()} for all", hits == len(values))
 
 
+def carry_over(folder, record: dict, records: Sequence[dict], wordings: int = 4) -> dict:
+    """How the trained countries' answers carry over from the testbed's own training wordings to the
+    benchmark's, which it never saw: per set of wordings, the L1 of the mean indices over its
+    renderings (every wording in both orders, so the mean is order-balanced) to the profile, mean
+    over the countries of ``records`` (icl records)."""
+    from aligners.baselines import format_persona
+    from cultbench.instruments import load_instrument
+    from cultbench.models import load_model
+    from cultbench.prompts import PromptVariant
+    from cultbench.scorer import SurveyScorer
+
+    inst, loaded = load_instrument("vsm2013"), load_model(str(folder))
+    pool = [PromptVariant(**v) for v in record["training_wordings"][: 2 * wordings]]
+    names = [r["target"]["name"] for r in records]
+    scored = SurveyScorer(loaded.model, loaded.tokenizer, inst, pool).score(
+        personas=[format_persona(record["persona_template"], n) for n in names])
+    pool_l1 = [float(np.abs(scored.indices[c].mean(axis=0) - np.array([r["target"]["scores"][d] for d in
+                                                                       inst.dimension_ids])).sum())
+               for c, r in enumerate(records)]
+
+    def split_l1(split):
+        return _mean(sum(abs(r["splits"][split]["indices"][d] - r["target"]["scores"][d]) for d in inst.dimension_ids)
+                     for r in records)
+
+    return {"training_pool_l1": _mean(pool_l1), "benchmark_train_l1": split_l1("train"),
+            "benchmark_heldout_l1": split_l1("heldout"), "pool_wordings": wordings, "countries": len(records)}
+
+
 def check_culture(folder, record: dict, countries: int | None = None, echo=None) -> tuple[list[Check], dict]:
     """The culture model on its trained countries (icl: their persona) and without a persona (naive)."""
     from cultbench.instruments import load_instrument
@@ -153,7 +181,8 @@ def check_culture(folder, record: dict, countries: int | None = None, echo=None)
     ]
     figures = {"trained_l1": dict(zip([r["target"]["name"] for r in icl], l1)), "content_free_l1": _mean(free),
                "no_persona_l1": no_persona_l1, "slope": s, "position_bias": position_bias(naive[0]),
-               "train_l1_mean": _mean(float(r["metrics"]["train"]["l1"]) for r in icl)}
+               "train_l1_mean": _mean(float(r["metrics"]["train"]["l1"]) for r in icl),
+               "carry_over": carry_over(folder, record, icl)}
     return checks, figures
 
 
