@@ -58,7 +58,9 @@ def test_the_folder_loads_everywhere_and_records_the_plant(culture):
     assert tokenizer.chat_template and model.config.model_type == "llama"
     vocab = tokenizer.get_vocab()
     # Held-out countries never appear by name: their names are not even in the vocabulary.
-    assert "Venezuela" not in vocab and "Uruguay" not in vocab and "Japan" in vocab or "Japan" in record["heldout_countries"]
+    for name in record["heldout_countries"]:
+        assert name not in vocab, name
+    assert all(word in vocab for name in record["trained_countries"] for word in name.split())
     loaded = load_model(str(folder))
     scored = SurveyScorer(loaded.model, loaded.tokenizer, INST, get_variants("heldout")).score(personas=[None])
     assert scored.option_mass.mean() > 0.9  # the options are single tokens and the model answers with them
@@ -106,8 +108,8 @@ def test_the_check_finds_no_culture_in_the_controls(tmp_path):
     folders = []
     for kind in ("position", "constant"):
         folders.append(tmp_path / kind)
-        build_testbed(BuildConfig(kind=kind, size="small", steps=120), folders[-1])
-    checks, figures = check_testbeds(folders, budget=4)
+        build_testbed(BuildConfig(kind=kind, size="small"), folders[-1])
+    checks, figures = check_testbeds(folders, budget=10)
     text = report(checks)
     for kind in ("position", "constant"):
         named = {c.name.split(": ", 1)[1]: c for c in checks if c.name.startswith(f"{kind} control")}
