@@ -17,6 +17,7 @@ from cultbench.harness import TASKS_PATH
 from cultbench.instruments import load_instrument
 from cultbench.models import load_model
 from cultbench.prompts import PromptVariant, default_variant, get_variants
+from cultbench.profiles import lookup
 from cultbench.scorer import SurveyScorer
 from cultbench.testbed.build import STUDY_TARGETS, BuildConfig, build_testbed
 from cultbench.testbed.check import CONTROL_TOLERANCE, check_testbeds, report
@@ -38,7 +39,6 @@ def culture(tmp_path_factory):
 def test_the_study_targets_are_the_experiments_and_are_held_out(culture):
     text = (ROOT / "experiments" / "paper-small.yaml").read_text()
     codes = [line.split("-", 1)[1].split("#")[0].strip() for line in text.splitlines() if line.startswith("  - ")]
-    from cultbench.profiles import lookup
     complete = [lookup(c).name for c in codes if "@" not in c]
     assert sorted(complete) == sorted(STUDY_TARGETS) and len(codes) == 10
     _, record = culture

@@ -16,9 +16,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from aligners.baselines import format_persona
 from cultbench.errors import CultbenchError
+from cultbench.instruments import load_instrument
+from cultbench.models import load_model
+from cultbench.prompts import PromptVariant
 from cultbench.results import read_record
+from cultbench.scorer import SurveyScorer
 from cultbench.sweep import Sweep, SweepSpec
+from cultbench.testbed.groundtruth import all_country_mean
 
 # Thresholds of the check (docs/testbed.md says why).
 MAX_TRAINED_L1 = 25.0  # culture model, trained countries with their persona: held-out L1 to the profile
@@ -128,11 +134,6 @@ def carry_over(folder, record: dict, records: Sequence[dict], wordings: int = 4)
     benchmark's, which it never saw: per set of wordings, the L1 of the mean indices over its
     renderings (every wording in both orders, so the mean is order-balanced) to the profile, mean
     over the countries of ``records`` (icl records)."""
-    from aligners.baselines import format_persona
-    from cultbench.instruments import load_instrument
-    from cultbench.models import load_model
-    from cultbench.prompts import PromptVariant
-    from cultbench.scorer import SurveyScorer
 
     inst, loaded = load_instrument("vsm2013"), load_model(str(folder))
     pool = [PromptVariant(**v) for v in record["training_wordings"][: 2 * wordings]]
@@ -153,8 +154,6 @@ def carry_over(folder, record: dict, records: Sequence[dict], wordings: int = 4)
 
 def check_culture(folder, record: dict, countries: int | None = None, echo=None) -> tuple[list[Check], dict]:
     """The culture model on its trained countries (icl: their persona) and without a persona (naive)."""
-    from cultbench.instruments import load_instrument
-    from cultbench.testbed.groundtruth import all_country_mean
 
     trained = record["trained_countries"][:countries]
     records = run_aligners(folder, trained, ["naive", "icl"], echo=echo)
