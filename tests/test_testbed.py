@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cultbench.cli import main
+from cultbench.errors import CultbenchError
 from cultbench.harness import TASKS_PATH
 from cultbench.instruments import load_instrument
 from cultbench.models import load_model
@@ -22,8 +23,7 @@ from cultbench.scorer import SurveyScorer
 from cultbench.testbed.build import STUDY_TARGETS, BuildConfig, build_testbed
 from cultbench.testbed.check import CONTROL_TOLERANCE, check_testbeds, report
 from cultbench.testbed.wordings import benchmark_variants, check_disjoint, training_wordings
-from cultbench.errors import CultbenchError
-from tests.conftest import check_one_line_error
+from conftest import check_one_line_error
 
 INST = load_instrument("vsm2013")
 ROOT = Path(__file__).resolve().parents[1]
