@@ -63,7 +63,7 @@ class Size:
     mean_weight: float = 10.0
 
 
-# Sized for this 2-core machine shared with other work (a step of 16 prompts costs about 0.04 s of
+# Sized for this 2-core machine shared with other work (a step of 16 prompts costs about 0.05 s of
 # one core): default about 10 minutes, small under a minute.
 SIZES = {"default": Size(hidden=64, layers=2, heads=4, intermediate=128, wordings=120, steps=2500, batch=16, lr=3e-3),
          "small": Size(hidden=64, layers=2, heads=4, intermediate=128, wordings=24, steps=300, batch=16, lr=3e-3)}
@@ -189,7 +189,7 @@ def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: li
         target = torch.as_tensor(targets[batch], dtype=torch.float32)
         loss = -(target * logp).sum(1).mean()
         # The countries differ by a few tenths of a scale point per item, a weak signal in the
-        # cross-entropy alone: a squared error on the expected answer (same optimum) speeds it up.
+        # cross-entropy alone: a squared error on the expected answer (same optimum) weighs it.
         probs = torch.softmax(logp, dim=-1)
         loss = loss + shape.mean_weight * ((probs - target) @ points).pow(2).mean()
         opt.zero_grad()
