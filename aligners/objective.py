@@ -1,8 +1,12 @@
 """What an aligner is asked to do: a scorer, a target profile, and how distance to it is measured.
 
-The fitness of a candidate is the distance between its indices and the target's, computed per
-prompt variant and then averaged over the variants (so a candidate must be close under every
-training wording, not only on average). Lower is better; 0 is a perfect match.
+The fitness of a candidate is the distance between its order-balanced indices and the target's,
+computed per training wording and then averaged over the wordings (so a candidate must be close
+under every training wording, not only on average). A wording's balanced indices are the mean of
+its renderings' indices (scale in order and reversed, measurement v4), so a candidate that only
+moves answer positions gains nothing. Every aligner minimises this one fitness: the searches,
+prompt tuning (:meth:`AlignmentProblem.loss`) and third-party aligners. Lower is better; 0 is a
+perfect match.
 
 On a distribution instrument the "indices" are the answer shares per (item, option) and the
 instrument supplies the distance: the Jensen-Shannon distance per item, averaged over the items
@@ -18,7 +22,7 @@ import numpy as np
 import torch
 
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.metrics import DISTANCES, check_distance
+from cultbench.metrics import DISTANCES, check_distance, order_balance, order_balanced
 from cultbench.profiles import Profile
 
 
@@ -111,25 +115,42 @@ class AlignmentProblem:
         the search's finalists are then re-scored in full precision (see aligners/search.py)."""
         return self.exact_scorer is not self.scorer and precision(self.scorer) != precision(self.exact_scorer)
 
-    def fitness(self, indices) -> np.ndarray:
-        """[C] fitness from indices [C, V, D_instrument]: the distance per variant, averaged.
+    @property
+    def wordings(self) -> list[str]:
+        """The wording of each of the scorer's renderings (a stand-in's variants without one: each
+        its own wording)."""
+        return [getattr(v, "wording", None) or v.name for v in self.scorer.variants]
+
+    def wording_groups(self) -> list[list[int]]:
+        """The scorer's renderings (indices into its variants) grouped by wording."""
+        names = list(dict.fromkeys(self.wordings))
+        return [[v for v, w in enumerate(self.wordings) if w == name] for name in names]
+
+    def _balance(self, variants: Sequence[int] | None) -> np.ndarray:
+        wordings = self.wordings if variants is None else [self.wordings[v] for v in variants]
+        return order_balance(wordings)[1]
+
+    def fitness(self, indices, variants: Sequence[int] | None = None) -> np.ndarray:
+        """[C] fitness from indices [C, V, D_instrument]: the distance of each wording's balanced
+        indices, averaged over the wordings. ``variants``: which of the scorer's renderings the V
+        rows are (default: all, in order); they must hold whole wordings.
 
         NaN where a candidate's indices are not finite (the caller decides what that means).
         """
-        indices = np.asarray(indices, dtype=np.float64)[..., self._positions]
+        indices = order_balanced(np.asarray(indices, dtype=np.float64)[..., self._positions], self._balance(variants))
         if self._by_instrument:
             return self.scorer.instrument.distance(indices, self.target_vector).mean(axis=-1)
-        per_variant = DISTANCES[self.distance](indices - self.target_vector)
-        return per_variant.mean(axis=-1)
+        return DISTANCES[self.distance](indices - self.target_vector).mean(axis=-1)
 
-    def loss(self, indices):
+    def loss(self, indices, variants: Sequence[int] | None = None):
         """[C] fitness from a torch tensor of indices [C, V, D_instrument], differentiable: the
-        same distance per variant, averaged, as :meth:`fitness` computes in numpy (a distribution
-        instrument supplies its own torch form, ``distance_tensor``)."""
+        same balanced distance per wording, averaged, as :meth:`fitness` computes in numpy (a
+        distribution instrument supplies its own torch form, ``distance_tensor``)."""
+        indices = order_balanced(indices[..., self._positions], self._balance(variants))
         if self._by_instrument:
-            return self.scorer.instrument.distance_tensor(indices[..., self._positions], self.target_vector).mean(dim=-1)
+            return self.scorer.instrument.distance_tensor(indices, self.target_vector).mean(dim=-1)
         target = torch.as_tensor(self.target_vector, dtype=indices.dtype, device=indices.device)
-        return DISTANCES[self.distance](indices[..., self._positions] - target).mean(dim=-1)
+        return DISTANCES[self.distance](indices - target).mean(dim=-1)
 
     def describe(self) -> dict:
         """The problem's part of an alignment record."""

@@ -2,14 +2,14 @@
 
 Where the model's weights are at hand, the expected answers are differentiable in the soft prompt.
 This aligner trains the soft prompt [n_virtual, hidden] itself (no projection, no box) on the
-objective of the searches: the distance between the indices and the target per training variant,
-averaged over the variants (``AlignmentProblem.loss``). The gradient flows through the scorer's
+objective of the searches: the distance between the order-balanced indices and the target per
+training wording, averaged over the wordings (``AlignmentProblem.loss``). The gradient flows through the scorer's
 packed forwards (``SurveyScorer.indices_with_grad``: the same prefix tree and key/value cache as
 the forward-only path, with autograd), through the answer distributions and expected answers,
 and through the instrument's index formulas (a matrix); for a distribution instrument, through
-the answer shares and its Jensen-Shannon distance. One variant's graph is held at a time
-(``variants_per_backward``) and the gradients are summed, which is exact because the objective
-is a mean over variants.
+the answer shares and its Jensen-Shannon distance. The graphs of a few whole wordings are held
+at a time (``variants_per_backward`` renderings at most, both renderings of a wording together)
+and the gradients are summed, which is exact because the objective is a mean over wordings.
 
 - ``subspace-tuning`` (a subclass) trains z in the black-box searches' space instead, prompt =
   P0 + A z, z kept in ``bounds`` (clamped after every step): the space (``SoftPromptSpace``) that
@@ -86,9 +86,9 @@ class PromptTuningConfig(AlignerConfig):
     step_cost: float = param(STEP_COST, "Candidate evaluations one step counts as: the measured cost of a "
                                         "forward-and-backward step relative to one forward candidate evaluation "
                                         "(`cultbench bench`, prompt-tuning).")
-    variants_per_backward: int = param(3, "Training variants whose autograd graph is held at once (more: larger "
-                                          "batches, more memory; fewer: less memory, slower steps); the gradient "
-                                          "is the same. The default split has 3.")
+    variants_per_backward: int = param(4, "Training renderings whose autograd graph is held at once, in whole "
+                                          "wordings (more: larger batches, more memory; fewer: less memory, "
+                                          "slower steps); the gradient is the same. The default split has 4.")
 
     def __post_init__(self):
         super().__post_init__()
@@ -262,19 +262,30 @@ class _TrainingRun:
         """The soft prompt of the best trained tensor a step scored."""
         return self.prompt(self.best_trained)
 
+    def backward_groups(self) -> list[list[int]]:
+        """The training renderings in groups of whole wordings, each group holding at most
+        ``variants_per_backward`` renderings (at least one wording): a wording's balanced indices
+        need both its renderings in one graph."""
+        groups: list[list[int]] = []
+        for wording in self.problem.wording_groups():
+            if groups and len(groups[-1]) + len(wording) <= self.aligner.config.variants_per_backward:
+                groups[-1].extend(wording)
+            else:
+                groups.append(list(wording))
+        return groups
+
     def train_step(self) -> None:
         """Score the prompt and take one optimiser step: a forward and backward per group of
-        variants, the gradients summed (the fitness is their mean)."""
+        wordings, the gradients summed (the fitness is the mean over wordings)."""
         started = time.perf_counter()
         cfg, scorer, problem = self.aligner.config, self.scorer, self.problem
-        n_var = len(scorer.variants)
+        n_wordings = len(problem.wording_groups())
         self.optimizer.zero_grad(set_to_none=True)
         fitness, rows = 0.0, []
-        for start in range(0, n_var, cfg.variants_per_backward):
-            group = list(range(start, min(start + cfg.variants_per_backward, n_var)))
+        for group in self.backward_groups():
             prompt = self.prompt()  # per group: each backward frees its graph
             indices = scorer.indices_with_grad(prompt[None], variants=group)
-            part = problem.loss(indices)[0] * (len(group) / n_var)
+            part = problem.loss(indices, variants=group)[0] * (len(set(problem.wordings[v] for v in group)) / n_wordings)
             if not torch.isfinite(part):
                 raise CultbenchError(f"step {self.step}: the soft prompt gives non-finite indices (NaN or infinite "
                                      f"logits); try a smaller lr (now {cfg.lr:g})")

@@ -70,7 +70,7 @@ def _lm_eval_engine(lm, inst, variant, repeats: int, batch_size: int) -> dict:
     requests, tokens = [], 0
     for i, item in enumerate(inst.items):
         context = render_prompt(lm.tokenizer, inst, item, variant)
-        labels = option_labels(inst, item)
+        labels = option_labels(inst, item, variant)
         requests += [Instance(request_type="loglikelihood", doc={}, arguments=(context, ("" if chat else " ") + lab),
                               idx=k, metadata=(inst.name, i, 1)) for k, lab in enumerate(labels)]
         tokens += len(hflm.tok_encode(context)) + len(hflm.tok_encode(labels[0])) - 1

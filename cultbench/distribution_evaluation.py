@@ -18,7 +18,7 @@ import numpy as np
 from cultbench.diagnostics import diagnose_distribution
 from cultbench.instruments.distribution import SPLITS as QUESTION_SPLITS
 from cultbench.instruments.distribution import DistributionInstrument, OpinionTarget
-from cultbench.metrics import rank_by_similarity, similarity
+from cultbench.metrics import order_balance, order_balanced, rank_by_similarity, similarity
 from cultbench.prompts import get_variants, variants_file
 from cultbench.scorer import SurveyScorer
 from cultbench.summary import verdict_lines
@@ -40,13 +40,18 @@ def country_similarities(instrument: DistributionInstrument, shares: np.ndarray,
             for c in instrument.countries if not ids.isdisjoint(instrument.reference[c.name])}
 
 
-def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndarray, items: list[int],
-           variant_names: list[str], targets: Sequence[OpinionTarget], top: int | None,
+def _block(instrument: DistributionInstrument, per_rendering: np.ndarray, mass: np.ndarray, items: list[int],
+           variants: list, targets: Sequence[OpinionTarget], top: int | None,
            naive: np.ndarray | None = None) -> dict:
-    """Similarities on the questions ``items`` (positions) from shares [V, slots], mass [V, I].
-    A target asked none of them has similarity None (and rank None). With the naive model's
-    shares ``naive`` [V, slots], each target also gets ``naive_similarity`` and ``delta_vs_naive``
-    (similarity minus the naive model's: positive, the candidate is closer)."""
+    """Similarities on the questions ``items`` (positions) from shares per rendering [V, slots] of
+    ``variants``, mass [V, I]: each wording's shares averaged over its option orders, then the
+    similarity per wording, then their mean (``similarity``; ``similarity_per_variant``: per
+    rendering, a secondary figure). A target asked none of them has similarity None (and rank
+    None). With the naive model's shares ``naive`` [V, slots], each target also gets
+    ``naive_similarity`` and ``delta_vs_naive`` (similarity minus the naive model's: positive,
+    the candidate is closer)."""
+    wordings, matrix = order_balance([v.wording for v in variants])
+    shares = order_balanced(per_rendering, matrix)
     ids = [instrument.item_ids[i] for i in items]
     keep = np.zeros(len(instrument.items), dtype=bool)
     keep[items] = True
@@ -54,13 +59,18 @@ def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndar
     out = {"items": len(ids), "option_mass": float(mass[:, keep].mean()) if ids else None, "targets": {}}
     for target in targets:
         asked = sum(1 for i in ids if i in target.shares)
-        sims = per_variant_similarity(instrument, shares, target, keep) if asked else np.full(len(variant_names), None)
+        sims = per_variant_similarity(instrument, shares, target, keep) if asked else np.full(len(wordings), None)
+        rendered = (per_variant_similarity(instrument, per_rendering, target, keep) if asked
+                    else np.full(len(variants), None))
         out["targets"][target.name] = {"similarity": float(np.mean(sims)) if asked else None, "items_asked": asked,
-                                       "similarity_per_variant": dict(zip(variant_names, sims.tolist())),
+                                       "similarity_per_wording": dict(zip(wordings, sims.tolist())),
+                                       "similarity_per_variant": dict(zip([v.name for v in variants],
+                                                                          rendered.tolist())),
                                        "rank": 1 + [n for n, _ in rank_by_similarity(countries)].index(target.name)
                                        if target.name in countries else None}
         if naive is not None:
-            base = float(np.mean(per_variant_similarity(instrument, naive, target, keep))) if asked else None
+            base = (float(np.mean(per_variant_similarity(instrument, order_balanced(naive, matrix), target, keep)))
+                    if asked else None)
             out["targets"][target.name].update(naive_similarity=base, delta_vs_naive=None if base is None else
                                                out["targets"][target.name]["similarity"] - base)
     ranking = rank_by_similarity(countries)
@@ -73,7 +83,9 @@ def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, 
                           soft_prompt=None, persona: str | None = None, splits: Sequence[str] = WORDING_SPLITS,
                           max_batch_mb: float | None = None, top: int | None = 10, baseline: bool = False) -> dict:
     """The report of one candidate (see the module docstring); ``top`` countries in each ranking
-    (None: all). With ``baseline``, the naive model (no soft prompt, no persona) is scored in the
+    (None: all). Similarities are order-balanced: per wording, each question's answer shares are
+    averaged over the wording's option orders before the distance (``similarity_per_variant`` is
+    then keyed by wording), and a block's similarity is the mean over the wordings. With ``baseline``, the naive model (no soft prompt, no persona) is scored in the
     same call and every target's similarity has the naive model's beside it."""
     path = variants_file(instrument)
     variants = [v for split in splits for v in get_variants(split, path=path)]
@@ -100,7 +112,7 @@ def evaluate_distribution(model, tokenizer, instrument: DistributionInstrument, 
         blocks = {}
         for q in QUESTION_SPLITS:
             items = [i for i, it in enumerate(instrument.items) if instrument.split[it.id] == q]
-            blocks[q] = _block(instrument, shares, mass, items, names, targets, top,
+            blocks[q] = _block(instrument, shares, mass, items, [variants[k] for k in rows], targets, top,
                                naive=scored.indices[1, rows] if baseline else None)
         mean = instrument.unflatten(shares.mean(axis=0))
         out["splits"][split] = {"variants": names, "questions": blocks, "option_mass": float(mass.mean()),

@@ -11,7 +11,11 @@ Two kinds of record, by the instrument's kind: index instruments (VSM 2013; ``bu
 indices, L1 per split) and distribution instruments (GlobalOpinionQA;
 ``build_distribution_record``: similarity = 1 - Jensen-Shannon distance on four blocks, training
 and held-out questions under training and held-out wordings). Schema version 2 added the second;
-version 1 records (index instruments only) are read as they are.
+version 1 records (index instruments only) are read as they are. Schema version 3 (measurement
+v4): an index record's ``l1`` is order-balanced (the mean over a split's wordings of the L1 of
+each wording's mean indices over its two scale orders), with a validation split, reference rows
+(content-free and world-mean L1) and, for an alignment, the verdict ``aligned``; records of
+versions 1 and 2 are read unchanged (their ``l1`` averages renderings).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from cultbench.errors import CultbenchError
 from cultbench.profiles import target_key
 from cultbench.metrics import rank_agreement
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_FILE = "result.schema.json"
 LIBRARIES = ("torch", "transformers", "numpy", "scipy", "lm_eval", "peft")
 SPLITS = ("train", "heldout")
@@ -87,9 +91,12 @@ def validation_errors(record) -> list[str]:
     expected = entry_id(combination_key_of(record))
     if record["id"] != expected and record["id"] != entry_id(combination_key_of(record, model_files=False)):
         out.append(f"id {record['id']} does not match the entry's combination (expected {expected})")
-    for split in SPLITS:
-        if record["splits"][split]["variants"] != record["variants"][split]:
+    for split in (*SPLITS, "validation"):
+        if split in record["splits"] and record["splits"][split]["variants"] != record["variants"].get(split):
             out.append(f"splits.{split}.variants differ from variants.{split}")
+    if version == SCHEMA_VERSION and not is_distribution(record):
+        out += [f"metrics.{s}: a schema {version} record has order-balanced L1s (l1_per_wording)"
+                for s in SPLITS if "l1_per_wording" not in record["metrics"][s]]
     return out
 
 
@@ -141,7 +148,7 @@ def combination_key(*, model: str, model_dtype: str, instrument: Mapping, consta
             "target": {"name": target["name"], "source": target["source"]},
             "aligner": aligner, "hyperparameters": dict(hyperparameters), "seed": seed, "budget": budget,
             "search_dtype": search_dtype, "distance": distance, "dimensions": list(dimensions),
-            "variants": {**{s: list(variants[s]) for s in SPLITS},
+            "variants": {**{s: list(variants[s]) for s in (*SPLITS, "validation") if s in variants},
                          **({"version": int(variants["version"])} if "version" in variants else {})}}
 
 
@@ -234,26 +241,32 @@ def _selection_summary(selection: Mapping) -> dict:
     return {k: selection.get(k) for k in ("precision", "rescored", "spearman", "winners_curse")}
 
 
+# What a record keeps of an evaluation's split and of its comparison with the target.
+SPLIT_FIELDS = ("variants", "wordings", "indices", "indices_per_wording", "indices_per_variant", "expected_answers",
+                "option_mass", "option_mass_per_item")
+SPLIT_METRIC_FIELDS = ("l1", "l1_per_wording", "l1_per_variant", "l1_by_order", "signed_error", "naive_l1",
+                       "content_free_l1", "world_mean_l1", "l1_over_content_free", "l1_over_world_mean")
+
+
 def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Mapping, target: Mapping,
                  run: Mapping, engine: str = "cultbench-scorer", lm_eval: Mapping | None = None) -> dict:
     """The result record of one combination, from the alignment (``aligners.Alignment``) and
     ``cultbench.evaluation.evaluate_candidate``'s output for the one target."""
     name = target_key(target)
     splits, metrics = {}, {"precision": evaluation["precision"]}
-    for split in SPLITS:
+    present = [s for s in (*SPLITS, "validation") if s in evaluation["splits"]]
+    for split in present:
         scored = evaluation["splits"][split]
         versus = scored["targets"][name]
         dims = list(scored["indices"])
-        splits[split] = {k: scored[k] for k in ("variants", "indices", "indices_per_variant", "expected_answers",
-                                                "option_mass", "option_mass_per_item")}
-        metrics[split] = {
-            "l1": versus["l1"], "l1_per_variant": versus["l1_per_variant"], "signed_error": versus["signed_error"],
-            "option_mass": scored["option_mass"],
-            "dimension_rank_agreement": rank_agreement([scored["indices"][d] for d in dims],
-                                                       [target["scores"][d] for d in dims]),
-        }
-    if all("diagnostics" in evaluation["splits"][s] for s in SPLITS) and "diagnostics" in evaluation:
-        metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},
+        splits[split] = {k: scored[k] for k in SPLIT_FIELDS if k in scored}
+        metrics[split] = {k: versus[k] for k in SPLIT_METRIC_FIELDS if k in versus}
+        metrics[split].update(option_mass=scored["option_mass"], dimension_rank_agreement=rank_agreement(
+            [scored["indices"][d] for d in dims], [target["scores"][d] for d in dims]))
+    if "alignment" in evaluation["splits"]["heldout"]["targets"][name]:
+        metrics["alignment"] = evaluation["splits"]["heldout"]["targets"][name]["alignment"]
+    if all("diagnostics" in evaluation["splits"][s] for s in present) and "diagnostics" in evaluation:
+        metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in present},
                                   "all": evaluation["diagnostics"]}
     instrument = {**evaluation["instrument"], "dimensions": list(evaluation["splits"]["train"]["indices"])}
     record = _record(key, alignment, model_info, engine, instrument, dict(evaluation["constants"]), dict(target),
@@ -296,7 +309,8 @@ def build_distribution_record(*, key: Mapping, alignment, evaluation: Mapping, m
         sim = t["similarity"]
         metrics[block] = {"wordings": wordings, "questions": questions, "similarity": sim,
                           "jsd": None if sim is None else 1.0 - sim,
-                          "similarity_per_variant": t["similarity_per_variant"], "items": got["items"],
+                          "similarity_per_variant": t["similarity_per_variant"],
+                          "similarity_per_wording": t["similarity_per_wording"], "items": got["items"],
                           "items_asked": t["items_asked"], "rank": t["rank"],
                           "countries_ranked": got["countries_ranked"], "option_mass": got["option_mass"]}
     metrics["diagnostics"] = {**{s: evaluation["splits"][s]["diagnostics"] for s in SPLITS},

@@ -124,7 +124,7 @@ class SurveyScorer:
             variant = self.variants[variant_index]
             item = self.instrument.items[item_index]
             text = render_prompt(self.tokenizer, self.instrument, item, variant, persona)
-            self._token_cache[key] = self._split_options(text, option_labels(self.instrument, item))
+            self._token_cache[key] = self._split_options(text, option_labels(self.instrument, item, variant))
         return self._token_cache[key]
 
     def _encode(self, text: str) -> list[int]:
@@ -250,7 +250,7 @@ class SurveyScorer:
             work.extend((c, v, self.layout(v, personas[c], n_virtual)) for v in variants)
         logits = self._forward(work, soft, grad=grad)  # (c, v, item) -> logits [vocab]
         keys = [(c, v, i) for c in range(n) for v in variants for i in range(n_items)]
-        n_opt = max(len(option_labels(self.instrument, it)) for it in self.instrument.items)
+        n_opt = max(len(option_labels(self.instrument, it, v)) for it in self.instrument.items for v in self.variants)
         with contextlib.nullcontext() if grad else torch.inference_mode():
             log_probs = torch.log_softmax(torch.stack([logits[k] for k in keys]).float(), dim=-1)
             option_ids = [self.prompt_tokens(v, i, personas[c])[1] for c, v, i in keys]

@@ -40,7 +40,7 @@ from cultbench.diagnostics import MAX_POSITION_BIAS, MAX_REVERSAL_DISTANCE
 from cultbench.errors import CultbenchError
 from cultbench.leaderboard import Entries, aggregate, stat
 from cultbench.leaderboard_page import chart_colours, convergence_svg, target_label
-from cultbench.prompts import all_variants, variants_version
+from cultbench.prompts import REVERSED_SUFFIX, all_variants, variants_version
 from cultbench.results import SPLITS
 from cultbench.stats import paired_comparison
 from cultbench.study_markdown import render_study_markdown
@@ -171,9 +171,18 @@ def _diagnostic(read):
 
 
 def _scale_orders(records: list[dict]) -> dict[str, str]:
-    """Variant name -> scale order ("ascending" / "descending"), from the variants file when the
-    entries were made with its version (older versions' orders are not on file)."""
+    """Variant name -> scale order ("ascending" / "descending"): from the records themselves
+    (wording version 4 records each rendering's order), for version 3 from its names (its reversed
+    renderings, and only they, end in "-reversed"), else from the variants file when the entries
+    were made with its version (older versions' orders are not on file)."""
     versions = {r["variants"].get("version") for r in records}
+    recorded = {name: w["order"] for r in records for split in r["splits"].values()
+                for name, w in (split.get("wordings") or {}).items()}
+    if recorded:
+        return recorded
+    if versions == {3}:
+        return {v: "descending" if v.endswith(REVERSED_SUFFIX) else "ascending"
+                for r in records for names in r["variants"].values() if isinstance(names, list) for v in names}
     if versions != {variants_version()}:
         return {}
     return {v.name: v.order for v in all_variants()}

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 from cultbench.profiles import target_key
 from cultbench.results import BLOCKS, is_distribution
 
-SPLIT_LABELS = {"train": "train", "heldout": "held-out"}
+SPLIT_LABELS = {"train": "train", "validation": "validation", "heldout": "held-out"}
 # Below this mean option mass the model mostly does not answer in the format (used only when the
 # result carries no validity verdict of its own).
 LOW_OPTION_MASS = 0.5
@@ -24,8 +24,10 @@ SIMILARITY_NOTE = ("Similarity: 1 - Jensen-Shannon distance to the target's answ
                    "train: training questions under training wordings (what the aligner fitted); held-out Q: "
                    "held-out questions under training wordings; held-out W: training questions under held-out "
                    "wordings; both held out: held-out questions under held-out wordings.")
-L1_NOTE = ("L1: distance to the published scores, per prompt variant, then averaged over the split's "
-           "variants (lower is better); the rows show the mean indices over those variants.")
+L1_NOTE = ("L1: distance to the published scores of each wording's order-balanced indices (the mean of its "
+           "in-order and reversed renderings), averaged over the split's wordings (lower is better); the rows "
+           "show the mean balanced indices. content-free: every index = C; world mean: the mean profile of "
+           "the source's countries.")
 
 
 def _num(value, spec: str = ".1f") -> str:
@@ -115,14 +117,42 @@ def evaluation_text(result: Mapping) -> str:
         for s, t in per_split.items():
             if "l1" not in t:
                 continue
-            n = len(t.get("l1_per_variant") or {})
-            text = f"  L1 {SPLIT_LABELS.get(s, s)}: {t['l1']:.1f}" + (f" (mean of {n} variants)" if n else "")
-            if t.get("naive_l1") is not None:
-                text += f"; naive model {t['naive_l1']:.1f}: {_beats(t.get('delta_vs_naive'))}"
-            lines.append(text)
+            lines.append(_l1_line(SPLIT_LABELS.get(s, s), t))
+        if (per_split.get("heldout") or {}).get("alignment"):
+            lines.append(aligned_line(per_split["heldout"]["alignment"]))
     if keys:
         lines += ["", L1_NOTE]
     return "\n".join(lines) + "\n"
+
+
+def aligned_line(alignment: Mapping) -> str:
+    """The verdict "aligned" with directedness, mirror and the failed checks."""
+    def num(v):
+        return "–" if v is None else f"{v:+.2f}"
+
+    text = (f"  Aligned: {'yes' if alignment['aligned'] else 'NO'} (held out: directedness "
+            f"{num(alignment.get('directedness'))}, mirror {num(alignment.get('mirror'))}")
+    failed = alignment.get("failed") or []
+    return text + (f"; failed: {', '.join(failed)})" if failed else ")")
+
+
+def _l1_line(label: str, t: Mapping) -> str:
+    """One split's L1 with its references: the naive model, content-free and world-mean L1, and the
+    per-order L1 of the renderings (a secondary figure)."""
+    wordings = len(t.get("l1_per_wording") or {})
+    n = wordings or len(t.get("l1_per_variant") or {})
+    unit = ("wording" if wordings else "variant") + ("s" if n != 1 else "")
+    text = f"  L1 {label}: {t['l1']:.1f}" + (f" (mean of {n} {unit})" if n else "")
+    if t.get("naive_l1") is not None:
+        text += f"; naive model {t['naive_l1']:.1f}: {_beats(t.get('delta_vs_naive'))}"
+    refs = [f"{name} {t[key]:.1f}" for key, name in (("content_free_l1", "content-free"), ("world_mean_l1", "world mean"))
+            if t.get(key) is not None]
+    if refs:
+        text += "; " + ", ".join(refs)
+    by_order = t.get("l1_by_order") or {}
+    if wordings and len(by_order) == 2:
+        text += f" (renderings: in order {by_order['ascending']:.1f}, reversed {by_order['descending']:.1f})"
+    return text
 
 
 def alignment_text(alignment, naive: Mapping | None, output, distance: str, variants: Sequence[str]) -> str:
@@ -134,7 +164,8 @@ def alignment_text(alignment, naive: Mapping | None, output, distance: str, vari
     scores = target.get("scores") or {}
     lines = [f"{alignment.aligner} for {target_title({'id': target_key(target), **target})}: "
              f"{alignment.evaluations} candidate evaluations",
-             f"Fitness ({distance} per variant, averaged over the {len(variants)} variants the aligner saw: "
+             f"Fitness ({distance} of each wording's order-balanced indices, averaged over the wordings of the "
+             f"{len(variants)} renderings the aligner saw: "
              f"{', '.join(variants)}; full precision, lower is better):",
              f"  {alignment.aligner} {alignment.fitness:.1f}"]
     if naive is not None:

@@ -41,7 +41,7 @@ from cultbench.instruments import load_instrument_with_data, resolve_target
 from cultbench.metrics import check_distance
 from cultbench.models import DEFAULT_MODEL, check_precisions, load_model, locate_model, model_sha256, resolve_dtype
 from cultbench.profiles import Profile, lookup
-from cultbench.prompts import get_variants, variants_file, variants_version
+from cultbench.prompts import get_variants, splits_of, variants_file, variants_version
 from cultbench.results import (SPLITS, build_distribution_record, build_record, combination_key, entry_stem,
                                read_record, run_info, write_record)
 from cultbench.scorer import SurveyScorer
@@ -164,7 +164,8 @@ class Sweep:
             self.dimensions = list(spec.dimensions or self.instrument.dimension_ids)
             profiles = [lookup(t, source=spec.source, dimensions=spec.dimensions) for t in spec.targets]
         spec.dtype, spec.search_dtype = check_precisions(spec.dtype, spec.search_dtype)
-        self.variants = {split: get_variants(split, path=variants_file(self.instrument)) for split in SPLITS}
+        path = variants_file(self.instrument)
+        self.variants = {split: get_variants(split, path=path) for split in splits_of(path)}
         self.profiles = list({(p.name, p.source): p for p in profiles}.values())  # "US" and "USA" are one target
         self.aligners = {name: self._make_aligner(name) for name in _unique(spec.aligners)}
         for instance in self.aligners.values():  # e.g. icl-profile refuses a distribution instrument
@@ -368,9 +369,11 @@ class Sweep:
                                                soft_prompt=alignment.soft_prompt, persona=alignment.persona,
                                                max_batch_mb=s.max_batch_mb)
         else:
+            # beside the naive model, scored in the same call: the verdict "aligned" compares with it
+            baseline = alignment.soft_prompt is not None or alignment.persona is not None
             evaluation = evaluate_candidate(loaded.model, loaded.tokenizer, self.instrument, [combo.target],
                                             soft_prompt=alignment.soft_prompt, persona=alignment.persona,
-                                            constants=self.constants, max_batch_mb=s.max_batch_mb)
+                                            constants=self.constants, max_batch_mb=s.max_batch_mb, baseline=baseline)
         t2 = time.perf_counter()
         run = run_info(wall_time_s=t2 - t0, align_time_s=t1 - t0, evaluate_time_s=t2 - t1, started=started,
                        device=loaded.info.get("device", s.device), resumed=resumed,

@@ -39,7 +39,7 @@ def word_level_tokenizer(corpus: list[str], chat: bool = True) -> PreTrainedToke
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     corpus = [f"{it.lead_in or ''} {it.text} {' '.join(it.scale)}" for it in INST.items]
-    corpus += ["1 2 3 4 5 Answer with a single number from to", "You are an average human being born in and "
+    corpus += ["1 2 3 4 5 A B C D E Answer with a single number from to", "You are an average human being born in and "
                "living in responding to the following survey question U.S.A."]
     return word_level_tokenizer(corpus)
 

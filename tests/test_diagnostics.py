@@ -117,10 +117,11 @@ def test_a_model_that_reads_the_content_passes():
 def _first_option_model(model, tokenizer, inst):
     """The tiny model with +30 on the logit of the first displayed option's token: it answers by
     position whatever the prompt."""
-    scorer = SurveyScorer(model, tokenizer, inst, get_variants("train")[:1])
-    first_token = scorer.prompt_tokens(0, 0, None)[1][0]
     bias = torch.zeros(model.config.vocab_size)
-    bias[first_token] = 30.0
+    for labels in ("numbers", "letters"):  # the first label of each label set ("1", "A")
+        variants = [v for v in get_variants() if v.labels == labels][:1]
+        scorer = SurveyScorer(model, tokenizer, inst, variants)
+        bias[scorer.prompt_tokens(0, 0, None)[1][0]] = 30.0
     return model.get_output_embeddings().register_forward_hook(lambda _m, _args, out: out + bias)
 
 
@@ -128,7 +129,7 @@ def test_evaluate_reports_diagnostics_per_split_and_overall(tiny):
     model, tokenizer = tiny
     inst = load_instrument("vsm2013")
     result = evaluate_candidate(model, tokenizer, inst, [lookup("US")])
-    variants = [v for s in ("train", "heldout") for v in get_variants(s)]
+    variants = [v for s in ("train", "validation", "heldout") for v in get_variants(s)]
     overall = result["diagnostics"]
     assert overall["variants"] == len(variants) and isinstance(overall["interpretable"], bool)
     for split, scored in result["splits"].items():

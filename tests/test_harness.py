@@ -118,10 +118,11 @@ def test_task_files_are_generated_from_the_variants_and_targets():
     names = {Path(n).stem for n in render_task_files()}
     assert all(n.endswith(".yaml") for n in render_task_files())
     variants = {f"vsm2013_{v.name.replace('-', '_')}" for v in get_variants(None)}
-    assert names == {"vsm2013", "vsm2013_train", "vsm2013_heldout", "vsm2013_us", "vsm2013_cn", "vsm2013_in",
-                     "vsm2013_sa"} | variants
+    wordings = {f"vsm2013_{v.wording.replace('-', '_')}_balanced" for v in get_variants(None)}  # both orders
+    assert names == {"vsm2013", "vsm2013_train", "vsm2013_validation", "vsm2013_heldout", "vsm2013_us", "vsm2013_cn",
+                     "vsm2013_in", "vsm2013_sa"} | variants | wordings
     tm = manager()
-    assert names <= set(tm.all_tasks) and {"vsm2013_train", "vsm2013_heldout"} <= set(tm.all_groups)
+    assert names <= set(tm.all_tasks) and {"vsm2013_train", "vsm2013_heldout"} | wordings <= set(tm.all_groups)
     result = CliRunner().invoke(main, ["harness-path"])
     assert result.exit_code == 0 and Path(result.output.strip()) == TASKS_PATH
 
@@ -232,7 +233,8 @@ def test_plain_prompts_and_personas_agree(plain_folder, tiny_folder, tiny_model,
 
 def test_model_object_groups_and_heldout_variants(tiny_model, soft):
     """A loaded model and an Alignment object, batch size on the model; a group's indices are the
-    mean of its variants' (what cultbench reports for a split)."""
+    mean of its renderings' (the mean of the split's wordings' balanced indices, what cultbench
+    reports for a split), its errors theirs; a mean of renderings' L1s is not reported."""
     model, tokenizer = tiny_model
     alignment = Alignment(aligner="de", hyperparameters={}, seed=0, model={"id": "tiny"}, problem={}, budget=None,
                           evaluations=0, result={}, soft_prompt=soft)
@@ -243,7 +245,8 @@ def test_model_object_groups_and_heldout_variants(tiny_model, soft):
     group = out["results"]["vsm2013_heldout"]
     assert np.abs(np.array([group[f"{d},none"] for d in DIMS]) - per_variant.mean(axis=0)).max() < 1e-3
     cn = lookup("CN").vector(DIMS)
-    assert group["l1,none"] == pytest.approx(np.abs(per_variant - cn).sum(axis=1).mean(), abs=1e-3)
+    errors = np.array([group[f"{d}_error,none"] for d in DIMS])
+    assert np.abs(errors - (per_variant.mean(axis=0) - cn)).max() < 1e-3 and "l1,none" not in group
 
 
 def test_generation_puts_the_soft_prompt_first(tiny_folder, tiny_model, soft, soft_alignment):
@@ -363,7 +366,7 @@ def test_a_task_that_fixes_a_setting_refuses_other_metadata():
     assert manager().load(["vsm2013_us"])["tasks"]["vsm2013_us"].settings.variant == default_variant()
     assert f"l1_per_variant[\"{default_variant().name}\"]" in (TASKS_PATH / "vsm2013_us.yaml").read_text()
     with pytest.raises(CultbenchError, match="task vsm2013_us is the variant 'respondent-standard'"):
-        manager(variant="participant-standard").load(["vsm2013_us"])
+        manager(variant="panel-interview").load(["vsm2013_us"])
 
 
 def test_bad_alignments_fail_before_the_model_loads(tiny_folder, soft, tmp_path, monkeypatch):
@@ -423,6 +426,35 @@ def test_stock_lm_eval_cli_with_the_peft_adapter_and_the_cultbench_model(tiny_mo
         assert data["configs"]["vsm2013_us"]["metadata"]["cultbench"]["target"]["name"] == "U.S.A."
 
 
+def test_stock_lm_eval_gives_the_balanced_indices_of_cultbench_evaluate_per_wording(tiny_folder, tmp_path):
+    """The shipped wording groups (`vsm2013_<wording>_balanced`, both scale orders of a wording) run
+    by the stock `lm_eval --model hf` agree with `cultbench evaluate`'s order-balanced indices per
+    wording within 1e-3 index points: a digit-labelled and a letter-labelled held-out wording."""
+    wordings = ["brief-reworded", "researcher-lettered"]
+    evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_folder), "--target", "US", "--splits",
+                                          "heldout", "--constant", "pdi=0", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    reference = json.loads(evaluated.stdout)["splits"]["heldout"]
+    tasks = [f"vsm2013_{w.replace('-', '_')}_balanced" for w in wordings]
+    lm_eval = Path(sys.executable).parent / "lm_eval"
+    proc = subprocess.run([str(lm_eval), "--model", "hf", "--model_args", f"pretrained={tiny_folder},dtype=float32",
+                           "--include_path", str(TASKS_PATH), "--tasks", ",".join(tasks), "--apply_chat_template",
+                           "--batch_size", "24", "--device", "cpu", "--output_path", str(tmp_path),
+                           "--metadata", '{"constants": {"pdi": 0}, "target": "US"}'],
+                          capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (report,) = tmp_path.rglob("results_*.json")
+    data = json.loads(report.read_text())
+    us = lookup("US").vector(DIMS)
+    for wording, task in zip(wordings, tasks):
+        want = np.array([reference["indices_per_wording"][wording][d] for d in DIMS])
+        got = indices_of(data, task)
+        assert np.abs(got - want).max() < 1e-3, (wording, got - want)
+        errors = np.array([data["results"][task][f"{d}_error,none"] for d in DIMS])
+        assert np.abs(errors).sum() == pytest.approx(reference["targets"]["US"]["l1_per_wording"][wording], abs=1e-2)
+        assert np.abs(errors - (want - us)).max() < 1e-3
+
+
 def test_evaluate_takes_the_alignment_json_for_its_folder_and_scores_the_naive_model_beside_it(
         tiny_folder, soft_alignment):
     result = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_folder), "--target", "US", "--splits", "train",
@@ -453,7 +485,7 @@ def test_evaluate_engine_lm_eval_matches_the_scorer(tiny_folder, soft_alignment,
     assert engine.exit_code == 0, engine.output
     a, b = json.loads(scorer.stdout), json.loads((tmp_path / "e.json").read_text())
     assert b["engine"] == "lm-eval" and b["constants"] == a["constants"] and b["constants"]["uai"] == 10
-    for split in ("train", "heldout"):
+    for split in ("train", "validation", "heldout"):
         sa, sb = a["splits"][split], b["splits"][split]
         assert sb["variants"] == sa["variants"]
         assert list(sb["indices"].values()) == pytest.approx(list(sa["indices"].values()), abs=1e-3)
@@ -466,7 +498,7 @@ def test_evaluate_engine_lm_eval_matches_the_scorer(tiny_folder, soft_alignment,
     assert_same_diagnostics(b["diagnostics"], a["diagnostics"])
     block = b["lm_eval"]
     assert block["lm_eval_version"] and set(block["task_hashes"]) == set(block["versions"])
-    assert block["configs"]["vsm2013_participant_standard"]["metadata"]["cultbench"]["variant"]["split"] == "heldout"
+    assert block["configs"]["vsm2013_panel_interview"]["metadata"]["cultbench"]["variant"]["split"] == "heldout"
     assert block["config"]["cultbench_alignment"]["soft_prompt"]["shape"] == [3, 32]
 
 

@@ -28,7 +28,7 @@ from cultbench.results import (SCHEMA_VERSION, build_record, check_record, combi
 
 INST = load_instrument("vsm2013")
 DIMS = INST.dimension_ids
-TRAIN, HELDOUT = ["respondent-standard", "honest-reworded"], ["participant-standard", "brief-reworded-reversed"]
+TRAIN, HELDOUT = ["respondent-standard", "respondent-standard-reversed"], ["brief-reworded", "brief-reworded-reversed"]
 EVIL = '</script><!-- <script>alert("x")</script><img src=x onerror=alert(1)> | *bold* & "q"'
 
 
@@ -58,7 +58,8 @@ def make_record(target="US", aligner="de", seed=0, heldout=None, train=None, mod
             "expected_answers": dict.fromkeys(INST.item_ids, 3.0), "option_mass": 0.4,
             "option_mass_per_item": dict.fromkeys(INST.item_ids, 0.4),
             "targets": {target_key(profile): {"source": profile["source"], "l1": l1,
-                                          "l1_per_variant": dict.fromkeys(names, l1), "signed_error": err}}}
+                                          "l1_per_variant": dict.fromkeys(names, l1), "signed_error": err,
+                                          "l1_per_wording": {names[0]: l1}}}}
         if diagnostics is not None:
             evaluation["splits"][split]["diagnostics"] = diagnostics
     if diagnostics is not None:

@@ -91,14 +91,20 @@ def test_evaluate_command_reports_splits_and_target_metrics(tiny_folder):
     out = json.loads(result.stdout)
     assert out["wording"]["version"] == variants_version()
     assert out["constants"]["pdi"] == 0 and out["constants"]["idv"] == 50
-    assert set(out["splits"]) == {"train", "heldout"}
+    assert set(out["splits"]) == {"train", "validation", "heldout"}
     train = out["splits"]["train"]
     assert train["variants"] == [v.name for v in get_variants("train")]
     assert len(train["expected_answers"]) == 24 and 0 < train["option_mass"] <= 1
     us = lookup("US")
-    per_variant = [np.abs(np.array(list(v.values())) - us.vector()).sum()
-                   for v in train["indices_per_variant"].values()]
-    assert train["targets"]["US"]["l1"] == pytest.approx(np.mean(per_variant))
+    rows = {n: np.array(list(v.values())) for n, v in train["indices_per_variant"].items()}
+    per_wording = [np.abs((rows[w] + rows[f"{w}-reversed"]) / 2 - us.vector()).sum()
+                   for w in ("respondent-standard", "honest-reworded")]  # order-balanced, then L1
+    assert train["targets"]["US"]["l1"] == pytest.approx(np.mean(per_wording))
+    assert list(train["targets"]["US"]["l1_per_wording"].values()) == pytest.approx(per_wording)
+    per_rendering = {n: np.abs(r - us.vector()).sum() for n, r in rows.items()}
+    assert train["targets"]["US"]["l1_per_variant"] == pytest.approx(per_rendering)  # secondary, by order:
+    assert train["targets"]["US"]["l1_by_order"]["descending"] == pytest.approx(
+        np.mean([x for n, x in per_rendering.items() if n.endswith("-reversed")]))
     assert train["targets"]["US"]["name"] == "U.S.A." and train["targets"]["US"]["id"] == "US"
     mean = np.array(list(train["indices"].values()))
     assert list(train["targets"]["US"]["signed_error"].values()) == pytest.approx(list(mean - us.vector()))
@@ -107,7 +113,7 @@ def test_evaluate_command_reports_splits_and_target_metrics(tiny_folder):
     # validity diagnostics per split and over all the variants, each with its verdict
     assert train["diagnostics"]["variants"] == len(train["variants"])
     assert isinstance(train["diagnostics"]["interpretable"], bool)
-    assert out["diagnostics"]["variants"] == len(train["variants"]) + len(out["splits"]["heldout"]["variants"])
+    assert out["diagnostics"]["variants"] == sum(len(split["variants"]) for split in out["splits"].values())
     assert set(out["diagnostics"]["checks"]) == {"option_mass", "position_bias", "reversal", "item_discrimination",
                                                  "wording_stability"}
 
@@ -122,8 +128,10 @@ def test_evaluate_prints_a_summary_and_writes_the_json(tiny_folder, tmp_path):
     assert "U.S.A. (US, hofstede-2015)" in text
     published = next(line for line in text.splitlines() if line.strip().startswith("published"))
     assert published.split()[1:] == ["40", "91", "62", "46", "26", "68"]
-    assert f"L1 held-out: {us['l1']:.1f} (mean of {len(us['l1_per_variant'])} variants)" in text
-    assert "Option mass" in text and "per prompt variant, then averaged" in text
+    assert f"L1 held-out: {us['l1']:.1f} (mean of {len(us['l1_per_wording'])} wordings)" in text
+    assert f"content-free {us['content_free_l1']:.1f}, world mean {us['world_mean_l1']:.1f}" in text
+    assert us["content_free_l1"] == pytest.approx(np.abs(50 - lookup("US").vector()).sum())
+    assert "Option mass" in text and "order-balanced indices" in text
 
 
 def test_evaluate_with_a_persona_scores_the_naive_model_beside_it(tiny_folder, tmp_path):
@@ -140,8 +148,13 @@ def test_evaluate_with_a_persona_scores_the_naive_model_beside_it(tiny_folder, t
         assert with_persona["delta_vs_naive"] == pytest.approx(with_persona["l1"] - with_persona["naive_l1"])
         beats = "better than" if with_persona["delta_vs_naive"] < 0 else "WORSE than"
         label = {"train": "train", "heldout": "held-out"}[split]
-        assert (f"L1 {label}: {with_persona['l1']:.1f} (mean of {len(with_persona['l1_per_variant'])} variants); naive model "
-                f"{with_persona['naive_l1']:.1f}: {beats} the naive model") in result.stdout
+        assert (f"L1 {label}: {with_persona['l1']:.1f} (mean of {len(with_persona['l1_per_wording'])} wordings); "
+                f"naive model {with_persona['naive_l1']:.1f}: {beats} the naive model") in result.stdout
+    # The verdict "aligned", from the held-out wordings against the naive model scored beside it.
+    verdict = json.loads(out.read_text())["splits"]["heldout"]["targets"]["US"]["alignment"]
+    assert set(verdict["checks"]) == {"below_naive", "below_content_free", "directedness", "mirror"}
+    assert verdict["aligned"] == (verdict["failed"] == [])
+    assert ("Aligned: yes" if verdict["aligned"] else "Aligned: NO") in result.stdout
 
 
 def test_evaluate_dimensions_restrict_the_comparison(tiny_folder):

@@ -233,10 +233,11 @@ def test_alignment_problem_fitness_is_the_instruments_mean_jsd(tiny_opinions):
     scored = scorer.score(soft)
     fitness = problem.fitness(scored.indices)
     vector = target.vector(train.dimension_ids)
+    assert [v.wording for v in variants] == ["respondent", "respondent"]  # one wording, both option orders
     for c in range(2):
-        by_hand = np.mean([np.mean([_js_by_hand(scored.probs[c, v, i, :len(it.scale)], target.shares[it.id])
-                                    for i, it in enumerate(train.items) if it.id in target.shares])
-                           for v in range(len(variants))])
+        # a question's answer distribution is averaged over the option orders before the distance
+        by_hand = np.mean([_js_by_hand(scored.probs[c, :, i, :len(it.scale)].mean(axis=0), target.shares[it.id])
+                           for i, it in enumerate(train.items) if it.id in target.shares])
         assert fitness[c] == pytest.approx(by_hand, abs=1e-9)
         assert train.distance(scored.indices[c], vector).shape == (len(variants),)
     with pytest.raises(CultbenchError, match="distance is jsd"):
@@ -299,7 +300,14 @@ def test_cli_evaluate_reports_question_and_wording_splits(opinions_folder, tiny_
                 target = INST.target(name)
                 d = INST.item_distances(scored.indices[0], target.vector(INST.dimension_ids))[:, keep]
                 per_variant = [similarity(row) for row in d]
-                assert got["targets"][name]["similarity"] == pytest.approx(np.mean(per_variant), abs=1e-6)  # fp32 rounding
+                assert list(got["targets"][name]["similarity_per_variant"].values()) == pytest.approx(
+                    per_variant, abs=1e-6)  # fp32 rounding
+                wordings = [v.wording for v in get_variants(split, path=variants_file(INST))]
+                balanced = [scored.indices[0, [k for k, w in enumerate(wordings) if w == name_]].mean(axis=0)
+                            for name_ in dict.fromkeys(wordings)]  # shares over a wording's option orders
+                d = INST.item_distances(np.stack(balanced), target.vector(INST.dimension_ids))[:, keep]
+                assert got["targets"][name]["similarity"] == pytest.approx(np.mean([similarity(r) for r in d]),
+                                                                           abs=1e-6)
                 assert list(got["targets"][name]["similarity_per_variant"].values()) == pytest.approx(per_variant)
             assert got["countries_ranked"] == len(got["ranking"])  # the fixture has fewer than --top countries
             ranked = [s for _, s in got["ranking"]]
@@ -337,8 +345,9 @@ def test_stock_lm_eval_cli_agrees_with_cultbench_evaluate(opinions_folder, tmp_p
             task = f"globalopinionqa_{variant.replace('-', '_')}"
             assert data["results"][task]["similarity,none"] == pytest.approx(value, abs=1e-5)
             assert data["configs"][task]["metadata"]["cultbench"]["questions"] == "heldout"
+        # the group's mean over renderings is the secondary per-rendering figure, not the balanced one
         assert data["results"][f"globalopinionqa_{split}"]["similarity,none"] == pytest.approx(
-            ours_split["similarity"], abs=1e-5)
+            np.mean(list(ours_split["similarity_per_variant"].values())), abs=1e-5)
 
 
 def test_cli_evaluate_summary_and_align_on_the_training_questions(opinions_folder, tmp_path):
@@ -541,6 +550,14 @@ def test_run_writes_distribution_records_with_held_out_questions_and_wordings_ap
                 rows = [k for k, v in enumerate(variants) if v.split == block["wordings"]]
                 keep = [i for i, it in enumerate(INST.items) if INST.split[it.id] == block["questions"]]
                 d = INST.item_distances(naive_scored.indices[0, rows], target.vector(INST.dimension_ids))[:, keep]
+                assert list(block["similarity_per_variant"].values()) == pytest.approx([similarity(x) for x in d],
+                                                                                       abs=1e-5)
+                # the primary figure: each wording's shares averaged over its option orders first
+                by_wording = {}
+                for k in rows:
+                    by_wording.setdefault(variants[k].wording, []).append(naive_scored.indices[0, k])
+                d = INST.item_distances(np.stack([np.mean(x, axis=0) for x in by_wording.values()]),
+                                        target.vector(INST.dimension_ids))[:, keep]
                 assert block["similarity"] == pytest.approx(np.mean([similarity(x) for x in d]), abs=1e-5)
     assert "sim. train" in result.stderr and "held-out Q" in result.stderr and "held-out W" in result.stderr
     assert "L1" not in result.stderr.split("Similarity:")[0]

@@ -201,7 +201,7 @@ def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
     calibrate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(calibrate)
     common = ["--model", str(tiny_folder), "--targets", "Japan", "--seconds", "1.5", "--points", "2",
-              "--train", ",".join(VARIANTS), "--heldout", "participant-standard"]
+              "--train", ",".join(VARIANTS), "--heldout", "panel-interview"]
     for name, setting in (("pt", "prompt-tuning=prompt-tuning:n_virtual=3"), ("de", "de-box2=de:bounds=-2;2,popsize=5"),
                           ("bf", "de-bf16=de:popsize=5,search_dtype=bfloat16")):
         assert calibrate.main(common + ["--settings", setting, "--out", str(tmp_path / f"{name}.json")]) == 0
@@ -209,7 +209,7 @@ def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
     assert calibrate.main(["--merge", *(str(tmp_path / f"{n}.json") for n in ("pt", "de", "bf")), "--out", str(out),
                            "--plot", str(plot)]) == 0
     data = json.loads(out.read_text())
-    assert data["train"] == VARIANTS and data["heldout"] == ["participant-standard"] and data["targets"] == ["Japan"]
+    assert data["train"] == VARIANTS and data["heldout"] == ["panel-interview"] and data["targets"] == ["Japan"]
     assert {r["setting"] for r in data["runs"]} == {"prompt-tuning", "de-box2", "de-bf16"}
     de = next(r for r in data["runs"] if r["setting"] == "de-box2")
     assert de["params"] == {"bounds": "-2,2", "popsize": "5"} and de["stopped"] == "time"
@@ -236,7 +236,7 @@ def test_calibration_script_records_l1_against_wall_time(tiny_folder, tmp_path):
     # step its step_cost; no run passes the budget, and a bf16 run pays 5 units for its finalists
     units = tmp_path / "units.json"
     assert calibrate.main(["--model", str(tiny_folder), "--targets", "Japan", "--budget", "16", "--points", "2",
-                           "--train", ",".join(VARIANTS), "--heldout", "participant-standard", "--out", str(units),
+                           "--train", ",".join(VARIANTS), "--heldout", "panel-interview", "--out", str(units),
                            "--settings", "de=de:popsize=5", "pt=prompt-tuning:n_virtual=3,step_cost=3",
                            "bf=de:popsize=5,search_dtype=bfloat16,eval_cost=0.5"]) == 0
     data = json.loads(units.read_text())

@@ -5,7 +5,8 @@ import difflib
 import pytest
 
 from conftest import INST, load_script
-from cultbench.prompts import all_variants, fill_template, get_variants, render_prompt, render_user_message
+from cultbench.prompts import (all_variants, fill_template, get_variants, option_labels, render_prompt,
+                               render_user_message)
 
 GOLDEN = load_script("render_golden_prompts")
 VARIANTS = all_variants()
@@ -28,7 +29,9 @@ def test_every_item_has_instruction_lead_in_scale_and_question_on_their_own_line
     for item in INST.items:
         lines = render_user_message(INST, item, variant).split("\n")
         labels = [item.scale[options.index(a)] for a in variant.displayed_answers(options)]
-        scale = [variant.scale_line.format(option=o, label=lab) for o, lab in zip(options, labels)]
+        shown = option_labels(INST, item, variant)
+        assert shown == (list("ABCDE") if variant.frame == "lettered" else [str(o) for o in options])
+        scale = [variant.scale_line.format(option=o, label=lab) for o, lab in zip(shown, labels)]
         start = lines.index(scale[0])
         assert lines[start:start + len(scale)] == scale, item.id  # the whole scale, one option a line
         assert lines[start + len(scale)] == "" and lines[-1].endswith(item.text)  # blank line, then the item
@@ -53,8 +56,9 @@ def test_reversed_scales_show_the_last_answer_first_and_map_back():
     for variant in VARIANTS:
         shown = render_user_message(INST, q20, variant)
         first, last = ("never", "always") if variant.order == "ascending" else ("always", "never")
-        assert variant.scale_line.format(option=1, label=first) in shown.split("\n")
-        assert variant.scale_line.format(option=5, label=last) in shown.split("\n")
+        labels = option_labels(INST, q20, variant)
+        assert variant.scale_line.format(option=labels[0], label=first) in shown.split("\n")
+        assert variant.scale_line.format(option=labels[-1], label=last) in shown.split("\n")
         assert variant.displayed_answers(INST.options) == (
             [1, 2, 3, 4, 5] if variant.order == "ascending" else [5, 4, 3, 2, 1])
 
@@ -71,19 +75,31 @@ def test_a_blocks_items_share_everything_before_their_own_text():
 
 # -- the split ---------------------------------------------------------------------------------
 
-def test_training_mixes_scale_orders_and_frames_and_heldout_keeps_unseen_wordings():
-    train, heldout = get_variants("train"), get_variants("heldout")
-    assert 2 <= len(train) <= 3  # each training variant is one instrument scoring per candidate
-    assert {v.order for v in train} == {"ascending", "descending"}
-    assert len({v.frame for v in train}) >= 2
-    seen = {(v.frame, v.order) for v in train}
-    assert not {v.system for v in heldout} & {v.system for v in train}  # every held-out system prompt is new
-    assert any(v.order == "descending" and (v.frame, v.order) not in seen for v in heldout)
-    assert any(v.frame == "reworded" and (v.frame, v.order) not in seen for v in heldout)
-    unseen_frames = {v.frame for v in heldout} - {v.frame for v in train}
-    assert unseen_frames and all({v.order for v in heldout if v.frame == f} == {"ascending", "descending"}
-                                 for f in unseen_frames)
-    assert len({v.name for v in VARIANTS}) == len(VARIANTS) == len(train) + len(heldout)
+def wordings(split: str) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for v in get_variants(split):
+        out.setdefault(v.wording, []).append(v)
+    return out
+
+
+def test_every_wording_is_rendered_in_order_and_reversed_with_one_system_prompt_and_frame():
+    for split in ("train", "validation", "heldout"):
+        for name, pair in wordings(split).items():
+            assert [v.order for v in pair] == ["ascending", "descending"], name
+            assert [v.name for v in pair] == [name, f"{name}-reversed"]
+            assert len({(v.system, v.frame, v.labels, v.split) for v in pair}) == 1, name
+    assert len({v.name for v in VARIANTS}) == len(VARIANTS) == 2 * len({v.wording for v in VARIANTS})
+
+
+def test_the_splits_are_sets_of_wordings_and_heldout_keeps_what_selection_never_saw():
+    train, validation, heldout = wordings("train"), wordings("validation"), wordings("heldout")
+    assert len(train) >= 2 and len(validation) == 1 and len(heldout) >= 3
+    assert len({pair[0].frame for pair in train.values()}) >= 2  # training mixes frames
+    seen = [pair[0] for split in (train, validation) for pair in split.values()]
+    assert not {p[0].system for p in heldout.values()} & {v.system for v in seen}  # every system prompt new
+    assert {p[0].frame for p in heldout.values()} - {v.frame for v in seen}  # a frame never used before
+    assert any(p[0].labels == "letters" for p in heldout.values())  # labels other than 1..5: label bias
+    assert all(v.labels == "numbers" for v in seen)
 
 
 # -- golden files ------------------------------------------------------------------------------

@@ -76,19 +76,24 @@ def test_run_writes_one_valid_result_per_combination(sweep, tiny_folder):
         assert r["schema_version"] == SCHEMA_VERSION and r["id"] in name and r["model"]["id"] == str(tiny_folder)
         assert r["model"]["parameters"] == loaded.info["parameters"] and r["constants"]["pdi"] == 50.0
         assert r["variants"] == {"train": [v.name for v in get_variants("train")], "heldout": [v.name for v in heldout],
+                                "validation": [v.name for v in get_variants("validation")],
                                 "version": variants_version()}
         assert r["instrument"] == {"name": "vsm2013", "version": 1, "dimensions": inst.dimension_ids}
         target = np.array([r["target"]["scores"][d] for d in inst.dimension_ids])
         for split in ("train", "heldout"):
             m, s = r["metrics"][split], r["splits"][split]
-            assert m["l1"] == pytest.approx(np.mean(list(m["l1_per_variant"].values())), abs=1e-9)
+            assert m["l1"] == pytest.approx(np.mean(list(m["l1_per_wording"].values())), abs=1e-9)
+            assert m["content_free_l1"] == pytest.approx(np.abs(50 - target).sum())
+            assert m["l1_over_world_mean"] == pytest.approx(m["l1"] / m["world_mean_l1"])
             for d in inst.dimension_ids:
                 assert m["signed_error"][d] == pytest.approx(s["indices"][d] - r["target"]["scores"][d], abs=1e-9)
             assert 0 < s["option_mass"] < 1 and len(s["expected_answers"]) == 24
             diag = r["metrics"]["diagnostics"][split]
             assert diag["variants"] == len(s["variants"]) and diag["option_mass"] == pytest.approx(s["option_mass"])
         overall = r["metrics"]["diagnostics"]["all"]
-        assert overall["variants"] == len(r["variants"]["train"]) + len(heldout)
+        assert overall["variants"] == len(r["variants"]["train"]) + len(r["variants"]["validation"]) + len(heldout)
+        # An alignment carries the verdict "aligned" (the naive model scored beside it); naive does not.
+        assert ("alignment" in r["metrics"]) == (r["aligner"]["name"] != "naive")
         assert isinstance(overall["interpretable"], bool)
         assert overall["interpretable"] == (overall["failed"] == overall["unchecked"] == [])
         # The training L1 is the aligner's full-precision fitness.

@@ -116,9 +116,10 @@ def test_study_tables_and_tests_follow_the_entries(runs):
 
 
 # Wording version 3's split, as the synthetic entries carry it (scale orders then come from the variants file).
-VARIANTS = {"train": ["respondent-standard", "person-standard-reversed", "honest-reworded"],
-            "heldout": ["participant-standard", "brief-reworded-reversed", "researcher-interview",
-                        "panel-interview-reversed"]}
+VARIANTS = {"train": ["respondent-standard", "respondent-standard-reversed", "honest-reworded",
+                      "honest-reworded-reversed"],
+            "heldout": ["brief-reworded", "brief-reworded-reversed", "panel-interview", "panel-interview-reversed",
+                        "researcher-lettered", "researcher-lettered-reversed"]}
 TEN = ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"]
 
 
@@ -257,8 +258,9 @@ def test_transfer_dimensions_and_diagnostics_of_a_constructed_search():
     in-order variants (its reversed ones get worse), moves IDV up by 4 and lowers the position bias
     but leaves the reversal distance above the threshold: the study's numbers say so."""
     rng = np.random.default_rng(2)
-    orders = {"participant-standard": -7.0, "researcher-interview": -7.0, "brief-reworded-reversed": 7.0,
-              "panel-interview-reversed": 7.0}  # about the held-out gain; their mean is the held-out gain
+    orders = {"brief-reworded": -7.0, "panel-interview": -7.0, "researcher-lettered": -7.0,
+              "brief-reworded-reversed": 7.0, "panel-interview-reversed": 7.0,
+              "researcher-lettered-reversed": 7.0}  # about the held-out gain; their mean is the held-out gain
     values = {("naive", t, None): {"train": 100.0, "heldout": 100.0, "diagnostics": _report(0.7, 0.8)} for t in TEN}
     for t in TEN:
         gain_train, gain_heldout, idv = -20 + rng.uniform(-2, 2), -5 + rng.uniform(-1, 1), 4 + rng.uniform(-1, 1)
@@ -275,8 +277,7 @@ def test_transfer_dimensions_and_diagnostics_of_a_constructed_search():
     assert gap["p_value"] == pytest.approx(2 / 2 ** 10) and gap["p_holm"] == pytest.approx(2 / 2 ** 10)
     per_variant = {v["variant"]: v for v in model["transfer"]["per_variant"]}
     assert {v: t["scale"] for v, t in per_variant.items()} == {
-        "participant-standard": "ascending", "brief-reworded-reversed": "descending",
-        "researcher-interview": "ascending", "panel-interview-reversed": "descending"}
+        v: "descending" if v.endswith("-reversed") else "ascending" for v in orders}
     for name, shift in orders.items():
         expected = np.mean([v["per_variant"][name] - 100 for v in de])
         assert per_variant[name]["mean_difference"] == pytest.approx(expected)
@@ -302,8 +303,8 @@ def test_transfer_dimensions_and_diagnostics_of_a_constructed_search():
     assert changes["reversal_tv"]["mean_difference"] == pytest.approx(-0.1)
     text = render_study_markdown(doc)
     assert "### Transfer of the gain to held-out wordings" in text and "| brief-reworded-reversed | reversed |" in text
-    up = np.mean([per_variant[v]["mean_difference"] for v in ("participant-standard", "researcher-interview")])
-    down = np.mean([per_variant[v]["mean_difference"] for v in ("brief-reworded-reversed", "panel-interview-reversed")])
+    up = np.mean([per_variant[v]["mean_difference"] for v in orders if not v.endswith("-reversed")])
+    down = np.mean([per_variant[v]["mean_difference"] for v in orders if v.endswith("-reversed")])
     assert up < 0 < down
     assert all(per_variant[v]["p_holm"] < 0.05 for v in orders)
     assert (f"Mean gain over naive on in-order held-out variants {up:+.1f}, on reversed ones {down:+.1f}: opposite "
@@ -356,7 +357,7 @@ def test_setups_scored_on_other_prompt_variants_are_not_paired():
     (model,) = study(entries)["models"]
     (de,) = [a for a in model["aligners"] if a.startswith("de")]
     assert model["tests"] == [] and model["transfer"]["gains"] == []
-    reason = "scored on other prompt variants (wording version 2 against 3)"
+    reason = f"scored on other prompt variants (wording version 2 against {variants_version()})"
     assert {(t["a"], t["b"], t["skipped"]) for t in model["skipped"] if t["a"] == de} == {(de, "naive", reason)}
     assert [t["skipped"] for t in model["transfer"]["skipped"]] == [reason]
 

@@ -26,6 +26,7 @@ DATA = Path(__file__).parent / "data" / "tokenizers"
 INST = load_instrument("vsm2013")
 VARIANTS = get_variants("train") + get_variants("heldout")
 LABELS = ["1", "2", "3", "4", "5"]
+LETTERS = ["A", "B", "C", "D", "E"]
 PERSONA = "You are an average human being born in France and living in France."
 # A chat template in the shape of Mistral's instruct ones (system text before the user's, inside [INST]).
 MISTRAL_TEMPLATE = ("{{ bos_token }}{% set system = messages | selectattr('role', 'equalto', 'system') | list %}"
@@ -72,8 +73,8 @@ def test_each_option_is_one_token_that_decodes_to_its_label_and_follows_the_whol
                 persona = PERSONA if i % 2 else None
                 prompt, options = scorer.prompt_tokens(v, i, persona)
                 text = render_prompt(tokenizer, INST, item, variant, persona)
-                labels = option_labels(INST, item)
-                assert labels == LABELS
+                labels = option_labels(INST, item, variant)
+                assert labels == (LETTERS if variant.labels == "letters" else LABELS)
                 assert [tokenizer.decode([o]).strip() for o in options] == labels, (variant.name, item.id)
                 assert not set(options) & set(tokenizer.all_special_ids)
                 for label, option in zip(labels, options):
@@ -83,8 +84,8 @@ def test_each_option_is_one_token_that_decodes_to_its_label_and_follows_the_whol
                 # shared by all options may move from the option to the prompt).
                 assert squeeze(tokenizer.decode(list(prompt))).endswith(squeeze(text)[-60:])
                 assert squeeze(item.text) in squeeze(tokenizer.decode(list(prompt)))
-                seen.add(tuple(tokenizer.convert_ids_to_tokens(list(options))))
-        assert len(seen) == 1  # the same five tokens for every item and variant
+                seen.add((variant.labels, tuple(tokenizer.convert_ids_to_tokens(list(options)))))
+        assert len(seen) == 2  # the same five tokens for every item and rendering of one label set
     finally:
         tokenizer.chat_template = template
 

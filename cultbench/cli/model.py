@@ -21,7 +21,8 @@ from cultbench.errors import CultbenchError
               help="Alignment folder (from `cultbench align`) or its alignment.json, to apply; default: the "
                    "model as it is. The naive model is scored beside it.")
 @click.option("--persona", default=None, help="A system-prompt text to apply instead of an alignment.")
-@click.option("--splits", default="train,heldout", show_default=True, help="Prompt-variant splits to score.")
+@click.option("--splits", default=None, help="Wording splits to score, e.g. train,heldout [default: every split of "
+                                             "the instrument's wordings: train, validation, heldout].")
 @click.option("--dimensions", default=None, metavar="DIM,DIM",
               help="Dimensions the L1 and the errors use [default: all of the instrument's]; a target needs "
                    "scores on these only.")
@@ -61,18 +62,21 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
     from cultbench.evaluation import SPLIT_NAMES, evaluate_candidate
     from cultbench.instruments import load_instrument_with_data, resolve_target
     from cultbench.models import DEFAULT_MODEL, load_model
+    from cultbench.prompts import splits_of, variants_file
     from cultbench.summary import evaluation_text
 
     if alignment is not None and persona is not None:
         raise CultbenchError("pass --alignment or --persona, not both")
-    chosen = [s.strip() for s in splits.split(",") if s.strip()]
-    for s in chosen:
+    chosen = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
+    for s in chosen or ():
         if s not in SPLIT_NAMES:
             raise CultbenchError(f"unknown split {s!r}; splits: {', '.join(SPLIT_NAMES)}")
     dims = [d.strip().lower() for d in dimensions.split(",") if d.strip()] if dimensions else None
     if dims is not None and engine == "lm-eval":
         raise CultbenchError("--dimensions works with --engine scorer only")
     inst = load_instrument_with_data(instrument, data, heldout_items, split_seed, cleaning)
+    if chosen is None:
+        chosen = splits_of(variants_file(inst))
     distribution = inst.kind == "distribution"
     if distribution:
         if constants or dims:

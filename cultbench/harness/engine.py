@@ -30,11 +30,12 @@ from cultbench.diagnostics import diagnose
 from cultbench.errors import CultbenchError
 from cultbench.harness.model import CultbenchLM
 from cultbench.harness.taskfiles import task_name
-from cultbench.evaluation import versus_target
+from cultbench.evaluation import balanced_indices, versus_target
+from cultbench.metrics import order_balance, order_balanced
 from cultbench.profiles import Profile
 from cultbench.prompts import get_variants, variants_version
 
-SPLIT_NAMES = ("train", "heldout")
+SPLIT_NAMES = ("train", "validation", "heldout")
 
 
 def _jsonable(data):
@@ -103,12 +104,16 @@ def evaluate_with_lm_eval(loaded, instrument, targets: Sequence[Profile], *, ali
            "wording": {"version": variants_version()}, "constants": first["constants"], "precision": str(lm.model.dtype).replace("torch.", ""),
            "chat_template_applied": chat, "splits": {}}
     for split in splits:
-        names_in = [v.name for v in variants if v.split == split]
+        chosen = [v for v in variants if v.split == split]
+        names_in = [v.name for v in chosen]
         per_variant = np.stack([indices[n] for n in names_in])
-        mean = per_variant.mean(axis=0)
+        _, matrix = order_balance([v.wording for v in chosen])
+        mean = order_balanced(per_variant, matrix).mean(axis=0)
         split_out = {
             "variants": names_in,
+            "wordings": {v.name: {"wording": v.wording, "order": v.order} for v in chosen},
             "indices": dict(zip(dims, mean.tolist())),
+            "indices_per_wording": balanced_indices(per_variant, chosen, dims),
             "indices_per_variant": {n: dict(zip(dims, indices[n].tolist())) for n in names_in},
             "expected_answers": dict(zip(items, np.mean([expected[n] for n in names_in], axis=0).tolist())),
             "option_mass": float(np.mean([mass[n] for n in names_in])),
@@ -117,7 +122,7 @@ def evaluate_with_lm_eval(loaded, instrument, targets: Sequence[Profile], *, ali
             "targets": {},
         }
         for target in targets:
-            split_out["targets"][target.key] = versus_target(target, per_variant, names_in, dims)
+            split_out["targets"][target.key] = versus_target(target, per_variant, chosen, dims)
         out["splits"][split] = split_out
     out["diagnostics"] = diagnostics_of([v.name for v in variants])
     out["lm_eval"] = _jsonable({

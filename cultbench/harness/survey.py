@@ -37,7 +37,7 @@ def survey_rows(settings: SurveySettings) -> list[dict]:
         rows.append({
             "item": item.id, "position": position, "block": item.block, "variant": variant.name,
             "system": system[0] if system else "", "user": messages[-1]["content"],
-            "choices": [str(o) for o in inst.options],
+            "choices": option_labels(inst, item, variant),
             "answers": [int(a) for a in variant.displayed_answers(inst.options)],
         })
     return rows
@@ -54,7 +54,7 @@ def _distribution_rows(settings: SurveySettings) -> list[dict]:
             "item": item.id, "position": position, "block": item.block, "variant": variant.name,
             "kind": "distribution", "questions": inst.split[item.id],
             "system": system[0] if system else "", "user": messages[-1]["content"],
-            "choices": option_labels(inst, item), "answers": displayed_options(inst, item, variant),
+            "choices": option_labels(inst, item, variant), "answers": displayed_options(inst, item, variant),
         })
     return rows
 

@@ -10,9 +10,15 @@ Tasks (lm-eval reads ``*.yaml`` only):
 - ``vsm2013_<code>``: one per named target (the target, its source where needed, and the
   default prompt variant, the first training variant, fixed): its ``l1`` is the L1 that
   ``cultbench evaluate`` reports for that variant (``l1_per_variant``), not a split's mean;
-- groups ``vsm2013_train`` and ``vsm2013_heldout``: the variant tasks of a split. lm-eval
-  averages group metrics weighted by size; the indices, ``l1`` and the errors are means over
-  the variants, as cultbench's own evaluation reports a split.
+- ``vsm2013_<wording>_balanced``: one group per wording (wording version 4) over its two
+  renderings, the scale in order and reversed. lm-eval averages group metrics weighted by size
+  (both renderings have 24 items), so the group's indices are the wording's order-balanced
+  indices, ``<dim>_error`` their signed errors, and the sum of their absolute values the
+  wording's balanced L1, as ``cultbench evaluate`` reports (``indices_per_wording``,
+  ``l1_per_wording``). A rendering's ``l1`` is not averaged: the mean of the two renderings'
+  L1s is not the balanced L1;
+- groups ``vsm2013_train``, ``vsm2013_validation`` and ``vsm2013_heldout``: the rendering tasks
+  of a split; their indices and errors are the means over the split's wordings' balanced ones.
 """
 
 from __future__ import annotations
@@ -67,8 +73,8 @@ def _task(name: str, alias: str, fixed: dict, comment: str = "") -> str:
     return HEADER + "\n".join(lines) + "\n"
 
 
-def _group(split: str, tasks: list[str], metrics: list[str]) -> str:
-    lines = [f"group: {BASE}_{split}", f"group_alias: {BASE} ({split} prompt variants)", "task:"]
+def _group(split: str, tasks: list[str], metrics: list[str], alias: str | None = None) -> str:
+    lines = [f"group: {BASE}_{split}", f"group_alias: {BASE} ({alias or split + ' wordings, both orders'})", "task:"]
     lines += [f"  - {t}" for t in tasks]
     lines += ["aggregate_metric_list:"]
     lines += [f"  - {{metric: {m}, aggregation: mean, weight_by_size: true}}" for m in metrics]
@@ -93,9 +99,14 @@ def render_task_files() -> dict[str, str]:
                    f"its l1 is `cultbench evaluate`'s l1_per_variant[\"{default.name}\"] for {target}, not a\n"
                    f"split's mean; for those run the groups {BASE}_train / {BASE}_heldout with the target as metadata.")
         files[f"{name}.yaml"] = _task(name, f"{BASE} (target {target}, {default.name})", fixed, comment)
+    linear = [m for m in metrics if m != "l1"]  # a mean of renderings' L1s is not a balanced L1
+    for wording in dict.fromkeys(v.wording for v in all_variants()):
+        tasks = [task_name(v.name) for v in all_variants() if v.wording == wording]
+        suffix = f"{wording.replace('-', '_')}_balanced"
+        files[f"{BASE}_{suffix}.yaml"] = _group(suffix, tasks, linear, f"{wording}, order-balanced")
     for split in SPLITS:
         tasks = [task_name(v.name) for v in all_variants() if v.split == split]
-        files[f"{BASE}_{split}.yaml"] = _group(split, tasks, metrics)
+        files[f"{BASE}_{split}.yaml"] = _group(split, tasks, linear)
     names = [n[:-5] for n in files]
     assert len(set(names)) == len(names), "two tasks share a name"
     return files

@@ -198,6 +198,19 @@ def countries(source: str | None = None) -> list[Profile]:
     return [_profile(table[code], src, scores) for code, scores in rows.items()]
 
 
+def world_mean(source: str | None = None, dimensions: Sequence[str] = DIMENSIONS) -> tuple[np.ndarray, str, int]:
+    """(mean scores in ``dimensions``' order, the source they come from, how many countries) over
+    the countries of ``source`` that have every one of ``dimensions``: the reference profile of a
+    respondent who knows only what countries score on average. A source with fewer than two such
+    countries (an estimate for one country) falls back to the default matrix."""
+    dims = [str(d).lower() for d in dimensions]
+    for src in dict.fromkeys([source or DEFAULT_SOURCE, DEFAULT_SOURCE]):
+        rows = [p.vector(dims) for p in countries(src) if all(d in p.scores for d in dims)]
+        if len(rows) >= 2:
+            return np.mean(rows, axis=0), src, len(rows)
+    raise CultbenchError(f"no two countries of {DEFAULT_SOURCE} have every dimension of {', '.join(dims)}")
+
+
 def resolve_country(name: str) -> _Country:
     hits = _index().get(_norm(name), {})
     table = _countries()
