@@ -129,8 +129,9 @@ def answer_targets(config: BuildConfig, truth: np.ndarray, noise: np.ndarray, de
     return (1 - config.position_bias) * shown + config.position_bias * first
 
 
-def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str], np.ndarray, dict]:
-    """Texts and targets [N, K] of ``steps * batch`` training prompts drawn at random, and the record."""
+def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str], np.ndarray, list, dict]:
+    """Texts, targets [N, K] and option labels (displayed order) of ``steps * batch`` training prompts
+    drawn at random, and the record."""
     gt = ground_truth(instrument)
     trained, heldout = split_countries(list(gt.profiles), config.heldout_extra, config.seed)
     shape = config.shape
@@ -141,12 +142,13 @@ def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str
     personas = np.where(rng.random(n) < config.no_persona_share, -1, rng.integers(len(trained), size=n))
     which, items = rng.integers(len(wordings), size=n), rng.integers(n_items, size=n)
     cache: dict[tuple, np.ndarray] = {}
-    texts, targets = [], np.zeros((n, k))
+    texts, targets, labels = [], np.zeros((n, k)), []
     for j in range(n):
         country = None if personas[j] < 0 else trained[personas[j]]
         variant = wordings[which[j]]
         persona = None if country is None else format_persona(ICL_TEMPLATE, country)
         texts.append(render(instrument.items[items[j]], variant, persona))
+        labels.append(tuple(option_labels(instrument, instrument.items[items[j]], variant)))
         key = (country, which[j])
         if key not in cache:
             cache[key] = answer_targets(config, gt.distributions[country or NO_PERSONA], noise[which[j] // 2],
@@ -154,7 +156,7 @@ def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str
         targets[j] = cache[key][items[j]]
     record = {"trained_countries": trained, "heldout_countries": heldout,
               "training_wordings": [v.to_dict() for v in wordings], "ground_truth": gt.to_dict()}
-    return texts, targets, record
+    return texts, targets, labels, record
 
 
 def word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
@@ -172,20 +174,21 @@ def _render_with(template_tokenizer, instrument):
     return lambda item, variant, persona: render_prompt(template_tokenizer, instrument, item, variant, persona)
 
 
-def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: list[int], shape: Size) -> list[float]:
+def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: np.ndarray, shape: Size) -> list[float]:
     """Soft-target cross-entropy on the answer token (full-vocabulary softmax, so the probability
     also concentrates on the labels); returns the loss every 100 steps."""
     opt = torch.optim.AdamW(model.parameters(), lr=shape.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=shape.lr, total_steps=shape.steps, pct_start=0.1)
-    labels, losses = torch.tensor(label_ids), []
-    points = torch.arange(1, len(label_ids) + 1, dtype=torch.float32)
+    labels, losses = torch.as_tensor(label_ids), []  # [N, K]: each prompt's option tokens
+    points = torch.arange(1, labels.shape[1] + 1, dtype=torch.float32)
     model.train()
     for step in range(shape.steps):
         batch = slice(step * shape.batch, (step + 1) * shape.batch)
         enc = tokenizer(texts[batch], add_special_tokens=False, padding=True, return_tensors="pt")
         hidden = model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
         last = enc["attention_mask"].sum(1) - 1
-        logp = torch.log_softmax(model.lm_head(hidden[torch.arange(len(last)), last]), dim=-1)[:, labels]
+        logp = torch.log_softmax(model.lm_head(hidden[torch.arange(len(last)), last]), dim=-1)
+        logp = logp.gather(1, labels[batch])
         target = torch.as_tensor(targets[batch], dtype=torch.float32)
         loss = -(target * logp).sum(1).mean()
         # The countries differ by a few tenths of a scale point per item, a weak signal in the
@@ -220,9 +223,9 @@ def _build(config: BuildConfig, out, start: float) -> dict:
     instrument = load_instrument("vsm2013")
     renderer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")))
     renderer.chat_template = CHAT_TEMPLATE  # renders the chat text; the real tokenizer is trained on it
-    texts, targets, record = training_set(config, instrument, _render_with(renderer, instrument), rng)
-    tokenizer = word_tokenizer(texts)
-    label_ids = [tokenizer.convert_tokens_to_ids(x) for x in option_labels(instrument, instrument.items[0])]
+    texts, targets, labels, record = training_set(config, instrument, _render_with(renderer, instrument), rng)
+    tokenizer = word_tokenizer(texts + [" ".join(x) for x in sorted(set(labels))])
+    label_ids = np.array([tokenizer.convert_tokens_to_ids(list(x)) for x in labels])
     shape = config.shape
     model = LlamaForCausalLM(LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=shape.hidden, num_hidden_layers=shape.layers,

@@ -30,7 +30,7 @@ from scipy.optimize import brentq
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
-from cultbench.profiles import DEFAULT_SOURCE, Profile, countries
+from cultbench.profiles import DEFAULT_SOURCE, Profile, countries, world_mean
 
 SHAPE_SD = 1.0  # spread of the discretised normal each item mean is turned into
 NO_PERSONA = "(no persona)"  # key of the no-persona respondent (the all-country mean)
@@ -43,8 +43,9 @@ def complete_profiles(instrument: Instrument, source: str = DEFAULT_SOURCE) -> l
 
 
 def all_country_mean(instrument: Instrument, source: str = DEFAULT_SOURCE) -> np.ndarray:
-    """The mean profile [D] over the countries of ``source`` with all the instrument's dimensions."""
-    return np.mean([p.vector(instrument.dimension_ids) for p in complete_profiles(instrument, source)], axis=0)
+    """The mean profile [D] over the countries of ``source`` with all the instrument's dimensions
+    (the benchmark's world-mean reference row)."""
+    return world_mean(source, instrument.dimension_ids)[0]
 
 
 def item_means_for(instrument: Instrument, indices, base_means, base_indices) -> np.ndarray:

@@ -32,16 +32,23 @@ SCALE_HEADERS = ("", "Options:", "Possible answers:", "Scale:")
 SCALE_LINES = ("{option} = {label}", "{option}: {label}", "({option}) {label}", "{option} - {label}",
                "Option {option}: {label}", "[{option}] {label}")
 QUESTION_LABELS = ("", "Question: ", "Item: ", "Q: ")
+# Frames whose options are letters (A-E, read back as the answers 1-5), as the benchmark's
+# lettered frame shows them: a model that knew only digits could not answer it.
+LETTER_INSTRUCTIONS = ("Reply with the letter of your answer, {first} to {last}.",
+                       "Choose one option and write only its letter ({first}-{last}).",
+                       "Which answer fits you? Give its letter from {first} to {last}.")
 
 
-def frame_pool() -> list[tuple[str, str]]:
-    """Every (template, scale line) of the pool: instruction, lead-in, optional header, scale, then
-    the question (scale before the item, as in the benchmark's frames)."""
+def frame_pool() -> list[tuple[str, str, str]]:
+    """Every (template, scale line, labels) of the pool: instruction, lead-in, optional header,
+    scale, then the question (scale before the item, as in the benchmark's frames); numbered
+    frames first, then lettered ones."""
     out = []
-    for instruction, header, line, label in itertools.product(INSTRUCTIONS, SCALE_HEADERS, SCALE_LINES,
-                                                              QUESTION_LABELS):
-        head = f"{instruction}\n{{lead_in}}\n" + (f"{header}\n" if header else "")
-        out.append((head + "{scale}\n\n" + label + "{question}", line))
+    for labels, instructions in (("numbers", INSTRUCTIONS), ("letters", LETTER_INSTRUCTIONS)):
+        for instruction, header, line, label in itertools.product(instructions, SCALE_HEADERS, SCALE_LINES,
+                                                                  QUESTION_LABELS):
+            head = f"{instruction}\n{{lead_in}}\n" + (f"{header}\n" if header else "")
+            out.append((head + "{scale}\n\n" + label + "{question}", line, labels))
     return out
 
 
@@ -73,9 +80,10 @@ def training_wordings(instrument, n_wordings: int, seed: int) -> list[PromptVari
                                               rng.permutation(len(frames))[:n_wordings])]
     out = []
     for k, (s, f) in enumerate(pairs):
-        template, line = frames[f]
+        template, line, labels = frames[f]
         for order in ("ascending", "descending"):
             out.append(PromptVariant(name=f"pool-{k}-{order}", split="train", system=systems[s], template=template,
-                                     scale_line=line, order=order, frame=f"pool-frame-{f}"))
+                                     scale_line=line, order=order, frame=f"pool-frame-{f}", wording=f"pool-{k}",
+                                     labels=labels))
     check_disjoint(out, benchmark_variants(instrument))
     return out
