@@ -199,6 +199,7 @@ def check_control(folder, record: dict, targets: Sequence[str], budget: int, ech
     ]
     figures = {"heldout_l1": {f"{r['aligner']['name']} {r['target']['name']}": heldout_l1(r) for r in records},
                "content_free_l1": {r["target"]["name"]: content_free_l1(r) for r in naive},
+               "aligned": {f"{r['aligner']['name']} {r['target']['name']}": aligned(r) for r in records},
                "failed_checks": {r["target"]["name"]: r["metrics"]["diagnostics"]["all"]["failed"] for r in naive}}
     return checks, figures
 
