@@ -27,6 +27,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
+from aligners.checkpoint import check_fields
 from cultbench import __version__
 from cultbench.atomic import write_folder_atomic
 from cultbench.errors import CultbenchError
@@ -61,6 +62,55 @@ def _file_in_folder(folder: Path, name, record: Path) -> Path:
         raise CultbenchError(f"{record}: soft_prompt.file {name!r} leaves the alignment folder {folder}; "
                              "it must name a file inside it")
     return path
+
+
+def _check_record(data: dict, path: Path) -> None:
+    """Refuse an alignment record whose fields are not of the kinds :meth:`Alignment.to_dict` writes."""
+    check_fields(path, data, "alignment record", aligner="text", hyperparameters="mapping", seed="count?",
+                 model="mapping", problem="mapping", budget="count?", evaluations="count", result="mapping",
+                 persona="text?", soft_prompt="mapping?", search="mapping?", history="records")
+    model_kinds = {"id": "text?", "revision": "text?", "file_sha256": "text?", "hidden_size": "count?", "dtype": "text?"}
+    check_fields(path, data["model"], "alignment record's model",
+                 **{k: v for k, v in model_kinds.items() if k in data["model"]})
+    meta = data["soft_prompt"]
+    if meta is not None:
+        check_fields(path, meta, "alignment record's soft_prompt", shape="counts", dtype="text",
+                     parametrisation="mapping?")
+        if len(meta["shape"]) != 2 or 0 in meta["shape"]:
+            raise CultbenchError(f"{path}: corrupt alignment record (soft_prompt.shape {meta['shape']} is not "
+                                 "[n_virtual, hidden])")
+
+
+def _load_tensors(folder: Path, meta: dict, path: Path) -> tuple[torch.Tensor, np.ndarray | None]:
+    """(soft prompt, z) from the tensor file ``meta`` records, checked against its hash, shape,
+    dtype and for finite values: a tampered prompt is refused before any model sees it."""
+    tensor_path = _file_in_folder(folder, meta.get("file", TENSORS_NAME), path)
+    try:
+        blob = tensor_path.read_bytes()
+    except OSError as exc:
+        raise CultbenchError(f"{tensor_path}: cannot read the soft prompt ({exc.strerror or exc})") from None
+    if meta.get("sha256") and sha256(blob) != meta["sha256"]:
+        raise CultbenchError(f"{tensor_path} does not match the hash in {path}: the folder mixes "
+                             "two saves (interrupted write?); realign or restore the folder")
+    try:
+        tensors = safetensors.torch.load(blob)
+    except Exception as exc:  # safetensors raises its own SafetensorError (and others) on a damaged file
+        raise CultbenchError(f"{tensor_path}: not a readable safetensors file ({type(exc).__name__}: "
+                             f"{str(exc)[:120]})") from None
+    soft = tensors.get("prompt_embeddings")
+    if soft is None or list(soft.shape) != list(meta["shape"]):
+        raise CultbenchError(f"{tensor_path}: no prompt_embeddings of shape {meta['shape']}")
+    if str(soft.dtype).replace("torch.", "") != meta["dtype"]:
+        raise CultbenchError(f"{tensor_path}: prompt_embeddings are {str(soft.dtype).replace('torch.', '')}, "
+                             f"the record says {meta['dtype']}")
+    z = tensors.get("z")
+    for name, tensor in (("prompt_embeddings", soft), ("z", z)):
+        if tensor is not None and (not tensor.is_floating_point() or not torch.isfinite(tensor).all()):
+            raise CultbenchError(f"{tensor_path}: {name} holds non-finite or non-float values; the soft prompt "
+                                 "is refused before any evaluation")
+    if z is not None and z.ndim != 1:
+        raise CultbenchError(f"{tensor_path}: z has shape {list(z.shape)}, expected one axis")
+    return soft, None if z is None else z.numpy()
 
 
 @dataclasses.dataclass(eq=False)
@@ -180,22 +230,8 @@ class Alignment:
         if data["format"] > FORMAT_VERSION:
             raise CultbenchError(f"{path}: format {data['format']} is newer than this cultbench reads "
                                  f"({FORMAT_VERSION}); upgrade cultbench")
-        soft, z = None, None
-        if data.get("soft_prompt"):
-            meta = data["soft_prompt"]
-            tensor_path = _file_in_folder(folder, meta.get("file", TENSORS_NAME), path)
-            try:
-                blob = tensor_path.read_bytes()
-            except OSError as exc:
-                raise CultbenchError(f"{tensor_path}: cannot read the soft prompt ({exc.strerror or exc})") from None
-            if meta.get("sha256") and sha256(blob) != meta["sha256"]:
-                raise CultbenchError(f"{tensor_path} does not match the hash in {path}: the folder mixes "
-                                     "two saves (interrupted write?); realign or restore the folder")
-            tensors = safetensors.torch.load(blob)
-            soft = tensors.get("prompt_embeddings")
-            if soft is None or list(soft.shape) != list(meta["shape"]):
-                raise CultbenchError(f"{tensor_path}: no prompt_embeddings of shape {meta['shape']}")
-            z = tensors["z"].numpy() if "z" in tensors else None
+        _check_record(data, path)
+        soft, z = _load_tensors(folder, data["soft_prompt"], path) if data["soft_prompt"] else (None, None)
         try:
             alignment = cls(
                 aligner=data["aligner"], hyperparameters=data["hyperparameters"], seed=data["seed"],

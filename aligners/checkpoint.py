@@ -8,6 +8,7 @@ Nothing in it is pickled: arrays are safetensors, everything else is JSON.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,60 @@ def load_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
         raise CultbenchError(f"{path}: not a readable checkpoint ({exc})") from None
     if _STATE_KEY not in metadata:
         raise CultbenchError(f"{path}: not a cultbench search checkpoint")
-    state = json.loads(metadata[_STATE_KEY])
-    if state.get("format", 0) > CHECKPOINT_FORMAT:
+    try:
+        state = json.loads(metadata[_STATE_KEY])
+    except ValueError as exc:
+        raise CultbenchError(f"{path}: corrupt checkpoint (its state is not JSON: {exc})") from None
+    if not isinstance(state, dict):
+        raise CultbenchError(f"{path}: corrupt checkpoint (its state is {type(state).__name__}, not a mapping)")
+    check_fields(path, state, format="count")
+    if state["format"] > CHECKPOINT_FORMAT:
         raise CultbenchError(f"{path}: checkpoint format {state['format']} is newer than this cultbench reads")
     return state, arrays
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+# What a field of a checkpoint's (or an artifact's) JSON may hold; a trailing "?" also allows null.
+FIELD_KINDS = {
+    "count": _count,
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    "text": lambda v: isinstance(v, str),
+    "mapping": lambda v: isinstance(v, dict),
+    "records": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+    "counts": lambda v: isinstance(v, list) and all(_count(x) for x in v),
+    "texts": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+}
+
+
+def check_fields(path, record: dict, what: str = "checkpoint", **kinds: str) -> None:
+    """Refuse a record (a checkpoint's state, an artifact's JSON) that lacks a field or holds a
+    value of another kind than ``kinds`` names (see :data:`FIELD_KINDS`)."""
+    for name, kind in kinds.items():
+        value = record.get(name)
+        if value is None and kind.endswith("?") and name in record:
+            continue
+        if name not in record or not FIELD_KINDS[kind.rstrip("?")](value):
+            shown = "missing" if name not in record else f"{json.dumps(value, default=str)[:40]}"
+            raise CultbenchError(f"{path}: corrupt {what} ({name} is {shown}; expected {kind.rstrip('?')}"
+                                 f"{' or null' if kind.endswith('?') else ''})")
+
+
+def check_array(path, arrays: dict, name: str, shape: tuple | None = None, what: str = "checkpoint") -> np.ndarray:
+    """``arrays[name]``, refused unless present, floating, finite and (``shape``, None on an axis
+    for any length) of that shape."""
+    array = arrays.get(name)
+    if array is None:
+        raise CultbenchError(f"{path}: corrupt {what} (no {name} array)")
+    if shape is not None and (array.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, array.shape))):
+        raise CultbenchError(f"{path}: corrupt {what} ({name} has shape {list(array.shape)}, expected "
+                             f"{['any' if s is None else s for s in shape]})")
+    if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+        raise CultbenchError(f"{path}: corrupt {what} ({name} holds non-finite or non-float values)")
+    return array
 
 
 def json_ready(data):

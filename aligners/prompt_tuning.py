@@ -46,7 +46,8 @@ from tqdm.auto import tqdm
 from aligners.artifact import Alignment
 from aligners.base import ConfiguredAligner, final_result, model_record
 from aligners.baselines import ICL_TEMPLATE, format_persona
-from aligners.checkpoint import CHECKPOINT_NAME, check_identity, json_ready, load_checkpoint, save_checkpoint
+from aligners.checkpoint import (CHECKPOINT_NAME, check_array, check_fields, check_identity, json_ready, load_checkpoint,
+                                 save_checkpoint)
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem, precision
 from aligners.registry import register_aligner
@@ -331,6 +332,7 @@ class _TrainingRun:
         if self.key not in arrays:
             raise CultbenchError(f"{self.path} is not a prompt-tuning checkpoint; resume with the aligner that "
                                  "wrote it, or use another folder")
+        self._check_state(state, arrays)
         with torch.no_grad():
             self.trained.copy_(torch.from_numpy(arrays[self.key]))
         _restore_optimizer(self.optimizer, arrays)
@@ -339,6 +341,23 @@ class _TrainingRun:
         if state["best_fitness"] is not None:
             self.best_fitness, self.best_indices = state["best_fitness"], arrays["best_indices"]
         _log.info("resuming %s at step %d", self.path, self.step)
+
+
+    def _check_state(self, state: dict, arrays: dict) -> None:
+        """Refuse a checkpoint whose fields do not hold what :meth:`_save` writes: kinds, the trained
+        tensor's shape, finite arrays (a NaN prompt is refused before any step runs)."""
+        check_fields(self.path, state, step="count", elapsed="number", history="records", best_fitness="number?")
+        if len(state["history"]) != state["step"]:
+            raise CultbenchError(f"{self.path}: corrupt checkpoint (step and history do not agree)")
+        shape = tuple(self.trained.shape)
+        check_array(self.path, arrays, self.key, shape)
+        check_array(self.path, arrays, f"best_{self.key}", shape)
+        for name in arrays:
+            if name.startswith("optimizer."):
+                scalar = arrays[name].size == 1 and arrays[name].ndim <= 1  # e.g. Adam's step count
+                check_array(self.path, arrays, name, arrays[name].shape if scalar else shape)
+        if state["best_fitness"] is not None:
+            check_array(self.path, arrays, "best_indices")
 
 
 @dataclass(frozen=True)

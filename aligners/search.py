@@ -45,7 +45,8 @@ from tqdm.auto import tqdm
 from aligners.artifact import Alignment
 from aligners.base import ConfiguredAligner, exact_results, final_result, model_record
 from aligners.baselines import ICL_TEMPLATE, format_persona
-from aligners.checkpoint import CHECKPOINT_NAME, check_identity, json_ready, load_checkpoint, save_checkpoint
+from aligners.checkpoint import (CHECKPOINT_NAME, check_array, check_fields, check_identity, json_ready, load_checkpoint,
+                                 save_checkpoint)
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem, precision
 from aligners.search_space import MAX_VIRTUAL_TOKENS, SoftPromptSpace, space_error
@@ -310,6 +311,7 @@ class SearchRun:
             raise CultbenchError(f"nothing to resume: {path.parent} has no {CHECKPOINT_NAME}")
         state, arrays = load_checkpoint(path)
         check_identity(path, state.get("identity"), self.identity)
+        self._check_state(state, arrays)
         if state["evaluations"] > self.budget:
             raise CultbenchError(f"the checkpoint has used {state['evaluations']} evaluations, more than the "
                                  f"budget {self.budget}")
@@ -320,6 +322,22 @@ class SearchRun:
             self.best_fitness = state["best_fitness"]
             self.best_z, self.best_indices = arrays["best_z"], arrays["best_indices"]
         _log.info("resuming %s: replaying %d generations (%d evaluations)", path, len(pieces), state["evaluations"])
+
+    def _check_state(self, state: dict, arrays: dict) -> None:
+        """Refuse a checkpoint whose fields do not hold what :meth:`_save` writes (tampered, or
+        written by something else): kinds, lengths that agree, finite arrays of the right shape."""
+        path = self.checkpoint_path
+        check_fields(path, state, evaluations="count", generation="count", sizes="counts", hashes="texts",
+                     history="records", invalid="count", best_fitness="number?")
+        sizes = state["sizes"]
+        if len(state["hashes"]) != len(sizes) or state["generation"] != len(sizes) or \
+                state["evaluations"] != sum(sizes) or len(state["history"]) != len(sizes):
+            raise CultbenchError(f"{path}: corrupt checkpoint (generations, hashes, history and evaluations "
+                                 "do not agree)")
+        check_array(path, arrays, "fitness", (sum(sizes),))
+        if state["best_fitness"] is not None:
+            check_array(path, arrays, "best_z", (self.space.d,))
+            check_array(path, arrays, "best_indices")
 
     # -- result ---------------------------------------------------------------------------------
 

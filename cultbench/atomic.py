@@ -69,9 +69,30 @@ def write_folder_atomic(folder, files: dict[str, bytes]) -> Path:
         raise CultbenchError(f"{folder}: cannot write ({exc.strerror or exc})") from None
     try:
         for name, data in files.items():
-            (tmp / name).write_bytes(data)
+            with open(tmp / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())  # the files' bytes reach the disk before the rename publishes them
         os.chmod(tmp, 0o755)
+        _fsync_folder(tmp)
         os.replace(tmp, folder)
+        _fsync_folder(folder.parent)
+    except OSError as exc:  # e.g. a full disk: nothing of the new folder is left behind
+        raise CultbenchError(f"{folder}: cannot write ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk, where the platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

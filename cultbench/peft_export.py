@@ -16,6 +16,8 @@ alignment's ``prompt_embeddings`` [n_virtual, hidden] are exactly a prompt-tunin
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import safetensors.torch
@@ -26,7 +28,7 @@ from aligners import Alignment
 from cultbench import __version__
 from cultbench.atomic import write_folder_atomic
 from cultbench.errors import CultbenchError
-from cultbench.models import locate_model
+from cultbench.models import DTYPES, locate_model
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -51,21 +53,57 @@ def base_model_location(model_id: str) -> tuple[str, str | None]:
     return (where if kind == "hub" else str(Path(where).resolve())), gguf_file
 
 
+# The dtypes a README may name as ``torch.<dtype>``: nothing else from an artifact reaches that code.
+README_DTYPES = tuple(dict.fromkeys(str(d).replace("torch.", "") for d in DTYPES.values()))
+# A Hugging Face Hub id: ``name`` or ``owner/name`` of letters, digits, '-', '_' and '.'.
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
+
+
+def checked_dtype(dtype) -> str:
+    """The alignment's model dtype, refused unless it is one of :data:`README_DTYPES`."""
+    if dtype is None:
+        return "float32"
+    if not isinstance(dtype, str) or dtype not in README_DTYPES:
+        raise CultbenchError(f"the alignment records model dtype {str(dtype)[:60]!r}; expected one of "
+                             f"{', '.join(README_DTYPES)} (a tampered alignment.json?)")
+    return dtype
+
+
+def checked_base_model(base_model: str) -> str:
+    """``base_model``, refused unless it is a Hugging Face Hub id or an existing path."""
+    if not isinstance(base_model, str) or not base_model or "\n" in base_model or "\r" in base_model:
+        raise CultbenchError(f"base model {str(base_model)[:60]!r} is neither a Hugging Face Hub id nor a path")
+    if HUB_ID.match(base_model) or Path(base_model).exists():
+        return base_model
+    raise CultbenchError(f"base model {base_model[:60]!r} is neither a Hugging Face Hub id (owner/name) nor an "
+                         "existing path; pass --base-model")
+
+
+def _text(value) -> str:
+    """A recorded value as one line of Markdown text: no line breaks or backticks that could open a block."""
+    return " ".join(str(value).split()).replace("`", "'")
+
+
 def _readme(alignment, source: Path, base_model: str, gguf_file: str | None, out: Path) -> str:
     target = (alignment.problem or {}).get("target") or {}
     model = alignment.model or {}
-    dtype = model.get("dtype") or "float32"
+    dtype = checked_dtype(model.get("dtype"))
+    # Every value pasted into code is quoted for its language: repr for Python, shlex for bash.
     gguf_py = f", gguf_file={gguf_file!r}" if gguf_file else ""
     gguf_arg = f",gguf_file={gguf_file}" if gguf_file else ""
     here = str(out.resolve())
+    model_args = shlex.quote(f"pretrained={base_model}{gguf_arg},dtype={dtype},peft={here}")
     return "\n".join([
-        "---", "library_name: peft", f"base_model: {base_model}", "tags: [prompt-tuning, cultbench]", "---", "",
+        "---", "library_name: peft", f"base_model: {json.dumps(base_model)}", "tags: [prompt-tuning, cultbench]",
+        "---", "",
         "# cultbench soft prompt (PEFT prompt tuning)", "",
-        f"Exported by cultbench {__version__} from the alignment folder `{source}`.", "",
-        f"- aligner: {alignment.aligner}, seed {alignment.seed}, {alignment.evaluations} candidate evaluations",
-        f"- target: {target.get('name')} (source {target.get('source')})",
-        f"- base model: {model.get('id')} (revision {model.get('revision')}, file sha256 {model.get('file_sha256')}, "
-        f"hidden size {model.get('hidden_size')}), at `{base_model}`" + (f", GGUF file `{gguf_file}`" if gguf_file else ""),
+        f"Exported by cultbench {__version__} from the alignment folder `{_text(source)}`.", "",
+        f"- aligner: {_text(alignment.aligner)}, seed {_text(alignment.seed)}, {_text(alignment.evaluations)} "
+        "candidate evaluations",
+        f"- target: {_text(target.get('name'))} (source {_text(target.get('source'))})",
+        f"- base model: {_text(model.get('id'))} (revision {_text(model.get('revision'))}, file sha256 "
+        f"{_text(model.get('file_sha256'))}, hidden size {_text(model.get('hidden_size'))}), at `{_text(base_model)}`"
+        + (f", GGUF file `{_text(gguf_file)}`" if gguf_file else ""),
         f"- virtual tokens: {alignment.soft_prompt.shape[0]}", "",
         "Load it with transformers and PEFT"
         + (" (the base model is a GGUF file, so it is loaded with `gguf_file=`; "
@@ -77,7 +115,7 @@ def _readme(alignment, source: Path, base_model: str, gguf_file: str | None, out
         f"model = PeftModel.from_pretrained(base, {here!r})", "```", "",
         "Evaluate it with lm-evaluation-harness:", "",
         "```bash",
-        f"lm_eval --model hf --model_args pretrained={base_model}{gguf_arg},dtype={dtype},peft={here} "
+        f"lm_eval --model hf --model_args {model_args} "
         "--include_path \"$(cultbench harness-path)\" --tasks vsm2013 --apply_chat_template",
         "```", ""])
 
@@ -104,7 +142,8 @@ def export_peft(alignment_dir, out_dir, *, base_model: str | None = None, overwr
     gguf_file = None
     if base_model is None and (alignment.model or {}).get("id"):
         base_model, gguf_file = base_model_location(alignment.model["id"])
-    base = base_model
+    base = None if base_model is None else checked_base_model(base_model)
+    checked_dtype((alignment.model or {}).get("dtype"))  # before anything is written
     config = prompt_tuning_config(soft.shape[0], soft.shape[1], base).to_dict()
     config = {k: (v.value if hasattr(v, "value") else sorted(v) if isinstance(v, set) else v)
               for k, v in config.items()}

@@ -67,7 +67,10 @@ def _read_text(path: Path) -> str:
 def _bad_byte_column(data: bytes, pos: int) -> str:
     """', column NAME' of the cell holding the undecodable byte at ``pos`` (best effort, else '')."""
     def cells(line: bytes) -> list[str]:
-        return next(csv.reader([line.decode("utf-8-sig", errors="replace").rstrip("\r\n")]), [])
+        try:
+            return next(csv.reader([line.decode("utf-8-sig", errors="replace").rstrip("\r\n")]), [])
+        except csv.Error:  # e.g. a lone carriage return: no column to name
+            return []
 
     start = data.rfind(b"\n", 0, pos) + 1
     end = data.find(b"\n", pos)
@@ -90,9 +93,10 @@ def _answer(cell: str, options: tuple[int, ...], where: str) -> float:
             f"{where}: {text!r} is not a valid answer; answers are whole numbers, one of {allowed} "
             f"(leave the cell blank for a missing answer)"
         )
-    value = int(float(text))
+    value = float(text)  # a 400-digit answer is inf here: out of range, not an OverflowError
     if value not in options:
-        raise CultbenchError(f"{where}: answer {text} is out of range; answers are one of {allowed}")
+        raise CultbenchError(f"{where}: answer {text[:20]}{'...' if len(text) > 20 else ''} is out of range; "
+                             f"answers are one of {allowed}")
     return float(value)
 
 

@@ -27,6 +27,7 @@ leaderboard page's convergence charts as SVG files beside it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -69,6 +70,18 @@ DIAGNOSTICS = (("option_mass", lambda d: d["option_mass"]),
                ("item_sd", lambda d: d["item_discrimination"]),
                ("wording_sd", lambda d: d["wording_stability"]["mean"]),
                ("interpretable", lambda d: float(bool(d["interpretable"]))))
+
+
+MAX_SLUG = 120  # characters of a chart's file name slug: far below the 255 bytes file systems allow
+
+
+def short_slug(text: str) -> str:
+    """A file-name slug of ``text``; a longer one is cut and ends with a hash of the whole, so it
+    stays unique and a 300-character model id still makes a valid file name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if len(slug) <= MAX_SLUG:
+        return slug
+    return f"{slug[:MAX_SLUG - 9]}-{hashlib.sha256(slug.encode()).hexdigest()[:8]}"
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -450,7 +463,7 @@ def write_study(entries: Entries, markdown: Path | None = None, json_path: Path 
                 svg = convergence_svg(f"{label} · {m['model']}", rows, colours)
                 if svg is None:
                     continue
-                slug = re.sub(r"[^a-z0-9]+", "-", f"{m['model']}-{target['name']}-{target['source']}".lower()).strip("-")
+                slug = short_slug(f"{m['model']}-{target['name']}-{target['source']}")
                 path = Path(charts_dir) / f"convergence-{slug}.svg"
                 emit(path, svg + "\n")
                 charts.setdefault(m["model"], {})[label] = Path(os.path.relpath(path, base)).as_posix()

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from aligners import Alignment, AlignmentProblem, SoftPromptAligner, get_aligner_class
@@ -306,11 +307,24 @@ class Sweep:
                 bar.update(1)
                 yield "shared", seed_free[group]
                 continue
-            path, alignment = self._run_one(combo, loaded, exact, search)
+            with self.combination_lock(combo):
+                # Another process on the same --output may have finished it while this one waited.
+                done = None if self.spec.force else self.finished(combo)
+                if done is None:
+                    path, alignment = self._run_one(combo, loaded, exact, search)
+            bar.update(1)
+            if done is not None:
+                yield "done", done
+                continue
             if alignment.seed is None and alignment.budget is None:
                 seed_free[group] = path
-            bar.update(1)
             yield "written", path
+
+    def combination_lock(self, combo: Combination) -> FileLock:
+        """The lock of a combination in --output: two `cultbench run` processes on one output
+        folder take turns on a combination, and the second finds it done (an OS lock: a killed
+        process releases it)."""
+        return FileLock(str(self.spec.output / f".{self._stem(self._keys(combo)[0], combo)}.lock"))
 
     def _run_one(self, combo: Combination, loaded, exact, search) -> tuple[Path, Alignment]:
         """Align (or load the saved alignment, or resume the search), evaluate, write the result."""

@@ -9,7 +9,7 @@ from cultbench.cli import main
 @pytest.mark.parametrize("args, message", [
     (["run", "--nope"], "No such option '--nope'"),
     (["indices", "--answers"], "requires an argument"),
-    (["evaluate", "--target", "US", "--max-batch-mb", "lots"], "'lots' is not a valid float"),
+    (["evaluate", "--target", "US", "--max-batch-mb", "lots"], "'lots' is not a number above 0"),
     (["no-such-command"], "No such command 'no-such-command'"),
     (["run", "--target", "US", "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
     (["align", "--target", "US", "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),

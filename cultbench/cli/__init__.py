@@ -35,8 +35,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except CultbenchError as exc:
-            click.echo(f"Error: {exc}", err=True)
+        except CultbenchError as exc:  # one line, whatever line breaks a value from a file brought in
+            click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)

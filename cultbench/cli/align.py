@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cultbench.cli.options import constant_option, data_options, ray_options
+from cultbench.cli.options import PositiveNumber, constant_option, data_options, ray_options
 from cultbench.errors import CultbenchError
 
 
@@ -111,7 +111,7 @@ def _raise_interrupt(signum, frame):
 @click.option("--dtype", default="float32", show_default=True,
               help="Precision of the model and of everything reported (the saved fitness and indices).")
 @click.option("--device", default="cpu", show_default=True, help="Device (cpu, cuda, auto).")
-@click.option("--max-batch-mb", default=None, type=float,
+@click.option("--max-batch-mb", default=None, type=PositiveNumber(),
               help="Memory bound of one forward pass of the scorer [default: the scorer's].")
 @ray_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")

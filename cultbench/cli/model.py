@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from cultbench.cli.options import (alignment_folder, constant_option, data_options, emit_json, emit_report,
-                                   json_options)
+from cultbench.cli.options import (PositiveNumber, alignment_folder, constant_option, data_options, emit_json,
+                                   emit_report, json_options)
 from cultbench.errors import CultbenchError
 
 
@@ -34,7 +34,7 @@ from cultbench.errors import CultbenchError
 @constant_option
 @click.option("--dtype", default="float32", show_default=True, help="Model dtype (reported indices: float32).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option("--max-batch-mb", default=None, type=float, help="Memory bound of one forward of the scorer.")
+@click.option("--max-batch-mb", default=None, type=PositiveNumber(), help="Memory bound of one forward of the scorer.")
 @click.option("--engine", type=click.Choice(["scorer", "lm-eval"]), default="scorer", show_default=True,
               help="scorer: cultbench's survey scorer; lm-eval: lm-evaluation-harness's request machinery "
                    "on the vsm2013_<variant> tasks (same report, plus lm-eval's results block).")
@@ -137,7 +137,7 @@ def _report_cleaning(instrument) -> None:
 @click.option("--candidates", default=20, show_default=True, type=int,
               help="Soft prompts per scorer call (20: a search population of 10 x 2 training variants).")
 @click.option("--repeats", default=3, show_default=True, type=int, help="Timed repeats (median reported).")
-@click.option("--max-batch-mb", default=None, type=float, help="The scorer's memory bound [default: its default].")
+@click.option("--max-batch-mb", default=None, type=PositiveNumber(), help="The scorer's memory bound [default: its default].")
 @click.option("--engines", default="scorer-fp32,scorer-bf16,lm-eval,loop", show_default=True,
               help="Engines to run, comma-separated.")
 @click.option("--precision-points", default=24, show_default=True, type=click.IntRange(min=0),

@@ -39,6 +39,21 @@ def parse_constants(values) -> dict[str, float]:
     return out
 
 
+class PositiveNumber(click.ParamType):
+    """A finite number above 0 (``--max-batch-mb``): nan, inf, 0 and negatives are refused."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or not math.isfinite(number) or number <= 0:
+            self.fail(f"{str(value)[:40]!r} is not a number above 0", param, ctx)
+        return number
+
+
 def constant_option(f):
     """Decorator adding ``--constant DIM=NUMBER`` (repeatable); the command receives ``constants``: a dict."""
     return click.option(

@@ -6,6 +6,7 @@ As in align.py, the library (torch, transformers, the aligners) is imported insi
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import click
 import yaml
 
 from cultbench.cli.align import _raise_interrupt, parse_params
-from cultbench.cli.options import constant_option, data_options, ray_options
+from cultbench.cli.options import PositiveNumber, constant_option, data_options, ray_options
 from cultbench.errors import CultbenchError, did_you_mean
 
 try:
@@ -101,14 +102,34 @@ def load_config(ctx: click.Context, param, path: Path | None):
     for key, value in data.items():
         if key not in names:
             raise CultbenchError(f"--config {path}: unknown option {key!r}.{did_you_mean(str(key), names)}")
+        if value is None:  # `key:` with no value (YAML null): the option's default
+            continue
         p = params[names[key]]
         if p.name in ("params", "constants", "cleaning"):
             value = _as_pairs(value)
         elif p.multiple and not isinstance(value, list):
             value = [value]
+        elif not p.multiple and p.nargs == 1 and isinstance(value, (list, dict)):
+            raise CultbenchError(f"--config {path}: {key} takes one value, not a {type(value).__name__} "
+                                 f"({json.dumps(value, default=str)[:60]})")
+        if isinstance(value, list):
+            value = [_config_scalar(path, key, one, p.is_flag) for one in value]
+        else:
+            value = _config_scalar(path, key, value, p.is_flag)
         defaults[p.name] = value
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return path
+
+
+def _config_scalar(path: Path, key: str, value, flag: bool):
+    """One value of a config file as click converts it: a flag's as it is, any other option's as text
+    (as on a command line), so that each option's own type checks it."""
+    if not isinstance(value, (str, int, float, bool)):
+        raise CultbenchError(f"--config {path}: {key} holds {json.dumps(value, default=str)[:60]}; "
+                             "give a text, a number or a list of them")
+    if isinstance(value, bool) and not flag:
+        raise CultbenchError(f"--config {path}: {key} takes a value, not {str(value).lower()}")
+    return value if flag else str(value)
 
 
 config_option = click.option(
@@ -147,7 +168,7 @@ config_option = click.option(
 @click.option("--distance", default="l1", show_default=True,
               help="Fitness of the searches: l1, l2 or mean-abs (a distribution instrument's is jsd).")
 @click.option("--dimensions", default=None, metavar="DIM,DIM", help="Dimensions the fitness uses [default: all].")
-@click.option("--max-batch-mb", default=None, type=float, help="Memory bound of one forward of the scorer.")
+@click.option("--max-batch-mb", default=None, type=PositiveNumber(), help="Memory bound of one forward of the scorer.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/results"),
               show_default=True, help="Folder of the result files (one JSON per combination). Publishing "
                                       "them is a separate step: `cultbench leaderboard publish`.")

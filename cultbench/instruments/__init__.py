@@ -137,8 +137,8 @@ def _parse(data: dict, source: str) -> Instrument:
                           options=options, items=tuple(items), dimensions=tuple(dims),
                           default_constant=float(data.get("default_constant", 0.0)),
                           variants_file=data.get("variants"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CultbenchError(f"{source}: malformed instrument file ({type(exc).__name__}: {exc})") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CultbenchError(f"{source}: malformed instrument file ({type(exc).__name__}: {exc})") from None
 
 
 KINDS = ("index", "distribution")
@@ -148,16 +148,32 @@ FORMATS = ("globalopinionqa",)  # data formats of distribution instruments
 def instrument_spec(name_or_path: str) -> tuple[dict, Path]:
     """The YAML of an instrument (by name or path) and its path; its kind defaults to ``index``."""
     path = _find(name_or_path)
-    with open(path, encoding="utf-8") as fh:
-        spec = yaml.safe_load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            spec = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CultbenchError(f"{path}: malformed instrument file ({' '.join(str(exc).split())[:200]})") from None
     if not isinstance(spec, dict):
         raise CultbenchError(f"{path}: malformed instrument file (not a mapping)")
     spec.setdefault("kind", "index")
-    if spec["kind"] not in KINDS:
+    if not isinstance(spec["kind"], str) or spec["kind"] not in KINDS:
         raise CultbenchError(f"{path}: unknown instrument kind {spec['kind']!r}; kinds: {', '.join(KINDS)}")
-    if spec["kind"] == "distribution" and spec.get("format") not in FORMATS:
+    if spec["kind"] == "distribution" and (not isinstance(spec.get("format"), str) or spec["format"] not in FORMATS):
         raise CultbenchError(f"{path}: unknown data format {spec.get('format')!r}; formats: {', '.join(FORMATS)}")
+    if spec["kind"] == "distribution":
+        _check_distribution_spec(spec, path)
     return spec, path
+
+
+def _check_distribution_spec(spec: dict, path: Path) -> None:
+    """Refuse a distribution instrument's YAML whose fields are missing or of another kind."""
+    kinds = {"name": str, "dataset": str, "version": int, "cleaning": (dict, type(None)),
+             "country_names": (dict, type(None)), "split": (dict, type(None))}
+    for key, kind in kinds.items():
+        value = spec.get(key)
+        if (key in ("name", "dataset", "version") and key not in spec) or not isinstance(value, kind) \
+                or isinstance(value, bool):
+            raise CultbenchError(f"{path}: malformed instrument file ({key} is {value!r})")
 
 
 @lru_cache(maxsize=None)
@@ -191,9 +207,7 @@ def load_instrument_with_data(instrument: str, data=None, heldout_items=None, sp
         key, sep, v = str(value).partition("=")
         if not sep or not key.strip():
             raise CultbenchError(f"--cleaning {value!r}: expected KEY=VALUE, e.g. --cleaning refusal=keep")
-        v = v.strip()
-        number = v.replace(".", "", 1).isdigit()
-        pairs.append((key.strip(), (float(v) if "." in v else int(v)) if number else v))
+        pairs.append((key.strip(), v.strip()))  # numbers are read (and checked) by the cleaning policy
     held = None if heldout_items is None else tuple(heldout_list(heldout_items))
     return load_instrument(instrument, None if data is None else str(data), heldout_items=held,
                            split_seed=split_seed, cleaning=tuple(pairs) or None)

@@ -17,7 +17,12 @@ change is counted in ``instrument.cleaning``; nothing is dropped silently:
   renormalised;
 - ``refusal``: options matching ``refusal_pattern`` (such as "DK/Refused"): ``drop`` the option
   and renormalise the other shares (default) or ``keep`` it;
-- items left with fewer than ``min_options`` options, or with no country, are dropped.
+- ``duplicate_question``: rows whose question (whitespace collapsed) repeats an earlier row's:
+  ``keep_first`` reads the first row and drops the later ones (default), ``drop_all`` drops every
+  row of a repeated question, ``error`` refuses the data;
+- items left with fewer than ``min_options`` options, or with no country, are dropped; so are rows
+  whose question is missing (null, NaN) or not text, and country entries whose shares are not a
+  list of numbers (a string such as ``'01'`` is not read character by character).
 
 Country keys are normalised: sample suffixes such as "(Current national sample)" are removed,
 names are mapped by the YAML's ``country_names`` table ("S. Korea" -> "South Korea"), and a
@@ -65,13 +70,18 @@ class CleaningPolicy:
     refusal: str = "drop"  # drop | keep
     refusal_pattern: str = DEFAULT_REFUSAL
     min_options: int = 2
+    duplicate_question: str = "keep_first"  # keep_first | drop_all | error
 
     def __post_init__(self):
         choices = {"mismatched": ("drop", "error"), "off_sum": ("drop", "renormalise", "keep"),
-                   "refusal": ("drop", "keep")}
+                   "refusal": ("drop", "keep"), "duplicate_question": ("keep_first", "drop_all", "error")}
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in allowed:
                 raise CultbenchError(f"cleaning policy {name}={getattr(self, name)!r}; choose {', '.join(allowed)}")
+        object.__setattr__(self, "sum_tolerance", _policy_number("sum_tolerance", self.sum_tolerance, float))
+        object.__setattr__(self, "min_options", _policy_number("min_options", self.min_options, int))
+        if not isinstance(self.refusal_pattern, str):
+            raise CultbenchError(f"cleaning policy refusal_pattern={self.refusal_pattern!r} must be text")
         if not 0 <= self.sum_tolerance < 1 or self.min_options < 1:
             raise CultbenchError("cleaning policy: sum_tolerance must be in [0, 1) and min_options at least 1")
         try:
@@ -87,6 +97,17 @@ class CleaningPolicy:
         if unknown:
             raise CultbenchError(f"unknown cleaning policy key(s) {', '.join(unknown)}; keys: {', '.join(sorted(known))}")
         return cls(**data)
+
+
+def _policy_number(name: str, value, kind: type):
+    """A numeric policy value (from the YAML, or text from ``--cleaning KEY=VALUE``) as ``kind``."""
+    try:
+        number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number) or (kind is int and not number.is_integer()):
+        raise CultbenchError(f"cleaning policy {name}={value!r} is not a{' whole' if kind is int else ''} number")
+    return kind(number)
 
 
 # -- reading ----------------------------------------------------------------------------------------
@@ -201,8 +222,11 @@ def build(spec: Mapping, source: str, data=None, *, cleaning: Mapping | None = N
     names = dict(spec.get("country_names") or {})
     refusal = re.compile(policy.refusal_pattern, re.IGNORECASE)
     items, per_item, keys_seen = [], {}, {}
+    repeated = duplicate_rows(rows, policy, counts)
     for position, row in enumerate(rows):
         counts["rows_read"] += 1
+        if position in repeated:
+            continue
         entry = _clean_row(position, row, policy, refusal, names, counts, keys_seen)
         if entry is not None:
             item, shares = entry
@@ -260,10 +284,44 @@ def build(spec: Mapping, source: str, data=None, *, cleaning: Mapping | None = N
         variants_file=spec.get("variants"), caveat=" ".join(str(spec.get("caveat", "")).split()))
 
 
+def duplicate_rows(rows: Sequence[Mapping], policy: CleaningPolicy, counts: Counter) -> set[int]:
+    """Positions of the rows that the ``duplicate_question`` policy drops (counted): every row of
+    a repeated question but the first (``keep_first``) or all of them (``drop_all``); ``error``
+    refuses the data."""
+    where: dict[str, list[int]] = {}
+    for position, row in enumerate(rows):
+        if question := question_text(row):
+            where.setdefault(question, []).append(position)
+    dropped: set[int] = set()
+    for question, positions in where.items():
+        if len(positions) < 2:
+            continue
+        if policy.duplicate_question == "error":
+            raise CultbenchError(f"rows {positions[0]} and {positions[1]} ask the same question {question[:50]!r} "
+                                 "(cleaning policy duplicate_question=error)")
+        dropped.update(positions if policy.duplicate_question == "drop_all" else positions[1:])
+    if dropped:
+        counts["rows_dropped_duplicate_question"] += len(dropped)
+    return dropped
+
+
+def question_text(row: Mapping) -> str:
+    """A row's question with its whitespace collapsed ('' when it is missing or not text)."""
+    raw = row.get("question")
+    return " ".join(raw.split()) if isinstance(raw, str) else ""
+
+
 def _clean_row(position: int, row: Mapping, policy: CleaningPolicy, refusal, names, counts: Counter,
                keys_seen: dict) -> tuple[Item, dict] | None:
     """One question and its countries' cleaned shares, or None when the row is dropped (counted)."""
-    question = " ".join(str(row.get("question", "")).split())
+    raw = row.get("question")
+    if raw is None or isinstance(raw, float) and math.isnan(raw):
+        counts["rows_dropped_no_question"] += 1
+        return None
+    if not isinstance(raw, str):
+        counts["rows_dropped_question_not_text"] += 1
+        return None
+    question = question_text(row)
     try:
         options = list(parse_literal(row["options"], "[", "]"))
         selections = dict(parse_literal(row["selections"], "{", "}"))
@@ -287,7 +345,14 @@ def _clean_row(position: int, row: Mapping, policy: CleaningPolicy, refusal, nam
     national: dict[str, bool] = {}
     for key, values in selections.items():
         counts["entries_read"] += 1
+        if hasattr(values, "tolist"):  # numpy arrays from Parquet
+            values = values.tolist()
+        if not isinstance(values, (list, tuple)):  # e.g. '01', which would read as [0, 1]
+            counts["entries_dropped_shares_not_a_list"] += 1
+            continue
         try:
+            if any(isinstance(v, bool) for v in values):
+                raise TypeError("a share is true or false")
             values = [float(v) for v in values]
         except (TypeError, ValueError):
             counts["entries_dropped_unparseable"] += 1
@@ -345,5 +410,11 @@ def heldout_list(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise CultbenchError(f"held-out items file {str(path)!r} does not exist")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise CultbenchError(f"held-out items file {str(path)!r} is not UTF-8 text ({exc.reason} at byte "
+                             f"{exc.start})") from None
+    except OSError as exc:
+        raise CultbenchError(f"held-out items file {str(path)!r}: cannot read ({exc.strerror or exc})") from None
     return [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
