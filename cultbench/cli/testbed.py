@@ -59,7 +59,7 @@ def build(kind, out, size, seed, position_bias, wording_noise, steps, overwrite)
 
 
 @testbed.command("check")
-@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--countries", type=int, default=None,
               help="Check only the first N trained countries of a culture testbed (default: all).")
 @click.option("--budget", type=int, default=10, show_default=True, help="The controls' random search budget.")
