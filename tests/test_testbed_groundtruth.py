@@ -7,7 +7,8 @@ import pytest
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.profiles import countries
-from cultbench.testbed.groundtruth import NO_PERSONA, all_country_mean, distribution_for_mean, ground_truth
+from cultbench.testbed.groundtruth import (ITEM_SPREAD, NO_PERSONA, all_country_mean, distribution_for_mean, ground_truth,
+                                          item_spread_offset)
 
 INST = load_instrument("vsm2013")
 
@@ -33,6 +34,19 @@ def test_distributions_are_distributions_with_the_stated_means():
     for name in ("Japan", "U.S.A."):
         step = gt.means[name] - gt.means[NO_PERSONA]
         np.testing.assert_allclose(w @ np.linalg.lstsq(w, step, rcond=None)[0], step, atol=1e-12)
+
+
+def test_the_item_spread_offset_is_free_of_the_indices_and_gives_every_respondent_a_realistic_spread():
+    offset, w = item_spread_offset(INST), INST.weights()
+    np.testing.assert_allclose(w.T @ offset, 0.0, atol=1e-12)  # in the null space of W^T
+    assert offset.std() == pytest.approx(ITEM_SPREAD)
+    # Adding it changes no index (the constants and weights alone decide), and every respondent's
+    # item means spread at least as much as the diagnostics' minimum (0.25).
+    means = np.full(len(INST.items), 3.0)
+    consts = INST.constants(None)
+    np.testing.assert_allclose(INST.indices(means + offset, consts), INST.indices(means, consts), atol=1e-9)
+    gt = ground_truth(INST)
+    assert min(m.std() for m in gt.means.values()) > 0.45
 
 
 def test_a_mean_outside_the_scale_and_an_unreachable_profile_are_refused():

@@ -33,6 +33,10 @@ from cultbench.instruments import Instrument
 from cultbench.profiles import DEFAULT_SOURCE, Profile, countries, world_mean
 
 SHAPE_SD = 1.0  # spread of the discretised normal each item mean is turned into
+# SD of the fixed item-mean offset in the indices' null space (see item_spread_offset): human-like
+# spread across items (the diagnostics' MIN_ITEM_SD is 0.25) without changing any index.
+ITEM_SPREAD = 0.5
+SPREAD_SEED = 2013
 NO_PERSONA = "(no persona)"  # key of the no-persona respondent (the all-country mean)
 
 
@@ -57,6 +61,16 @@ def item_means_for(instrument: Instrument, indices, base_means, base_indices) ->
         raise CultbenchError(f"{instrument.name}: dimensions share items; the testbed needs each on its own items")
     step = (np.asarray(indices, float) - np.asarray(base_indices, float)) / np.diag(gram)
     return np.asarray(base_means, float) + w @ step
+
+
+def item_spread_offset(instrument: Instrument, sd: float = ITEM_SPREAD, seed: int = SPREAD_SEED) -> np.ndarray:
+    """A fixed item-mean offset [I] with SD ``sd`` in the null space of W^T: adding it to any item
+    means leaves every index unchanged (the indices read only the 6 directions of W; the other
+    I - 6 are free), so every respondent gets the same realistic spread across items."""
+    w = instrument.weights()
+    raw = np.random.default_rng(seed).standard_normal(w.shape[0])
+    free = raw - w @ np.linalg.lstsq(w, raw, rcond=None)[0]
+    return sd * free / free.std()
 
 
 def distribution_for_mean(mean: float, options=(1, 2, 3, 4, 5), sd: float = SHAPE_SD) -> np.ndarray:
@@ -111,7 +125,7 @@ def ground_truth(instrument: Instrument, constants: Mapping[str, float] | None =
     consts = instrument.constants(constants)
     c = np.array([consts[d] for d in instrument.dimension_ids])
     mean_profile = all_country_mean(instrument, source)
-    neutral = np.full(len(instrument.items), float(np.mean(instrument.options)))
+    neutral = np.full(len(instrument.items), float(np.mean(instrument.options))) + item_spread_offset(instrument)
     base = item_means_for(instrument, mean_profile, neutral, c)
     profiles = {p.name: p for p in complete_profiles(instrument, source)}
     means = {NO_PERSONA: base}
