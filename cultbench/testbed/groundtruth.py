@@ -4,15 +4,16 @@ VSM 2013 indices equal the country's published profile exactly.
 Item means. Every index is ``sum(coef * (m_a - m_b)) + C`` over its own four items (the
 instrument's weight matrix W has one column per dimension, and no two columns share an item), so
 each dimension is solved on its own. The "no persona" respondent answers the item means ``m0``
-nearest to 3 (the neutral respondent, who scores C) whose indices equal the all-country mean
+nearest to 3 + o (the neutral respondent, who scores C, plus the fixed item-spread offset o of
+``item_spread_offset``, which lies in the null space of W^T and so changes no index) whose indices equal the all-country mean
 profile M (the mean over the countries of the source with all six scores). A country answers the
 item means nearest to ``m0`` (least squares) whose indices equal its profile t:
 
-    m = m0 + W (W^T W)^-1 (t - M),   and   m0 = 3 + W (W^T W)^-1 (M - C)
+    m = m0 + W (W^T W)^-1 (t - M),   and   m0 = 3 + o + W (W^T W)^-1 (M - C)
 
 (W^T W is diagonal here, so this is one scalar per dimension). A profile whose item means would
 leave [1, 5] cannot be hit by any respondent with these constants; it is refused with an error
-naming the country (none of the 2015 matrix is: its item means lie in [2.44, 3.56] with C = 50).
+naming the country (none of the 2015 matrix is: its item means lie in [1.69, 4.35] with C = 50).
 
 Distribution shape. Each mean becomes a discretised normal over the answers 1..5 with a fixed
 spread: p_k proportional to exp(-(k - c)^2 / (2 SHAPE_SD^2)), the centre c solved so that the
