@@ -25,7 +25,8 @@ from cultbench import sweep as sweep_module
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
-from cultbench.leaderboard_page import best_mark, verdict_text
+from cultbench.columns import best_mark
+from cultbench.leaderboard_page import verdict_text
 from cultbench.metrics import distance
 from cultbench.models import load_model
 from cultbench.prompts import get_variants, variants_version

@@ -56,9 +56,9 @@ def main():
 
 def _register():
     # Command modules import the library, never this package, so there is no cycle.
-    from cultbench.cli import reference, survey, model, align, run, harness  # noqa: F401  (each calls main.add_command)
+    from cultbench.cli import reference, survey, model, align, run, harness, testbed  # noqa: F401  (each calls main.add_command)
 
-    for module in (reference, survey, model, align, run, harness):
+    for module in (reference, survey, model, align, run, harness, testbed):
         for command in module.COMMANDS:
             main.add_command(command)
 

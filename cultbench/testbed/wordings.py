@@ -1,0 +1,89 @@
+"""The testbed's training wordings: a generated pool of system prompts x frames, each rendered in
+both scale orders, disjoint from the benchmark's own wordings (every system prompt and every frame
+template differs from all of the instrument's prompt variants, of every split).
+
+The pool is combinatorial so that the model learns to read the items through many wordings rather
+than memorise a few: frames combine an instruction, a header before the scale, a scale-line format
+and a label before the question; system prompts combine a setting and a request.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from cultbench.errors import CultbenchError
+from cultbench.prompts import PromptVariant, all_variants, variants_file
+
+SETTINGS = ("This is a questionnaire about work and life.", "You are filling in an opinion poll.",
+            "We are running a study of values across the world.", "Welcome to our short survey.",
+            "You have been chosen for a survey about attitudes.", "This form asks about your views.",
+            "You are answering questions for a social science project.", "Please help us with a survey.",
+            "This is part of a study on how people think about jobs and life.",
+            "You are a respondent in a research interview.")
+REQUESTS = ("Give your own answer.", "Say what is true for you.", "Pick one option per question.",
+            "There are no right or wrong answers.", "Answer with a number only.",
+            "Respond as yourself, briefly.")
+INSTRUCTIONS = ("Choose a number from {first} to {last}.", "Reply with one number between {first} and {last}.",
+                "Give the number ({first}-{last}) of your answer.", "Select one of the options {first} to {last}.",
+                "Pick the option that fits you and write its number.")
+SCALE_HEADERS = ("", "Options:", "Possible answers:", "Scale:")
+SCALE_LINES = ("{option} = {label}", "{option}: {label}", "({option}) {label}", "{option} - {label}",
+               "Option {option}: {label}", "[{option}] {label}")
+QUESTION_LABELS = ("", "Question: ", "Item: ", "Q: ")
+# Frames whose options are letters (A-E, read back as the answers 1-5), as the benchmark's
+# lettered frame shows them: a model that knew only digits could not answer it.
+LETTER_INSTRUCTIONS = ("Reply with the letter of your answer, {first} to {last}.",
+                       "Choose one option and write only its letter ({first}-{last}).",
+                       "Which answer fits you? Give its letter from {first} to {last}.")
+
+
+def frame_pool() -> list[tuple[str, str, str]]:
+    """Every (template, scale line, labels) of the pool: instruction, lead-in, optional header,
+    scale, then the question (scale before the item, as in the benchmark's frames); numbered
+    frames first, then lettered ones."""
+    out = []
+    for labels, instructions in (("numbers", INSTRUCTIONS), ("letters", LETTER_INSTRUCTIONS)):
+        for instruction, header, line, label in itertools.product(instructions, SCALE_HEADERS, SCALE_LINES,
+                                                                  QUESTION_LABELS):
+            head = f"{instruction}\n{{lead_in}}\n" + (f"{header}\n" if header else "")
+            out.append((head + "{scale}\n\n" + label + "{question}", line, labels))
+    return out
+
+
+def system_pool() -> list[str]:
+    return [f"{s} {r}" for s, r in itertools.product(SETTINGS, REQUESTS)]
+
+
+def benchmark_variants(instrument) -> list[PromptVariant]:
+    """Every prompt variant of the instrument (all splits): the wordings the pool must avoid."""
+    return all_variants(variants_file(instrument))
+
+
+def check_disjoint(pool: list[PromptVariant], benchmark: list[PromptVariant]) -> None:
+    """Refuse a pool that shares a system prompt or a frame template with the benchmark."""
+    systems = {v.system for v in benchmark if v.system}
+    templates = {v.template for v in benchmark}
+    shared = sorted({v.system for v in pool if v.system in systems} | {v.template for v in pool if v.template in templates})
+    if shared:
+        raise CultbenchError(f"the testbed's wording pool shares {len(shared)} text(s) with the benchmark's "
+                             f"prompt variants, e.g. {shared[0]!r}")
+
+
+def training_wordings(instrument, n_wordings: int, seed: int) -> list[PromptVariant]:
+    """``n_wordings`` wordings (system prompt x frame) drawn from the pool, each in both orders
+    (2 * n_wordings variants), checked disjoint from the benchmark's wordings."""
+    rng = np.random.default_rng(seed)
+    systems, frames = system_pool(), frame_pool()
+    pairs = [(int(s), int(f)) for s, f in zip(rng.integers(len(systems), size=n_wordings),
+                                              rng.permutation(len(frames))[:n_wordings])]
+    out = []
+    for k, (s, f) in enumerate(pairs):
+        template, line, labels = frames[f]
+        for order in ("ascending", "descending"):
+            out.append(PromptVariant(name=f"pool-{k}-{order}", split="train", system=systems[s], template=template,
+                                     scale_line=line, order=order, frame=f"pool-frame-{f}", wording=f"pool-{k}",
+                                     labels=labels))
+    check_disjoint(out, benchmark_variants(instrument))
+    return out

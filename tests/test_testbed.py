@@ -1,0 +1,132 @@
+"""The planted-culture testbed: build (small size), load through transformers, cultbench and the
+stock lm_eval, and the check's specificity on the controls."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from cultbench.cli import main
+from cultbench.errors import CultbenchError
+from cultbench.harness import TASKS_PATH
+from cultbench.instruments import load_instrument
+from cultbench.models import load_model
+from cultbench.prompts import PromptVariant, default_variant, get_variants
+from cultbench.profiles import lookup
+from cultbench.scorer import SurveyScorer
+from cultbench.testbed.build import STUDY_TARGETS, BuildConfig, build_testbed
+from cultbench.testbed.check import CONTROL_TOLERANCE, check_testbeds, report
+from cultbench.testbed.wordings import benchmark_variants, check_disjoint, training_wordings
+from conftest import check_one_line_error
+
+INST = load_instrument("vsm2013")
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def culture(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("testbed") / "culture"
+    return folder, build_testbed(BuildConfig(kind="culture", size="small"), folder)
+
+
+def test_the_study_targets_are_the_experiments_and_are_held_out(culture):
+    text = (ROOT / "experiments" / "paper-small.yaml").read_text()
+    codes = [line.split("-", 1)[1].split("#")[0].strip() for line in text.splitlines() if line.startswith("  - ")]
+    complete = [lookup(c).name for c in codes if "@" not in c]
+    assert sorted(complete) == sorted(STUDY_TARGETS) and len(codes) == 10
+    _, record = culture
+    assert set(STUDY_TARGETS) <= set(record["heldout_countries"])
+    assert not set(record["trained_countries"]) & set(record["heldout_countries"])
+    assert len(record["trained_countries"]) + len(record["heldout_countries"]) == 65
+
+
+def test_the_folder_loads_everywhere_and_records_the_plant(culture):
+    folder, record = culture
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "testbed.json"):
+        assert (folder / name).is_file()
+    saved = json.loads((folder / "testbed.json").read_text())
+    assert saved["position_bias"] == 0.15 and saved["wording_noise"] == 0.1 and saved["kind"] == "culture"
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert tokenizer.chat_template and model.config.model_type == "llama"
+    vocab = tokenizer.get_vocab()
+    # Held-out countries never appear by name: their names are not even in the vocabulary.
+    for name in record["heldout_countries"]:
+        assert name not in vocab, name
+    assert all(word in vocab for name in record["trained_countries"] for word in name.split())
+    loaded = load_model(str(folder))
+    scored = SurveyScorer(loaded.model, loaded.tokenizer, INST, get_variants("heldout")).score(personas=[None])
+    assert scored.option_mass.mean() > 0.9  # the options are single tokens and the model answers with them
+    # The trained ground truth is in the record, and it is the instrument's.
+    means = np.array(record["ground_truth"]["respondents"]["Japan"]["means"])
+    assert INST.indices(means) == pytest.approx([54, 46, 95, 92, 88, 42], abs=1e-6)
+
+
+def test_the_wording_pool_is_disjoint_from_the_benchmark_and_an_overlap_is_refused():
+    pool = training_wordings(INST, 24, seed=0)
+    assert len(pool) == 48 and {v.order for v in pool} == {"ascending", "descending"}
+    bench = benchmark_variants(INST)
+    check_disjoint(pool, bench)
+    clash = PromptVariant(name="x", split="train", system=bench[0].system, template=pool[0].template,
+                          scale_line=pool[0].scale_line)
+    with pytest.raises(CultbenchError, match="shares"):
+        check_disjoint([clash], bench)
+
+
+def test_builds_are_reproducible(tmp_path):
+    a = build_testbed(BuildConfig(kind="culture", size="small", steps=3), tmp_path / "a")
+    b = build_testbed(BuildConfig(kind="culture", size="small", steps=3), tmp_path / "b")
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert a["loss_every_100_steps"] == b["loss_every_100_steps"]
+
+
+def test_stock_lm_eval_loads_the_testbed_and_agrees_with_the_scorer(culture, tmp_path):
+    folder, _ = culture
+    lm_eval = Path(sys.executable).parent / "lm_eval"
+    out = tmp_path / "lm"
+    proc = subprocess.run([str(lm_eval), "--model", "hf", "--model_args", f"pretrained={folder},dtype=float32",
+                           "--include_path", str(TASKS_PATH), "--tasks", "vsm2013_us", "--apply_chat_template",
+                           "--batch_size", "24", "--device", "cpu", "--output_path", str(out)],
+                          capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = out.rglob("results_*.json")
+    row = json.loads(result.read_text())["results"]["vsm2013_us"]
+    loaded = load_model(str(folder))
+    ref = SurveyScorer(loaded.model, loaded.tokenizer, INST, [default_variant(INST)]).score(personas=[None])
+    got = np.array([row[f"{d},none"] for d in INST.dimension_ids])
+    assert np.abs(got - ref.indices[0, 0]).max() < 1e-3
+
+
+def test_the_check_finds_no_culture_in_the_controls(tmp_path):
+    folders = []
+    for kind in ("position", "constant"):
+        folders.append(tmp_path / kind)
+        build_testbed(BuildConfig(kind=kind, size="small"), folders[-1])
+    checks, figures = check_testbeds(folders, budget=10)
+    text = report(checks)
+    for kind in ("position", "constant"):
+        named = {c.name.split(": ", 1)[1]: c for c in checks if c.name.startswith(f"{kind} control")}
+        assert named["interpretable"].passed is True and named["interpretable"].value is False, text
+    # At the small size only the position control reaches the content-free L1 within 1; the small
+    # constant control was 4.0 away under measurement v4 (300 steps), the default one 0.085
+    # (docs/testbed/check.txt).
+    named = {c.name.split(": ", 1)[1]: c for c in checks if c.name.startswith("position control")}
+    gap = named["|held-out L1 - content-free L1|, max over targets"]
+    assert gap.passed is True and gap.value <= CONTROL_TOLERANCE, text
+
+
+def test_cli_build_refuses_bad_input(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    runner = CliRunner()
+    check_one_line_error(runner.invoke(main, ["testbed", "build", "--out", str(tmp_path / "taken")]), "not empty")
+    check_one_line_error(runner.invoke(main, ["testbed", "build", "--out", str(tmp_path / "n"), "--position-bias", "1.5"]),
+                         "position bias")
+    check_one_line_error(runner.invoke(main, ["testbed", "check", str(tmp_path / "taken")]), "not a testbed")
