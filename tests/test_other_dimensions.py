@@ -13,6 +13,7 @@ from cultbench.evaluation import index_split, versus_target
 from cultbench.instruments import INSTRUMENTS_DIR, load_instrument, resolve_target
 from cultbench.kinds import kind_of
 from cultbench.leaderboard_page import columns
+from cultbench.prompts import get_variants
 
 
 @pytest.fixture
@@ -52,9 +53,11 @@ def test_an_instrument_with_other_dimensions_is_data_plus_references(work_values
     with pytest.raises(CultbenchError, match="U.S.A. has no AUT, SEC in source hofstede-2015.*work-values"):
         resolve_target(inst, "US")  # the default source has Hofstede's dimensions only
 
-    indices = np.array([[60.0, 40.0], [80.0, 40.0]])  # two prompt variants
-    versus = versus_target(us, index_split(us, indices, ["a", "b"], inst.dimension_ids, np.full((2, 24), 0.5),
+    wording = get_variants("train")[:2]  # one wording, in order and reversed
+    assert wording[0].wording == wording[1].wording and wording[0].order != wording[1].order
+    indices = np.array([[60.0, 40.0], [80.0, 40.0]])  # its two renderings
+    versus = versus_target(us, index_split(us, indices, wording, inst.dimension_ids, np.full((2, 24), 0.5),
                                            {"aut": 70.0, "sec": 40.0}))
-    assert versus["l1"] == pytest.approx(np.mean([20.0, 20.0]))
+    assert versus["l1"] == pytest.approx(0.0 + 10.0)  # of the order-balanced indices (70, 40)
     assert versus["signed_error"] == pytest.approx({"aut": 0.0, "sec": 10.0})
     assert [c.header for c in columns(inst.dimension_ids) if c.id.startswith("err_")] == ["AUT error", "SEC error"]

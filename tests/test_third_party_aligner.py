@@ -64,26 +64,26 @@ def test_a_plugin_aligner_appears_in_the_study_and_its_charts(walker_installed, 
     assert result.exit_code == 0, result.output
     (model,) = json.loads((tmp_path / "study.json").read_text())["models"]
     # its declared place: after de (40), before cmaes (50), which has no entries
-    assert model["aligners"] == ["naive", "de (10 evals)", "walker (10 evals)"]
+    assert model["aligners"] == ["naive", "de (budget 10)", "walker (budget 10)"]
     assert [a["aligner"] for a in model["per_aligner"]] == model["aligners"]
     coverage = [a["aligner"] for a in model["coverage"]["aligners"]]
     assert coverage.index("de") < coverage.index("walker") < coverage.index("cmaes")
     compared = {(t["a"], t["b"]) for t in model["tests"]}
-    assert ("walker (10 evals)", "naive") in compared  # compared with the naive model, unasked
+    assert ("walker (budget 10)", "naive") in compared  # compared with the naive model, unasked
     text = doc.read_text()
-    assert re.search(r"^\| walker \(10 evals\) \|", text, re.M)
+    assert re.search(r"^\| walker \(budget 10\) \|", text, re.M)
     charts = sorted((tmp_path / "charts").glob("*.svg"))
     assert len(charts) == 3
     for chart in charts:
         svg = chart.read_text()
-        assert "walker (10 evals)" in svg and "#117733" in svg  # the colour the class declares
+        assert "walker (budget 10)" in svg and "#117733" in svg  # the colour the class declares
         assert "#D55E00" in svg  # de keeps its own
 
     result = CliRunner().invoke(main, ["leaderboard", "build", "--entries", str(tmp_path / "entries"),
                                        "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     page = (tmp_path / "index.html").read_text()
-    assert "walker (10 evals)" in page and "#117733" in page
+    assert "walker (budget 10)" in page and "#117733" in page
 
 
 DIMS = ["pdi", "idv", "mas", "uai", "lto", "ivr"]

@@ -59,7 +59,7 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
     (1 - Jensen-Shannon distance) to each target and the ranking of all its countries, on the
     training and the held-out questions separately.
     """
-    from cultbench.evaluation import SPLIT_NAMES, evaluate_candidate, other_target_warnings
+    from cultbench.evaluation import evaluate_candidate, other_target_warnings
     from cultbench.instruments import load_instrument_with_data, resolve_target
     from cultbench.models import DEFAULT_MODEL, load_model
     from cultbench.prompts import splits_of, variants_file
@@ -67,23 +67,13 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
 
     if alignment is not None and persona is not None:
         raise CultbenchError("pass --alignment or --persona, not both")
-    chosen = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
-    for s in chosen or ():
-        if s not in SPLIT_NAMES:
-            raise CultbenchError(f"unknown split {s!r}; splits: {', '.join(SPLIT_NAMES)}")
-    dims = [d.strip().lower() for d in dimensions.split(",") if d.strip()] if dimensions else None
-    if dims is not None and engine == "lm-eval":
-        raise CultbenchError("--dimensions works with --engine scorer only")
+    chosen, dims = _evaluation_options(splits, dimensions, engine)
     inst = load_instrument_with_data(instrument, data, heldout_items, split_seed, cleaning)
     if chosen is None:
         chosen = splits_of(variants_file(inst))
     distribution = inst.kind == "distribution"
     if distribution:
-        if constants or dims:
-            raise CultbenchError(f"{inst.name} is a distribution instrument: it has no constants or dimensions")
-        if engine == "lm-eval":
-            raise CultbenchError(f"--engine lm-eval is for index instruments; run the {inst.name}_* tasks with "
-                                 "`cultbench harness-eval` (see docs/instruments.md)")
+        _check_distribution_options(inst, constants, dims, engine)
     profiles = [resolve_target(inst, t, source=source, dimensions=dims) for t in targets]
     if distribution:
         _report_cleaning(inst)
@@ -125,6 +115,30 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
     result = {"model": loaded.info, "alignment": None if applied is None else str(alignment),
               "persona": persona, **({"warnings": warnings} if warnings else {}), **result}
     emit_report(result, evaluation_text(result), output, as_json)
+
+
+def _evaluation_options(splits, dimensions, engine) -> tuple[list[str] | None, list[str] | None]:
+    """``evaluate``'s chosen splits (None: every split of the wording file) and compared
+    dimensions (None: all), checked before anything loads."""
+    from cultbench.evaluation import SPLIT_NAMES
+
+    chosen = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
+    for s in chosen or ():
+        if s not in SPLIT_NAMES:
+            raise CultbenchError(f"unknown split {s!r}; splits: {', '.join(SPLIT_NAMES)}")
+    dims = [d.strip().lower() for d in dimensions.split(",") if d.strip()] if dimensions else None
+    if dims is not None and engine == "lm-eval":
+        raise CultbenchError("--dimensions works with --engine scorer only")
+    return chosen, dims
+
+
+def _check_distribution_options(inst, constants, dims, engine) -> None:
+    """A distribution instrument has no constants or dimensions, and no lm-eval engine here."""
+    if constants or dims:
+        raise CultbenchError(f"{inst.name} is a distribution instrument: it has no constants or dimensions")
+    if engine == "lm-eval":
+        raise CultbenchError(f"--engine lm-eval is for index instruments; run the {inst.name}_* tasks with "
+                             "`cultbench harness-eval` (see docs/instruments.md)")
 
 
 def _report_cleaning(instrument) -> None:
