@@ -87,6 +87,7 @@ def test_builds_are_reproducible(tmp_path):
     assert a["loss_every_100_steps"] == b["loss_every_100_steps"]
 
 
+@pytest.mark.slow
 def test_stock_lm_eval_loads_the_testbed_and_agrees_with_the_scorer(culture, tmp_path):
     folder, _ = culture
     lm_eval = Path(sys.executable).parent / "lm_eval"
@@ -104,6 +105,7 @@ def test_stock_lm_eval_loads_the_testbed_and_agrees_with_the_scorer(culture, tmp
     assert np.abs(got - ref.indices[0, 0]).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_the_check_finds_no_culture_in_the_controls(tmp_path):
     folders = []
     for kind in ("position", "constant"):
