@@ -37,7 +37,7 @@ from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.prompts import option_labels, render_prompt
 from cultbench.testbed.groundtruth import NO_PERSONA, ground_truth
-from cultbench.testbed.wordings import training_wordings
+from cultbench.testbed.wordings import short_wording, training_wordings
 
 KINDS = ("culture", "position", "constant")
 # The targets of the study (experiments/paper-small.yaml) with a complete 2015 profile: always held
@@ -63,6 +63,14 @@ class Size:
     # Weight of the squared error of the expected answer (same optimum as the cross-entropy): 100
     # learns the items' means within 800 steps (correlation 0.99 against 0.64 with weight 10).
     mean_weight: float = 100.0
+    # Prompts per drawn (item, wording) that differ only in the persona, and the weight of the
+    # squared error of their expected answers' deviations from the group's mean: the term that
+    # carries the countries alone (see ``train``). group 1: every prompt drawn on its own.
+    group: int = 1
+    deviation_weight: float = 0.0
+    short_share: float = 0.0  # share of training prompts in the short frame (``wordings.SHORT_FRAME``)
+    short_steps: int = 0  # the first steps train on the short frame alone
+    text_weight: float = 0.0  # weight of the next-token loss on the prompt's own text
 
 
 # Sized for this 2-core machine shared with other work (a step of 16 prompts costs about 0.05 s of
@@ -145,7 +153,14 @@ def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str
     noise = rng.normal(0.0, config.wording_noise, size=(len(wordings) // 2, n_items, k))
     n = shape.steps * shape.batch
     personas = np.where(rng.random(n) < config.no_persona_share, -1, rng.integers(len(trained), size=n))
-    which, items = rng.integers(len(wordings), size=n), rng.integers(n_items, size=n)
+    # A group of ``shape.group`` consecutive prompts shares its wording and item.
+    which = np.repeat(rng.integers(len(wordings), size=n // shape.group), shape.group)
+    items = np.repeat(rng.integers(n_items, size=n // shape.group), shape.group)
+    if shape.short_share or shape.short_steps:
+        which[np.repeat(rng.random(n // shape.group) < shape.short_share, shape.group)] = len(wordings)  # the short frame
+        which[: shape.short_steps * shape.batch] = len(wordings)
+        wordings = wordings + [short_wording()]
+        noise = np.concatenate([noise, np.zeros((1, n_items, k))])  # its answers carry no wording noise
     cache: dict[tuple, np.ndarray] = {}
     texts, targets, labels = [], np.zeros((n, k)), []
     for j in range(n):
@@ -199,7 +214,19 @@ def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: np
         # The countries differ by a few tenths of a scale point per item, a weak signal in the
         # cross-entropy alone: a squared error on the expected answer (same optimum) weighs it.
         probs = torch.softmax(logp, dim=-1)
-        loss = loss + shape.mean_weight * ((probs - target) @ points).pow(2).mean()
+        error = (probs - target) @ points  # [B]: expected answer minus the target's
+        loss = loss + shape.mean_weight * error.pow(2).mean()
+        if shape.group > 1:
+            # Within a group (same item and wording) only the persona differs: the error's
+            # deviation from the group mean is the error in the countries' differences alone.
+            grouped = error.view(-1, shape.group)
+            loss = loss + shape.deviation_weight * (grouped - grouped.mean(1, keepdim=True)).pow(2).mean()
+        if shape.text_weight:
+            # Predicting the persona's second country name needs the first: the model learns to
+            # find the country token, which the answer then reads.
+            ids = enc["input_ids"][:, 1:].masked_fill(enc["attention_mask"][:, 1:] == 0, -100)
+            loss = loss + shape.text_weight * torch.nn.functional.cross_entropy(
+                model.lm_head(hidden[:, :-1]).flatten(0, 1), ids.flatten(), ignore_index=-100)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

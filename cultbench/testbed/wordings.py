@@ -39,6 +39,19 @@ LETTER_INSTRUCTIONS = ("Reply with the letter of your answer, {first} to {last}.
                        "Which answer fits you? Give its letter from {first} to {last}.")
 
 
+# The short frame: the persona as the whole system prompt, the item's text as the whole user turn
+# (no instruction, no scale: read as the ascending order). In the pool's long prompts (about 100
+# tokens) the country is one or two words among a hundred, and a model trained on them alone never
+# looks at it (docs/testbed.md, "Why the persona was ignored"); in this one it is one word in 30.
+SHORT_FRAME = "{question}"
+
+
+def short_wording() -> PromptVariant:
+    return PromptVariant(name="pool-short", split="train", system=None, template=SHORT_FRAME,
+                         scale_line="{option} = {label}", order="ascending", frame="pool-frame-short",
+                         wording="pool-short")
+
+
 def frame_pool() -> list[tuple[str, str, str]]:
     """Every (template, scale line, labels) of the pool: instruction, lead-in, optional header,
     scale, then the question (scale before the item, as in the benchmark's frames); numbered
