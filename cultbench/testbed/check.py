@@ -88,8 +88,9 @@ def position_bias(record: dict) -> float:
 
 
 def aligned(record: dict) -> bool | None:
-    """The record's ``aligned`` verdict (measurement v4; the naive model has none)."""
-    value = (record["metrics"].get("alignment") or {}).get("aligned")
+    """The record's ``aligned`` verdict on the held-out wordings (measurement v4; the naive model
+    has none)."""
+    value = (record["metrics"]["heldout"].get("alignment") or {}).get("aligned")
     return value if isinstance(value, bool) else None
 
 

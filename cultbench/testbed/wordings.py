@@ -84,9 +84,10 @@ def check_disjoint(pool: list[PromptVariant], benchmark: list[PromptVariant]) ->
                              f"prompt variants, e.g. {shared[0]!r}")
 
 
-def training_wordings(instrument, n_wordings: int, seed: int) -> list[PromptVariant]:
+def training_wordings(instrument, n_wordings: int, seed: int, short: bool = False) -> list[PromptVariant]:
     """``n_wordings`` wordings (system prompt x frame) drawn from the pool, each in both orders
-    (2 * n_wordings variants), checked disjoint from the benchmark's wordings."""
+    (2 * n_wordings variants), then the short wording if ``short``, checked disjoint from the
+    benchmark's wordings."""
     rng = np.random.default_rng(seed)
     systems, frames = system_pool(), frame_pool()
     pairs = [(int(s), int(f)) for s, f in zip(rng.integers(len(systems), size=n_wordings),
@@ -98,5 +99,6 @@ def training_wordings(instrument, n_wordings: int, seed: int) -> list[PromptVari
             out.append(PromptVariant(name=f"pool-{k}-{order}", split="train", system=systems[s], template=template,
                                      scale_line=line, order=order, frame=f"pool-frame-{f}", wording=f"pool-{k}",
                                      labels=labels))
+    out += [short_wording()] if short else []
     check_disjoint(out, benchmark_variants(instrument))
     return out

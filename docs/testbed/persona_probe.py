@@ -1,4 +1,20 @@
-"""exp.py key=value ... : Size overrides (hidden, layers, steps, batch, lr, mean_weight, group, deviation_weight, wordings) + np=no_persona_share"""
+"""Persona probe of the culture testbed: why the persona was ignored (docs/testbed.md, "Why the
+persona is ignored"). Trains the culture model with the build's own training set and loss
+(`cultbench.testbed.build`, the default size with the overrides given), then reads its
+order-balanced expected answers for 12 trained countries x 24 items on 2 of its own training
+wordings (both orders; the short wording alone with short=1) and prints the item correlation, the
+country correlation and slope in item means (each country's deviation from the 12 countries' mean
+against the ground truth's; the planted position bias caps the slope at 1 - p = 0.85), the index
+slope and correlation, and the L1 of the 12 countries' indices (content-free about 110).
+
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python docs/testbed/persona_probe.py KEY=VALUE ...
+
+KEY: a field of `build.Size` (hidden, layers, steps, batch, lr, mean_weight, wordings,
+short_share), np (share of prompts without a persona), short=1 (train on the short wording alone),
+shift=S (add an item-independent shift, SD S scale points, per country: the indices do not change).
+The grouped batches (group, deviation_weight) and the next-token loss (text_weight) of the table
+were measured at commit 57fb85e, which had those fields.
+"""
 import sys, time, dataclasses, numpy as np, torch
 from cultbench.testbed import build as B
 from cultbench.testbed.groundtruth import ground_truth, NO_PERSONA
@@ -10,6 +26,9 @@ from transformers import PreTrainedTokenizerFast, LlamaConfig, LlamaForCausalLM
 torch.set_num_threads(1)
 kv = dict(a.split("=") for a in sys.argv[1:])
 base = B.SIZES["default"]
+unknown = [k for k in kv if not hasattr(base, k) and k not in ("np", "short", "shift")]
+if unknown:
+    sys.exit(f"unknown keys: {unknown}")
 over = {k: type(getattr(base, k))(v) for k, v in kv.items() if hasattr(base, k)}
 shape = dataclasses.replace(base, **over)
 if "intermediate" not in kv: shape = dataclasses.replace(shape, intermediate=2 * shape.hidden)
