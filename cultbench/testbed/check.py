@@ -147,8 +147,11 @@ def carry_over(folder, record: dict, records: Sequence[dict], wordings: int = 4)
         return _mean(sum(abs(r["splits"][split]["indices"][d] - r["target"]["scores"][d]) for d in inst.dimension_ids)
                      for r in records)
 
+    per_wording = {w: _mean(r["metrics"]["heldout"]["l1_per_wording"][w] for r in records)
+                   for w in records[0]["metrics"]["heldout"]["l1_per_wording"]} if records else {}
     return {"training_pool_l1": _mean(pool_l1), "benchmark_train_l1": split_l1("train"),
-            "benchmark_heldout_l1": split_l1("heldout"), "pool_wordings": wordings, "countries": len(records)}
+            "benchmark_heldout_l1": split_l1("heldout"), "benchmark_heldout_l1_per_wording": per_wording,
+            "pool_wordings": wordings, "countries": len(records)}
 
 
 def check_culture(folder, record: dict, countries: int | None = None, echo=None) -> tuple[list[Check], dict]:
