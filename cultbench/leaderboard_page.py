@@ -99,7 +99,7 @@ def row_columns(kind: str, dims: list[str] = ()) -> list[Column]:
     detail = [c for m in shown if m.column_place == "detail" for c in metric_columns(m, table)]
     verdicts = [INTERPRETABLE, ALIGNED] if kind == INDEX else [INTERPRETABLE]
     wording = [WORDING] if kind == INDEX else []
-    return [MODEL, ALIGNER, KINDS[kind].target_column, SEEDS, *wording, *main, *verdicts, EVALUATIONS, *detail,
+    return [MODEL, ALIGNER, KINDS[kind].target_column, SEEDS, *main, *verdicts, *wording, EVALUATIONS, *detail,
             WALL_TIME]
 
 

@@ -349,7 +349,8 @@ def direction_glance(m: dict) -> list[str]:
         return [f"  - {md_escape(m['baseline'])}"]
     return [f"  - {md_escape(t['a'])}: slope {fmt(t['slope'], '+.3f')}, r {fmt(t['pearson_r'], '+.2f')}, p "
             f"{fmt(t['p_value'], '.3g')}, Holm {fmt(t['p_holm'], '.3g')} ({t['n_targets']} targets; "
-            f"{INDICES_SHORT.get(t['indices'], t['indices'] + ' indices')})" for t in m["direction"]["tests"]]
+            f"{INDICES_SHORT.get(t['indices'], t['indices'] + ' indices')})" for t in m["direction"]["tests"]] + [
+                f"  - {md_escape(t['a'])}: skipped ({md_escape(t['skipped'])})" for t in m["direction"]["skipped"]]
 
 
 def direction_part(m: dict) -> list[str]:

@@ -173,8 +173,17 @@ def test_run_prints_a_table_with_the_naive_model_beside_each_result(sweep):
     # The validity verdict of every result stands in the table, and a failed one is warned about.
     verdicts = {r["metrics"]["diagnostics"]["all"]["interpretable"] for r in entries.values()}
     header = next(line for line in result.stderr.splitlines() if line.startswith("target"))
-    assert header.rstrip().endswith("interpretable")
+    assert header.rstrip().endswith("interpretable  aligned")
     assert ("Warning: the validity diagnostics say" in result.stderr) == (False in verdicts)
+    # and the verdict aligned beside it: an alignment's, from its record; none for naive
+    lines = [line.split() for line in result.stderr.splitlines() if line.startswith(("US ", "CN "))]
+    for r in entries.values():
+        key = "US" if r["target"]["name"] == "U.S.A." else "CN"
+        seed = "–" if r["aligner"]["seed"] is None else str(r["aligner"]["seed"])
+        (cells,) = [c for c in lines if c[:3] == [key, r["aligner"]["name"], seed]]
+        alignment = r["metrics"]["heldout"]["alignment"]
+        assert cells[-1] == ("–" if alignment is None else "yes" if alignment["aligned"] else "NO")
+        assert (alignment is None) == (r["aligner"]["name"] == "naive")
 
 
 def test_run_names_each_alignment_folder_beside_its_result_and_in_the_record(sweep):
