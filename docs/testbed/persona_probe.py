@@ -11,7 +11,9 @@ slope and correlation, and the L1 of the 12 countries' indices (content-free abo
 
 KEY: a field of `build.Size` (hidden, layers, steps, batch, lr, mean_weight, wordings,
 short_share), np (share of prompts without a persona), short=1 (train on the short wording alone),
-shift=S (add an item-independent shift, SD S scale points, per country: the indices do not change).
+shift=S (add an item-independent shift, SD S scale points, per country: the indices do not change),
+then=STEPS:LR:SHORT_SHARE:BATCH (a second phase on the 120 wordings with that share of short prompts,
+from the first phase's weights, with its own one-cycle schedule; evaluated after each phase).
 The grouped batches (group, deviation_weight) and the next-token loss (text_weight) of the table
 were measured at commit 57fb85e, which had those fields.
 """
@@ -26,7 +28,7 @@ from transformers import PreTrainedTokenizerFast, LlamaConfig, LlamaForCausalLM
 torch.set_num_threads(1)
 kv = dict(a.split("=") for a in sys.argv[1:])
 base = B.SIZES["default"]
-unknown = [k for k in kv if not hasattr(base, k) and k not in ("np", "short", "shift")]
+unknown = [k for k in kv if not hasattr(base, k) and k not in ("np", "short", "shift", "then")]
 if unknown:
     sys.exit(f"unknown keys: {unknown}")
 over = {k: type(getattr(base, k))(v) for k, v in kv.items() if hasattr(base, k)}
@@ -59,7 +61,14 @@ renderer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({
 renderer.chat_template = B.CHAT_TEMPLATE
 render = B._render_with(renderer, inst)
 texts, targets, labels, record = B.training_set(cfg, inst, render, rng)
-tok = B.word_tokenizer(texts + [" ".join(x) for x in sorted(set(labels))])
+if kv.get("then"):  # a second phase STEPS:LR:SHORT_SHARE:BATCH on the pool, from the first's weights
+    steps2, lr2, share2, batch2 = kv["then"].split(":")
+    shape2 = dataclasses.replace(shape, steps=int(steps2), lr=float(lr2), short_share=float(share2), batch=int(batch2))
+    B.SIZES["y"] = shape2
+    texts2, targets2, labels2, record = B.training_set(dataclasses.replace(cfg, size="y"), inst, render, np.random.default_rng(1))
+else:
+    texts2, labels2 = [], []
+tok = B.word_tokenizer(texts + texts2 + [" ".join(x) for x in sorted(set(labels + labels2))])
 label_ids = np.array([tok.convert_tokens_to_ids(list(x)) for x in labels])
 model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=shape.hidden, num_hidden_layers=shape.layers,
         num_attention_heads=shape.heads, num_key_value_heads=shape.heads, intermediate_size=shape.intermediate,
@@ -94,5 +103,8 @@ def evaluate(tag):
           "L1", np.abs(ind_p - ind_t).sum(1).mean().round(1), flush=True)
     model.train()
 losses = B.train(model, tok, texts, targets, label_ids, shape)
+if texts2:
+    evaluate("phase 1")
+    losses += B.train(model, tok, texts2, targets2, np.array([tok.convert_tokens_to_ids(list(x)) for x in labels2]), shape2)
 print("losses", [round(x, 2) for x in losses[::max(1, len(losses) // 8)]])
 evaluate("final")
