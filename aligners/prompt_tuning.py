@@ -236,7 +236,9 @@ class PromptTuning(ConfiguredAligner):
                   dynamic_ncols=True) as bar:
             while run.step < steps:
                 run.train_step()
-                bar.set_postfix({"loss": f"{run.history[-1]['mean']:.4g}", best: f"{run.best_fitness:.4g}"}, refresh=False)
+                bar.set_postfix({"loss": f"{run.history[-1]['mean']:.4g}", best: f"{run.best_fitness:.4g}",
+                                 **({"kept val": f"{run.kept_validation:.4g}"} if run.kept_validation is not None else {})},
+                                refresh=False)
                 bar.update(1)
         stopped = "steps" if cfg.steps is not None and steps == cfg.steps else "budget"
         parametrisation = {"form": "trained", "n_virtual": int(p0.shape[0]), "hidden_size": int(hidden),

@@ -20,7 +20,7 @@ from cultbench.errors import CultbenchError
 from cultbench.kinds import kind_of
 from cultbench.metrics import DISTRIBUTION, check_distance
 from cultbench.models import resolve_dtype
-from cultbench.prompts import get_variants, splits_of
+from cultbench.prompts import get_variants, splits_of, variants_file
 from cultbench.scorer import SurveyScorer
 
 
@@ -32,6 +32,10 @@ def prepare_aligner(name: str, params: Mapping[str, str], instrument, budgets: S
     cls = get_aligner_class(name)
     aligner = cls(cls.config_class.from_dict(dict(params)))
     aligner.check_instrument(instrument)  # e.g. icl-profile refuses a distribution instrument
+    if getattr(aligner.config, "select_by", None) == "validation" and \
+            "validation" not in splits_of(variants_file(instrument)):
+        raise CultbenchError(f"select_by=validation needs a validation split, and the wordings of {instrument.name} "
+                             "have none: use select_by=train")
     for budget in budgets:
         aligner.check_budget(budget, reduced_precision)
     return aligner
