@@ -143,3 +143,25 @@ def final_result(problem: AlignmentProblem, soft_prompt=None, persona: str | Non
         raise CultbenchError("the model gives non-finite indices for the final candidate "
                              "(NaN or infinite logits); nothing was saved")
     return result
+
+
+def validation_fitness_of(problem: AlignmentProblem, soft_prompt=None, persona: str | None = None) -> float | None:
+    """One candidate's balanced distance on the validation wordings (one scoring call; None
+    without a validation split, or where the model gives non-finite indices)."""
+    if problem.validation_scorer is None:
+        return None
+    value = problem.validation_fitness(soft_prompts=None if soft_prompt is None else [soft_prompt],
+                                       personas=[persona])[0]
+    return float(value) if np.isfinite(value) else None
+
+
+def validation_record(problem: AlignmentProblem, *, select_by: str, fitness: float | None, evaluations: float,
+                      every: int | None = None, step: int | None = None) -> dict | None:
+    """An artifact's ``search.validation`` (None without a validation split): how the returned
+    candidate was chosen (``select_by``: train or validation), its distance on the validation
+    wordings (``fitness``), the validation wordings' renderings, and the validation evaluations
+    counted in the budget; prompt tuning adds its cadence (``every``) and the step it kept."""
+    if problem.validation_scorer is None:
+        return None
+    return {"select_by": select_by, "fitness": fitness, "distance": problem.distance, "evaluations": evaluations,
+            "variants": [v.name for v in problem.validation_scorer.variants], "every": every, "step": step}

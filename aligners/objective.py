@@ -11,6 +11,11 @@ perfect match.
 On a distribution instrument the "indices" are the answer shares per (item, option) and the
 instrument supplies the distance: the Jensen-Shannon distance per item, averaged over the items
 the target country was asked (``jsd``).
+
+Validation (measurement v4): a problem may carry a second full-precision scorer, on the validation
+split's wordings, which aligners use only to choose what they return (prompt tuning's early
+stopping, a search's ``select_by=validation``). ``validation_fitness`` is the same balanced
+distance on those wordings; it never enters the training fitness.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from cultbench.profiles import Profile
 
 def _setting(scorer) -> tuple:
     return (scorer.instrument.name, [v.name for v in scorer.variants], dict(scorer.constants))
+
+
+def _wordings_of(scorer) -> list[str]:
+    """The wording of each of a scorer's renderings (a stand-in's variants without one: each its own)."""
+    return [getattr(v, "wording", None) or v.name for v in scorer.variants]
 
 
 class Scorer(Protocol):
@@ -72,6 +82,9 @@ class AlignmentProblem:
         exact_scorer: scores the final candidate in full precision when ``scorer`` searches in
             reduced precision (e.g. bf16); default: ``scorer`` itself. It must score the same
             instrument, variants and constants.
+        validation_scorer: scores candidates in full precision under the validation wordings
+            (same instrument and constants, other renderings), used only to choose what an aligner
+            returns; None: the problem has no validation split (wording version 3).
     """
 
     scorer: Scorer
@@ -80,6 +93,7 @@ class AlignmentProblem:
     distance: str | None = None
     model_info: Mapping = field(default_factory=dict)
     exact_scorer: Scorer | None = None
+    validation_scorer: Scorer | None = None
 
     def __post_init__(self):
         self._by_instrument = kind_of(self.scorer.instrument).name == DISTRIBUTION
@@ -98,6 +112,10 @@ class AlignmentProblem:
         elif _setting(self.exact_scorer) != _setting(self.scorer):
             raise CultbenchError("the exact scorer must score the same instrument, variants and constants "
                                  "as the search scorer")
+        if self.validation_scorer is not None and \
+                _setting(self.validation_scorer)[::2] != _setting(self.scorer)[::2]:
+            raise CultbenchError("the validation scorer must score the same instrument and constants as the "
+                                 "search scorer")
         instrument_dims = list(self.scorer.instrument.dimension_ids)
         dims = instrument_dims if self.dimensions is None else [str(d).lower() for d in self.dimensions]
         if not dims:
@@ -120,7 +138,7 @@ class AlignmentProblem:
     def wordings(self) -> list[str]:
         """The wording of each of the scorer's renderings (a stand-in's variants without one: each
         its own wording)."""
-        return [getattr(v, "wording", None) or v.name for v in self.scorer.variants]
+        return _wordings_of(self.scorer)
 
     def wording_groups(self) -> list[list[int]]:
         """The scorer's renderings (indices into its variants) grouped by wording."""
@@ -138,10 +156,22 @@ class AlignmentProblem:
 
         NaN where a candidate's indices are not finite (the caller decides what that means).
         """
-        indices = order_balanced(np.asarray(indices, dtype=np.float64)[..., self._positions], self._balance(variants))
+        return self._distance(indices, self._balance(variants))
+
+    def _distance(self, indices, balance: np.ndarray) -> np.ndarray:
+        indices = order_balanced(np.asarray(indices, dtype=np.float64)[..., self._positions], balance)
         if self._by_instrument:
             return self.scorer.instrument.distance(indices, self.target_vector).mean(axis=-1)
         return DISTANCES[self.distance](indices - self.target_vector).mean(axis=-1)
+
+    def validation_fitness(self, soft_prompts=None, personas=None) -> np.ndarray:
+        """[C] the fitness's balanced distance on the validation wordings, the candidates scored in
+        ONE call of the validation scorer (NaN where a candidate's indices are not finite)."""
+        if self.validation_scorer is None:
+            raise CultbenchError("this problem has no validation split (a wording version 3 variants file "
+                                 "has none): nothing to select or stop on")
+        scored = self.validation_scorer.score(soft_prompts=soft_prompts, personas=personas)
+        return self._distance(scored.indices, order_balance(_wordings_of(self.validation_scorer))[1])
 
     def loss(self, indices, variants: Sequence[int] | None = None):
         """[C] fitness from a torch tensor of indices [C, V, D_instrument], differentiable: the
@@ -162,4 +192,6 @@ class AlignmentProblem:
             "target": self.target.to_dict(),
             "dimensions": list(self.dimensions),
             "distance": self.distance,
+            **({} if self.validation_scorer is None
+               else {"validation_variants": [v.name for v in self.validation_scorer.variants]}),
         }

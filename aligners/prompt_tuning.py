@@ -21,12 +21,19 @@ and the gradients are summed, which is exact because the objective is a mean ove
   kept in float32 (master copy) and cast to the scorer's precision for each forward.
 - Budget: in candidate evaluations, like the searches. One step (a forward and a backward over
   every training variant) counts as ``step_cost`` evaluations, the measured cost of a step
-  relative to one forward candidate evaluation (``cultbench bench``, section prompt-tuning), so
-  ``budget // step_cost`` steps are run. The artifact records the conversion and the wall time.
-- Result: the prompt with the lowest training fitness among those the steps evaluated (each
-  step scores the prompt before its update), re-scored in full precision by ``final_result``.
+  relative to one forward candidate evaluation (``cultbench bench``, section prompt-tuning), and
+  each validation (below) as one, so as many steps run as the budget pays for
+  (``PromptTuning.cost``). The artifact records the conversion and the wall time.
+- Result, early stopping: every ``validate_every`` steps (step 0, the start P0, included) the
+  prompt a step scores (before its update) is also scored on the validation wording, and the
+  validated prompt with the lowest balanced distance there is returned (ties: the earlier step),
+  re-scored on the training wordings in full precision by ``final_result``. Each validation is
+  one forward of one candidate and counts as one evaluation in the budget. Both curves, the
+  training fitness of every step and the validation distance of every validated step, are in
+  the history. Without a validation split (wording version 3), or with ``validate_every=0``, the
+  prompt with the lowest training fitness is returned, as before validation existed.
 - Checkpoint: after every step, one safetensors file (``aligners.checkpoint``) holds the prompt,
-  the optimiser's state, the best prompt, the step and the history, replaced atomically; a run
+  the optimiser's state, the best and the kept prompt, the step and the history, replaced atomically; a run
   killed at any moment resumes from the last step and ends with the same tensor, bit for bit,
   as an uninterrupted run.
 """
@@ -43,7 +50,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aligners.artifact import Alignment
-from aligners.base import ConfiguredAligner, final_result, model_record
+from aligners.base import ConfiguredAligner, final_result, model_record, validation_fitness_of, validation_record
 from aligners.baselines import ICL_TEMPLATE, format_persona
 from aligners.checkpoint import check_array, check_fields, json_ready, open_checkpoint, save_checkpoint
 from aligners.config import AlignerConfig, param
@@ -88,6 +95,12 @@ class PromptTuningConfig(AlignerConfig):
     variants_per_backward: int = param(4, "Training renderings whose autograd graph is held at once, in whole "
                                           "wordings (more: larger batches, more memory; fewer: less memory, "
                                           "slower steps); the gradient is the same. The default split has 4.")
+    # 1: the study's budgets pay for few steps (8 at 30 evaluations), and a validation (one forward of
+    # 2 renderings, no backward) costs a fraction of a step's forward and backward over 4.
+    validate_every: int = param(1, "Early stopping: score the prompt on the validation wording every this many "
+                                   "steps (step 0 included; each counts as one evaluation in the budget) and return "
+                                   "the validated prompt with the lowest validation distance; 0, or no validation "
+                                   "split: return the prompt with the lowest training fitness.")
 
     def __post_init__(self):
         super().__post_init__()
@@ -109,6 +122,8 @@ class PromptTuningConfig(AlignerConfig):
             self._fail(f"step_cost={self.step_cost} must be positive")
         if self.variants_per_backward < 1:
             self._fail(f"variants_per_backward={self.variants_per_backward} must be at least 1")
+        if self.validate_every < 0:
+            self._fail(f"validate_every={self.validate_every} must be >= 0 (0: no validation)")
         try:
             format_persona(self.init_text, "X")
         except (KeyError, IndexError, ValueError) as exc:
@@ -149,19 +164,38 @@ class PromptTuning(ConfiguredAligner):
         """The space the trained tensor lives in; None: the prompt itself."""
         return None
 
-    def plan_steps(self, budget) -> int:
-        """Steps to run: ``steps``, or what ``budget`` pays for at ``step_cost``, whichever is fewer."""
+    def validating(self, problem: AlignmentProblem | None = None) -> int:
+        """Steps between validations (0: none): ``validate_every``, or 0 when ``problem`` has no
+        validation split (without a problem: as if it had one)."""
+        has_split = problem is None or problem.validation_scorer is not None
+        return self.config.validate_every if has_split else 0
+
+    def cost(self, steps: int, every: int) -> float:
+        """Evaluations ``steps`` steps cost: ``step_cost`` each, plus one per validation (steps 0,
+        ``every``, 2 ``every``, ...; ``every`` 0: none)."""
+        return steps * self.config.step_cost + (-(-steps // every) if every else 0)
+
+    def plan_steps(self, budget, every: int | None = None) -> int:
+        """Steps to run: ``steps``, or what ``budget`` pays for (``cost``, validating every
+        ``every`` steps; default: ``validate_every``), whichever is fewer."""
         cfg = self.config
+        every = cfg.validate_every if every is None else every
         if budget is None:
             if cfg.steps is None:
                 raise CultbenchError("prompt-tuning: give a budget (candidate evaluations) or steps")
             return cfg.steps
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
             raise CultbenchError(f"budget must be a positive whole number of evaluations, got {budget!r}")
-        paid = int(math.floor(budget / cfg.step_cost + 1e-9))
+        paid = int(math.floor(budget / (cfg.step_cost + (1 / every if every else 0)) + 1e-9))
+        while self.cost(paid + 1, every) <= budget + 1e-9:
+            paid += 1
+        while paid > 0 and self.cost(paid, every) > budget + 1e-9:
+            paid -= 1
         if paid < 1:
+            validation = " and its validation 1" if every else ""
             raise CultbenchError(f"budget {budget} pays for no step of prompt-tuning (one step costs "
-                                 f"{cfg.step_cost:g} evaluations): give a budget of at least {math.ceil(cfg.step_cost)}")
+                                 f"{cfg.step_cost:g} evaluations{validation}): give a budget of at least "
+                                 f"{math.ceil(self.cost(1, every) - 1e-9)}")
         return paid if cfg.steps is None else min(paid, cfg.steps)
 
     def check_budget(self, budget, reduced_precision: bool = False) -> int:
@@ -173,7 +207,8 @@ class PromptTuning(ConfiguredAligner):
     def align(self, problem: AlignmentProblem, budget: int | None = None, *, seed: int = 0,
               run_dir=None, resume: bool = False, progress: bool = False) -> Alignment:
         cfg = self.config
-        steps = self.plan_steps(budget)
+        every = self.validating(problem)
+        steps = self.plan_steps(budget, every)
         # The differentiable scorer: the search scorer if it has a gradient path (a local
         # SurveyScorer), else the exact one (a search scorer on Ray workers has none).
         scorer = problem.scorer if hasattr(problem.scorer, "indices_with_grad") else problem.exact_scorer
@@ -191,7 +226,8 @@ class PromptTuning(ConfiguredAligner):
         identity = json_ready({"aligner": self.name, "hyperparameters": params, "seed": seed,
                                     "model": model_record(problem, hidden), "problem": problem.describe(),
                                     "search_precision": precision(scorer)})
-        run = _TrainingRun(self, problem, scorer, p0, identity, space=space, run_dir=run_dir, resume=resume)
+        run = _TrainingRun(self, problem, scorer, p0, identity, space=space, every=every, run_dir=run_dir,
+                           resume=resume)
         if run.step > steps:
             raise CultbenchError(f"the checkpoint has taken {run.step} steps, more than the {steps} this budget "
                                  "pays for")
@@ -200,37 +236,53 @@ class PromptTuning(ConfiguredAligner):
                   dynamic_ncols=True) as bar:
             while run.step < steps:
                 run.train_step()
-                bar.set_postfix({"loss": f"{run.history[-1]['mean']:.4g}", best: f"{run.best_fitness:.4g}"}, refresh=False)
+                bar.set_postfix({"loss": f"{run.history[-1]['mean']:.4g}", best: f"{run.best_fitness:.4g}",
+                                 **({"kept val": f"{run.kept_validation:.4g}"} if run.kept_validation is not None else {})},
+                                refresh=False)
                 bar.update(1)
         stopped = "steps" if cfg.steps is not None and steps == cfg.steps else "budget"
         parametrisation = {"form": "trained", "n_virtual": int(p0.shape[0]), "hidden_size": int(hidden),
                            "init_text": init_text, "init_token_ids": ids, "p0_source": "embedding module output"}
         if space is not None:
             parametrisation = dict(space.description, form="P0 + A z, z trained")
-        done = run.step
-        search = {"best_fitness": run.best_fitness, "precision": precision(scorer), "stopped": stopped,
+        soft_prompt = run.kept_prompt.to(p0.dtype)
+        return Alignment(
+            aligner=self.name, hyperparameters=self.get_params(), seed=seed, model=identity["model"],
+            problem=problem.describe(), budget=budget, evaluations=int(math.ceil(run.cost - 1e-9)),
+            result=final_result(problem, soft_prompt=soft_prompt), soft_prompt=soft_prompt.detach().cpu(),
+            parametrisation=parametrisation, search=self.search_record(run, stopped, precision(scorer), soft_prompt),
+            history=[dict(h) for h in run.history])
+
+    def search_record(self, run: "_TrainingRun", stopped: str, search_precision: str | None, soft_prompt) -> dict:
+        """The artifact's ``search`` record of a finished run (``soft_prompt``: the one returned)."""
+        cfg, done, space = self.config, run.step, run.space
+        search = {"best_fitness": run.best_fitness, "precision": search_precision, "stopped": stopped,
                   "generations": done, "steps": done, "step_cost": cfg.step_cost,
                   "evaluations_per_step": cfg.step_cost, "optimizer": cfg.optimizer,
                   "wall_seconds": run.elapsed, "seconds_per_step": run.elapsed / max(run.step, 1), "invalid": 0}
         if space is not None:  # share of z's coordinates at the box's edge: near 0, the box is not what limits the reach
-            z = run.best_trained.double().cpu().numpy()
+            z = run.kept_trained.double().cpu().numpy()
             search.update(z_at_bounds=float(np.mean(np.isclose(z, space.bounds[0]) | np.isclose(z, space.bounds[1]))),
                           z_rms=float(np.sqrt(np.mean(z * z))))
-        soft_prompt = run.best_prompt.to(p0.dtype)
-        return Alignment(
-            aligner=self.name, hyperparameters=self.get_params(), seed=seed, model=identity["model"],
-            problem=problem.describe(), budget=budget, evaluations=int(math.ceil(done * cfg.step_cost - 1e-9)),
-            result=final_result(problem, soft_prompt=soft_prompt), soft_prompt=soft_prompt.detach().cpu(),
-            parametrisation=parametrisation, search=search, history=[dict(h) for h in run.history])
+        # Without early stopping, the returned prompt's validation distance is a report outside the budget.
+        validation = run.kept_validation if run.every else validation_fitness_of(run.problem, soft_prompt)
+        record = validation_record(run.problem, select_by="validation" if run.every else "train",
+                                   fitness=validation, evaluations=run.validations, every=run.every or None,
+                                   step=run.kept_step)
+        if record is not None:
+            search["validation"] = record
+        return search
 
 
 class _TrainingRun:
-    """The trained tensor (the prompt, or z in a subspace), its optimiser, the best prompt seen,
-    the history and the checkpoint."""
+    """The trained tensor (the prompt, or z in a subspace), its optimiser, the best prompt seen
+    (training fitness), the kept prompt (lowest validation distance; without validation, the best),
+    the history and the checkpoint. ``every``: steps between validations (0: none)."""
 
     def __init__(self, aligner: PromptTuning, problem: AlignmentProblem, scorer, p0: torch.Tensor, identity: dict,
-                 *, space: SoftPromptSpace | None = None, run_dir=None, resume: bool = False):
+                 *, space: SoftPromptSpace | None = None, every: int = 0, run_dir=None, resume: bool = False):
         self.aligner, self.problem, self.scorer, self.identity, self.space = aligner, problem, scorer, identity, space
+        self.every = int(every)
         if space is None:  # the prompt itself, float32 master copy
             self.key, self.trained = "prompt", p0.detach().to(torch.float32).clone().requires_grad_(True)
         else:  # z, float64 like the searches' points; z = 0 is P0
@@ -240,6 +292,7 @@ class _TrainingRun:
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
         self.best_fitness, self.best_trained = math.inf, self.trained.detach().clone()
+        self.kept_trained, self.kept_step, self.kept_validation = self.best_trained, None, None
         self.path, restored = open_checkpoint(run_dir, resume, self.identity)
         if restored is not None:
             self._restore(*restored)
@@ -256,8 +309,40 @@ class _TrainingRun:
 
     @property
     def best_prompt(self) -> torch.Tensor:
-        """The soft prompt of the best trained tensor a step scored."""
+        """The soft prompt of the best trained tensor a step scored (training fitness)."""
         return self.prompt(self.best_trained)
+
+    @property
+    def kept_prompt(self) -> torch.Tensor:
+        """The soft prompt returned: the validated one with the lowest validation distance (without
+        validation: the best by training fitness)."""
+        return self.prompt(self.kept_trained)
+
+    @property
+    def validations(self) -> int:
+        """Validations run so far (steps 0, every, 2 every, ... before ``step``)."""
+        return -(-self.step // self.every) if self.every else 0
+
+    @property
+    def cost(self) -> float:
+        """Evaluations spent so far: the steps and the validations (``PromptTuning.cost``)."""
+        return self.aligner.cost(self.step, self.every)
+
+    def validate_and_keep(self, fitness: float, improved: bool) -> float | None:
+        """At the cadence, the validation distance of the prompt this step scored (before its
+        update), and keep that prompt when it is the lowest so far (ties: the earlier step); without
+        validation, keep the prompt whenever its training fitness ``improved``."""
+        validation = None
+        if self.every and self.step % self.every == 0:
+            value = self.problem.validation_fitness(soft_prompts=self.prompt().detach()[None])[0]
+            validation = float(value) if np.isfinite(value) else None
+            if validation is None:
+                _log.warning("step %d: the prompt gives non-finite indices on the validation wording; not kept",
+                             self.step)
+        lowest = validation is not None and (self.kept_validation is None or validation < self.kept_validation)
+        if lowest if self.every else improved:
+            self.kept_trained, self.kept_step, self.kept_validation = self.trained.detach().clone(), self.step, validation
+        return validation
 
     def backward_groups(self) -> list[list[int]]:
         """The training renderings in groups of whole wordings, each group holding at most
@@ -290,9 +375,11 @@ class _TrainingRun:
             fitness += float(part.detach())
             rows.append(indices.detach()[0].double().cpu().numpy())
         grad_norm = float(self.trained.grad.norm())
-        if fitness < self.best_fitness:
+        improved = fitness < self.best_fitness
+        if improved:
             self.best_fitness, self.best_trained = fitness, self.trained.detach().clone()
             self.best_indices = np.concatenate(rows).mean(axis=0)
+        validation = self.validate_and_keep(fitness, improved)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_([self.trained], cfg.max_grad_norm)
         self.optimizer.step()
@@ -301,21 +388,23 @@ class _TrainingRun:
                 self.trained.clamp_(*self.space.bounds)
         self.elapsed += time.perf_counter() - started
         dims = list(scorer.instrument.dimension_ids)
+        self.step += 1
         self.history.append({
-            "step": self.step, "evaluations": (self.step + 1) * cfg.step_cost, "best": self.best_fitness,
+            "step": self.step - 1, "evaluations": self.cost, "best": self.best_fitness,
             "mean": fitness, "grad_norm": grad_norm, "seconds": self.elapsed,
             "best_indices": dict(zip(dims, self.best_indices.tolist())),
+            **({"validation": validation} if self.every else {}),
         })
-        self.step += 1
         self._save()
 
     def _save(self) -> None:
         if self.path is None:
             return
         state = {"identity": self.identity, "step": self.step, "elapsed": self.elapsed, "history": self.history,
-                 "best_fitness": None if not self.history else self.best_fitness}
+                 "best_fitness": None if not self.history else self.best_fitness, "kept_step": self.kept_step,
+                 "kept_validation": self.kept_validation}
         arrays = {self.key: self.trained.detach().cpu().numpy(), f"best_{self.key}": self.best_trained.cpu().numpy(),
-                  **_optimizer_state(self.optimizer)}
+                  f"kept_{self.key}": self.kept_trained.cpu().numpy(), **_optimizer_state(self.optimizer)}
         if self.history:
             arrays["best_indices"] = self.best_indices
         save_checkpoint(self.path, state, arrays)
@@ -330,6 +419,8 @@ class _TrainingRun:
         _restore_optimizer(self.optimizer, arrays)
         self.step, self.elapsed, self.history = state["step"], state["elapsed"], state["history"]
         self.best_trained = torch.from_numpy(arrays[f"best_{self.key}"]).clone()
+        self.kept_trained = torch.from_numpy(arrays[f"kept_{self.key}"]).clone()
+        self.kept_step, self.kept_validation = state["kept_step"], state["kept_validation"]
         if state["best_fitness"] is not None:
             self.best_fitness, self.best_indices = state["best_fitness"], arrays["best_indices"]
         _log.info("resuming %s at step %d", self.path, self.step)
@@ -337,12 +428,14 @@ class _TrainingRun:
     def _check_state(self, state: dict, arrays: dict) -> None:
         """Refuse a checkpoint whose fields do not hold what :meth:`_save` writes: kinds, the trained
         tensor's shape, finite arrays (a NaN prompt is refused before any step runs)."""
-        check_fields(self.path, state, step="count", elapsed="number", history="records", best_fitness="number?")
+        check_fields(self.path, state, step="count", elapsed="number", history="records", best_fitness="number?",
+                     kept_step="count?", kept_validation="number?")
         if len(state["history"]) != state["step"]:
             raise CultbenchError(f"{self.path}: corrupt checkpoint (step and history do not agree)")
         shape = tuple(self.trained.shape)
         check_array(self.path, arrays, self.key, shape)
         check_array(self.path, arrays, f"best_{self.key}", shape)
+        check_array(self.path, arrays, f"kept_{self.key}", shape)
         for name in arrays:
             if name.startswith("optimizer."):
                 scalar = arrays[name].size == 1 and arrays[name].ndim <= 1  # e.g. Adam's step count

@@ -27,6 +27,15 @@ curse: the returned candidate's full-precision fitness minus the best fitness th
 (positive when the reduced-precision proxy was optimistic; fitness is a distance, lower is
 better). A search in full precision returns its best as it is: nothing is re-scored or reserved.
 The finalists are rebuilt while a resumed run replays its generations, so resume stays exact.
+
+Validation (``select_by``). With ``select_by=validation`` the finalists are kept in any precision
+and the one with the lowest balanced distance on the validation wording is returned (ties: the
+better search fitness); their validation scoring is ONE call, and counts in the budget, one
+evaluation per finalist (a candidate scored on the instrument, here under the validation
+wording's renderings), reserved up front like the re-score. With ``select_by=train`` (the
+default) the pick is as above. Either way, when the problem has a validation split the artifact
+records the pick's validation distance (``search.validation``); under ``train`` that one scoring
+is, like the final full-precision score of the pick, a report outside the budget.
 """
 
 from __future__ import annotations
@@ -42,19 +51,22 @@ from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from aligners.artifact import Alignment
-from aligners.base import ConfiguredAligner, exact_results, final_result, model_record
+from aligners.base import (ConfiguredAligner, exact_results, final_result, model_record, validation_fitness_of,
+                           validation_record)
 from aligners.baselines import ICL_TEMPLATE, format_persona
 from aligners.checkpoint import check_array, check_fields, json_ready, open_checkpoint, save_checkpoint
 from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem, precision
 from aligners.search_space import MAX_VIRTUAL_TOKENS, SoftPromptSpace, space_error
-from cultbench.errors import CultbenchError
+from cultbench.errors import CultbenchError, did_you_mean
 
 _log = logging.getLogger(__name__)
 
 # Fitness given to a candidate that could not be scored or gave non-finite indices: finite (so
 # every optimiser can rank it) and far above any real distance between index vectors.
 WORST_FITNESS = 1e9
+# How a search chooses what it returns among its finalists (SoftPromptConfig.select_by).
+SELECT_BY = ("train", "validation")
 
 
 class BudgetExhausted(Exception):
@@ -94,10 +106,16 @@ class SoftPromptConfig(AlignerConfig):
                                                      "so that 1 moves the prompt by about one embedding std.")
     popsize: int = param(10, "Candidates per generation, scored in one call; the budget is spent in whole "
                              "generations.")
-    finalists: int = param(5, "When the search runs in reduced precision: its best this many distinct candidates "
-                              "(whole history, search fitness) are re-scored in full precision in one call and "
-                              "the full-precision best is returned; they count in the budget (reserved up front). "
-                              "A full-precision search returns its best as it is.")
+    finalists: int = param(5, "When the search runs in reduced precision, or selects by validation: its best this "
+                              "many distinct candidates (whole history, search fitness), among which the returned "
+                              "one is chosen (reduced precision: re-scored in full precision in one call; "
+                              "select_by=validation: scored on the validation wording in one call); those "
+                              "evaluations count in the budget (reserved up front). Otherwise the search returns "
+                              "its best as it is.")
+    select_by: str = param("train", "How the returned candidate is chosen among the finalists: train (the lowest "
+                                    "training fitness, in full precision) or validation (the lowest balanced distance "
+                                    "on the validation wording, one evaluation per finalist, reserved). Either way "
+                                    "the pick's validation distance is recorded.")
 
     min_popsize = 1  # class attribute, not a field: what the optimiser needs
 
@@ -109,6 +127,9 @@ class SoftPromptConfig(AlignerConfig):
             self._fail(error)
         if self.finalists < 1:
             self._fail(f"finalists={self.finalists} must be at least 1")
+        if self.select_by not in SELECT_BY:
+            self._fail(f"select_by={self.select_by!r}; choose one of {', '.join(SELECT_BY)}."
+                       f"{did_you_mean(self.select_by, SELECT_BY)}")
         if self.popsize < self.min_popsize:
             self._fail(f"popsize={self.popsize}: this optimiser needs at least {self.min_popsize}")
         if self.n_virtual is None and not self.init_text:
@@ -119,19 +140,27 @@ class SoftPromptConfig(AlignerConfig):
             self._fail(f"init_text may only use the field {{country}} ({type(exc).__name__}: {exc})")
 
 
-def check_budget(budget, generation: int, name: str, reserve: int = 0) -> int:
+def check_budget(budget, generation: int, name: str, reserve: int = 0, reserved_for: str | None = None) -> int:
     """The budget as an int; an error unless it pays for at least one generation (plus ``reserve``
-    evaluations kept for the full-precision re-score of the finalists)."""
+    evaluations kept for the finalists; ``reserved_for`` says what they are, by default the
+    full-precision re-score of ``reserve`` finalists)."""
     if budget is None:
         raise CultbenchError(f"{name} searches: give a budget (candidate evaluations)")
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise CultbenchError(f"budget must be a positive whole number of evaluations, got {budget!r}")
     if budget < generation + reserve:
-        extra = f" plus the {reserve} finalists re-scored in full precision" if reserve else ""
+        extra = f" plus {reserved_for or f'the {reserve} finalists re-scored in full precision'}" if reserve else ""
         raise CultbenchError(f"budget {budget} is smaller than one generation of {name} ({generation} "
                              f"candidates){extra}: give a budget of at least {generation + reserve} or a "
                              "smaller popsize")
     return int(budget)
+
+
+def finalist_uses(reduced_precision: bool, select_by: str) -> list[str]:
+    """What a search's finalists are scored for at its end, each use one evaluation per finalist
+    (reserved from the budget): re-scored in full precision, scored on the validation wording."""
+    return (["re-scored in full precision"] if reduced_precision else []) + \
+        (["scored on the validation wording"] if select_by == "validation" else [])
 
 
 def check_seed(seed) -> int:
@@ -150,16 +179,22 @@ class SearchRun:
 
     ``identity`` (JSON-ready) is what a resumed run must share with the checkpointed one.
     ``finalists``: how many of the best distinct candidates are re-scored in full precision at
-    the end when the problem's search scorer has reduced precision (reserved from the budget).
+    the end when the problem's search scorer has reduced precision, and scored on the validation
+    wording when ``select_by`` is "validation" (each use reserved from the budget).
     """
 
     def __init__(self, problem: AlignmentProblem, space: SoftPromptSpace, *, budget: int, identity: dict,
                  run_dir=None, resume: bool = False, progress: bool = False, label: str = "search",
-                 finalists: int = 1):
+                 finalists: int = 1, select_by: str = "train"):
         self.problem, self.space, self.budget = problem, space, budget
         self.rescore = problem.reduced_precision
-        self.finalists = int(finalists) if self.rescore else 1
-        self.search_budget = budget - (self.finalists if self.rescore else 0)
+        self.by_validation = select_by == "validation"
+        if self.by_validation and problem.validation_scorer is None:
+            raise CultbenchError("select_by=validation needs a validation split, and this problem has none (a "
+                                 "wording version 3 variants file has none): use select_by=train")
+        uses = finalist_uses(self.rescore, select_by)
+        self.finalists = int(finalists) if uses else 1
+        self.search_budget = budget - self.finalists * len(uses)
         self._pool: list[tuple[float, int, np.ndarray]] = []  # (search fitness, order, z), best first
         self.identity = json_ready(identity)
         self.evaluations = self.generation = self.invalid = 0
@@ -336,48 +371,83 @@ class SearchRun:
         if self.best_z is None:
             raise CultbenchError(f"no candidate of the {self.evaluations} evaluated could be scored "
                                  "(every one gave non-finite indices)")
-        z, result, selection = self._select()
+        z, result, selection, validation = self._select()
         soft_prompt = self.space.prompts(z)[0]
         search = {"best_fitness": self.best_fitness, "precision": precision(self.problem.scorer),
                   "stopped": stopped, "generations": self.generation, "invalid": self.invalid,
                   "selection": selection}
+        if validation is None:  # counted only when it chose the pick; else a report, like the final score
+            validation = validation_fitness_of(self.problem, soft_prompt)
+        record = validation_record(self.problem, select_by="validation" if self.by_validation else "train",
+                                   fitness=validation, evaluations=self.finalists if self.by_validation else 0)
+        if record is not None:
+            search["validation"] = record
         return Alignment(
             aligner=aligner.name, hyperparameters=aligner.get_params(), seed=seed,
             model=self.identity["model"], problem=self.problem.describe(), budget=self.budget,
             evaluations=self.evaluations, result=result, soft_prompt=soft_prompt.detach().cpu(), z=z.copy(),
             parametrisation=self.space.description, search=search, history=list(self.history))
 
-    def _select(self) -> tuple[np.ndarray, dict, dict]:
-        """(the returned point, its full-precision result, the selection record)."""
+    def _spend(self, n: int) -> None:
+        """Count ``n`` evaluations of the finalists (reserved from the budget at the start)."""
+        self.evaluations += n
+        self._bar.update(n)
+
+    def _select(self) -> tuple[np.ndarray, dict, dict, float | None]:
+        """(the returned point, its full-precision result, the selection record, its validation
+        distance when the finalists were scored on the validation wording, else None)."""
         exact = precision(self.problem.exact_scorer)
-        if not self.rescore:
+        if not (self.rescore or self.by_validation):
             result = final_result(self.problem, soft_prompt=self.space.prompts(self.best_z)[0])
             return self.best_z, result, {
-                "method": "search best (the search ran in full precision: nothing re-scored)",
+                "method": "search best (the search ran in full precision: nothing re-scored)", "select_by": "train",
                 "precision": exact, "finalists": [], "rescored": 0, "spearman": None,
-                "winners_curse": result["fitness"] - self.best_fitness}
+                "winners_curse": result["fitness"] - self.best_fitness}, None
         points = np.stack([z for _, _, z in self._pool])
-        results = exact_results(self.problem, soft_prompts=self.space.prompts(points))  # ONE call
-        self.evaluations += len(points)
-        self._bar.update(len(points))
         search_fitness = np.array([f for f, _, _ in self._pool])
-        exact_fitness = np.array([r["fitness"] for r in results])
-        valid = np.isfinite(exact_fitness)
-        if not valid.any():
-            raise CultbenchError("the model gives non-finite indices in full precision for every finalist "
-                                 "(NaN or infinite logits); nothing was saved")
-        winner = int(np.flatnonzero(valid)[np.argmin(exact_fitness[valid])])  # ties: the better search fitness
+        results, exact_fitness = None, search_fitness.copy()  # a full-precision search's fitness is exact
+        if self.rescore:
+            results = exact_results(self.problem, soft_prompts=self.space.prompts(points))  # ONE call
+            self._spend(len(points))
+            exact_fitness = np.array([r["fitness"] for r in results])
+        validation = None
+        if self.by_validation:
+            validation = np.asarray(self.problem.validation_fitness(soft_prompts=self.space.prompts(points)), float)
+            self._spend(len(points))
+        winner, valid = _winner(exact_fitness, validation)  # ties: the better search fitness
+        result = (results[winner] if results is not None
+                  else final_result(self.problem, soft_prompt=self.space.prompts(points[winner])[0]))
         rho = None
-        if valid.sum() >= 3 and np.ptp(search_fitness[valid]) > 0 and np.ptp(exact_fitness[valid]) > 0:
+        if self.rescore and valid.sum() >= 3 and np.ptp(search_fitness[valid]) > 0 and np.ptp(exact_fitness[valid]) > 0:
             rho = float(spearmanr(search_fitness[valid], exact_fitness[valid]).statistic)
-        finalists = [{"evaluation": order, "search_fitness": f, "fitness": float(e) if np.isfinite(e) else None}
-                     for (f, order, _), e in zip(self._pool, exact_fitness)]
+        finalists = [{"evaluation": order, "search_fitness": f, "fitness": _finite_or_none(e),
+                      **({} if validation is None else {"validation": _finite_or_none(validation[i])})}
+                     for i, ((f, order, _), e) in enumerate(zip(self._pool, exact_fitness))]
+        rescored = f"re-scored in {exact} in one call" if self.rescore else f"in {exact}"
+        chosen = (f"the lowest {self.problem.distance} on the validation wording (scored in one call) is returned"
+                  if self.by_validation else f"the {exact} best is returned")
         selection = {
             "method": f"best {self.finalists} distinct candidates of the history by {precision(self.problem.scorer)} "
-                      f"fitness, re-scored in {exact} in one call; the {exact} best is returned",
-            "precision": exact, "finalists": finalists, "rescored": len(points), "winner": winner,
-            "spearman": rho, "winners_curse": float(exact_fitness[winner]) - self.best_fitness}
-        return points[winner], results[winner], selection
+                      f"fitness, {rescored}; {chosen}", "select_by": "validation" if self.by_validation else "train",
+            "precision": exact, "finalists": finalists, "rescored": len(points) if self.rescore else 0,
+            "winner": winner, "spearman": rho, "winners_curse": float(result["fitness"]) - self.best_fitness}
+        return points[winner], result, selection, None if validation is None else float(validation[winner])
+
+
+def _finite_or_none(value) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _winner(fitness: np.ndarray, validation: np.ndarray | None) -> tuple[int, np.ndarray]:
+    """(the finalist returned, which finalists were valid): the lowest validation distance when
+    ``validation`` is given, else the lowest full-precision fitness; first of ties (the pool is in
+    search-fitness order). An error when no finalist gives finite numbers."""
+    valid = np.isfinite(fitness) & (True if validation is None else np.isfinite(validation))
+    if not valid.any():
+        raise CultbenchError("the model gives non-finite indices in full precision for every finalist "
+                             "(NaN or infinite logits); nothing was saved")
+    key = fitness if validation is None else validation
+    return int(np.flatnonzero(valid)[np.argmin(key[valid])]), valid
 
 
 def run_ask_tell(optimizer: AskTellOptimizer, run: SearchRun) -> str:
@@ -402,9 +472,13 @@ class SoftPromptAligner(ConfiguredAligner):
 
     def check_budget(self, budget, reduced_precision: bool = False) -> int:
         """The budget as an int; a clear error unless it pays for at least one generation (and,
-        for a search in reduced precision, the finalists' full-precision re-score)."""
-        reserve = self.config.finalists if reduced_precision else 0
-        return check_budget(budget, self.config.popsize, self.name, reserve)
+        for a search in reduced precision, the finalists' full-precision re-score; with
+        ``select_by=validation``, their validation scoring)."""
+        cfg = self.config
+        uses = finalist_uses(reduced_precision, cfg.select_by)
+        reserve = cfg.finalists * len(uses)
+        what = f"the {cfg.finalists} finalists {' and '.join(uses)}" + (f" ({reserve} evaluations)" if len(uses) > 1 else "")
+        return check_budget(budget, cfg.popsize, self.name, reserve, what)
 
     def search(self, run: SearchRun, seed: int) -> str:
         """Run the optimiser on ``run`` until the budget or convergence; returns why it stopped."""
@@ -426,6 +500,6 @@ class SoftPromptAligner(ConfiguredAligner):
                     "model": model_record(problem, space.hidden_size), "problem": problem.describe(),
                     "search_precision": precision(scorer), "precision": precision(exact)}
         with SearchRun(problem, space, budget=budget, identity=identity, run_dir=run_dir, resume=resume,
-                       progress=progress, label=self.name, finalists=cfg.finalists) as run:
+                       progress=progress, label=self.name, finalists=cfg.finalists, select_by=cfg.select_by) as run:
             stopped = self.search(run, seed)
         return run.alignment(self, seed, stopped)

@@ -5,8 +5,9 @@ instrument and the budgets (``prepare_aligner``), and what the aligners fit (``f
 instrument whole, with its distance and dimensions; a distribution instrument's training
 questions, with the Jensen-Shannon distance). With the model: the scorer the search runs on
 (``search_scorer``: the full-precision scorer itself, a reduced-precision copy of it, or Ray
-actors) and the alignment (``align_target``). A search's finalists, and everything reported, are
-scored by the full-precision scorer.
+actors), the full-precision scorer of the validation wordings (``validation_scorer``: what an
+aligner may select or stop on) and the alignment (``align_target``). A search's finalists, and
+everything reported, are scored by the full-precision scorer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cultbench.errors import CultbenchError
 from cultbench.kinds import kind_of
 from cultbench.metrics import DISTRIBUTION, check_distance
 from cultbench.models import resolve_dtype
+from cultbench.prompts import get_variants, splits_of, variants_file
 from cultbench.scorer import SurveyScorer
 
 
@@ -30,6 +32,10 @@ def prepare_aligner(name: str, params: Mapping[str, str], instrument, budgets: S
     cls = get_aligner_class(name)
     aligner = cls(cls.config_class.from_dict(dict(params)))
     aligner.check_instrument(instrument)  # e.g. icl-profile refuses a distribution instrument
+    if getattr(aligner.config, "select_by", None) == "validation" and \
+            "validation" not in splits_of(variants_file(instrument)):
+        raise CultbenchError(f"select_by=validation needs a validation split, and the wordings of {instrument.name} "
+                             "have none: use select_by=train")
     for budget in budgets:
         aligner.check_budget(budget, reduced_precision)
     return aligner
@@ -64,13 +70,28 @@ def search_scorer(loaded, exact: SurveyScorer, *, model_name: str, dtype: str, s
                         dtype=search_dtype, **bound)
 
 
+def validation_scorer(exact: SurveyScorer, variants_path: str) -> SurveyScorer | None:
+    """The full-precision scorer of the validation wordings of ``variants_path`` (the exact
+    scorer's model, instrument, constants and memory bound): what aligners select and stop on.
+    None when the file has no validation split (wording version 3) or when the exact scorer's own
+    renderings include one of its renderings (selecting on the training data is no validation)."""
+    if "validation" not in splits_of(variants_path):
+        return None
+    variants = get_variants("validation", path=variants_path)
+    if {v.name for v in variants} & {v.name for v in exact.variants}:
+        return None
+    return SurveyScorer(exact.model, exact.tokenizer, exact.instrument, variants, constants=exact.constants,
+                        max_batch_mb=exact.max_batch_mb, padding=exact.padding)
+
+
 def align_target(aligner, target, search, exact: SurveyScorer, *, model_info: Mapping, budget: int | None,
                  seed: int, distance: str, dimensions: Sequence[str] | None = None, run_dir: Path | None = None,
-                 resume: bool = False, progress: bool = False):
+                 resume: bool = False, progress: bool = False, validation: SurveyScorer | None = None):
     """(the alignment, its problem) of ``aligner`` to ``target``: the search runs on ``search``,
-    its finalists and result are scored by ``exact``; ``run_dir`` holds the search's checkpoint
-    (``resume`` continues it)."""
+    its finalists and result are scored by ``exact``, ``validation`` (``validation_scorer``) scores
+    what the aligner selects or stops on; ``run_dir`` holds the search's checkpoint (``resume``
+    continues it)."""
     problem = AlignmentProblem(search, target, dimensions=dimensions, distance=distance, model_info=model_info,
-                               exact_scorer=exact)
+                               exact_scorer=exact, validation_scorer=validation)
     alignment = aligner.align(problem, budget, seed=seed, run_dir=run_dir, resume=resume, progress=progress)
     return alignment, problem

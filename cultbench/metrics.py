@@ -127,21 +127,32 @@ def mirror(change_in_order, change_reversed) -> float | None:
 
 
 # The verdict "aligned": every check must be measured and pass (docs/diagnostics.md, Protocol).
-# (name, rule, threshold): held-out balanced L1 minus naive's and minus content-free's strictly
-# below 0; directedness and mirror strictly above 0.
-ALIGNED_CHECKS = (("below_naive", "<", 0.0), ("below_content_free", "<", 0.0),
+# The minimum effect: the held-out balanced L1 must be below the naive model's and below the
+# content-free L1 by at least this share of the content-free L1 (the target's distance from
+# "knowing nothing"). 5%: above every false positive the content-free testbed control gave (a
+# random search 0.7% below naive and content-free, an icl-profile 2.1%; docs/testbed.md), and about
+# three times the standard error wording noise alone gives the difference of two three-wording
+# means (the bundled naive model's held-out wordings: SD 2.1 points, SE of the difference
+# 2.1 x sqrt(2/3) = 1.7 points, 1.6% of its content-free L1 109).
+MIN_EFFECT = 0.05
+# (name, rule, threshold): held-out balanced L1 minus naive's and minus content-free's below
+# -MIN_EFFECT x the content-free L1 (the threshold recorded in points); directedness and mirror above 0.
+ALIGNED_CHECKS = (("below_naive", "<", -MIN_EFFECT), ("below_content_free", "<", -MIN_EFFECT),
                   ("directedness", ">", 0.0), ("mirror", ">", 0.0))
+SCALED_BY_CONTENT_FREE = ("below_naive", "below_content_free")  # thresholds in shares of the content-free L1
 
 
 def aligned_verdict(l1: float, naive_l1: float, content_free: float, direction: float | None,
                     mirror_value: float | None) -> dict:
     """The verdict ``aligned`` of an alignment from its held-out balanced L1, the naive model's,
-    the content-free L1, its directedness and its mirror correlation, with every check's value."""
+    the content-free L1, its directedness and its mirror correlation, with every check's value and
+    threshold (the L1 checks' thresholds in L1 points: ``MIN_EFFECT`` x the content-free L1)."""
     values = {"below_naive": l1 - naive_l1, "below_content_free": l1 - content_free,
               "directedness": direction, "mirror": mirror_value}
     checks = {}
-    for name, rule, threshold in ALIGNED_CHECKS:
+    for name, rule, share in ALIGNED_CHECKS:
         value = values[name]
+        threshold = share * content_free if name in SCALED_BY_CONTENT_FREE else share
         passed = None if value is None else bool(value < threshold if rule == "<" else value > threshold)
         checks[name] = {"value": value, "threshold": threshold, "rule": rule, "passed": passed}
     failed = [n for n, c in checks.items() if c["passed"] is not True]
@@ -436,8 +447,8 @@ MIRROR = register_metric(Metric(
     "of the same wordings; null without the naive model.", (INDEX,), higher_is_better=True, fmt="+.2f",
     terminal=True, schema=_OPTIONAL_NUMBER, compute=_mirror))
 ALIGNMENT = register_metric(Metric(
-    "alignment", "Aligned", "The verdict aligned: held-out balanced L1 below naive's and the content-free L1, "
-    "directedness > 0, mirror > 0 (ALIGNED_CHECKS).", (INDEX,), higher_is_better=True, fmt="", row=False,
+    "alignment", "Aligned", "The verdict aligned: held-out balanced L1 below naive's and the content-free L1 by at "
+    "least 5% of the content-free L1, directedness > 0, mirror > 0 (ALIGNED_CHECKS).", (INDEX,), higher_is_better=True, fmt="", row=False,
     schema={"anyOf": [{"$ref": "#/$defs/alignment"}, {"type": "null"}]}, compute=_alignment,
     columns=lambda table: []))  # rows carry its verdict over seeds: leaderboard.aligned_summary
 DIMENSION_RANK_AGREEMENT = register_metric(Metric(

@@ -265,16 +265,19 @@ def run_info(*, wall_time_s: float, align_time_s: float, evaluate_time_s: float,
 
 
 def history_summary(alignment) -> dict | None:
-    """The search's convergence curve (best fitness against evaluations) and how it stopped."""
+    """The search's convergence curve (best fitness against evaluations; prompt tuning's validated
+    steps also with their validation distance), how it stopped, and how the returned candidate was
+    chosen (``selection``; ``validation``: its validation distance, where the run had a split)."""
     if alignment.search is None:
         return None
-    curve = [{"evaluations": int(h["evaluations"]), "best": h.get("best"), "mean": h.get("mean")}
-             for h in alignment.history]
+    curve = [{"evaluations": int(h["evaluations"]), "best": h.get("best"), "mean": h.get("mean"),
+              **({"validation": h["validation"]} if "validation" in h else {})} for h in alignment.history]
     search = alignment.search
     return {"search_precision": search.get("precision"), "generations": search.get("generations", len(curve)),
             "stopped": search.get("stopped"), "best_fitness_search": search.get("best_fitness"),
             "invalid": int(search.get("invalid", 0)), "curve": curve,
-            **({"selection": _selection_summary(search["selection"])} if search.get("selection") else {})}
+            **({"selection": _selection_summary(search["selection"])} if search.get("selection") else {}),
+            **({"validation": dict(search["validation"])} if search.get("validation") else {})}
 
 
 def _selection_summary(selection: Mapping) -> dict:

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
 from cultbench.profiles import target_key
+from cultbench.prompts import REVERSED_SUFFIX
 from cultbench.quantization import weights_label
 from cultbench.results import BLOCKS, is_distribution
 
@@ -192,9 +193,24 @@ def alignment_text(alignment, naive: Mapping | None, output, distance: str, vari
     search = alignment.search or {}
     if search.get("selection"):
         lines += selection_lines(alignment.aligner, search.get("precision"), search["selection"], distance)
+    if search.get("validation"):
+        lines.append(validation_line(search["validation"], search.get("selection"), distance))
     lines.append(f"Held-out variants, with the naive model beside it: cultbench evaluate --target "
                  f"{target_key(target)} --alignment {output}")
     return "\n".join(lines) + "\n"
+
+
+def validation_line(validation: Mapping, selection: Mapping | None, distance: str = "l1") -> str:
+    """The returned candidate's distance on the validation wordings, and whether it chose it (a
+    search's finalists, prompt tuning's validated steps) or is a report."""
+    wordings = list(dict.fromkeys(v.removesuffix(REVERSED_SUFFIX) for v in validation.get("variants") or []))
+    value = validation.get("fitness")
+    text = f"Validation ({', '.join(wordings)}, both orders): {distance} {'–' if value is None else f'{value:.1f}'}"
+    if validation.get("select_by") != "validation":
+        return text + " (a report: the training fitness chose the candidate)"
+    if validation.get("step") is not None:
+        return text + f", the lowest of {validation['evaluations']} validated steps (step {validation['step']} kept)"
+    return text + f", the lowest of the {len((selection or {}).get('finalists') or [])} finalists there"
 
 
 def selection_lines(label: str, search_precision: str | None, selection: Mapping, distance: str = "l1") -> list[str]:

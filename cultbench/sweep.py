@@ -35,7 +35,7 @@ from aligners import Alignment, get_aligner_class
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from aligners.checkpoint import CHECKPOINT_NAME
 from aligners.search import check_seed
-from cultbench.aligning import align_target, fitting, prepare_aligner, search_scorer
+from cultbench.aligning import align_target, fitting, prepare_aligner, search_scorer, validation_scorer
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.evaluation import evaluate
 from cultbench.instruments import load_instrument_with_data, resolve_target
@@ -163,6 +163,7 @@ class Sweep:
             if isinstance(budget, bool) or budget < 1:
                 raise CultbenchError(f"--budget {budget}: give a positive number of candidate evaluations")
         self.aligners = {name: self._make_aligner(name) for name in _unique(spec.aligners)}
+        self._validation_scorers: dict[int, tuple] = {}
         self._check_params()
         for seed in spec.seeds:
             try:
@@ -266,6 +267,14 @@ class Sweep:
                              constants=self.constants, **self.scorer_bound())
         return loaded, exact
 
+    def validation_scorer(self, exact: SurveyScorer) -> SurveyScorer | None:
+        """The full-precision scorer of the validation wordings for ``exact``'s model (made once per
+        model; None without a validation split): what aligners select and stop on."""
+        cache = self._validation_scorers  # id -> (exact, its validation scorer): exact kept, so the id stays its
+        if id(exact) not in cache:
+            cache[id(exact)] = (exact, validation_scorer(exact, variants_file(self.instrument)))
+        return cache[id(exact)][1]
+
     def scorer_bound(self) -> dict:
         """The scorers' memory bound (--max-batch-mb), as keyword arguments."""
         return {} if self.spec.max_batch_mb is None else {"max_batch_mb": self.spec.max_batch_mb}
@@ -352,7 +361,8 @@ class Sweep:
             alignment, _ = align_target(self.aligners[combo.aligner], combo.target, search, exact,
                                         model_info=loaded.info, budget=combo.budget, seed=combo.seed,
                                         distance=self.distance, dimensions=None if self.distribution else s.dimensions,
-                                        run_dir=run_dirs[0], resume=resumed, progress=s.progress)
+                                        run_dir=run_dirs[0], resume=resumed, progress=s.progress,
+                                        validation=self.validation_scorer(exact))
         searched = alignment.search is not None
         key = self.key(combo, alignment.seed, alignment.budget,
                        keyed["search_dtype"] if searched else None)

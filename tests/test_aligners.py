@@ -392,6 +392,107 @@ def test_a_reduced_precision_budget_must_pay_for_the_finalists():
         make_aligner("de", finalists=0)
 
 
+# -- validation ---------------------------------------------------------------------------------
+
+class ValidationScorer(RecordingScorer):
+    """The validation wording's stand-in: one wording in two renderings, another linear map than
+    the training one (so the validation ranking of candidates differs from the training one)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.variants = [types.SimpleNamespace(name="val", wording="val"),
+                         types.SimpleNamespace(name="val-reversed", wording="val")]
+        self.M = np.random.default_rng(8).normal(size=self.M.shape) * 40
+
+
+def validated_problem(search=None, **kw):
+    validation = ValidationScorer()
+    return synthetic_problem(search or RecordingScorer(), validation_scorer=validation, **kw), validation
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_select_by_validation_in_fp32_picks_the_finalist_lowest_on_validation(name):
+    problem, validation = validated_problem()
+    result = make_aligner(name, **PARAMS, finalists=5, select_by="validation").align(problem, budget=240, seed=0)
+    # 5 evaluations reserved for the finalists' validation (ONE call); 19 generations fit in 235;
+    # the pick's fp32 training score is the final re-score, outside the budget as before.
+    assert problem.scorer.batches == [12] * 19 + [1] and validation.batches == [5]
+    assert result.evaluations == 233 and result.search["generations"] == 19
+    seen = torch.stack(problem.scorer.seen[:228])
+    train = problem.fitness(LinearScorer().score(seen).indices)
+    best5 = np.argsort(train, kind="stable")[:5]  # the 5 best distinct candidates by training fitness
+    on_validation = problem.validation_fitness(soft_prompts=seen[best5])
+    selection = result.search["selection"]
+    assert selection["select_by"] == "validation" and selection["rescored"] == 0
+    assert [f["evaluation"] for f in selection["finalists"]] == best5.tolist()
+    assert [f["validation"] for f in selection["finalists"]] == pytest.approx(on_validation.tolist())
+    winner = int(np.argmin(on_validation))
+    assert selection["winner"] == winner
+    torch.testing.assert_close(result.soft_prompt, seen[best5[winner]])
+    assert result.fitness == pytest.approx(train[best5[winner]])
+    assert result.search["validation"] == {
+        "select_by": "validation", "fitness": pytest.approx(on_validation.min()), "distance": "l1",
+        "evaluations": 5, "variants": ["val", "val-reversed"], "every": None, "step": None}
+    assert on_validation.min() <= on_validation[0]  # no worse on validation than the training best
+    assert result.problem["validation_variants"] == ["val", "val-reversed"]
+
+
+def test_select_by_train_records_the_picks_validation_as_a_report_outside_the_budget():
+    problem, validation = validated_problem()
+    result = make_aligner("cmaes", **PARAMS, finalists=5).align(problem, budget=240, seed=0)
+    assert problem.scorer.batches == [12] * 20 + [1] and result.evaluations == 240  # nothing reserved
+    assert validation.batches == [1]  # the pick, once, after the search
+    assert result.search["selection"]["select_by"] == "train"
+    assert result.search["validation"]["select_by"] == "train" and result.search["validation"]["evaluations"] == 0
+    want = problem.validation_fitness(soft_prompts=result.soft_prompt[None])[0]
+    assert result.search["validation"]["fitness"] == pytest.approx(want)
+    # Without a validation split nothing is recorded, and the artifact is as before.
+    plain = make_aligner("cmaes", **PARAMS, finalists=5).align(synthetic_problem(), budget=240, seed=0)
+    assert "validation" not in plain.search and "validation_variants" not in plain.problem
+    assert plain.soft_prompt.equal(result.soft_prompt)
+
+
+def test_select_by_validation_in_reduced_precision_reserves_both_uses():
+    problem, validation = validated_problem(RecordingScorer(dtype=torch.bfloat16), exact_scorer=LinearScorer())
+    aligner = make_aligner("de", **PARAMS, finalists=5, select_by="validation")
+    with pytest.raises(CultbenchError, match=r"budget 21 is smaller than one generation of de \(12 candidates\) plus "
+                                             r"the 5 finalists re-scored in full precision and scored on the "
+                                             r"validation wording \(10 evaluations\)"):
+        aligner.align(problem, budget=21)
+    with pytest.raises(CultbenchError, match=r"plus the 5 finalists scored on the validation wording: give a budget "
+                                             r"of at least 17"):
+        aligner.check_budget(16)
+    result = aligner.align(problem, budget=58, seed=0)  # 48 for the search: 4 generations
+    assert problem.exact_scorer.batches == [5] and validation.batches == [5] and result.evaluations == 58
+    selection = result.search["selection"]
+    assert selection["rescored"] == 5 and result.search["validation"]["evaluations"] == 5
+    on_validation = [f["validation"] for f in selection["finalists"]]
+    assert selection["winner"] == int(np.argmin(on_validation))
+    assert result.fitness == pytest.approx(selection["finalists"][selection["winner"]]["fitness"])
+
+
+def test_select_by_validation_needs_a_split_and_a_known_name():
+    with pytest.raises(CultbenchError, match="select_by=validation needs a validation split"):
+        make_aligner("random", **PARAMS, select_by="validation").align(synthetic_problem(), budget=48)
+    with pytest.raises(CultbenchError, match="select_by='valid'; choose one of train, validation"):
+        make_aligner("de", select_by="valid")
+    other = ValidationScorer()
+    other.constants = dict(other.constants, pdi=0.0)
+    with pytest.raises(CultbenchError, match="validation scorer must score the same instrument and constants"):
+        synthetic_problem(validation_scorer=other)
+
+
+def test_a_search_selecting_by_validation_resumes_to_the_same_pick(tmp_path):
+    whole = make_aligner("de", **PARAMS, select_by="validation").align(validated_problem()[0], budget=245, seed=5,
+                                                                      run_dir=tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        make_aligner("de", **PARAMS, select_by="validation").align(
+            validated_problem(RecordingScorer(interrupt_at=8))[0], budget=245, seed=5, run_dir=tmp_path / "b")
+    resumed = make_aligner("de", **PARAMS, select_by="validation").align(validated_problem()[0], budget=245, seed=5,
+                                                                        run_dir=tmp_path / "b", resume=True)
+    assert resumed == whole and resumed.search["selection"] == whole.search["selection"]
+
+
 # -- resume -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", SEARCHERS)

@@ -225,6 +225,29 @@ def test_cli_bad_input_is_one_line_and_exit_2(tiny_folder, tmp_path, extra, mess
     assert not (tmp_path / "run" / CHECKPOINT_NAME).exists() or extra == ["--resume"]
 
 
+def test_cli_align_selects_by_validation(tiny_folder, tmp_path):
+    """--param select_by=validation: the search's finalists are scored on the validation wording
+    (counted in the budget), the lowest there is returned, and the summary says so."""
+    out = tmp_path / "random-us"
+    result = run_cli(["align", "--model", str(tiny_folder), "--target", "US", "--aligner", "random", "--budget", "7",
+                      *SMALL_DE, "--param", "finalists=2", "--param", "select_by=validation", "--output", str(out),
+                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    saved = Alignment.from_pretrained(out)
+    # One generation of 5, then its 2 best scored on the validation wording: 7 evaluations.
+    assert saved.evaluations == 7 and saved.search["generations"] == 1
+    selection, validation = saved.search["selection"], saved.search["validation"]
+    on_validation = [f["validation"] for f in selection["finalists"]]
+    assert len(on_validation) == 2 and selection["winner"] == int(np.argmin(on_validation))
+    assert validation["select_by"] == "validation" and validation["fitness"] == min(on_validation)
+    loaded = load_model(str(tiny_folder))
+    scorer = SurveyScorer(loaded.model, loaded.tokenizer, INST, get_variants("validation"))
+    problem = AlignmentProblem(scorer, lookup("US"))
+    assert problem.fitness(saved.score(scorer).indices)[0] == pytest.approx(validation["fitness"], abs=1e-4)
+    assert (f"Validation (person-standard, both orders): l1 {validation['fitness']:.1f}, "
+            "the lowest of the 2 finalists there") in result.stderr
+
+
 def test_cli_runs_a_third_party_aligner(plugin_on_path, tiny_folder, tmp_path):  # noqa: F811
     result = run_cli(["align", "--model", str(tiny_folder), "--target", "India", "--aligner", "hill",
                       "--budget", "10", *SMALL_DE, "--param", "step=0.5", "--output", str(tmp_path / "hill"),

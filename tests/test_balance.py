@@ -10,7 +10,7 @@ import torch
 from aligners.objective import AlignmentProblem
 from conftest import INST
 from cultbench.evaluation import evaluate_candidate, index_split, versus_target
-from cultbench.metrics import distance, order_balance, order_balanced
+from cultbench.metrics import MIN_EFFECT, aligned_verdict, distance, order_balance, order_balanced
 from cultbench.profiles import lookup
 from cultbench.prompts import all_variants, displayed_options, get_variants, option_labels
 
@@ -160,3 +160,23 @@ def test_a_move_towards_the_target_is_aligned_and_a_position_move_is_not():
     # Without the naive model beside it there is no verdict.
     alone = versus_target(TARGET, index_split(TARGET, naive, heldout, DIMS, np.ones((len(heldout), 24)), {}))
     assert alone["alignment"] is None and alone["directedness"] is None and alone["content_free_l1"] is None
+
+
+def test_the_verdict_needs_a_minimum_effect_scaled_by_the_content_free_l1():
+    """The content-free testbed control's false positive (docs/testbed.md: a random search for the
+    US at held-out L1 108.29 against naive 109.02 and content-free 109.0, in the right direction)
+    is not aligned; a real move is. The margin is MIN_EFFECT of the content-free L1, in points."""
+    control = aligned_verdict(108.286, 109.024, 109.0, 0.4, 0.3)
+    assert not control["aligned"] and control["failed"] == ["below_naive", "below_content_free"]
+    assert control["checks"]["below_naive"]["threshold"] == pytest.approx(-MIN_EFFECT * 109.0) == pytest.approx(-5.45)
+    assert control["checks"]["below_naive"]["value"] == pytest.approx(-0.738)
+    previous = aligned_verdict(106.722, 109.047, 109.0, 0.4, 0.3)  # the build before: icl-profile, 2.1% below
+    assert not previous["aligned"]
+    moved = aligned_verdict(95.0, 109.024, 109.0, 0.4, 0.3)
+    assert moved["aligned"] and moved["failed"] == []
+    # India's content-free L1 is 70: 4 points below both is 5.7% of it, aligned; 3 points is not.
+    assert aligned_verdict(66.0, 70.0, 70.0, 0.4, 0.3)["aligned"]
+    assert not aligned_verdict(67.0, 70.0, 70.0, 0.4, 0.3)["aligned"]
+    # The margin does not excuse a move away or a position move.
+    assert aligned_verdict(95.0, 109.0, 109.0, -0.2, 0.3)["failed"] == ["directedness"]
+    assert aligned_verdict(95.0, 109.0, 109.0, 0.4, -0.9)["failed"] == ["mirror"]

@@ -169,6 +169,18 @@ def test_letter_labels_and_reversed_order_are_wording_variants():
     assert {v.order for v in variants.values() if v.split == "train"} == {"ascending", "descending"}
 
 
+def test_selection_by_validation_is_refused_before_a_model_loads_without_a_validation_split():
+    """The opinions wordings have train and held-out splits only: a search cannot select by
+    validation there, and says so before any model loads; prompt tuning falls back to its
+    training best (docs/aligners.md, Validation)."""
+    from cultbench.aligning import prepare_aligner
+
+    with pytest.raises(CultbenchError, match="select_by=validation needs a validation split, and the wordings of "
+                                             "globalopinionqa have none"):
+        prepare_aligner("de", {"select_by": "validation"}, INST, [30])
+    assert prepare_aligner("de", {}, INST, [30]).config.select_by == "train"
+
+
 # -- the scorer -------------------------------------------------------------------------------------
 
 

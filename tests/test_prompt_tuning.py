@@ -4,6 +4,7 @@ bit), bad input, and the CLI."""
 
 import json
 import textwrap
+import types
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,32 @@ PARAMS = dict(n_virtual=3, lr=0.05, step_cost=3.0)
 INFO = {"id": "tiny-llama", "revision": None, "file_sha256": None, "hidden_size": 32}
 
 
-def problem_of(tiny, target="US"):
+def problem_of(tiny, target="US", validation=None):
     model, tokenizer = tiny
     return AlignmentProblem(SurveyScorer(model, tokenizer, INST, get_variants(VARIANTS)), lookup(target),
-                            model_info=INFO)
+                            model_info=INFO, validation_scorer=validation)
+
+
+class DistanceValidation:
+    """Validation stand-in on the validation wording's renderings: a prompt's balanced L1 is
+    40 + 100 |(its distance from ``reference``) - ``radius``|, so as training carries the prompt
+    away from the start the validation distance falls until ``radius``, then rises (it gets worse
+    late); it keeps every prompt it scored."""
+
+    def __init__(self, reference=None, radius=0.0):
+        self.instrument, self.constants, self.variants = INST, INST.constants(), get_variants("validation")
+        self.model = self.tokenizer = None
+        self.reference, self.radius, self.seen = reference, radius, []
+
+    def score(self, soft_prompts=None, personas=None):
+        rows = []
+        for prompt in soft_prompts:
+            self.seen.append(prompt.detach().clone())
+            away = 0.0 if self.reference is None else float((prompt - self.reference).norm())
+            row = lookup("US").vector(INST.dimension_ids).astype(float)
+            row[0] += 40 + 100 * abs(away - self.radius)
+            rows.append([row, row])
+        return types.SimpleNamespace(indices=np.array(rows))
 
 
 def untimed(alignment: Alignment) -> dict:
@@ -83,13 +106,23 @@ def test_training_lowers_the_objective_from_p0_and_records_the_budget(tiny, trai
 
 def test_steps_budget_and_bad_input(tiny):
     pt = make_aligner("prompt-tuning", steps=2, step_cost=2.5)
-    assert pt.plan_steps(None) == 2 and pt.plan_steps(100) == 2 and pt.plan_steps(5) == 2 and pt.plan_steps(4) == 1
-    assert make_aligner("prompt-tuning", step_cost=2.5).plan_steps(10) == 4
+    assert pt.plan_steps(None) == 2 and pt.plan_steps(100) == 2 and pt.plan_steps(4) == 1
+    # Each validation counts one evaluation: 2 steps and 2 validations cost 7.
+    assert pt.plan_steps(5, every=0) == 2 and pt.plan_steps(5) == 1 and pt.plan_steps(7) == 2
+    assert make_aligner("prompt-tuning", step_cost=2.5).plan_steps(10, every=0) == 4
+    assert make_aligner("prompt-tuning", step_cost=2.5).plan_steps(10) == 2  # 3 steps: 7.5 + 3 validations
+    assert make_aligner("prompt-tuning", step_cost=2.5, validate_every=3).plan_steps(10) == 3  # 7.5 + 1 (step 0)
+    assert make_aligner("prompt-tuning", step_cost=2.5, validate_every=3).plan_steps(12) == 4  # 10 + 2 (steps 0, 3)
     with pytest.raises(CultbenchError, match="pays for no step"):
         make_aligner("prompt-tuning").plan_steps(2)  # the default step costs 2.71 evaluations
+    with pytest.raises(CultbenchError, match=r"one step costs 2.71 evaluations and its validation 1\): give a "
+                                             r"budget of at least 4"):
+        make_aligner("prompt-tuning").plan_steps(3)
+    assert make_aligner("prompt-tuning").plan_steps(3, every=0) == 1
     with pytest.raises(CultbenchError, match="give a budget"):
         make_aligner("prompt-tuning").align(problem_of(tiny))
     for params, message in [({"optimizer": "adma"}, "Did you mean: adam"), ({"lr": 0}, "lr=0.0 must be positive"),
+                            ({"validate_every": -1}, "validate_every=-1 must be >= 0"),
                             ({"steps": 0}, "steps=0"), ({"init_text": "{nation}"}, "only use the field")]:
         with pytest.raises(CultbenchError, match=message):
             make_aligner("prompt-tuning", **params)
@@ -128,6 +161,63 @@ def test_resume_after_an_interrupt_ends_with_the_same_tensor(tiny, trained, tmp_
     assert same_run(resumed, trained)
 
 
+@pytest.fixture(scope="module")
+def early_stopped(tiny):
+    """(a run whose validation distance is lowest at step 2 and worse after, its validation stand-in,
+    the prompts every step scored). The first run only records the steps' prompts (its validation
+    does not change the training path); the second puts the validation minimum at step 2's prompt."""
+    probe = DistanceValidation()
+    make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny, validation=probe), budget=24)
+    prompts = probe.seen  # the prompt of steps 0..5, each scored before its update
+    validation = DistanceValidation(prompts[0], float((prompts[2] - prompts[0]).norm()))
+    run = make_aligner("prompt-tuning", **PARAMS).align(problem_of(tiny, validation=validation), budget=24)
+    return run, validation, prompts
+
+
+def test_early_stopping_keeps_the_step_with_the_best_validation_not_the_last(early_stopped):
+    run, validation, prompts = early_stopped
+    assert len(prompts) == 6 and run.search["steps"] == 6  # 24 evaluations: 6 steps of 3 and 6 validations
+    curve = [h["validation"] for h in run.history]
+    assert curve[2] == pytest.approx(40.0) and min(curve) == curve[2]
+    assert curve[-1] > curve[3] > curve[2]  # validation gets worse late ...
+    assert run.history[-1]["best"] < run.history[2]["mean"]  # ... while the training fitness still improves
+    assert run.search["validation"] == {"select_by": "validation", "fitness": pytest.approx(40.0), "distance": "l1",
+                                        "evaluations": 6, "variants": ["person-standard", "person-standard-reversed"],
+                                        "every": 1, "step": 2}
+    assert torch.equal(run.soft_prompt, prompts[2])  # the kept step's prompt, not the last or the training best
+    assert run.fitness == pytest.approx(run.history[2]["mean"], abs=1e-6)  # its training fitness, re-scored in fp32
+    assert run.evaluations == 24 and run.problem["validation_variants"] == ["person-standard", "person-standard-reversed"]
+
+
+def test_both_curves_are_recorded_per_step(tiny, early_stopped):
+    run, validation, prompts = early_stopped
+    assert [h["step"] for h in run.history] == list(range(6))
+    assert [h["evaluations"] for h in run.history] == pytest.approx([4 * (s + 1) for s in range(6)])  # 3 + 1 each
+    assert all(isinstance(h["mean"], float) for h in run.history)  # the training fitness of every step
+    reference, radius = validation.reference, validation.radius
+    want = [40 + 100 * abs(float((p - reference).norm()) - radius) for p in prompts]
+    assert [h["validation"] for h in run.history] == pytest.approx(want)
+    # Every second step validated: half the validations, and the kept step is among the validated ones.
+    sparse = make_aligner("prompt-tuning", **PARAMS, validate_every=2).align(
+        problem_of(tiny, validation=DistanceValidation(reference, radius)), budget=21)
+    assert [h["validation"] is None for h in sparse.history] == [False, True, False, True, False, True]
+    assert sparse.search["validation"]["step"] == 2 and sparse.search["validation"]["evaluations"] == 3
+
+
+def test_early_stopping_resumes_exactly(tiny, early_stopped, tmp_path, monkeypatch):
+    run, validation, _ = early_stopped
+
+    def problem():
+        return problem_of(tiny, validation=DistanceValidation(validation.reference, validation.radius))
+
+    interrupt_after(3, monkeypatch, lambda: make_aligner("prompt-tuning", **PARAMS).align(
+        problem(), budget=24, run_dir=tmp_path))
+    state, arrays = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["kept_step"] == 2 and state["kept_validation"] == pytest.approx(40.0) and "kept_prompt" in arrays
+    resumed = make_aligner("prompt-tuning", **PARAMS).align(problem(), budget=24, run_dir=tmp_path, resume=True)
+    assert same_run(resumed, run)
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import sys, torch
     sys.path.insert(0, {tests!r})
@@ -156,11 +246,14 @@ def test_cli_align_and_show(tiny_folder, tmp_path):
     assert shown.exit_code == 0 and "lr (float, default 0.03)" in shown.output and "step_cost" in shown.output
     out = tmp_path / "pt"
     result = CliRunner().invoke(main, ["align", "--model", str(tiny_folder), "--target", "Japan", "--aligner",
-                                       "prompt-tuning", "--budget", "6", "--param", "n_virtual=2", "--param", "step_cost=3", "--output",
+                                       "prompt-tuning", "--budget", "8", "--param", "n_virtual=2", "--param", "step_cost=3", "--output",
                                        str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     saved = Alignment.from_pretrained(out)
-    assert saved.aligner == "prompt-tuning" and saved.search["steps"] == 2 and saved.evaluations == 6
+    # 2 steps of 3 evaluations and 2 validations on the validation wording (early stopping)
+    assert saved.aligner == "prompt-tuning" and saved.search["steps"] == 2 and saved.evaluations == 8
+    assert saved.search["validation"]["select_by"] == "validation" and saved.search["validation"]["evaluations"] == 2
+    assert saved.problem["validation_variants"] == ["person-standard", "person-standard-reversed"]
     assert json.loads((out / "alignment.json").read_text())["soft_prompt"]["shape"] == [2, 32]
     bad = CliRunner().invoke(main, ["align", "--model", str(tiny_folder), "--target", "Japan", "--aligner",
                                     "prompt-tuning", "--budget", "2", "--output", str(tmp_path / "x"), "--no-progress"])
@@ -172,7 +265,7 @@ def test_cultbench_run_and_leaderboard_with_prompt_tuning(tiny_folder, tmp_path)
     import leaderboard as leaderboard_data
 
     args = ["run", "--model", str(tiny_folder), "--target", "Japan", "--aligner", "prompt-tuning", "--aligner",
-            "naive", "--budget", "7", "--param", "n_virtual=2", "--param", "lr=0.05", "--param", "step_cost=3", "--output",
+            "naive", "--budget", "9", "--param", "n_virtual=2", "--param", "lr=0.05", "--param", "step_cost=3", "--output",
             str(tmp_path / "entries"), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -181,9 +274,17 @@ def test_cultbench_run_and_leaderboard_with_prompt_tuning(tiny_folder, tmp_path)
     schema = json.loads((Path(leaderboard_data.__file__).parent / "result.schema.json").read_text())
     jsonschema.validate(record, schema)
     a = record["aligner"]
-    assert (a["budget"], a["evaluations"], a["hyperparameters"]["lr"]) == (7, 6, 0.05)  # 2 steps of 3 evaluations
-    assert [p["evaluations"] for p in record["history"]["curve"]] == [3, 6]
+    # 2 steps of 3 evaluations, each validated (1 evaluation): 8 of the 9
+    assert (a["budget"], a["evaluations"], a["hyperparameters"]["lr"]) == (9, 8, 0.05)
+    curve, validation = record["history"]["curve"], record["history"]["validation"]
+    assert [p["evaluations"] for p in curve] == [4, 8]
+    assert all(isinstance(p["validation"], float) and isinstance(p["mean"], float) for p in curve)  # both curves
+    kept = validation["step"]
+    assert validation["select_by"] == "validation" and validation["every"] == 1 and validation["evaluations"] == 2
+    assert validation["fitness"] == min(p["validation"] for p in curve) == curve[kept]["validation"]
     assert record["metrics"]["train"]["l1"] == pytest.approx(a["fitness"], abs=1e-4)
+    # The kept prompt's validation distance is the validation split's L1 the evaluation measured.
+    assert record["metrics"]["validation"]["l1"] == pytest.approx(validation["fitness"], abs=1e-3)
     board = tmp_path / "board"
     board.mkdir()
     built = CliRunner().invoke(main, ["leaderboard", "build", "--entries", str(tmp_path / "entries"), "--out",

@@ -135,7 +135,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     """
     from aligners.base import final_result
     from aligners.checkpoint import CHECKPOINT_NAME
-    from cultbench.aligning import align_target, fitting, prepare_aligner, search_scorer
+    from cultbench.aligning import align_target, fitting, prepare_aligner, search_scorer, validation_scorer
     from cultbench.instruments import load_instrument_with_data, resolve_target
     from cultbench.models import DEFAULT_MODEL, check_precisions, load_model
     from cultbench.prompts import get_variants, variants_file
@@ -156,6 +156,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     loaded = load_model(model or DEFAULT_MODEL, dtype=dtype, device=device)
     bound = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
     exact = SurveyScorer(loaded.model, loaded.tokenizer, inst, chosen, constants=constants, **bound)
+    validation = validation_scorer(exact, variants_file(inst))
     ray = None
     if workers or ray_address:  # the search on Ray actors; the final pick is scored here
         from cultbench.distributed import RayScorer
@@ -167,7 +168,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     try:
         alignment, problem = align_target(instance, profile, search, exact, model_info=loaded.info, budget=budget,
                                           seed=seed, distance=distance, dimensions=dims, run_dir=output,
-                                          resume=resume, progress=progress)
+                                          resume=resume, progress=progress, validation=validation)
     except KeyboardInterrupt:
         if (output / CHECKPOINT_NAME).exists():
             click.echo(f"The checkpoint in {output} keeps every finished generation; run the same command "
