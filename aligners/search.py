@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from aligners.artifact import Alignment
@@ -369,6 +368,8 @@ class SearchRun:
         winner = int(np.flatnonzero(valid)[np.argmin(exact_fitness[valid])])  # ties: the better search fitness
         rho = None
         if valid.sum() >= 3 and np.ptp(search_fitness[valid]) > 0 and np.ptp(exact_fitness[valid]) > 0:
+            from scipy.stats import spearmanr  # scipy.stats loads in about a second: only where a rank is computed
+
             rho = float(spearmanr(search_fitness[valid], exact_fitness[valid]).statistic)
         finalists = [{"evaluation": order, "search_fitness": f, "fitness": float(e) if np.isfinite(e) else None}
                      for (f, order, _), e in zip(self._pool, exact_fitness)]
