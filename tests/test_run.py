@@ -173,7 +173,7 @@ def test_run_prints_a_table_with_the_naive_model_beside_each_result(sweep):
     # The validity verdict of every result stands in the table, and a failed one is warned about.
     verdicts = {r["metrics"]["diagnostics"]["all"]["interpretable"] for r in entries.values()}
     header = next(line for line in result.stderr.splitlines() if line.startswith("target"))
-    assert header.rstrip().endswith("interpretable")
+    assert header.rstrip().endswith("interpretable  aligned")
     assert ("Warning: the validity diagnostics say" in result.stderr) == (False in verdicts)
 
 
@@ -217,6 +217,17 @@ def test_the_run_summary_prints_a_bf16_searchs_curse_and_its_finalists_rho(sweep
             "bfloat16 fitness); Spearman rho between the finalists' bfloat16 and float32 fitness -0.90 (the search's "
             "ranking is not to be trusted).") in text
     assert f"Model: {record['model']['id']} (float32)" in text
+
+
+def test_the_run_summary_shows_each_results_aligned_verdict(sweep):
+    root, _, _ = sweep
+    recs = sorted(records(root / "entries").values(), key=lambda r: r["aligner"]["name"] != "naive")
+    lines = run_text(recs).splitlines()
+    assert lines[0].split()[-2:] == ["interpretable", "aligned"]
+    for record, line in zip(recs, lines[1:]):
+        verdict = (record["metrics"]["heldout"].get("alignment") or {}).get("aligned")
+        assert line.split()[-1] == ("–" if verdict is None else "yes" if verdict else "no")
+    assert lines[1].split()[1] == "naive" and lines[1].split()[-1] == "–"  # the naive model has no verdict
 
 
 def test_publish_copies_checked_results_and_skips_a_published_combination(sweep, tmp_path):
