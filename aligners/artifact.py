@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import safetensors.torch
-import torch
 
 from aligners.checkpoint import check_fields
 from cultbench import __version__
 from cultbench.atomic import write_folder_atomic
 from cultbench.errors import CultbenchError
 
+# torch and safetensors.torch are imported where tensors are read or written: importing the aligners
+# (to list them, or for a command that never loads a model) must not take torch's seconds.
 FORMAT_VERSION = 1
 CONFIG_NAME = "alignment.json"
 TENSORS_NAME = "soft_prompt.safetensors"
@@ -47,6 +47,8 @@ def sha256(data: bytes) -> str:
 
 
 def _array_equal(a, b) -> bool:
+    import torch
+
     if a is None or b is None:
         return a is None and b is None
     return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
@@ -84,6 +86,9 @@ def _check_record(data: dict, path: Path) -> None:
 def _load_tensors(folder: Path, meta: dict, path: Path) -> tuple[torch.Tensor, np.ndarray | None]:
     """(soft prompt, z) from the tensor file ``meta`` records, checked against its hash, shape,
     dtype and for finite values: a tampered prompt is refused before any model sees it."""
+    import safetensors.torch
+    import torch
+
     tensor_path = _file_in_folder(folder, meta.get("file", TENSORS_NAME), path)
     try:
         blob = tensor_path.read_bytes()
@@ -196,6 +201,9 @@ class Alignment:
         record = self.to_dict()
         files: dict[str, bytes] = {}
         if self.soft_prompt is not None:
+            import safetensors.torch
+            import torch
+
             tensors = {"prompt_embeddings": self.soft_prompt.detach().cpu().contiguous()}
             if self.z is not None:
                 tensors["z"] = torch.from_numpy(np.ascontiguousarray(self.z, dtype=np.float64))

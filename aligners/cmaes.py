@@ -16,10 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-with warnings.catch_warnings():  # cma warns at import when matplotlib (for its plots) is missing
-    warnings.simplefilter("ignore")
-    import cma
-
 from aligners.config import param
 from aligners.registry import register_aligner
 from aligners.search import SoftPromptAligner, SoftPromptConfig
@@ -52,6 +48,10 @@ class CMAOptimizer:
         self._asked = None
         options = {"popsize": popsize, "bounds": [low, high], "seed": seed % (2**32 - 1) + 1,  # 0 = clock
                    "verbose": -9, "verb_log": 0, "verb_disp": 0, "maxiter": np.inf, "maxfevals": np.inf}
+        with warnings.catch_warnings():  # cma warns at import when matplotlib (for its plots) is missing
+            warnings.simplefilter("ignore")
+            import cma  # here, not at the top: it tries matplotlib, and listing the aligners must stay fast
+
         with self._private_rng():
             self.es = cma.CMAEvolutionStrategy(np.full(d, (low + high) / 2), sigma0, options)
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import differential_evolution
-from scipy.stats import qmc
 
 from aligners.config import param
 from aligners.registry import register_aligner
@@ -65,6 +63,8 @@ class DifferentialEvolution(SoftPromptAligner):
     config_class = DEConfig
 
     def initial_population(self, d: int, rng: np.random.Generator) -> np.ndarray:
+        from scipy.stats import qmc  # scipy loads in about a second: only when a search runs
+
         cfg = self.config
         low, high = cfg.bounds
         unit = (qmc.LatinHypercube(d=d, rng=rng).random(cfg.popsize) if cfg.init == "latinhypercube"
@@ -72,6 +72,8 @@ class DifferentialEvolution(SoftPromptAligner):
         return low + (high - low) * unit
 
     def search(self, run: SearchRun, seed: int) -> str:
+        from scipy.optimize import differential_evolution
+
         cfg = self.config
         rng = np.random.default_rng(seed)
         d = run.space.d

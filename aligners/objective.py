@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
 
 import numpy as np
-import torch
 
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.kinds import kind_of
@@ -180,7 +179,7 @@ class AlignmentProblem:
         indices = order_balanced(indices[..., self._positions], self._balance(variants))
         if self._by_instrument:
             return self.scorer.instrument.distance_tensor(indices, self.target_vector).mean(dim=-1)
-        target = torch.as_tensor(self.target_vector, dtype=indices.dtype, device=indices.device)
+        target = indices.new_tensor(self.target_vector)  # indices' dtype and device (no torch import here)
         return DISTANCES[self.distance](indices - target).mean(dim=-1)
 
     def describe(self) -> dict:

@@ -46,7 +46,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from aligners.artifact import Alignment
@@ -61,7 +60,9 @@ from cultbench.errors import CultbenchError, did_you_mean
 
 _log = logging.getLogger(__name__)
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+# torch.optim class names; torch itself is imported where tensors are made: listing the aligners
+# must not take torch's seconds.
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 # Measured (docs/calibration/costs-cpu.json, scripts/measure_costs.py): on SmolLM2-135M-Instruct in
 # fp32, 2 threads on a quiet 2-core CPU, a 30-token persona-sized prompt and the 3 training
 # variants in one backward, one step took 2.71x the time of one forward candidate evaluation in a
@@ -132,12 +133,16 @@ class PromptTuningConfig(AlignerConfig):
 
 def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, np.ndarray]:
     """The optimiser's per-parameter state as arrays (one parameter: the prompt)."""
+    import torch
+
     state = optimizer.state_dict()["state"]
     return {f"optimizer.{key}": value.detach().cpu().numpy() if isinstance(value, torch.Tensor)
             else np.asarray(value) for key, value in state.get(0, {}).items()}
 
 
 def _restore_optimizer(optimizer: torch.optim.Optimizer, arrays: dict[str, np.ndarray]) -> None:
+    import torch
+
     own = {k[len("optimizer."):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("optimizer.")}
     state = optimizer.state_dict()
     state["state"] = {0: own} if own else {}
@@ -155,10 +160,13 @@ class PromptTuning(ConfiguredAligner):
     seeded = False
 
     def make_optimizer(self, prompt: torch.Tensor) -> torch.optim.Optimizer:
+        import torch
+
         cfg = self.config
         if cfg.optimizer == "sgd":
             return torch.optim.SGD([prompt], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        return OPTIMIZERS[cfg.optimizer]([prompt], lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        optimizer = getattr(torch.optim, OPTIMIZERS[cfg.optimizer])
+        return optimizer([prompt], lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
     def build_space(self, exact, init_text: str) -> SoftPromptSpace | None:
         """The space the trained tensor lives in; None: the prompt itself."""
@@ -281,6 +289,8 @@ class _TrainingRun:
 
     def __init__(self, aligner: PromptTuning, problem: AlignmentProblem, scorer, p0: torch.Tensor, identity: dict,
                  *, space: SoftPromptSpace | None = None, every: int = 0, run_dir=None, resume: bool = False):
+        import torch
+
         self.aligner, self.problem, self.scorer, self.identity, self.space = aligner, problem, scorer, identity, space
         self.every = int(every)
         if space is None:  # the prompt itself, float32 master copy
@@ -305,7 +315,7 @@ class _TrainingRun:
         trained = self.trained if trained is None else trained
         if self.space is None:
             return trained
-        return self.space.prompt_tensor(trained).to(torch.float32)
+        return self.space.prompt_tensor(trained).float()
 
     @property
     def best_prompt(self) -> torch.Tensor:
@@ -359,6 +369,8 @@ class _TrainingRun:
     def train_step(self) -> None:
         """Score the prompt and take one optimiser step: a forward and backward per group of
         wordings, the gradients summed (the fitness is the mean over wordings)."""
+        import torch
+
         started = time.perf_counter()
         cfg, scorer, problem = self.aligner.config, self.scorer, self.problem
         n_wordings = len(problem.wording_groups())
@@ -413,6 +425,8 @@ class _TrainingRun:
         if self.key not in arrays:
             raise CultbenchError(f"{self.path} is not a prompt-tuning checkpoint; resume with the aligner that "
                                  "wrote it, or use another folder")
+        import torch
+
         self._check_state(state, arrays)
         with torch.no_grad():
             self.trained.copy_(torch.from_numpy(arrays[self.key]))

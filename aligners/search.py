@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from aligners.artifact import Alignment
@@ -419,6 +418,8 @@ class SearchRun:
                   else final_result(self.problem, soft_prompt=self.space.prompts(points[winner])[0]))
         rho = None
         if self.rescore and valid.sum() >= 3 and np.ptp(search_fitness[valid]) > 0 and np.ptp(exact_fitness[valid]) > 0:
+            from scipy.stats import spearmanr  # scipy.stats loads in about a second: only where a rank is computed
+
             rho = float(spearmanr(search_fitness[valid], exact_fitness[valid]).statistic)
         finalists = [{"evaluation": order, "search_fitness": f, "fitness": _finite_or_none(e),
                       **({} if validation is None else {"validation": _finite_or_none(validation[i])})}

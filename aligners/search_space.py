@@ -26,16 +26,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from cultbench.errors import CultbenchError
 
+# torch is imported inside the functions that build tensors: importing the aligners (to list them)
+# must not take torch's seconds.
 MAX_VIRTUAL_TOKENS = 512
 _SCALE_CHUNK = 4096  # token ids embedded at once when computing the scale
 
 
 def embedding_module(model) -> torch.nn.Module:
     """The model's input embedding module; a clear error when it has none (or no weight matrix)."""
+    import torch
+
     get = getattr(model, "get_input_embeddings", None)
     embeddings = get() if callable(get) else None
     weight = getattr(embeddings, "weight", None)
@@ -45,25 +48,29 @@ def embedding_module(model) -> torch.nn.Module:
     return embeddings
 
 
-@torch.no_grad()
 def embed_ids(model, ids) -> torch.Tensor:
     """What the model's embedding module gives for token ids: [len(ids), hidden], its dtype and device."""
+    import torch
+
     module = embedding_module(model)
     ids = torch.as_tensor(list(ids), dtype=torch.long, device=module.weight.device)
-    return module(ids).detach()
+    with torch.no_grad():
+        return module(ids).detach()
 
 
-@torch.no_grad()
 def embedding_scale(model) -> float:
     """Standard deviation of the embedding module's output over the whole vocabulary (every
     entry of every token's input embedding, computed in float64, a chunk of ids at a time)."""
+    import torch
+
     module = embedding_module(model)
     vocab = module.weight.shape[0]
     total = squares = 0.0
     count = 0
     for start in range(0, vocab, _SCALE_CHUNK):
         ids = torch.arange(start, min(start + _SCALE_CHUNK, vocab), device=module.weight.device)
-        out = module(ids).detach().double()
+        with torch.no_grad():
+            out = module(ids).detach().double()
         total += float(out.sum())
         squares += float((out * out).sum())
         count += out.numel()
@@ -110,6 +117,8 @@ def initial_prompt(model, tokenizer, text: str, n_virtual: int | None = None) ->
         raise CultbenchError(f"n_virtual={n_virtual} is out of range: 1..{MAX_VIRTUAL_TOKENS}"
                              + (f" (the initial text has {len(ids)} tokens)" if len(ids) == n_virtual else ""))
     if not ids:
+        import torch
+
         return torch.zeros(n_virtual, hidden, dtype=module.weight.dtype, device=module.weight.device), ids
     cycled = [ids[i % len(ids)] for i in range(n_virtual)]  # cycle short texts, cut long ones
     return embed_ids(model, cycled), ids
@@ -170,6 +179,8 @@ class SoftPromptSpace:
     def prompt_tensor(self, z: torch.Tensor) -> torch.Tensor:
         """The soft prompt [n_virtual, hidden] (float64) for one point z [d] (float64), differentiable
         in z: for training z by gradient in this space (``subspace-tuning``)."""
+        import torch
+
         if self.projection is None:
             offsets = z * self.embedding_std
         else:
@@ -178,6 +189,8 @@ class SoftPromptSpace:
 
     def prompts(self, z) -> torch.Tensor:
         """Soft prompts [C, n_virtual, hidden] for points z [C, d] (or one point [d])."""
+        import torch
+
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))
         if z.shape[1] != self.d:
             raise CultbenchError(f"a point of this search space has {self.d} coordinates, got {z.shape[1]}")

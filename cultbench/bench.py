@@ -1,7 +1,11 @@
 """Benchmark of survey scoring: cultbench's scorer against lm-eval's HFLM and a plain loop.
 
-Every engine scores the same rendered prompts (one prompt variant, 24 items) with the same soft
-prompts; a candidate evaluation is one soft prompt scored on the whole instrument. Each engine
+Every engine scores the same rendered prompts with the same soft prompts: by default the 24 items
+under each rendering of the training split (wording version 4: each wording with its scale in
+order and reversed, the renderings a search scores every candidate on). A candidate evaluation is
+one soft prompt scored on all of them; the headline rate is renderings per second (a soft prompt
+scored on the 24 items of one rendering), which does not depend on how many renderings a split
+has. Each engine
 runs in its own subprocess, one after the other, so peak memory is measured per engine and one
 engine's caches do not help another. Throughput is a median over repeats; ratios are taken
 between engines measured in the same run.
@@ -30,10 +34,13 @@ import torch
 
 from cultbench.instruments import load_instrument
 from cultbench.models import load_model
-from cultbench.prompts import default_variant, get_variants
+from cultbench.prompts import get_variants, variants_version
 from cultbench.scorer import SurveyScorer
 
 ENGINES = ("scorer-fp32", "scorer-bf16", "lm-eval", "loop")
+# The renderings every engine scores by default: the training split, both scale orders of each of
+# its wordings, which is what a search scores each candidate on (its balanced fitness).
+BENCH_VARIANTS = "train"
 
 
 def soft_prompts(model, n: int, n_virtual: int = 4, seed: int = 0) -> torch.Tensor:
@@ -78,84 +85,95 @@ def timed_scores(scorer, repeats: int, *candidates) -> tuple[list[float], object
     return times, result
 
 
-def _scorer_engine(lm, soft, repeats, dtype, max_batch_mb):
+def _scorer_engine(lm, soft, repeats, dtype, max_batch_mb, variants):
     inst = load_instrument()
-    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, [default_variant()], dtype=dtype,
-                          max_batch_mb=max_batch_mb)
+    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, variants, dtype=dtype, max_batch_mb=max_batch_mb)
     scorer.score(soft[:1])  # warm-up: tokenisation, packing, first-call overheads
     times, result = timed_scores(scorer, repeats, soft)
     return {"seconds_per_call": times, "candidates_per_call": len(soft),
             "tokens_per_candidate": scorer.tokens_forwarded / len(soft),
-            "expected": result.expected[:, 0].tolist(), "indices": result.indices[:, 0].tolist(),
+            "expected": result.expected.tolist(), "indices": result.indices.tolist(),
             "option_mass": float(result.option_mass.mean())}
 
 
-def _rendered_requests(lm):
-    """(prompt text, option continuations, answer values) for the 24 items, as the scorer renders them."""
-    inst = load_instrument()
-    variant = default_variant()
-    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, [variant])
-    from cultbench.prompts import render_prompt
+def _rendered_requests(lm, variants):
+    """Per rendering, per item: (prompt text, the continuations lm-eval scores (delimiter + each
+    displayed option label), the answer value behind each displayed option, prompt tokens), as
+    the scorer renders them; a reversed scale's displayed options map back to their answers."""
+    from cultbench.prompts import displayed_options, option_labels, render_prompt
 
-    chat = bool(getattr(lm.tokenizer, "chat_template", None))
+    inst = load_instrument()
+    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, variants)
+    delimiter = "" if getattr(lm.tokenizer, "chat_template", None) else " "
     out = []
-    for i, item in enumerate(inst.items):
-        text = render_prompt(lm.tokenizer, inst, item, variant)
-        ids, _ = scorer.prompt_tokens(0, i, None)
-        out.append((text, ["" if chat else " "], len(ids)))
+    for v, variant in enumerate(variants):
+        for i, item in enumerate(inst.items):
+            text = render_prompt(lm.tokenizer, inst, item, variant)
+            continuations = [delimiter + label for label in option_labels(inst, item, variant)]
+            values = [inst.options[k] for k in displayed_options(inst, item, variant)]
+            out.append((text, continuations, values, len(scorer.prompt_tokens(v, i, None)[0])))
     return inst, out
 
 
-def _lm_eval_engine(lm, soft, repeats):
+def _expected_answers(log_likelihoods, values) -> float:
+    """The expected answer of one prompt: the options' probabilities renormalised over them."""
+    lls = np.array(log_likelihoods)
+    p = np.exp(lls - lls.max())
+    return float(p @ np.array(values, float) / p.sum())
+
+
+def _lm_eval_engine(lm, soft, repeats, variants):
     """lm-eval's HFLM with the soft prompt as a PEFT prompt-tuning adapter, through its
-    loglikelihood request path (batch size 24, the model's default precision)."""
+    loglikelihood request path (batch size 24, the model's default precision): one call per
+    candidate holds every item of every rendering."""
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
     from peft import PromptTuningConfig, TaskType, get_peft_model
 
-    inst, prompts = _rendered_requests(lm)
+    inst, prompts = _rendered_requests(lm, variants)
     peft_model = get_peft_model(lm.model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM,
                                                              num_virtual_tokens=soft.shape[1]))
     peft_model.eval()
     hflm = HFLM(pretrained=peft_model, tokenizer=lm.tokenizer, batch_size=24)
-    options = [str(o) for o in inst.options]
-    times, expected, tokens = [], [], sum(n for _, _, n in prompts) + len(prompts) * soft.shape[1]
-    for c in range(len(soft)):
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=(text, cont), idx=k,
+                         metadata=("vsm2013", p, 1))
+                for p, (text, conts, _, _) in enumerate(prompts) for k, cont in enumerate(conts)]
+    times, expected = [], []
+    tokens = sum(n for *_, n in prompts) + len(prompts) * soft.shape[1]
+    for c in range(min(len(soft), max(repeats, 2))):
         peft_model.prompt_encoder["default"].embedding.weight.data.copy_(soft[c])
-        requests = [Instance(request_type="loglikelihood", doc={}, arguments=(text, delim[0] + o), idx=k, metadata=("vsm2013", i, 1))
-                    for i, (text, delim, _) in enumerate(prompts) for k, o in enumerate(options)]
         t = time.perf_counter()
         results = hflm.loglikelihood(requests, disable_tqdm=True)
         times.append(time.perf_counter() - t)
-        lls = np.array([r[0] for r in results]).reshape(len(prompts), len(options))
-        p = np.exp(lls - lls.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        expected.append((p @ np.array(inst.options, float)).tolist())
-        if len(times) >= max(repeats, 1) and c + 1 >= 2:
-            break
-    n = len(times)
+        lls, row = iter(r[0] for r in results), []
+        for _, conts, values, _ in prompts:
+            row.append(_expected_answers([next(lls) for _ in conts], values))
+        expected.append(np.reshape(row, (len(variants), len(inst.items))).tolist())
     return {"seconds_per_call": times, "candidates_per_call": 1, "tokens_per_candidate": tokens,
-            "expected": expected, "indices": inst.indices(np.array(expected)).tolist(), "scored": n}
+            "expected": expected, "indices": inst.indices(np.array(expected)).tolist(), "scored": len(times)}
 
 
-def _loop_engine(lm, soft, repeats):
-    """One plain forward per item with the soft prompt in front; only the last logits are read."""
+def _loop_engine(lm, soft, repeats, variants):
+    """One plain forward per item and rendering with the soft prompt in front; only the last
+    logits are read."""
     inst = load_instrument()
-    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, [default_variant()])
+    scorer = SurveyScorer(lm.model, lm.tokenizer, inst, variants)
+    _, prompts = _rendered_requests(lm, variants)
     embed = lm.model.get_input_embeddings()
     times, expected, tokens = [], [], 0
     with torch.inference_mode():
         for c in range(min(len(soft), max(repeats, 2))):
             t = time.perf_counter()
             row, tokens = [], 0
-            for i in range(len(inst.items)):
-                ids, opts = scorer.prompt_tokens(0, i, None)
-                x = torch.cat([soft[c], embed(torch.tensor(ids))])[None]
-                tokens += x.shape[1]
-                p = torch.softmax(lm.model(inputs_embeds=x).logits[0, -1].double(), -1)[list(opts)]
-                row.append(float((p / p.sum()) @ torch.arange(1, 6, dtype=torch.float64)))
+            for v in range(len(variants)):
+                for i in range(len(inst.items)):
+                    ids, opts = scorer.prompt_tokens(v, i, None)
+                    x = torch.cat([soft[c], embed(torch.tensor(ids))])[None]
+                    tokens += x.shape[1]
+                    lp = torch.log_softmax(lm.model(inputs_embeds=x).logits[0, -1].double(), -1)[list(opts)]
+                    row.append(_expected_answers(lp.tolist(), prompts[v * len(inst.items) + i][2]))
             times.append(time.perf_counter() - t)
-            expected.append(row)
+            expected.append(np.reshape(row, (len(variants), len(inst.items))).tolist())
     return {"seconds_per_call": times, "candidates_per_call": 1, "tokens_per_candidate": tokens,
             "expected": expected, "indices": inst.indices(np.array(expected)).tolist()}
 
@@ -286,35 +304,43 @@ def describe_precision(r: dict) -> str:
             f"{pick['winners_curse']:.2f} above its bf16 fitness (winner's curse)")
 
 
-def run_engine(engine: str, model: str, candidates: int, repeats: int, max_batch_mb: float) -> dict:
+def run_engine(engine: str, model: str, candidates: int, repeats: int, max_batch_mb: float,
+               variants: str = BENCH_VARIANTS) -> dict:
+    """One engine's measurement (in this process): every candidate scored on every item of every
+    rendering of ``variants`` (names or a split); rates are medians over the timed calls."""
     torch.manual_seed(0)
     lm = load_model(model)
     soft = soft_prompts(lm.model, candidates)
+    chosen = get_variants(variants)
     if engine == "scorer-fp32":
-        out = _scorer_engine(lm, soft, repeats, None, max_batch_mb)
+        out = _scorer_engine(lm, soft, repeats, None, max_batch_mb, chosen)
     elif engine == "scorer-bf16":
-        out = _scorer_engine(lm, soft, repeats, "bfloat16", max_batch_mb)
+        out = _scorer_engine(lm, soft, repeats, "bfloat16", max_batch_mb, chosen)
     elif engine == "lm-eval":
-        out = _lm_eval_engine(lm, soft, repeats)
+        out = _lm_eval_engine(lm, soft, repeats, chosen)
     elif engine == "loop":
-        out = _loop_engine(lm, soft, repeats)
+        out = _loop_engine(lm, soft, repeats, chosen)
     else:
         raise ValueError(engine)
     per_candidate = [t / out["candidates_per_call"] for t in out["seconds_per_call"]]
     seconds = statistics.median(per_candidate)
     dtype = "bfloat16" if engine == "scorer-bf16" else str(lm.model.dtype).replace("torch.", "")
-    out.update({"engine": engine, "dtype": dtype, "seconds_per_candidate": seconds,
-                "candidates_per_second": 1 / seconds,
+    out.update({"engine": engine, "dtype": dtype, "renderings": [v.name for v in chosen],
+                "seconds_per_candidate": seconds, "candidates_per_second": 1 / seconds,
+                "renderings_per_second": len(chosen) / seconds,
                 "tokens_per_second": out["tokens_per_candidate"] / seconds,
                 "model_flops_per_second": out["tokens_per_candidate"] * flops_per_token(lm.model) / seconds,
                 "peak_rss_mb": _peak_rss_mb(), "threads": torch.get_num_threads()})
     return out
 
 
-def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 20, repeats: int = 3,
-              max_batch_mb: float | None = None, engines=ENGINES, echo=print, precision_points: int = 24) -> dict:
-    """Run every engine in its own subprocess, then the bf16/fp32 agreement on
-    ``precision_points`` random points (0: skip it); return the combined report."""
+def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 10, repeats: int = 3,
+              max_batch_mb: float | None = None, engines=ENGINES, echo=print, precision_points: int = 24,
+              variants: str = BENCH_VARIANTS) -> dict:
+    """Run every engine in its own subprocess, one after the other on the same renderings
+    (``variants``), then the bf16/fp32 agreement on ``precision_points`` random points (0: skip
+    it); return the combined report, with the load average around each engine (the machine may
+    be shared: compare the ratios, measured side by side)."""
     from cultbench.scorer import SurveyScorer as _S
     import inspect
 
@@ -322,21 +348,28 @@ def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 20, repeat
         max_batch_mb = inspect.signature(_S.__init__).parameters["max_batch_mb"].default
     rates = {"float32": matmul_rate(torch.float32), "bfloat16": matmul_rate(torch.bfloat16)}
     echo(f"matmul rate: fp32 {rates['float32'] / 1e12:.3f} TFLOP/s, bf16 {rates['bfloat16'] / 1e12:.3f} TFLOP/s")
+    chosen = get_variants(variants)
+    echo(f"renderings: {', '.join(v.name for v in chosen)} (wording version {variants_version()})")
     results = {}
     for engine in engines:
         echo(f"running {engine} ...")
+        load_before = os.getloadavg()
         proc = subprocess.run([sys.executable, "-m", "cultbench.bench", engine, model, str(candidates),
-                               str(repeats), str(max_batch_mb)], capture_output=True, text=True)
+                               str(repeats), str(max_batch_mb), ",".join(v.name for v in chosen)],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"benchmark engine {engine} failed:\n{proc.stderr[-3000:]}")
-        results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
-        r = results[engine]
+        results[engine] = r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r["load_average_before_after"] = [load_before[0], os.getloadavg()[0]]
         r["matmul_fraction"] = r["model_flops_per_second"] / rates[r["dtype"]]
-        echo(f"  {engine}: {r['candidates_per_second']:.3f} candidates/s, {r['tokens_per_second']:.0f} tokens/s, "
-             f"{r['matmul_fraction']:.0%} of the {r['dtype']} matmul rate, peak RSS {r['peak_rss_mb']:.0f} MB")
+        echo(f"  {engine}: {r['renderings_per_second']:.3f} renderings/s ({r['candidates_per_second']:.3f} "
+             f"candidates/s), {r['tokens_per_second']:.0f} tokens/s, {r['matmul_fraction']:.0%} of the "
+             f"{r['dtype']} matmul rate, peak RSS {r['peak_rss_mb']:.0f} MB")
     report = {"model": model, "candidates": candidates, "repeats": repeats, "max_batch_mb": max_batch_mb,
+              "wording_version": variants_version(), "renderings": [v.name for v in chosen],
               "matmul_flops_per_second": rates, "machine": {"platform": platform.platform(),
-              "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__},
+              "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__,
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
               "engines": results, "comparisons": _compare(results)}
     if precision_points:
         report["precision"] = _run_precision(model, precision_points, echo)
@@ -361,7 +394,7 @@ def _compare(results: dict) -> dict:
     for name, r in results.items():
         entry = {}
         if "lm-eval" in results and name != "lm-eval":
-            entry["speed_vs_lm_eval"] = r["candidates_per_second"] / results["lm-eval"]["candidates_per_second"]
+            entry["speed_vs_lm_eval"] = r["renderings_per_second"] / results["lm-eval"]["renderings_per_second"]
         if ref is not None and name != "scorer-fp32":
             n = min(len(r["indices"]), len(ref["indices"]))
             entry["max_abs_index_error_vs_fp32_scorer"] = float(
@@ -376,5 +409,5 @@ if __name__ == "__main__":
     if sys.argv[1] == "precision":
         print(json.dumps(_precision_report(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
     else:
-        engine, model, candidates, repeats, max_batch_mb = sys.argv[1:6]
-        print(json.dumps(run_engine(engine, model, int(candidates), int(repeats), float(max_batch_mb))))
+        engine, model, candidates, repeats, max_batch_mb, variants = sys.argv[1:7]
+        print(json.dumps(run_engine(engine, model, int(candidates), int(repeats), float(max_batch_mb), variants)))

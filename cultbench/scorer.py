@@ -158,14 +158,26 @@ class SurveyScorer:
 
     # -- scoring ------------------------------------------------------------------------------
 
-    def layout(self, variant_index: int, persona: str | None, n_virtual: int) -> Layout:
-        """The packed layout of one candidate's prompts under one variant (cached)."""
-        key = (variant_index, persona, n_virtual)
+    def layout(self, variants: int | Sequence[int], persona: str | None, n_virtual: int) -> Layout:
+        """The packed layout of one candidate's prompts under one variant, or under several packed
+        together (cached); its prompts are keyed (variant index, item index)."""
+        group = (variants,) if isinstance(variants, int) else tuple(variants)
+        key = (group, persona, n_virtual)
         if key not in self._layout_cache:
-            prompts = {i: (SOFT,) * n_virtual + self.prompt_tokens(variant_index, i, persona)[0]
-                       for i in range(len(self.instrument.items))}
+            prompts = {(v, i): (SOFT,) * n_virtual + self.prompt_tokens(v, i, persona)[0]
+                       for v in group for i in range(len(self.instrument.items))}
             self._layout_cache[key] = pack(prompts)
         return self._layout_cache[key]
+
+    def wording_groups(self, variants: Sequence[int]) -> list[tuple[int, ...]]:
+        """``variants`` (indices) grouped by wording, in order of first appearance: a wording's
+        renderings are packed into one tree, since its scale orders share the chat header, the
+        system prompt, the instruction and each block's lead-in (17-20% fewer tokens for the
+        bundled model's two orders than two trees)."""
+        groups: dict[str, list[int]] = {}
+        for v in variants:
+            groups.setdefault(self.variants[v].wording, []).append(v)
+        return [tuple(group) for group in groups.values()]
 
     def score(self, soft_prompts=None, personas: Sequence[str | None] | None = None) -> ScoreResult:
         """Score candidates: ``soft_prompts`` [C, n_virtual, hidden] (or a list of such tensors,
@@ -246,10 +258,11 @@ class SurveyScorer:
     def _option_log_probs(self, soft: list, personas: list, variants: list[int], grad: bool) -> torch.Tensor:
         """Next-token log-probabilities of the options, [C, len(variants), I, K] in displayed order."""
         n, n_var, n_items = len(soft), len(variants), len(self.instrument.items)
-        work = []  # (candidate, variant, layout)
+        work = []  # (candidate, its renderings of one wording, their layout)
         for c in range(n):
             n_virtual = soft[c].shape[0] if soft[c] is not None else 0
-            work.extend((c, v, self.layout(v, personas[c], n_virtual)) for v in variants)
+            work.extend((c, renderings, self.layout(renderings, personas[c], n_virtual))
+                        for renderings in self.wording_groups(variants))
         logits = self._forward(work, soft, grad=grad)  # (c, v, item) -> logits [vocab]
         keys = [(c, v, i) for c in range(n) for v in variants for i in range(n_items)]
         n_opt = max(len(option_labels(self.instrument, it, v)) for it in self.instrument.items for v in self.variants)
@@ -326,8 +339,8 @@ class SurveyScorer:
 
     def _forward_rows(self, work: list, soft: list) -> dict:
         out: dict = {}
-        rows = [(c, v, row, [s for s in layout.suffixes if s.row == r])
-                for c, v, layout in work for r, row in enumerate(layout.rows)]
+        rows = [(c, renderings, row, [s for s in layout.suffixes if s.row == r])
+                for c, renderings, layout in work for r, row in enumerate(layout.rows)]
         for width, group in _buckets(rows, lambda w: w[2].width, self.padding):
             for chunk in _chunks(group, self._rows_per_chunk(width)):
                 cache, mask = self._forward_trunk(chunk, soft, out)
@@ -359,7 +372,7 @@ class SurveyScorer:
         inputs = self.embeddings(self._to_device(ids.clamp(min=0)))
         if values:
             inputs[self._to_device(torch.cat(slot_rows)), self._to_device(torch.cat(slot_cols))] = torch.cat(values)
-        ends = [(r, pos, (c, v, item)) for r, (c, v, row, _) in enumerate(chunk) for item, pos in row.leaves.items()]
+        ends = [(r, pos, (c, *key)) for r, (c, _, row, _) in enumerate(chunk) for key, pos in row.leaves.items()]
         self.tokens_forwarded += sum(row.width for _, _, row, _ in chunk)
         cache = self._new_cache()
         self._run(inputs, self._to_device(mask), self._to_device(positions), ends, out, cache)
@@ -378,14 +391,14 @@ class SurveyScorer:
         mask[:, 0, :, trunk:] = torch.eye(size, dtype=torch.bool)
         ends = []
         for j, (i, srow) in enumerate(part):
-            c, v = chunk[i][0], chunk[i][1]
+            c = chunk[i][0]
             for offset, s in srow.suffixes:
                 k = len(s.ids)
                 ids[j, offset:offset + k] = torch.tensor(s.ids)
                 positions[j, offset:offset + k] = torch.arange(s.start, s.start + k)
                 mask[j, 0, offset:offset + k, :trunk] = trunk_mask[i, 0, s.parent]
                 mask[j, 0, offset:offset + k, trunk + offset:trunk + offset + k] = torch.ones(k, k, dtype=torch.bool).tril()
-                ends += [(j, offset + k - 1, (c, v, item)) for item in s.leaves]
+                ends += [(j, offset + k - 1, (c, *key)) for key in s.leaves]
                 self.tokens_forwarded += k
         if own_cache:
             past = cache

@@ -81,8 +81,8 @@ def model_flops(model, scorer: SurveyScorer, candidates: int, n_virtual: int = 4
     cfg = model.config
     decoder = sum(p.numel() for p in model.model.layers.parameters())
     tokens = pairs = 0
-    for v in range(len(scorer.variants)):
-        layout = scorer.layout(v, None, n_virtual)
+    for renderings in scorer.wording_groups(range(len(scorer.variants))):  # packed as the scorer packs them
+        layout = scorer.layout(renderings, None, n_virtual)
         tokens += layout.tokens
         for row in layout.rows:  # each trunk token sees the keys its mask allows
             pairs += int(row.mask.sum())

@@ -20,6 +20,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
 from aligners import Alignment
+from conftest import load_script
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.harness import TASKS_PATH, CultbenchLM, SurveySettings, answer_record, survey_docs, survey_metrics
@@ -455,6 +456,11 @@ def test_stock_lm_eval_gives_the_balanced_indices_of_cultbench_evaluate_per_word
         errors = np.array([data["results"][task][f"{d}_error,none"] for d in DIMS])
         assert np.abs(errors).sum() == pytest.approx(reference["targets"]["US"]["l1_per_wording"][wording], abs=1e-2)
         assert np.abs(errors - (want - us)).max() < 1e-3
+    # the script that shows this for the bundled model in docs/harness.md reads the same two reports
+    compared = load_script("stock_lm_eval_agreement").rows(data, json.loads(evaluated.stdout), "US")
+    assert [r["wording"] for r in compared] == wordings
+    for r in compared:
+        assert np.abs(r["lm_eval"] - r["cultbench"]).max() < 1e-3 and abs(r["l1_lm_eval"] - r["l1_cultbench"]) < 1e-2
 
 
 def test_evaluate_takes_the_alignment_json_for_its_folder_and_scores_the_naive_model_beside_it(

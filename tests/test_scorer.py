@@ -78,6 +78,24 @@ def test_scores_are_deterministic_and_shared_prefixes_are_computed_once(tiny):
     np.testing.assert_allclose(first.mean_indices, first.indices.mean(axis=1))
 
 
+def test_a_wordings_two_scale_orders_share_one_tree(tiny):
+    """Both renderings of a wording are packed together: the same answers as each scored alone,
+    from fewer tokens (the header, system prompt, instruction and lead-ins go through once)."""
+    model, tokenizer = tiny
+    soft = torch.randn(2, 3, model.config.hidden_size, generator=torch.Generator().manual_seed(5))
+    pair = get_variants(["honest-reworded", "honest-reworded-reversed"])
+    together = SurveyScorer(model, tokenizer, INST, pair)
+    assert together.wording_groups([0, 1]) == [(0, 1)]
+    both = together.score(soft)
+    alone, tokens_alone = [], 0
+    for variant in pair:
+        scorer = SurveyScorer(model, tokenizer, INST, [variant])
+        alone.append(scorer.score(soft).probs[:, 0])
+        tokens_alone += scorer.tokens_forwarded
+    np.testing.assert_allclose(both.probs, np.stack(alone, axis=1), atol=1e-5)
+    assert together.tokens_forwarded < 0.95 * tokens_alone
+
+
 def test_constants_shift_indices_only(tiny):
     model, tokenizer = tiny
     base = SurveyScorer(model, tokenizer, INST, get_variants(["respondent-standard"])).score()

@@ -151,8 +151,8 @@ def _report_cleaning(instrument) -> None:
 
 @click.command("bench")
 @click.option("--model", default="smollm2-135m-instruct", show_default=True, help="Model to benchmark.")
-@click.option("--candidates", default=20, show_default=True, type=int,
-              help="Soft prompts per scorer call (20: a search population of 10 x 2 training variants).")
+@click.option("--candidates", default=10, show_default=True, type=int,
+              help="Soft prompts per scorer call (10: a search population).")
 @click.option("--repeats", default=3, show_default=True, type=int, help="Timed repeats (median reported).")
 @click.option("--max-batch-mb", default=None, type=PositiveNumber(), help="The scorer's memory bound [default: its default].")
 @click.option("--engines", default="scorer-fp32,scorer-bf16,lm-eval,loop", show_default=True,
@@ -166,7 +166,10 @@ def _report_cleaning(instrument) -> None:
               help="vsm2013 (soft-prompt candidates) or a distribution instrument: then every item of --data "
                    "under one variant, items/s against lm-eval's HFLM (engines scorer-fp32,lm-eval).")
 @click.option("--data", default=None, metavar="PATH", help="A distribution instrument's data file.")
-@click.option("--variant", default="respondent", show_default=True, help="Distribution instruments: the wording.")
+@click.option("--variant", default=None,
+              help="The renderings every engine scores: vsm2013: a split or comma-separated renderings [default: "
+                   "train, both scale orders of its wordings]; a distribution instrument: one wording [default: "
+                   "respondent].")
 @click.option("--batch-size", default=32, show_default=True, type=int, help="lm-eval's batch size.")
 @click.option("--step-cost", "step_cost", is_flag=True,
               help="Also time one prompt-tuning step against one forward candidate evaluation (the training "
@@ -175,8 +178,10 @@ def bench(model, candidates, repeats, max_batch_mb, engines, precision_points, o
           batch_size, step_cost):
     """Benchmark the survey scorer against lm-eval's HFLM and a one-forward-per-item loop.
 
-    Each engine scores the same rendered prompts with the same random soft prompts, in its own
-    subprocess. Reports candidate evaluations/s, tokens/s, model FLOP/s as a fraction of this
+    Each engine scores the same rendered prompts (by default every rendering of the training
+    wordings, both scale orders) with the same random soft prompts, in its own subprocess, one
+    after the other. Reports renderings/s (a soft prompt on one rendering's items) and the ratio
+    to lm-eval, candidate evaluations/s, tokens/s, model FLOP/s as a fraction of this
     machine's measured matmul rate, peak memory, and each engine's index error against fp32;
     then how well bf16 fitness ranks random search points against fp32 (Spearman's rho) and the
     winner's curse of picking the bf16 best.
@@ -185,7 +190,8 @@ def bench(model, candidates, repeats, max_batch_mb, engines, precision_points, o
     Example:
       cultbench bench --model smollm2-135m-instruct -o bench.json
     """
-    from cultbench.bench import ENGINES, benchmark, prompt_tuning_step_cost
+    from cultbench.bench import BENCH_VARIANTS, ENGINES, benchmark, prompt_tuning_step_cost
+    from cultbench.prompts import get_variants
     from cultbench.instruments import instrument_spec, load_instrument_with_data
 
     if instrument_spec(instrument)[0]["kind"] == "distribution":
@@ -198,7 +204,8 @@ def bench(model, candidates, repeats, max_batch_mb, engines, precision_points, o
             raise CultbenchError("--repeats must be at least 1")
         load_instrument_with_data(instrument, data)  # data errors before any subprocess
         kwargs = {} if max_batch_mb is None else {"max_batch_mb": max_batch_mb}
-        report = bench_distribution.benchmark(model, instrument, str(data), variant, repeats, batch_size=batch_size,
+        report = bench_distribution.benchmark(model, instrument, str(data), variant or "respondent", repeats,
+                                              batch_size=batch_size,
                                               echo=lambda m: click.echo(m, err=True), **kwargs)
         emit_json(report, output)
         return
@@ -208,8 +215,11 @@ def bench(model, candidates, repeats, max_batch_mb, engines, precision_points, o
             raise CultbenchError(f"unknown engine {e!r}; engines: {', '.join(ENGINES)}")
     if candidates < 1 or repeats < 1:
         raise CultbenchError("--candidates and --repeats must be at least 1")
+    renderings = variant or BENCH_VARIANTS
+    get_variants(renderings)  # an unknown rendering is an error before any subprocess
     echo = lambda m: click.echo(m, err=True)  # noqa: E731
-    report = (benchmark(model, candidates, repeats, max_batch_mb, chosen, echo=echo, precision_points=precision_points)
+    report = (benchmark(model, candidates, repeats, max_batch_mb, chosen, echo=echo, precision_points=precision_points,
+                        variants=renderings)
               if chosen or precision_points else {"model": model})
     if step_cost:
         echo("timing a prompt-tuning step ...")

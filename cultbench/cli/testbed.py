@@ -13,7 +13,6 @@ from cultbench.atomic import write_text_atomic
 
 from cultbench.errors import CultbenchError
 from cultbench.testbed.build import KINDS, SIZES, BuildConfig, build_testbed
-from cultbench.testbed.check import check_testbeds, report
 
 
 @click.group("testbed")
@@ -70,6 +69,8 @@ def check(folders, countries, budget, output, json_path):
     """One report of the benchmark's sensitivity and specificity on testbed FOLDERS: a culture
     testbed, the same built with --position-bias 0 (for the bias recovery), and the controls.
     Every figure comes from `cultbench run` on the testbed. Exit status 1 when a check fails."""
+    from cultbench.testbed.check import check_testbeds, report  # loads the model stack: only when checking
+
     checks, figures = check_testbeds(folders, countries=countries, budget=budget,
                                      echo=lambda m: click.echo(m, err=True))
     text = report(checks)

@@ -27,9 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from aligners.baselines import ICL_TEMPLATE, format_persona
 from cultbench.atomic import write_folder_atomic
@@ -39,6 +36,8 @@ from cultbench.prompts import option_labels, render_prompt
 from cultbench.testbed.groundtruth import NO_PERSONA, ground_truth
 from cultbench.testbed.wordings import training_wordings
 
+# torch, tokenizers and transformers are imported in the functions that build and train: the
+# command line reads KINDS and SIZES at start-up, and `cultbench --help` must not take their seconds.
 KINDS = ("culture", "position", "constant")
 # The targets of the study (experiments/paper-small.yaml) with a complete 2015 profile: always held
 # out. Saudi Arabia, the tenth, has no complete 2015 profile, so it has no ground truth at all.
@@ -174,6 +173,9 @@ def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str
 def word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     """A word-level tokenizer over the training texts (so the option labels are single tokens, and
     words the training never showed, held-out country names among them, are [UNK])."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS))
@@ -191,6 +193,8 @@ def answer_loss(model, tokenizer, texts: list[str], targets: np.ndarray, labels:
     """Mean loss of a few prompts: soft-target cross-entropy on the answer token (full-vocabulary
     softmax, so the probability also concentrates on the labels) plus ``mean_weight`` x the squared
     error of the expected answer over the labels."""
+    import torch
+
     enc = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
     hidden = model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
     last = enc["attention_mask"].sum(1) - 1
@@ -208,6 +212,8 @@ MICRO_BATCH = 16  # prompts per forward; a step's prompts are sorted by length s
 
 def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: np.ndarray, shape: Size) -> list[float]:
     """AdamW on ``answer_loss`` with a one-cycle schedule; returns the loss every 100 steps."""
+    import torch
+
     opt = torch.optim.AdamW(model.parameters(), lr=shape.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=shape.lr, total_steps=shape.steps, pct_start=0.1)
     labels, losses = torch.as_tensor(label_ids), []  # [N, K]: each prompt's option tokens
@@ -234,6 +240,8 @@ def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: np
 
 def build_testbed(config: BuildConfig, out) -> dict:
     """Train the testbed and write its folder (atomically); returns its record (testbed.json)."""
+    import torch
+
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
@@ -244,6 +252,10 @@ def build_testbed(config: BuildConfig, out) -> dict:
 
 
 def _build(config: BuildConfig, out, start: float) -> dict:
+    import torch
+    from tokenizers import Tokenizer, models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     instrument = load_instrument("vsm2013")

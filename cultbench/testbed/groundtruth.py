@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-from scipy.optimize import brentq
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
@@ -92,6 +91,8 @@ def distribution_for_mean(mean: float, options=(1, 2, 3, 4, 5), sd: float = SHAP
         lo -= span
     while probs(hi) @ values < mean:
         hi += span
+    from scipy.optimize import brentq  # scipy loads in about a second: only when a distribution is solved
+
     centre = brentq(lambda c: probs(c) @ values - mean, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=500)
     return probs(centre)
 
