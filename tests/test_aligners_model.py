@@ -25,10 +25,10 @@ from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
+from cultbench.scoring.models import load_model
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 from test_aligners import clean_registry, plugin_on_path  # noqa: F401  (fixtures used below)
 
 INST = load_instrument("vsm2013")

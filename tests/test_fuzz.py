@@ -264,7 +264,7 @@ config_values = st.one_of(json_values, st.sampled_from(["US", "Japan", "naive", 
 def test_run_with_any_config_file_is_clean(tiny_folder, config, raw, suffix):
     import yaml
 
-    from cultbench import sweep
+    from cultbench.runs import sweep
 
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
         patch.setattr(sweep.Sweep, "run", lambda self: iter(()))  # checks everything, runs nothing

@@ -26,11 +26,11 @@ from cultbench.harness import TASKS_PATH, CultbenchLM, SurveySettings, answer_re
 from cultbench.harness import model as harness_model
 from cultbench.harness.taskfiles import render_task_files, stale_task_files
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
-from cultbench.peft_export import export_peft
+from cultbench.scoring.models import load_model
+from cultbench.publish.peft_export import export_peft
 from cultbench.profiles import lookup
 from cultbench.prompts import default_variant, get_variants, render_user_message, system_text
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 INST = load_instrument("vsm2013")
 DIMS = INST.dimension_ids
@@ -328,7 +328,7 @@ def test_peft_export_of_a_prompt_tuning_alignment_agrees_with_the_scorer(tiny_mo
 
 
 def test_peft_export_of_the_bundled_alias_records_a_loadable_path_and_says_how_to_load_it(soft, tmp_path):
-    from cultbench.models import locate_model
+    from cultbench.scoring.models import locate_model
 
     folder, gguf_file, _ = locate_model("smollm2-135m-instruct")
     alignment = save_alignment(tmp_path / "de-us", "smollm2-135m-instruct", soft=soft)

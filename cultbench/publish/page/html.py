@@ -17,11 +17,11 @@ import re
 from html import escape
 
 from aligners.registry import available_aligners, display_key
-from cultbench.charts import aligner_colours, convergence_chart, profile_chart
+from cultbench.publish.charts import aligner_colours, convergence_chart, profile_chart
 from cultbench.columns import (Column, Table, fmt, fmt_ci, fmt_stat, metric_columns,  # noqa: F401 (re-exported)
                                target_label)
-from cultbench.kinds import KINDS
-from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
+from cultbench.evaluation.kinds import KINDS
+from cultbench.evaluation.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
 from cultbench.profiles import DEFAULT_SOURCE
 
 TITLE = "cultbench leaderboard"
@@ -74,7 +74,7 @@ WALL_TIME = Column("wall_time", "Wall time (s; device, threads)", lambda r: r["w
 
 def row_columns(kind: str, dims: list[str] = ()) -> list[Column]:
     """The columns of a kind's rows: who, then the registered metrics of the kind in registry
-    order (``cultbench.metrics``; those placed ``detail`` after the verdict and cost), then wall time."""
+    order (``cultbench.evaluation.metrics``; those placed ``detail`` after the verdict and cost), then wall time."""
     table = Table(kind, KINDS[kind].splits, list(dims))
     shown = [m for m in metrics_for(kind) if m.row]
     main = [c for m in shown if m.column_place != "detail" for c in metric_columns(m, table)]

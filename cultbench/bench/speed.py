@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
+from cultbench.scoring.models import load_model
 from cultbench.prompts import default_variant, get_variants
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 ENGINES = ("scorer-fp32", "scorer-bf16", "lm-eval", "loop")
 
@@ -315,7 +315,7 @@ def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 20, repeat
               max_batch_mb: float | None = None, engines=ENGINES, echo=print, precision_points: int = 24) -> dict:
     """Run every engine in its own subprocess, then the bf16/fp32 agreement on
     ``precision_points`` random points (0: skip it); return the combined report."""
-    from cultbench.scorer import SurveyScorer as _S
+    from cultbench.scoring.scorer import SurveyScorer as _S
     import inspect
 
     if max_batch_mb is None:
@@ -325,7 +325,7 @@ def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 20, repeat
     results = {}
     for engine in engines:
         echo(f"running {engine} ...")
-        proc = subprocess.run([sys.executable, "-m", "cultbench.bench", engine, model, str(candidates),
+        proc = subprocess.run([sys.executable, "-m", "cultbench.bench.speed", engine, model, str(candidates),
                                str(repeats), str(max_batch_mb)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"benchmark engine {engine} failed:\n{proc.stderr[-3000:]}")
@@ -346,7 +346,7 @@ def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 20, repeat
 def _run_precision(model: str, points: int, echo) -> dict:
     """:func:`precision_agreement` in its own subprocess (like the engines)."""
     echo(f"running bf16/fp32 agreement on {points} points ...")
-    proc = subprocess.run([sys.executable, "-m", "cultbench.bench", "precision", model, str(points), "0"],
+    proc = subprocess.run([sys.executable, "-m", "cultbench.bench.speed", "precision", model, str(points), "0"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark precision check failed:\n{proc.stderr[-3000:]}")
