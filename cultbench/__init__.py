@@ -45,19 +45,12 @@ MOVED = {
 }
 
 
-def _caller_stacklevel() -> int:
-    """The stack level of the first frame outside the import machinery and this module, so that
-    a warning names the line that imported the former path."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and (frame.f_code.co_filename.startswith("<frozen importlib")
-                                 or frame.f_code.co_filename == __file__):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def warn_moved(old: str, new: str) -> None:
+    """The warning, named at the line that used the former path: stack level 3 is the caller of
+    the finder's ``create_module`` or of a package's ``__getattr__`` (``warnings`` skips the
+    import machinery's own frames)."""
     warnings.warn(f"{old} has moved to {new}; import it from there (the former path will be removed)",
-                  DeprecationWarning, stacklevel=_caller_stacklevel())
+                  DeprecationWarning, stacklevel=3)
 
 
 class _MovedModule(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -69,13 +62,19 @@ class _MovedModule(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return None
         return importlib.util.spec_from_loader(name, self)
 
+    def __init__(self):
+        self._specs = {}  # former path -> the module's own spec, which the import machinery overwrites
+
     def create_module(self, spec):
         new = MOVED[spec.name]
         warn_moved(spec.name, new)
-        return importlib.import_module(new)
+        module = importlib.import_module(new)
+        self._specs[spec.name] = module.__spec__
+        return module
 
     def exec_module(self, module):
-        pass  # the module at the new path ran already
+        # the module at the new path ran already; it keeps its own spec (a package stays one)
+        module.__spec__ = self._specs.pop(module.__spec__.name)
 
 
 def moved_attribute(package: str):
