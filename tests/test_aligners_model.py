@@ -29,7 +29,8 @@ from cultbench.scoring.models import load_model
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
 from cultbench.scoring.scorer import SurveyScorer
-from test_aligners import clean_registry, plugin_on_path  # noqa: F401  (fixtures used below)
+from aligner_standin import clean_registry  # noqa: F401  (a fixture used below)
+from test_aligners_registry import plugin_on_path  # noqa: F401  (a fixture used below)
 
 INST = load_instrument("vsm2013")
 SMALL_DE = ["--param", "popsize=5", "--param", "n_virtual=2", "--param", "d=4"]

@@ -197,7 +197,7 @@ def _set(name, value):
 def test_a_tampered_search_checkpoint_is_refused_with_the_field_named(tmp_path, state_change, arrays_change, message):
     from aligners import make_aligner
     from aligners.checkpoint import CHECKPOINT_NAME
-    from test_aligners import PARAMS, LinearScorer, synthetic_problem
+    from aligner_standin import PARAMS, LinearScorer, synthetic_problem
 
     with pytest.raises(KeyboardInterrupt):
         make_aligner("de", **PARAMS).align(synthetic_problem(LinearScorer(interrupt_at=8)), budget=240, seed=5,
@@ -210,7 +210,7 @@ def test_a_tampered_search_checkpoint_is_refused_with_the_field_named(tmp_path, 
 def test_a_truncated_checkpoint_is_one_error(tmp_path):
     from aligners import make_aligner
     from aligners.checkpoint import CHECKPOINT_NAME
-    from test_aligners import PARAMS, LinearScorer, synthetic_problem
+    from aligner_standin import PARAMS, LinearScorer, synthetic_problem
 
     with pytest.raises(KeyboardInterrupt):
         make_aligner("de", **PARAMS).align(synthetic_problem(LinearScorer(interrupt_at=3)), budget=240,
