@@ -219,6 +219,17 @@ def test_the_run_summary_prints_a_bf16_searchs_curse_and_its_finalists_rho(sweep
     assert f"Model: {record['model']['id']} (float32)" in text
 
 
+def test_the_run_summary_shows_each_results_aligned_verdict(sweep):
+    root, _, _ = sweep
+    recs = sorted(records(root / "entries").values(), key=lambda r: r["aligner"]["name"] != "naive")
+    lines = run_text(recs).splitlines()
+    assert lines[0].split()[-2:] == ["interpretable", "aligned"]
+    for record, line in zip(recs, lines[1:]):
+        verdict = (record["metrics"]["heldout"].get("alignment") or {}).get("aligned")
+        assert line.split()[-1] == ("–" if verdict is None else "yes" if verdict else "no")
+    assert lines[1].split()[1] == "naive" and lines[1].split()[-1] == "–"  # the naive model has no verdict
+
+
 def test_publish_copies_checked_results_and_skips_a_published_combination(sweep, tmp_path):
     root, _, _ = sweep
     published = tmp_path / "entries"

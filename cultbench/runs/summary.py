@@ -275,10 +275,12 @@ def _run_table(records: Sequence[Mapping], columns: Mapping[str, str], kind: str
         cells.append(_num(r["metrics"]["heldout"]["option_mass"], ".2f"))
         verdict = ((r["metrics"].get("diagnostics") or {}).get("all") or {}).get("interpretable")
         cells.append("–" if verdict is None else "yes" if verdict else "NO")
+        aligned = (r["metrics"]["heldout"].get("alignment") or {}).get("aligned")
+        cells.append("–" if aligned is None else "yes" if aligned else "no")
         rows.append(cells)
     header = ["target", "aligner", "seed"] + [h for c in columns.values() for h in (c, "Δ naive")]
     header += [f"{m.label} held-out" for m in extra]
-    return _table(header + ["option mass", "interpretable"], rows, indent="", text_columns=2)
+    return _table(header + ["option mass", "interpretable", "aligned"], rows, indent="", text_columns=2)
 
 
 def run_text(records: Sequence[Mapping]) -> str:
