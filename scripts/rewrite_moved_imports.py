@@ -60,12 +60,25 @@ def _from_import(match: re.Match) -> str:
     return f"{indent}from {parent} import {leaf}" + ("" if alias == leaf else f" as {alias}") + comment
 
 
+_RULES: list[tuple[re.Pattern, str]] = []
+_MAYBE = re.compile(r"(?<![\w.])cultbench[./](?:%s)(?!\w)|from cultbench import" % "|".join(
+    sorted({old.split(".", 1)[1] for old in MOVED}, key=len, reverse=True)))
+
+
+def _rules() -> list[tuple[re.Pattern, str]]:
+    """(pattern, replacement) for every former path, longest first, compiled once."""
+    if not _RULES:
+        for old in sorted(MOVED, key=len, reverse=True):
+            _RULES.extend([_file_path(old), (_dotted(old), MOVED[old])])
+    return _RULES
+
+
 def rewrite(text: str) -> str:
+    if not _MAYBE.search(text):  # most files name no former path: one search instead of every rule
+        return text
     text = FROM_IMPORT.sub(_from_import, text)
-    for old in sorted(MOVED, key=len, reverse=True):
-        pattern, target = _file_path(old)
-        text = pattern.sub(target, text)
-        text = _dotted(old).sub(MOVED[old], text)
+    for pattern, replacement in _rules():
+        text = pattern.sub(replacement, text)
     return text
 
 
