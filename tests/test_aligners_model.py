@@ -235,6 +235,7 @@ def test_cli_runs_a_third_party_aligner(plugin_on_path, tiny_folder, tmp_path): 
     assert saved.aligner == "hill" and saved.hyperparameters["step"] == 0.5 and saved.evaluations == 10
 
 
+@pytest.mark.slow
 def test_cli_sigterm_keeps_the_checkpoint_and_resume_matches(tiny_folder, tmp_path):
     args = ["align", "--model", str(tiny_folder), "--target", "US", "--budget", "400", *SMALL_DE,
             "--seed", "3", "--no-progress"]

@@ -510,6 +510,7 @@ def _wait_for(path: Path, child, timeout: float = 300.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_waits_for_the_first_and_skips_its_combination(tiny_folder, tmp_path):
     import subprocess
     import sys

@@ -428,6 +428,7 @@ def test_stock_lm_eval_cli_with_the_peft_adapter_and_the_cultbench_model(tiny_mo
         assert data["configs"]["vsm2013_us"]["metadata"]["cultbench"]["target"]["name"] == "U.S.A."
 
 
+@pytest.mark.slow
 def test_stock_lm_eval_gives_the_balanced_indices_of_cultbench_evaluate_per_wording(tiny_folder, tmp_path):
     """The shipped wording groups (`vsm2013_<wording>_balanced`, both scale orders of a wording) run
     by the stock `lm_eval --model hf` agree with `cultbench evaluate`'s order-balanced indices per
