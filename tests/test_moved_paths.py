@@ -101,7 +101,8 @@ def test_the_rewrite_script_leaves_new_paths_and_other_names_alone():
     assert rewriter.hand_edits("from cultbench import profiles, sweep\n") == ["from cultbench import profiles, sweep"]
 
 
-# Files that other work in progress edits: their former paths are rewritten when it is merged.
+# Files that other work in progress edits: their former paths are rewritten when it is merged
+# (then this set is emptied: the test below fails while it names a file without a former path).
 NOT_YET_REWRITTEN = {"tests/test_prompt_tuning.py", "tests/test_testbed.py"}
 
 
@@ -113,6 +114,9 @@ def test_nothing_in_the_repository_uses_a_former_path():
         if relative not in NOT_YET_REWRITTEN and (rewriter.rewrite(text) != text or rewriter.hand_edits(text)):
             stale.append(relative)
     assert stale == [], f"former module paths in {stale}: run python scripts/rewrite_moved_imports.py"
+    texts = {f: (rewriter.ROOT / f).read_text(encoding="utf-8") for f in sorted(NOT_YET_REWRITTEN)}
+    rewritten = [f for f, text in texts.items() if rewriter.rewrite(text) == text]
+    assert rewritten == [], f"{rewritten} name no former path now: take them out of NOT_YET_REWRITTEN"
     assert len(rewriter.files([])) > 100  # the check sees the repository
 
 
