@@ -423,7 +423,7 @@ def test_a_300_character_model_id_makes_valid_chart_file_names(tmp_path):
     entries = tmp_path / "entries"
     entries.mkdir()
     long_id = "org/" + "m" * 296
-    for source in sorted((ROOT / "leaderboard" / "entries").glob("*_us_*.json"))[:6]:
+    for source in sorted((ROOT / "leaderboard" / "archive" / "v3" / "entries").glob("*_us_*.json"))[:6]:
         _entry_with_model_id(source, entries, long_id)
     result = invoke("leaderboard", "study", "--entries", entries, "--markdown", tmp_path / "s.md",
                     "--charts", tmp_path / "charts")
@@ -440,7 +440,7 @@ def test_leaderboard_build_does_not_follow_a_symbolic_link_out_of_the_entries_fo
     entries, outside = tmp_path / "entries", tmp_path / "outside"
     entries.mkdir()
     outside.mkdir()
-    sources = sorted((ROOT / "leaderboard" / "entries").glob("*.json"))[:2]
+    sources = sorted((ROOT / "leaderboard" / "archive" / "v3" / "entries").glob("*.json"))[:2]
     (entries / sources[0].name).write_text(sources[0].read_text())
     (outside / sources[1].name).write_text(sources[1].read_text())
     (entries / "linked.json").symlink_to(outside / sources[1].name)

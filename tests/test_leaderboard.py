@@ -406,16 +406,42 @@ def test_the_verdict_stands_beside_every_row(tmp_path):
     assert sorted(r["cells"]["interpretable"] for r in page.rows) == ["", "0.0", "0.5", "1.0"]
 
 
-def test_the_committed_leaderboard_is_built_from_the_committed_entries(tmp_path):
-    """leaderboard/leaderboard.json is what `cultbench leaderboard build` makes of leaderboard/entries
-    now (the study link is relative to the output folder, so it is set aside)."""
+# (board folder, its study document, the link the page holds): the live leaderboard (wording version 4)
+# and study v3's, archived with its entries.
+COMMITTED_BOARDS = [("leaderboard", "docs/paper-small.md", "../docs/paper-small.md"),
+                    ("leaderboard/archive/v3", "docs/archive/paper-small-v3.md",
+                     "../../../docs/archive/paper-small-v3.md")]
+
+
+@pytest.mark.parametrize("folder,study_doc,link", COMMITTED_BOARDS)
+def test_the_committed_leaderboard_is_built_from_the_committed_entries(tmp_path, folder, study_doc, link):
+    """leaderboard.json, LEADERBOARD.md and index.html are what `cultbench leaderboard build` makes
+    of the folder's entries now (`build --check` says so without writing)."""
     root = Path(__file__).resolve().parents[1]
-    board, _ = build(root / "leaderboard" / "entries", tmp_path, study=root / "docs" / "paper-small.md")
-    committed = json.loads((root / "leaderboard" / "leaderboard.json").read_text(encoding="utf-8"))
-    rebuilt = json.loads((tmp_path / "leaderboard.json").read_text(encoding="utf-8"))
-    assert committed.pop("study") == "../docs/paper-small.md" and rebuilt.pop("study")
-    assert rebuilt == committed, ("leaderboard/ is stale: run `cultbench leaderboard build --entries "
-                                  "leaderboard/entries --out leaderboard`")
+    board, changed = build(root / folder / "entries", root / folder, study=root / study_doc, check=True)
+    assert board["study"] == link
+    assert changed == [], (f"{folder}/ is stale: run `cultbench leaderboard build --entries {folder}/entries --out "
+                           f"{folder} --study {study_doc}`")
+
+
+def test_the_archived_v3_rows_are_labelled_with_their_wording_version():
+    """Study v3's entries are read unchanged (schema 2, wording version 3) and every row, on the page
+    and in the Markdown, says which wording it was measured with and what its L1 was."""
+    root = Path(__file__).resolve().parents[1]
+    folder = root / "leaderboard" / "archive" / "v3"
+    entries = collect(folder / "entries")
+    assert len(entries.records) == 100 and not entries.rejected and not entries.duplicates
+    assert {(r["schema_version"], r["variants"]["version"]) for r in entries.records.values()} == {(2, 3)}
+    board = json.loads((folder / "leaderboard.json").read_text(encoding="utf-8"))
+    assert {r["wording_version"] for r in board["rows"]} == {3}
+    md = (folder / "LEADERBOARD.md").read_text(encoding="utf-8")
+    table = md[md.index("## All results"):md.index("## Rank agreement")]
+    rows = [line for line in table.splitlines() if line.startswith("| smollm2")]
+    assert len(rows) == len(board["rows"]) and all(" | v3 | " in line for line in rows)
+    assert "Rows of wording version 3 (Wording v3, archived entries): L1 was computed per rendering" in table
+    assert "Rows of wording version 4" not in table
+    page = CHECKER.parse((folder / "index.html").read_text(encoding="utf-8"))
+    assert [r["cells"]["wording"] for r in page.rows] == ["3.0"] * len(board["rows"])  # data-v: the version
 
 
 def test_prompt_tuning_is_ranked_like_any_aligner_and_compared_in_the_study(tmp_path):

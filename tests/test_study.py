@@ -17,7 +17,7 @@ from cultbench.cli import main
 from cultbench.runs.experiments import experiment_grid
 from cultbench.publish.leaderboard import Entries, collect
 from cultbench.prompts import variants_version
-from cultbench.publish.stats import paired_comparison
+from cultbench.publish.stats import paired_comparison, toward_target
 from cultbench.publish.study import BEGIN, END, generated_part, holm, render_study_markdown, study, write_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,8 +129,8 @@ def _synthetic_entries(values) -> Entries:
     """In-memory entries from one committed record: ``values[(aligner, target, seed)]`` is the L1
     on both splits, or a dict of ``train`` and ``heldout`` L1, ``per_variant`` (held-out variant ->
     L1; default the held-out L1), ``indices`` (dimension -> held-out index; default 50) and
-    ``diagnostics`` (the report over all variants; default none). Seed None: an aligner that
-    ignores it."""
+    ``diagnostics`` (the report over all variants; default none) and ``scores`` (the target's
+    profile; default the template's). Seed None: an aligner that ignores it."""
     # a committed search record (the archived v2 study's: it stays, whatever v3 has finished)
     template = json.loads(next((ROOT / "leaderboard" / "archive" / "v2" / "entries").glob("*_de_*.json")).read_text())
     records = {}
@@ -138,6 +138,8 @@ def _synthetic_entries(values) -> Entries:
         v = value if isinstance(value, dict) else {"train": value, "heldout": value}
         r = copy.deepcopy(template)
         r["target"].update(name=target, code=target)
+        if "scores" in v:
+            r["target"]["scores"] = dict(v["scores"])
         r["aligner"].update(name=aligner, seed=seed, budget=None if seed is None else 120)
         r["history"] = None
         r["variants"] = {**VARIANTS, "version": variants_version()}
@@ -214,13 +216,20 @@ def test_study_writes_between_markers_and_check_finds_edits(runs, tmp_path):
     assert result.exit_code == 2 and "no study markers" in result.output and "Traceback" not in result.output
 
 
+# (entries, document, study JSON, charts): study v4's (the live leaderboard) and study v3's, archived.
+COMMITTED_STUDIES = [("leaderboard/entries", "docs/paper-small.md", "leaderboard/study.json", "docs/paper-small"),
+                     ("leaderboard/archive/v3/entries", "docs/archive/paper-small-v3.md",
+                      "leaderboard/archive/v3/study.json", "docs/archive/paper-small-v3")]
+
+
 @pytest.mark.slow
-def test_committed_document_matches_the_committed_entries():
-    """docs/paper-small.md, leaderboard/study.json and the charts are what the entries give."""
-    grid = json.loads((ROOT / "leaderboard" / "study.json").read_text())["grid"]  # --experiment, if it was given
-    _, changed = write_study(collect(ROOT / "leaderboard" / "entries"), markdown=ROOT / "docs" / "paper-small.md",
-                             json_path=ROOT / "leaderboard" / "study.json", charts_dir=ROOT / "docs" / "paper-small",
-                             check=True, grid=None if grid is None else {**experiment_grid(ROOT / grid), "file": grid})
+@pytest.mark.parametrize("entries,markdown,json_path,charts", COMMITTED_STUDIES)
+def test_committed_document_matches_the_committed_entries(entries, markdown, json_path, charts):
+    """Each committed study document, its study JSON and its charts are what its entries give."""
+    grid = json.loads((ROOT / json_path).read_text())["grid"]  # --experiment, if it was given
+    _, changed = write_study(collect(ROOT / entries), markdown=ROOT / markdown, json_path=ROOT / json_path,
+                             charts_dir=ROOT / charts, check=True,
+                             grid=None if grid is None else {**experiment_grid(ROOT / grid), "file": grid})
     assert changed == []
 
 
@@ -390,3 +399,71 @@ def test_cost_per_run_states_the_budget_and_prompt_tunings_step_cost():
     assert model["compute"] == {"runs": 4, "wall_time_s": 440.0, "threads": [1], "resumed": 1}
     assert ("All 4 runs together: 440 s of wall time (0.12 h), the sum over runs of one process each, at 1 thread "
             "per run; 1 run resumed from a checkpoint, and it records only the time after the resume.") in text
+
+
+DIMS = ("pdi", "idv", "mas", "uai", "lto", "ivr")
+
+
+def _planted(rng, move) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Ten targets with their own profiles, naive at 50, and a search (two seeds) whose held-out
+    indices are 50 + ``move(way, rng)`` per seed, way = target − naive; returns the entries' values
+    and, per target, the seed-mean change and the way."""
+    values, changes, ways = {}, [], []
+    for t in TEN:
+        scores = dict(zip(DIMS, rng.uniform(10, 90, len(DIMS))))
+        way = np.array([scores[d] for d in DIMS]) - 50.0
+        values[("naive", t, None)] = {"train": 100.0, "heldout": 100.0, "scores": scores}
+        moved = [move(way, rng) for _ in (0, 1)]
+        for s, m in enumerate(moved):
+            values[("de", t, s)] = {"train": 90.0, "heldout": 95.0, "scores": scores,
+                                    "indices": dict(zip(DIMS, 50.0 + m))}
+        changes.append(np.mean(moved, axis=0))
+        ways.append(way)
+    return values, np.array(changes), np.array(ways)
+
+
+def test_a_planted_move_toward_the_targets_has_its_slope_and_a_small_target_permutation_p():
+    """Changes = 0.5 x (target − naive) + noise: the study's direction test finds slope 0.5, a high
+    correlation, and the smallest p its draws allow; seeds are averaged within a target first."""
+    values, changes, ways = _planted(np.random.default_rng(3), lambda way, rng: 0.5 * way + rng.normal(0, 2, 6))
+    doc = study(_synthetic_entries(values))
+    (test,) = doc["models"][0]["direction"]["tests"]
+    slope, intercept = np.polyfit(ways.ravel(), changes.ravel(), 1)
+    assert test["slope"] == pytest.approx(slope) and test["intercept"] == pytest.approx(intercept, abs=1e-9)
+    assert test["slope"] == pytest.approx(0.5, abs=0.05) and test["pearson_r"] > 0.95
+    assert test["pearson_r"] == pytest.approx(np.corrcoef(ways.ravel(), changes.ravel())[0, 1])
+    assert (test["n_targets"], test["n_points"], test["seeds_a"], test["unit"]) == (10, 60, 2, "target")
+    assert test["p_method"] == "target permutation, 99999 random draws" and test["min_p_value"] == pytest.approx(1e-5)
+    assert test["p_value"] <= 1e-4 and test["p_holm"] == test["p_value"]  # one test in its family
+    assert test["indices"] == "mean"  # the synthetic records, like v3's, have no balanced indices
+    text = render_study_markdown(doc)
+    assert "### Does the aligner move the model toward the target?" in text
+    assert f"| de (budget 120) | naive | 10 | 60 | 2 | mean | {test['slope']:+.4f} |" in text
+    assert "held-out mean indices over the renderings (entries before wording version 4" in text
+
+
+def test_changes_that_ignore_the_targets_give_no_small_p():
+    """Changes drawn independently of the targets: the slope is near 0 and the target-permutation p
+    is not small."""
+    values, changes, ways = _planted(np.random.default_rng(4), lambda way, rng: rng.normal(0, 5, 6))
+    (test,) = study(_synthetic_entries(values))["models"][0]["direction"]["tests"]
+    assert abs(test["slope"]) < 0.1 and test["p_value"] > 0.2
+
+
+def test_toward_target_enumerates_every_permutation_of_few_targets():
+    """With 4 targets all 4! = 24 pairings are enumerated: the p is a count over them, the smallest
+    1/24; the same data under Monte Carlo draws gives about the same p."""
+    rng = np.random.default_rng(5)
+    ways = rng.normal(0, 20, (4, 6))
+    changes = 0.3 * ways + rng.normal(0, 3, (4, 6))
+    exact = toward_target(changes, ways)
+    assert exact["p_method"] == "exact target permutation" and exact["draws"] == 24
+    assert exact["min_p_value"] == pytest.approx(1 / 24)
+    observed = np.sum((changes - changes.mean()) * (ways - ways.mean()))
+    count = sum(abs(np.sum((changes - changes.mean()) * (ways[list(p)] - ways.mean()))) >= abs(observed) - 1e-9
+                for p in itertools.permutations(range(4)))
+    assert exact["p_value"] == pytest.approx(count / 24)
+    drawn = toward_target(changes, ways, draws=20)
+    assert drawn["p_method"] == "target permutation, 20 random draws" and drawn["min_p_value"] == pytest.approx(1 / 21)
+    with pytest.raises(ValueError):
+        toward_target(changes[:1], ways[:1])

@@ -219,11 +219,14 @@ def leaderboard_group():
 @click.option("--study", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The study of these entries (e.g. docs/paper-small.md), linked from the page "
                    "[default: docs/paper-small.md when the entries are leaderboard/entries and it exists].")
-def build_cmd(entries, out, strict, study):
+@click.option("--check", is_flag=True, help="Write nothing; exit with status 1 if the files in --out differ from "
+                                            "what the entries give (e.g. entries added since the last build).")
+def build_cmd(entries, out, strict, study, check):
     """Write leaderboard.json (one row per model x aligner x target, seeds aggregated),
     LEADERBOARD.md and a self-contained index.html (sortable table, charts).
 
     Entries that fail the schema and duplicates are listed, with the reason, and left out.
+    --check writes nothing and exits with status 1 when a file differs from what the entries give.
 
     \b
     Example:
@@ -233,20 +236,22 @@ def build_cmd(entries, out, strict, study):
 
     if out.exists() and not out.is_dir():
         raise CultbenchError(f"--out {out} exists and is not a folder")
+    if check and not out.is_dir():
+        raise CultbenchError(f"--out {out} does not exist: nothing to check")
     out.mkdir(parents=True, exist_ok=True)
     if study is None and entries.resolve() == Path("leaderboard/entries").resolve() and Path("docs/paper-small.md").is_file():
         study = Path("docs/paper-small.md")
-    board, paths = build(entries, out, study=study)
+    board, paths = build(entries, out, study=study, check=check)
     for p in board["rejected"]:
         click.echo(f"left out {p['file']}: {p['reason']}", err=True)
     for p in board["duplicates"]:
         click.echo(f"left out {p['file']}: duplicate of {p['duplicate_of']}", err=True)
     for path in paths:
-        click.echo(str(path))
+        click.echo(f"differs from the entries: {path}" if check else str(path), err=check)
     left_out = len(board["rejected"]) + len(board["duplicates"])
     rows = len(board["rows"]) + sum(len(section["rows"]) for section in board["distribution"])
     click.echo(f"{rows} rows from {board['entries_used']} entries; {left_out} left out", err=True)
-    if strict and left_out:
+    if (strict and left_out) or (check and paths):
         sys.exit(1)
 
 

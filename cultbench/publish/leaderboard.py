@@ -141,6 +141,8 @@ def _common(records: list[tuple[str, dict]]) -> dict:
         "aligner": {k: setup[k] for k in ("name", "hyperparameters", "budget", "search_dtype", "distance",
                                           "dimensions")},
         "setup": _hash(setup),
+        # the prompt wording's version: rows of different versions measure different things (the page labels them)
+        "wording_version": (first.get("variants") or {}).get("version"),
         "seeds": sorted(r["aligner"]["seed"] for r in recs if r["aligner"]["seed"] is not None),
         "n": len(recs),
         "fitness": stat(r["aligner"]["fitness"] for r in recs),
@@ -259,6 +261,8 @@ def _settings(row: dict) -> dict:
     flat = {k: v for k, v in a["hyperparameters"].items()}
     flat.update({k: a[k] for k in ("search_dtype", "distance", "dimensions")})
     flat.update({f"C {k.upper()}": v for k, v in (row.get("constants") or {}).items()})
+    if row.get("wording_version") is not None:
+        flat["wording"] = f"v{row['wording_version']}"
     return {k: json.dumps(v, sort_keys=True) if not isinstance(v, str) else v for k, v in flat.items()}
 
 
@@ -338,7 +342,8 @@ def distribution_sections(records: dict[str, dict]) -> list[dict]:
 
 
 def _target_id(row: dict) -> tuple:
-    return row["target"]["name"], row["target"]["source"]
+    """A row's target, within its wording version: rows of other versions are not compared."""
+    return row["target"]["name"], row["target"]["source"], row.get("wording_version")
 
 
 def compare_with_naive(rows: list[dict], metric: str = "l1", splits=SPLITS, higher_is_better: bool = False) -> None:
@@ -410,6 +415,7 @@ def summary_table(rows: list[dict], metric: str = "l1", splits=SPLITS, higher_is
     for (model, aligner), members in groups.items():
         entry = {"model_label": model, "aligner_label": aligner, "aligner": members[0]["aligner"]["name"],
                  "model": members[0]["model"], "n_targets": len(members),
+                 "wording_version": members[0].get("wording_version"),
                  "targets": [target_label(m["target"]) for m in members], metric: {}, "delta_vs_naive": {}}
         for split in splits:
             entry[metric][split] = mean_ci([m[metric][split]["mean"] for m in members])
@@ -462,9 +468,11 @@ def leaderboard(entries: Entries, study: str | None = None) -> dict:
             "distribution": distribution_sections(entries.records)}
 
 
-def build(entries_dir, out_dir, study=None) -> tuple[dict, list[Path]]:
+def build(entries_dir, out_dir, study=None, check: bool = False) -> tuple[dict, list[Path]]:
     """Read the entries and write leaderboard.json, LEADERBOARD.md and index.html into ``out_dir``;
-    ``study``: the study document of these entries (e.g. docs/paper-small.md), linked from the page."""
+    ``study``: the study document of these entries (e.g. docs/paper-small.md), linked from the page.
+    Returns the board and the files written, or with ``check`` (nothing written) the files whose
+    text differs from what the entries give."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise CultbenchError(f"--out {out_dir} is not an existing folder")
@@ -473,6 +481,9 @@ def build(entries_dir, out_dir, study=None) -> tuple[dict, list[Path]]:
     texts = [json.dumps(board, indent=2, sort_keys=True, allow_nan=False) + "\n",
              render_markdown(board), render_html(board)]
     paths = [out_dir / name for name in OUTPUT_FILES]
+    if check:
+        return board, [p for p, text in zip(paths, texts)
+                       if not p.is_file() or p.read_text(encoding="utf-8") != text]
     for path, text in zip(paths, texts):
         write_text_atomic(path, text)
     return board, paths

@@ -7,10 +7,16 @@ permutation p-value (scipy.stats.permutation_test: exact when all 2^n sign patte
 resamples, else random flips; ``p_method`` says which). With n pairs the exact test cannot give a
 p below 2/2^n (the two patterns with every sign alike); ``min_p_value`` states that floor, so a
 reader sees at once what the design could have shown.
+
+``toward_target`` asks whether aligners' index changes point toward their targets: the slope and
+correlation of (aligned − naive) on (target − naive) over targets and dimensions, with a p from
+permuting which target goes with which change.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 
 import numpy as np
@@ -84,4 +90,45 @@ def mean_ci(values, *, confidence: float = 0.95, n_resamples: int = 9999, seed: 
     ci = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
                          rng=np.random.default_rng(seed)).confidence_interval
     out.update(ci_low=float(ci.low), ci_high=float(ci.high))
+    return out
+
+
+def toward_target(changes, ways, *, draws: int = 99_999, seed: int = 0) -> dict:
+    """Does a change point toward the target? ``changes`` [T, D]: per target (the unit; seeds
+    averaged first) the change of the indices against the naive model (aligned − naive);
+    ``ways`` [T, D]: the way to go (target − naive). The least-squares slope, intercept and
+    Pearson correlation of the change on the way, pooled over targets and dimensions (slope 1:
+    all the way to the target; 0: no movement toward it; negative: away), and a two-sided
+    target-permutation p: which target's way goes with which target's change is permuted (a
+    whole row of ``ways`` at a time, so the dimensions stay together). Every permutation when
+    T! <= ``draws`` (``p_method`` "exact", smallest p 1/T!), else ``draws`` seeded random ones,
+    p = (1 + as extreme) / (draws + 1), smallest p 1/(draws + 1). The pooled means and variances
+    do not change under a permutation, so the slope and the correlation give the same p."""
+    y, x = np.asarray(changes, dtype=float), np.asarray(ways, dtype=float)
+    if y.shape != x.shape or y.ndim != 2:
+        raise ValueError("toward_target needs changes and ways of the same shape [targets, dimensions]")
+    n = len(y)
+    if n < 2:
+        raise ValueError("toward_target needs at least 2 targets")
+    xc, yc = x - x.mean(), y - y.mean()
+    sxx, syy = float((xc ** 2).sum()), float((yc ** 2).sum())
+    out = {"n_targets": int(n), "n_points": int(y.size), "slope": None, "intercept": None, "pearson_r": None,
+           "p_value": None}
+    exact = math.factorial(n) <= draws
+    out.update(p_method="exact target permutation" if exact else f"target permutation, {draws} random draws",
+               draws=math.factorial(n) if exact else draws,
+               min_p_value=1.0 / math.factorial(n) if exact else 1.0 / (draws + 1))
+    if sxx <= 0:  # every target the same way to go: no slope to estimate
+        return out
+    products = yc @ xc.T  # [i, j]: target i's change against target j's way
+    observed = float(np.trace(products))
+    out.update(slope=observed / sxx, intercept=float(y.mean() - observed / sxx * x.mean()),
+               pearson_r=observed / math.sqrt(sxx * syy) if syy > 0 else None)
+    if exact:
+        perms = np.array(list(itertools.permutations(range(n))))
+    else:
+        perms = np.random.default_rng(seed).permuted(np.tile(np.arange(n), (draws, 1)), axis=1)
+    permuted = products[np.arange(n), perms].sum(axis=1)
+    extreme = int(np.sum(np.abs(permuted) >= abs(observed) - 1e-9 * max(1.0, abs(observed))))
+    out["p_value"] = extreme / len(perms) if exact else (1 + extreme) / (draws + 1)
     return out

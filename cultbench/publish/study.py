@@ -12,6 +12,9 @@ its cost (budget in candidate evaluations, wall time per run), and families of p
   the gain on each held-out variant;
 - ``dimensions``: per dimension, the change of the held-out index against the naive model and the
   change of its absolute error;
+- ``direction``: per aligner, the slope and correlation of its held-out index change against the
+  naive model on the way to the target (target − naive), pooled over targets and dimensions, with
+  a target-permutation p (``cultbench.publish.stats.toward_target``);
 - ``diagnostics``: the validity diagnostics (over all evaluated variants) per aligner and their
   change against the naive model.
 
@@ -45,7 +48,7 @@ from cultbench.publish.page import chart_colours, convergence_svg, target_label
 from cultbench.evaluation.metrics import INDEX, primary_metric
 from cultbench.prompts import REVERSED_SUFFIX, all_variants, variants_version
 from cultbench.runs.results import SPLITS
-from cultbench.publish.stats import paired_comparison
+from cultbench.publish.stats import paired_comparison, toward_target
 from cultbench.publish.study_markdown import render_study_markdown
 
 STUDY_FORMAT = 2
@@ -310,6 +313,43 @@ def transfer(a: str, naive: str, groups: dict, seed: int) -> tuple[dict, list[di
     return out, per_variant
 
 
+def heldout_indices(record: dict, dims: list[str]) -> tuple[np.ndarray, str]:
+    """A record's held-out indices [D] and which they are ("balanced" or "mean";
+    ``study_markdown.INDICES_TEXT`` says what each is): the mean over
+    the held-out wordings of each wording's order-balanced indices (wording version 4), else the
+    mean indices over the held-out renderings."""
+    split = record["splits"]["heldout"]
+    if split.get("indices_per_wording"):
+        return np.mean([[w[d] for d in dims] for w in split["indices_per_wording"].values()], axis=0), "balanced"
+    return np.array([split["indices"][d] for d in dims], dtype=float), "mean"
+
+
+def direction(a: str, naive: str, groups: dict, dims: list[str], seed: int) -> dict:
+    """Does aligner ``a`` move the model toward its targets? Per target both have (the unit): a's
+    held-out indices, averaged over its seeds, minus naive's (the change) and the target's scores
+    minus naive's (the way to go); ``stats.toward_target`` regresses the change on the way, pooled
+    over targets and the dimensions every target has, with a target-permutation p."""
+    common = sorted(t for t in groups[a] if t in groups[naive])
+    about = {"a": a, "b": naive, "measure": "the direction of the change"}
+    if len(common) < 2:
+        return {**about, "skipped": f"{len(common)} target{'s' if len(common) != 1 else ''} in common; the "
+                                    "direction test needs 2"}
+    dims = [d for d in dims if all(d in groups[naive][t][0]["target"]["scores"] for t in common)]
+    changes, ways, kinds = [], [], set()
+    for t in common:
+        mine = [heldout_indices(r, dims) for r in groups[a][t]]
+        start = [heldout_indices(r, dims) for r in groups[naive][t]]
+        kinds |= {k for _, k in mine + start}
+        naive_indices = np.mean([v for v, _ in start], axis=0)
+        changes.append(np.mean([v for v, _ in mine], axis=0) - naive_indices)
+        ways.append(np.array([groups[naive][t][0]["target"]["scores"][d] for d in dims]) - naive_indices)
+    result = toward_target(changes, ways, seed=seed)
+    if result["p_value"] is None:
+        return {**about, "skipped": "the way to the target is the same at every target and dimension"}
+    return {**about, "unit": "target", "targets": [t[0] for t in common], "dimensions": dims,
+            "seeds_a": max(len(groups[a][t]) for t in common), "indices": "/".join(sorted(kinds)), **result}
+
+
 def dimension_changes(a: str, naive: str, groups: dict, dims: list[str], seed: int) -> list[dict]:
     """Per dimension: the change of the mean held-out index against the naive model (signed), and
     the change of its absolute error to the target (negative: closer)."""
@@ -438,6 +478,7 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
                                         + apart)
         diag_done, diag_skipped = _family([t for a, n in pairs for t in diagnostics_changes(a, n, groups, seed)]
                                           + apart)
+        direction_done, direction_skipped = _family([direction(a, n, groups, dims, seed) for a, n in pairs] + apart)
         labels = {(r["target"]["name"], r["target"]["source"]): target_label(r["target"]) for r in mine}
         models.append({
             "model": model, "aligners": aligners, "targets": [{"name": n, "source": s} for n, s in targets],
@@ -449,6 +490,7 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
             "transfer": {"gains": gains, "gap_tests": gap_done, "per_variant": variant_done,
                          "skipped": gap_skipped + variant_skipped},
             "dimensions": {"tests": dim_done, "skipped": dim_skipped},
+            "direction": {"tests": direction_done, "skipped": direction_skipped},
             "diagnostics": {"per_aligner": [diagnostics_summary(label, groups[label]) for label in aligners],
                             "tests": diag_done, "skipped": diag_skipped,
                             "thresholds": {"position_bias": MAX_POSITION_BIAS, "reversal_tv": MAX_REVERSAL_DISTANCE}}})

@@ -178,6 +178,9 @@ def glance_part(m: dict) -> list[str]:
                      f"{fmt(big['mean_difference'], '+.1f')} {_ci(big)}; |error| changes with Holm p < {ALPHA:g}: "
                      + (", ".join(f"{t['dimension'].upper()} {fmt(t['mean_difference'], '+.1f')} {_ci(t)}"
                                   for t in closer) or "none"))
+    lines.append("- **Does it move the model toward the target (held-out index change against naive regressed on "
+                 "target − naive, over targets and dimensions; slope 1: all the way)?**")
+    lines += direction_glance(m)
     lines.append("- **Does the validity verdict change under alignment?**")
     lines += diagnostics_glance(m)
     return lines
@@ -320,6 +323,54 @@ def dimensions_part(m: dict) -> list[str]:
     return out + _skipped(d["skipped"])
 
 
+# What the direction test read (``study.heldout_indices``): v4 records' balanced indices, or older records' mean.
+INDICES_TEXT = {"balanced": "held-out balanced indices (the mean over the held-out wordings of each wording's "
+                            "order-balanced indices)",
+                "mean": "held-out mean indices over the renderings (entries before wording version 4 have no "
+                        "balanced indices: their in-order and reversed renderings are not paired)"}
+INDICES_SHORT = {"balanced": "held-out balanced indices", "mean": "held-out mean indices, not order-balanced"}
+DIRECTION_NOTE = (
+    "Per aligner against the naive model: per target (the unit; an aligner's seeds averaged first), its "
+    "held-out index change (aligned − naive) and the way to the target (target − naive), one point per "
+    "target and dimension, pooled; the least-squares slope of the change on the way (1: all the way to the "
+    "target; 0: no movement toward it; negative: away from it) and the Pearson correlation. p: two-sided, "
+    "from permuting which target's way goes with which target's change (the dimensions of a target stay "
+    "together; the slope and the correlation give the same p); p (Holm): adjusted within the family "
+    "direction. This measure does not depend on the constants C. Indices: ")
+
+
+def _direction_p(t: dict) -> str:
+    return f"{fmt(t['p_value'], '.4g')} ({md_escape(t['p_method'])}; smallest {fmt(t['min_p_value'], '.2g')})"
+
+
+def direction_glance(m: dict) -> list[str]:
+    """The direction test of each aligner in a sentence."""
+    if m["baseline"]:
+        return [f"  - {md_escape(m['baseline'])}"]
+    return [f"  - {md_escape(t['a'])}: slope {fmt(t['slope'], '+.3f')}, r {fmt(t['pearson_r'], '+.2f')}, p "
+            f"{fmt(t['p_value'], '.3g')}, Holm {fmt(t['p_holm'], '.3g')} ({t['n_targets']} targets; "
+            f"{INDICES_SHORT.get(t['indices'], t['indices'] + ' indices')})" for t in m["direction"]["tests"]] + [
+                f"  - {md_escape(t['a'])}: skipped ({md_escape(t['skipped'])})" for t in m["direction"]["skipped"]]
+
+
+def direction_part(m: dict) -> list[str]:
+    out = ["\n### Does the aligner move the model toward the target?\n"]
+    if m["baseline"]:
+        return out + [md_escape(m["baseline"]) + "."]
+    d = m["direction"]
+    kinds = dict.fromkeys(k for t in d["tests"] for k in t["indices"].split("/"))
+    out.append(DIRECTION_NOTE + "; ".join(f"{k}, {INDICES_TEXT[k]}" for k in kinds) + ".\n" if kinds else
+               DIRECTION_NOTE + "–.\n")
+    if d["tests"]:
+        out.append(_table(["A", "B", "Targets", "Points", "Seeds A", "Indices", "Slope", "Intercept", "Pearson r",
+                           "p (target permutation)", "p (Holm)"],
+                          [[md_escape(t["a"]), md_escape(t["b"]), str(t["n_targets"]), str(t["n_points"]),
+                            str(t["seeds_a"]), t["indices"], fmt(t["slope"], "+.4f"), fmt(t["intercept"], "+.2f"),
+                            fmt(t["pearson_r"], "+.3f"), _direction_p(t), fmt(t["p_holm"], ".4g")]
+                           for t in d["tests"]]))
+    return out + _skipped(d["skipped"])
+
+
 def diagnostics_part(m: dict) -> list[str]:
     d = m["diagnostics"]
     out = ["\n### Validity diagnostics under alignment\n"]
@@ -439,6 +490,7 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
         parts += _skipped(m["skipped"])
         parts += gains_part(m)
         parts += dimensions_part(m)
+        parts += direction_part(m)
         parts += diagnostics_part(m)
         for target, path in (charts or {}).get(m["model"], {}).items():
             parts.append(f"\n![Convergence, {md_escape(target)}]({path})\n\n*{md_escape(target)}.* {CONVERGENCE_NOTE}")

@@ -47,6 +47,24 @@ INTERPRETABLE = Column("interpretable", "Interpretable", _verdict_value, lambda 
 ALIGNED = Column("aligned", "Aligned (held-out)", lambda r: (r.get("aligned") or {}).get("share"),
                  lambda r: (r.get("aligned") or {}).get("text", "–"), split="heldout",
                  title=lambda r: (r.get("aligned") or {}).get("title", ""))
+# What a row's L1 measured, by the wording version of its entries (README, "How scores are computed").
+WORDING_TEXT = {
+    4: "wording version 4: each wording rendered with its scale in order and reversed; L1 of the order-balanced "
+       "indices (the mean of the two renderings'), averaged over the split's wordings",
+    3: "wording version 3: seven single renderings (train 3, held-out 4; three with the scale reversed); L1 per "
+       "rendering, averaged over the split's renderings, not order-balanced"}
+
+
+def wording_title(version) -> str:
+    if version is None:
+        return ""
+    return WORDING_TEXT.get(version, f"wording version {version}: L1 per rendering, averaged over the split's "
+                                     "renderings, not order-balanced")
+
+
+WORDING = Column("wording", "Wording", lambda r: r.get("wording_version"),
+                 lambda r: "–" if r.get("wording_version") is None else f"v{r['wording_version']}",
+                 title=lambda r: wording_title(r.get("wording_version")))
 EVALUATIONS = Column("evaluations", "Evaluations used", lambda r: r["evaluations"]["mean"],
                      lambda r: fmt(r["evaluations"]["mean"], ".0f"))
 
@@ -68,7 +86,9 @@ def row_columns(kind: str, dims: list[str] = ()) -> list[Column]:
     main = [c for m in shown if m.column_place != "detail" for c in metric_columns(m, table)]
     detail = [c for m in shown if m.column_place == "detail" for c in metric_columns(m, table)]
     verdicts = [INTERPRETABLE, ALIGNED] if kind == INDEX else [INTERPRETABLE]
-    return [MODEL, ALIGNER, KINDS[kind].target_column, SEEDS, *main, *verdicts, EVALUATIONS, *detail, WALL_TIME]
+    wording = [WORDING] if kind == INDEX else []
+    return [MODEL, ALIGNER, KINDS[kind].target_column, SEEDS, *main, *verdicts, *wording, EVALUATIONS, *detail,
+            WALL_TIME]
 
 
 def columns(dims: list[str]) -> list[Column]:
@@ -124,7 +144,16 @@ def meta_text(board: dict) -> str:
     rows = len(board["rows"]) + sum(len(s["rows"]) for s in board.get("distribution", []))
     return (f"{rows} rows from {board['entries_used']} entries; data as of {board['data_as_of'] or '–'}; cultbench "
             f"{board['cultbench_version']}, result schema {board['result_schema_version']}."
-            + (f" Constants C: {_constants(board)}." if index_part(board) else ""))
+            + (f" Constants C: {_constants(board)}." if index_part(board) else "") + _versions_text(board))
+
+
+def _versions_text(board: dict) -> str:
+    """The wording versions of the index rows (column Wording): rows of different versions measure different things."""
+    versions = sorted({r.get("wording_version") for r in board["rows"]} - {None})
+    if not versions:
+        return ""
+    return (f" Wording version{'s' if len(versions) > 1 else ''} "
+            f"{', '.join(map(str, versions))}{' (not compared with each other)' if len(versions) > 1 else ''}.")
 
 
 def index_part(board: dict) -> bool:
@@ -146,6 +175,7 @@ def summary_columns(kind: str = INDEX) -> list[Column]:
         Column("targets", "Targets", lambda e: e["n_targets"], lambda e: str(e["n_targets"]),
                title=lambda e: "; ".join(e["targets"])),
         *primary.summary_columns(Table(kind, KINDS[kind].splits)),
+        *([WORDING] if kind == INDEX else []),
         Column("interpretable", "Interpretable entries", _verdict_share,
                lambda e: "–" if not (e.get("verdict") or {}).get("assessed")
                else f"{e['verdict']['interpretable']}/{e['verdict']['assessed']}"),
@@ -174,25 +204,49 @@ def _constants(board: dict) -> str:
     return "; ".join(", ".join(f"{k.upper()} {v:g}" for k, v in json.loads(s).items()) for s in seen) or "–"
 
 
-INTRO = ("One row per model, aligner and target; seeds aggregated as mean ± standard deviation. L1 is the "
-         "distance between the model's six indices and the target's published scores, computed per prompt "
-         "variant and then averaged over the training variants (seen by the aligner) or the held-out variants "
-         "(not seen); lower is better. Δ vs naive: the row's L1 minus the naive model's for the same model and "
-         "target (negative: the aligner moved the model closer). ★ marks the lowest held-out L1 of a target only "
-         "where it is lower than the next row's by more than twice the standard error of the gap, over the seeds "
-         "(none for an aligner that uses no seed) and over the held-out wordings (paired); a lowest row of one seed "
-         "has no noise estimate and says \"best; one seed: unmarked\", one within the noise says so. L1 held-out − train: positive when the held-out wordings are "
-         "farther from the target than the training ones (what the aligner fitted does not transfer), negative when "
-         "they are closer. An aligner's label gives its budget; Evaluations used may be lower: a search spends whole "
-         "generations and, in reduced precision, reserves its finalists' re-score. "
-         "L1 depends on the constants C of the index formulas; the signed errors (model − target, of the mean "
-         "held-out indices, so their absolute values do not add up to the L1) show the direction, and rank "
-         "agreement across targets does not depend on C. Option mass is the probability the model put on the "
-         "answer options 1–5: a low mass means it does not answer in the format. Targets' scores are from the "
-         f"2015 matrix ({DEFAULT_SOURCE}) unless marked: estimated ones say (est.); a cell's tooltip holds its "
-         "full text. Interpretable: the validity verdict of the entries' diagnostics (docs/diagnostics.md): yes "
-         "when every check (option mass, position bias, reversal consistency, item discrimination, wording "
-         "stability) was measured and passed, k/n when seeds disagree, – for entries made before the diagnostics.")
+INTRO_L1 = ("One row per model, aligner and target; seeds aggregated as mean ± standard deviation. L1 is the "
+            "distance between the model's six indices and the target's published scores, on the training wordings "
+            "(seen by the aligner) or the held-out ones (not seen); lower is better.")
+# How L1 was computed, per wording version present (the Wording column says each row's).
+INTRO_BY_VERSION = {
+    4: ("Rows of wording version 4 (Wording v4): every wording is rendered with its answer scale in order and "
+        "reversed, its order-balanced indices are the mean of the two renderings' indices, and L1 is the mean over "
+        "the split's wordings of their balanced indices' L1. A respondent whose answers follow the options' "
+        "positions alone scores the content-free L1 (every index = C) once the orders are balanced: it stands "
+        "beside each row with the world-mean L1 (the mean profile of the source's countries). Aligned (held-out): "
+        "the verdict aligned (held-out L1 below naive's and below the content-free L1, directedness > 0, mirror > "
+        "0; docs/diagnostics.md, Protocol)."),
+    3: ("Rows of wording version 3 (Wording v3, archived entries): L1 was computed per rendering and averaged over "
+        "the split's renderings (3 training, 4 held-out; three of the seven with the scale reversed), not "
+        "order-balanced, so it moved with the share of reversed renderings: it measured answer positions as much "
+        "as content, and it does not compare with a v4 L1. These entries have no content-free or world-mean L1 "
+        "and no verdict aligned (–)."),
+}
+INTRO_REST = (
+    "Δ vs naive: the row's L1 minus the naive model's for the same model, target and wording version (negative: "
+    "the aligner moved the model closer). ★ marks the lowest held-out L1 of a target (within a wording version) "
+    "only where it is lower than the next row's by more than twice the standard error of the gap, over the seeds "
+    "(none for an aligner that uses no seed) and over the held-out wordings (paired); a lowest row of one seed "
+    "has no noise estimate and says \"best; one seed: unmarked\", one within the noise says so. L1 held-out − "
+    "train: positive when the held-out wordings are "
+    "farther from the target than the training ones (what the aligner fitted does not transfer), negative when "
+    "they are closer. An aligner's label gives its budget; Evaluations used may be lower: a search spends whole "
+    "generations and, in reduced precision, reserves its finalists' re-score. "
+    "L1 depends on the constants C of the index formulas; the signed errors (model − target, of the mean "
+    "held-out indices, so their absolute values do not add up to the L1) show the direction, and rank "
+    "agreement across targets does not depend on C. Option mass is the probability the model put on the "
+    "answer options 1–5: a low mass means it does not answer in the format. Targets' scores are from the "
+    f"2015 matrix ({DEFAULT_SOURCE}) unless marked: estimated ones say (est.); a cell's tooltip holds its "
+    "full text. Interpretable: the validity verdict of the entries' diagnostics (docs/diagnostics.md): yes "
+    "when every check (option mass, position bias, reversal consistency, item discrimination, wording "
+    "stability) was measured and passed, k/n when seeds disagree, – for entries made before the diagnostics.")
+
+
+def intro_text(board: dict) -> str:
+    """The index table's introduction: what L1 measured for each wording version among the rows."""
+    versions = sorted({r.get("wording_version") for r in board["rows"]} - {None}, reverse=True)
+    by_version = [INTRO_BY_VERSION.get(v) or f"Rows of wording version {v}: {wording_title(v)}." for v in versions]
+    return " ".join([INTRO_L1, *by_version, INTRO_REST])
 
 SUMMARY_NOTE = ("Per model and aligner: L1 averaged over its targets (each target's mean over seeds), with a 95% "
                 "bootstrap confidence interval over the targets; Δ vs naive averaged the same way; cost per run "

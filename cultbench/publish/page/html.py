@@ -20,10 +20,10 @@ from importlib import resources
 from aligners.registry import available_aligners, display_key
 from cultbench.columns import Column, target_label
 from cultbench.publish.charts import aligner_colours, convergence_chart, profile_chart
-from cultbench.publish.page.columns import (CONSTRUCT_NOTE, DISTRIBUTION_INTRO, DISTRIBUTION_SUMMARY_NOTE, INTRO,
-                                            RANK_NOTE, SUMMARY_NOTE, TITLE, columns, dimensions, distribution_columns,
-                                            distribution_summary_columns, index_part, meta_text, rank_text, ranked,
-                                            section_meta, section_title, summary_columns)
+from cultbench.publish.page.columns import (CONSTRUCT_NOTE, DISTRIBUTION_INTRO, DISTRIBUTION_SUMMARY_NOTE, RANK_NOTE,
+                                            SUMMARY_NOTE, TITLE, columns, dimensions, distribution_columns,
+                                            distribution_summary_columns, index_part, intro_text, meta_text, rank_text,
+                                            ranked, section_meta, section_title, summary_columns)
 
 
 def _static(name: str) -> str:
@@ -182,7 +182,7 @@ def _index_html(board: dict) -> str:
 <p>{escape(SUMMARY_NOTE)}</p>
 {_table_html("summary", board.get("summary", []), summary_columns())}
 <h2>All results</h2>
-<p>{escape(INTRO)} Click a column's header to sort; the address can set the sort and the filters on opening,
+<p>{escape(intro_text(board))} Click a column's header to sort; the address can set the sort and the filters on opening,
 e.g. <code>#sort=l1_heldout-desc&amp;aligner=de&amp;split=heldout</code>.</p>
 {_table_html("leaderboard", board["rows"], cols, target=lambda r: target_label(r["target"]))}
 <h2>Rank agreement across targets</h2>

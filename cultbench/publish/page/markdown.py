@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from html import escape
 
-from cultbench.publish.page.columns import (CONSTRUCT_NOTE, DISTRIBUTION_INTRO, DISTRIBUTION_SUMMARY_NOTE, INTRO,
-                                            RANK_NOTE, SUMMARY_NOTE, TITLE, columns, dimensions, distribution_columns,
-                                            distribution_summary_columns, index_part, meta_text, rank_text, ranked,
-                                            section_meta, section_title, shortened, summary_columns)
+from cultbench.publish.page.columns import (CONSTRUCT_NOTE, DISTRIBUTION_INTRO, DISTRIBUTION_SUMMARY_NOTE, RANK_NOTE,
+                                            SUMMARY_NOTE, TITLE, columns, dimensions, distribution_columns,
+                                            distribution_summary_columns, index_part, intro_text, meta_text, rank_text,
+                                            ranked, section_meta, section_title, shortened, summary_columns)
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -54,7 +54,7 @@ def _index_markdown(board: dict) -> list[str]:
     lines += ["## Summary", "", SUMMARY_NOTE, ""]
     lines += md_table([c.header for c in summary], [[md_escape(c.text(e)) for c in summary]
                                                       for e in board.get("summary", [])])
-    lines += ["", "## All results", "", INTRO, ""]
+    lines += ["", "## All results", "", intro_text(board), ""]
     lines += md_table([c.header for c in cols], [[md_escape(c.text(r)) for c in cols] for r in board["rows"]])
     short = shortened(board)
     if short:
