@@ -14,8 +14,8 @@ from aligners.config import AlignerConfig, param
 from aligners.objective import AlignmentProblem
 from aligners.registry import register_aligner
 from cultbench.errors import CultbenchError
-from cultbench.kinds import kind_of
-from cultbench.metrics import DISTRIBUTION
+from cultbench.evaluation.kinds import kind_of
+from cultbench.evaluation.metrics import DISTRIBUTION
 
 ICL_TEMPLATE = ("You are an average human being born in {country} and living in {country} "
                 "responding to the following survey question.")

@@ -26,8 +26,8 @@ from typing import Mapping, Protocol, Sequence
 import numpy as np
 
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.kinds import kind_of
-from cultbench.metrics import DISTANCES, DISTRIBUTION, check_distance, order_balance, order_balanced
+from cultbench.evaluation.kinds import kind_of
+from cultbench.evaluation.metrics import DISTANCES, DISTRIBUTION, check_distance, order_balance, order_balanced
 from cultbench.profiles import Profile
 
 
@@ -41,7 +41,7 @@ def _wordings_of(scorer) -> list[str]:
 
 
 class Scorer(Protocol):
-    """What aligners need from a scorer (``cultbench.scorer.SurveyScorer`` or a stand-in).
+    """What aligners need from a scorer (``cultbench.scoring.scorer.SurveyScorer`` or a stand-in).
 
     ``score(soft_prompts=[C, n_virtual, hidden] or None, personas=[C texts] or None)`` returns an
     object with ``indices`` [C, V, D] (and, optionally, ``option_mass`` [C, V, I]). ``model``

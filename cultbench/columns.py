@@ -1,5 +1,5 @@
 """Table columns and number formats: what the leaderboard page, its Markdown twin and the metric
-declarations (``cultbench.metrics``) build tables from. Imports nothing else from cultbench."""
+declarations (``cultbench.evaluation.metrics``) build tables from. Imports nothing else from cultbench."""
 
 from __future__ import annotations
 

@@ -41,10 +41,10 @@ from aligners.baselines import ICL_TEMPLATE, format_persona
 from aligners.search_space import initial_prompt
 from cultbench.atomic import write_text_atomic
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
+from cultbench.scoring.models import load_model
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 DEFAULT_SETTINGS = ("prompt-tuning=prompt-tuning", "de=de", "cmaes=cmaes", "random=random")
 STUDY_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "paper-small.yaml"

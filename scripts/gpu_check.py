@@ -12,7 +12,7 @@ records its error and the next one runs):
 - ``ceilings`` (CUDA only): the bf16 rate of an 8192^3 matrix product on random data, and of the
   MLP's [M, 4096] x [4096, 14336] product for several M (the rate a forward of M tokens can reach).
 - ``runs``: the scorer for each population and each ``--paddings`` value (the scorer's padding:
-  ``default`` is its own, ``cultbench.scorer.default_padding``: 0.25 on a GPU, 0 on a CPU, where 0
+  ``default`` is its own, ``cultbench.scoring.scorer.default_padding``: 0.25 on a GPU, 0 on a CPU, where 0
   is one forward per row width; more lets near widths share a forward). Per run: forwards per call, tokens (real and padded), seconds, evaluations/s,
   tokens/s, model TFLOP/s, MFU and peak memory (the model's weights included).
 - ``profiles``: torch.profiler over one call at ``--profile-population`` (``--profile auto``: only
@@ -22,7 +22,7 @@ records its error and the next one runs):
   training variants, P0 = the U.S. persona) and its step cost against one forward candidate
   evaluation in a population of 10, per padding and ``variants_per_backward``.
 - ``agreement``: bf16 against fp32 fitness on ``--agreement-points`` random points of the default
-  search space (``cultbench.bench.precision_agreement``), on this random model (fp32 = its bf16
+  search space (``cultbench.bench.speed.precision_agreement``), on this random model (fp32 = its bf16
   weights computed in fp32), and on ``--agreement-model`` (e.g. the bundled SmolLM2 GGUF) if given.
 
 Model FLOPs count what the scorer must compute: 2 x the decoder's parameters per token
@@ -49,10 +49,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from cultbench.atomic import write_text_atomic
-from cultbench.bench import precision_agreement, soft_prompts, step_cost
+from cultbench.bench.speed import precision_agreement, soft_prompts, step_cost
 from cultbench.instruments import load_instrument
 from cultbench.prompts import default_variant, get_variants
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 SHAPES = {
     # Llama-3-8B (Meta-Llama-3-8B config.json)
@@ -303,7 +303,7 @@ def main(argv=None) -> int:
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     else:
-        from cultbench.models import load_model
+        from cultbench.scoring.models import load_model
 
         tokenizer = load_model("smollm2-135m-instruct").tokenizer
     config = LlamaConfig(**SHAPES[args.shape], attn_implementation="sdpa")
@@ -399,7 +399,7 @@ def main(argv=None) -> int:
             return r
 
         def named_model():
-            from cultbench.models import load_model
+            from cultbench.scoring.models import load_model
 
             lm = load_model(args.agreement_model, device=str(device))
             r = precision_agreement(lm.model, lm.tokenizer, points=args.agreement_points,

@@ -33,10 +33,10 @@ from aligners import Alignment  # noqa: E402
 from cultbench.harness import TASKS_PATH, CultbenchLM  # noqa: E402
 from cultbench.harness.taskfiles import task_name  # noqa: E402
 from cultbench.instruments import load_instrument  # noqa: E402
-from cultbench.models import _locate, load_model  # noqa: E402
-from cultbench.peft_export import export_peft  # noqa: E402
+from cultbench.scoring.models import _locate, load_model  # noqa: E402
+from cultbench.publish.peft_export import export_peft  # noqa: E402
 from cultbench.prompts import default_variant, get_variants  # noqa: E402
-from cultbench.scorer import SurveyScorer  # noqa: E402
+from cultbench.scoring.scorer import SurveyScorer  # noqa: E402
 
 
 def random_alignment(loaded, n_virtual: int, seed: int, folder: Path) -> Path:

@@ -24,12 +24,12 @@ import torch
 from aligners.baselines import ICL_TEMPLATE, format_persona
 from aligners.search_space import initial_prompt
 from cultbench.atomic import write_text_atomic
-from cultbench.bench import forward_seconds, step_cost
+from cultbench.bench.speed import forward_seconds, step_cost
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
+from cultbench.scoring.models import load_model
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 
 def main(argv=None) -> int:

@@ -77,7 +77,7 @@ def stale() -> list[Path]:
 
 
 def bundled_chat_template() -> str:
-    from cultbench.models import load_model
+    from cultbench.scoring.models import load_model
 
     return load_model("smollm2-135m-instruct").tokenizer.chat_template
 

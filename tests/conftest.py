@@ -89,7 +89,7 @@ def tiny_folder(tiny, tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2():
     """The bundled SmolLM2-135M-Instruct (fp32); the project's install commands put it on disk."""
-    from cultbench.models import load_model
+    from cultbench.scoring.models import load_model
 
     loaded = load_model("smollm2-135m-instruct")
     return loaded.model, loaded.tokenizer

@@ -25,11 +25,12 @@ from aligners.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
+from cultbench.scoring.models import load_model
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
-from cultbench.scorer import SurveyScorer
-from test_aligners import clean_registry, plugin_on_path  # noqa: F401  (fixtures used below)
+from cultbench.scoring.scorer import SurveyScorer
+from aligner_standin import clean_registry  # noqa: F401  (a fixture used below)
+from test_aligners_registry import plugin_on_path  # noqa: F401  (a fixture used below)
 
 INST = load_instrument("vsm2013")
 SMALL_DE = ["--param", "popsize=5", "--param", "n_virtual=2", "--param", "d=4"]
@@ -257,6 +258,7 @@ def test_cli_runs_a_third_party_aligner(plugin_on_path, tiny_folder, tmp_path): 
     assert saved.aligner == "hill" and saved.hyperparameters["step"] == 0.5 and saved.evaluations == 10
 
 
+@pytest.mark.slow
 def test_cli_sigterm_keeps_the_checkpoint_and_resume_matches(tiny_folder, tmp_path):
     args = ["align", "--model", str(tiny_folder), "--target", "US", "--budget", "400", *SMALL_DE,
             "--seed", "3", "--no-progress"]

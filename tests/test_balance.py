@@ -9,8 +9,8 @@ import torch
 
 from aligners.objective import AlignmentProblem
 from conftest import INST
-from cultbench.evaluation import evaluate_candidate, index_split, versus_target
-from cultbench.metrics import MIN_EFFECT, aligned_verdict, distance, order_balance, order_balanced
+from cultbench.evaluation.candidate import evaluate_candidate, index_split, versus_target
+from cultbench.evaluation.metrics import MIN_EFFECT, aligned_verdict, distance, order_balance, order_balanced
 from cultbench.profiles import lookup
 from cultbench.prompts import all_variants, displayed_options, get_variants, option_labels
 

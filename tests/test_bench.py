@@ -1,10 +1,10 @@
-"""The bench's engines (cultbench.bench.run_engine) on the tiny model: they score the same
+"""The bench's engines (cultbench.bench.speed.run_engine) on the tiny model: they score the same
 renderings of wording version 4, reversed scales and lettered options included, and agree."""
 
 import numpy as np
 import pytest
 
-from cultbench.bench import _compare, run_engine
+from cultbench.bench.speed import _compare, run_engine
 
 RENDERINGS = "respondent-standard,respondent-standard-reversed,researcher-lettered-reversed"
 

@@ -1,4 +1,4 @@
-"""The bench's bf16/fp32 agreement check (cultbench.bench.precision_agreement) on the tiny model."""
+"""The bench's bf16/fp32 agreement check (cultbench.bench.speed.precision_agreement) on the tiny model."""
 
 import numpy as np
 import pytest
@@ -6,11 +6,11 @@ from scipy.stats import spearmanr
 
 from aligners import ICL_TEMPLATE, AlignmentProblem, SoftPromptConfig, SoftPromptSpace
 from aligners.baselines import format_persona
-from cultbench.bench import describe_precision, precision_agreement
+from cultbench.bench.speed import describe_precision, precision_agreement
 from cultbench.instruments import load_instrument
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 
 def test_precision_agreement_scores_the_same_points_in_both_precisions(tiny):

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from conftest import ROOT
-from cultbench import diagnostics as dg
-from cultbench.evaluation import evaluate_candidate
+from cultbench.evaluation import diagnostics as dg
+from cultbench.evaluation.candidate import evaluate_candidate
 from cultbench.instruments import load_instrument
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 UP, DOWN = dg.ASCENDING, dg.DESCENDING
 OPTIONS = (1, 2, 3)
@@ -176,7 +176,7 @@ OPINIONS = load_instrument("globalopinionqa", str(ROOT / "tests" / "data" / "glo
 
 def _distribution_report(probs, mass, orders):
     """diagnose_distribution on the GlobalOpinionQA fixture, the similarities computed from ``probs``."""
-    from cultbench.distribution_evaluation import country_similarities
+    from cultbench.evaluation.distribution import country_similarities
 
     sims = country_similarities(OPINIONS, OPINIONS.flatten(probs), np.ones(len(OPINIONS.items), dtype=bool))
     return dg.diagnose_distribution(probs, mass, orders, OPINIONS.option_counts, np.stack(list(sims.values()), 1),

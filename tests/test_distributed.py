@@ -9,13 +9,13 @@ import torch
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'cultbench[ray]')")
 
 from aligners import AlignmentProblem, make_aligner  # noqa: E402
-from cultbench.distributed import RayScorer, split  # noqa: E402
+from cultbench.runs.distributed import RayScorer, split  # noqa: E402
 from cultbench.errors import CultbenchError  # noqa: E402
 from cultbench.instruments import load_instrument  # noqa: E402
-from cultbench.models import load_model  # noqa: E402
+from cultbench.scoring.models import load_model  # noqa: E402
 from cultbench.profiles import lookup  # noqa: E402
 from cultbench.prompts import get_variants  # noqa: E402
-from cultbench.scorer import SurveyScorer  # noqa: E402
+from cultbench.scoring.scorer import SurveyScorer  # noqa: E402
 
 # Every test here starts a Ray cluster (10-20 s on 2 cores before a test runs).
 pytestmark = pytest.mark.slow

@@ -205,7 +205,7 @@ def checkpoint_blob(tmp_path_factory):
     """The checkpoint of a DE search interrupted after 3 generations (the stand-in scorer)."""
     from aligners import make_aligner
     from aligners.checkpoint import CHECKPOINT_NAME
-    from test_aligners import PARAMS, LinearScorer, synthetic_problem
+    from aligner_standin import PARAMS, LinearScorer, synthetic_problem
 
     folder = tmp_path_factory.mktemp("ckpt")
     with pytest.raises(KeyboardInterrupt):
@@ -226,7 +226,7 @@ def test_resuming_from_any_tampered_checkpoint_is_clean(checkpoint_blob, key, va
 
     from aligners import make_aligner
     from aligners.checkpoint import CHECKPOINT_NAME
-    from test_aligners import PARAMS, synthetic_problem
+    from aligner_standin import PARAMS, synthetic_problem
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / CHECKPOINT_NAME
@@ -264,7 +264,7 @@ config_values = st.one_of(json_values, st.sampled_from(["US", "Japan", "naive", 
 def test_run_with_any_config_file_is_clean(tiny_folder, config, raw, suffix):
     import yaml
 
-    from cultbench import sweep
+    from cultbench.runs import sweep
 
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
         patch.setattr(sweep.Sweep, "run", lambda self: iter(()))  # checks everything, runs nothing

@@ -154,12 +154,12 @@ def test_a_truncated_tensor_file_without_a_hash_is_one_error(tmp_path):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_a_non_finite_prompt_is_refused_before_any_model_loads(tmp_path, monkeypatch, bad):
-    import cultbench.models
+    import cultbench.scoring.models
 
     soft = torch.ones(2, 8)
     soft[1, 3] = bad
     folder = save_alignment(tmp_path / "a", soft=soft)  # a consistent hash: only the values are wrong
-    monkeypatch.setattr(cultbench.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(cultbench.scoring.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     result = invoke("evaluate", "--target", "US", "--alignment", folder)
     check_one_line_error(result, "non-finite", "refused before any evaluation")
 
@@ -197,7 +197,7 @@ def _set(name, value):
 def test_a_tampered_search_checkpoint_is_refused_with_the_field_named(tmp_path, state_change, arrays_change, message):
     from aligners import make_aligner
     from aligners.checkpoint import CHECKPOINT_NAME
-    from test_aligners import PARAMS, LinearScorer, synthetic_problem
+    from aligner_standin import PARAMS, LinearScorer, synthetic_problem
 
     with pytest.raises(KeyboardInterrupt):
         make_aligner("de", **PARAMS).align(synthetic_problem(LinearScorer(interrupt_at=8)), budget=240, seed=5,
@@ -210,7 +210,7 @@ def test_a_tampered_search_checkpoint_is_refused_with_the_field_named(tmp_path, 
 def test_a_truncated_checkpoint_is_one_error(tmp_path):
     from aligners import make_aligner
     from aligners.checkpoint import CHECKPOINT_NAME
-    from test_aligners import PARAMS, LinearScorer, synthetic_problem
+    from aligner_standin import PARAMS, LinearScorer, synthetic_problem
 
     with pytest.raises(KeyboardInterrupt):
         make_aligner("de", **PARAMS).align(synthetic_problem(LinearScorer(interrupt_at=3)), budget=240,
@@ -409,7 +409,7 @@ def test_persona_123_in_an_artifact_is_one_error_line(tmp_path):
 
 
 def _entry_with_model_id(source: Path, folder: Path, model_id: str) -> None:
-    from cultbench.results import combination_key_of, entry_id
+    from cultbench.runs.results import combination_key_of, entry_id
 
     record = json.loads(source.read_text())
     record["model"]["id"] = model_id
@@ -458,7 +458,7 @@ def test_leaderboard_build_does_not_follow_a_symbolic_link_out_of_the_entries_fo
 FIRST = """
 import sys, time
 from pathlib import Path
-from cultbench import sweep
+from cultbench.runs import sweep
 from cultbench.cli import main
 
 here = Path({here!r})
@@ -479,7 +479,7 @@ SECOND = """
 import sys
 from pathlib import Path
 import filelock
-from cultbench import sweep
+from cultbench.runs import sweep
 from cultbench.cli import main
 
 here = Path({here!r})
@@ -510,6 +510,7 @@ def _wait_for(path: Path, child, timeout: float = 300.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_waits_for_the_first_and_skips_its_combination(tiny_folder, tmp_path):
     import subprocess
     import sys

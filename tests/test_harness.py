@@ -27,11 +27,11 @@ from cultbench.harness import TASKS_PATH, CultbenchLM, SurveySettings, answer_re
 from cultbench.harness import model as harness_model
 from cultbench.harness.taskfiles import render_task_files, stale_task_files
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
-from cultbench.peft_export import export_peft
+from cultbench.scoring.models import load_model
+from cultbench.publish.peft_export import export_peft
 from cultbench.profiles import lookup
 from cultbench.prompts import default_variant, get_variants, render_user_message, system_text
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 INST = load_instrument("vsm2013")
 DIMS = INST.dimension_ids
@@ -329,7 +329,7 @@ def test_peft_export_of_a_prompt_tuning_alignment_agrees_with_the_scorer(tiny_mo
 
 
 def test_peft_export_of_the_bundled_alias_records_a_loadable_path_and_says_how_to_load_it(soft, tmp_path):
-    from cultbench.models import locate_model
+    from cultbench.scoring.models import locate_model
 
     folder, gguf_file, _ = locate_model("smollm2-135m-instruct")
     alignment = save_alignment(tmp_path / "de-us", "smollm2-135m-instruct", soft=soft)
@@ -429,6 +429,7 @@ def test_stock_lm_eval_cli_with_the_peft_adapter_and_the_cultbench_model(tiny_mo
         assert data["configs"]["vsm2013_us"]["metadata"]["cultbench"]["target"]["name"] == "U.S.A."
 
 
+@pytest.mark.slow
 def test_stock_lm_eval_gives_the_balanced_indices_of_cultbench_evaluate_per_wording(tiny_folder, tmp_path):
     """The shipped wording groups (`vsm2013_<wording>_balanced`, both scale orders of a wording) run
     by the stock `lm_eval --model hf` agree with `cultbench evaluate`'s order-balanced indices per

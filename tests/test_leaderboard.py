@@ -18,16 +18,16 @@ from scipy import stats
 from conftest import load_page_checker
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
-from cultbench.evaluation import index_split, versus_target
+from cultbench.evaluation.candidate import index_split, versus_target
 from cultbench.instruments import load_instrument
-from cultbench.leaderboard import build, collect, mark_best
+from cultbench.publish.leaderboard import build, collect, mark_best
 from aligners import available_aligners, get_aligner_class
 from cultbench.columns import best_mark
-from cultbench.leaderboard_page import chart_colours, declared_colours, md_escape
-from cultbench.quantization import weights_label
+from cultbench.publish.page import chart_colours, declared_colours, md_escape
+from cultbench.scoring.quantization import weights_label
 from cultbench.profiles import lookup, target_key
 from cultbench.prompts import get_variants
-from cultbench.results import (SCHEMA_VERSION, build_record, check_record, combination_key, combination_key_of, entry_id,
+from cultbench.runs.results import (SCHEMA_VERSION, build_record, check_record, combination_key, combination_key_of, entry_id,
                                entry_stem, read_record, write_record)
 
 INST = load_instrument("vsm2013")
@@ -363,7 +363,7 @@ def test_each_builtin_aligner_has_its_own_colour():
 
 def _diagnostics(by_position: bool) -> dict:
     """The report of a model that answers by position (always the first shown option) or by content."""
-    from cultbench.diagnostics import diagnose
+    from cultbench.evaluation.diagnostics import diagnose
 
     n, k = len(INST.items), len(INST.options)
     orders = ["ascending", "descending"]
@@ -448,7 +448,7 @@ def test_prompt_tuning_is_ranked_like_any_aligner_and_compared_in_the_study(tmp_
     """Gradient prompt tuning (the white-box reference): its rows take their place by held-out L1,
     the summary compares it with the naive model, it keeps its own colour, and the study puts it
     last in the aligners' order and tests DE against it."""
-    from cultbench.study import study
+    from cultbench.publish.study import study
 
     records = []
     for country, shift in (("US", 0), ("CN", 3), ("IN", 6)):

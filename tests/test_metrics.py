@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from cultbench.harness import SurveySettings, survey_metrics
-from cultbench.leaderboard import build
-from cultbench.leaderboard_page import columns, distribution_columns, summary_columns
-from cultbench.metrics import (DISTRIBUTION, INDEX, METRICS, Metric, ScoredSplit, compute_metrics, metrics_for,
+from cultbench.publish.leaderboard import build
+from cultbench.publish.page import columns, distribution_columns, summary_columns
+from cultbench.evaluation.metrics import (DISTRIBUTION, INDEX, METRICS, Metric, ScoredSplit, compute_metrics, metrics_for,
                                primary_metric, register_metric, signed_error, unregister_metric)
-from cultbench.results import check_record, schema, schema_file, with_registered_metrics
+from cultbench.runs.results import check_record, schema, schema_file, with_registered_metrics
 from test_leaderboard import make_record, write_entries
 
 

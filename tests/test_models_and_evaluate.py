@@ -9,12 +9,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cultbench import models
+from cultbench.scoring import models
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
-from cultbench.models import folder_sha256, load_model, model_sha256
+from cultbench.scoring.models import folder_sha256, load_model, model_sha256
 from cultbench.profiles import lookup
-from cultbench.quantization import BUNDLED_QUANTIZATION, gguf_quantization, weights_label
+from cultbench.scoring.quantization import BUNDLED_QUANTIZATION, gguf_quantization, weights_label
 from cultbench.prompts import get_variants, variants_version
 
 

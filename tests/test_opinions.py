@@ -14,9 +14,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.instruments.opinions import parse_literal
-from cultbench.metrics import js_distance, rank_by_similarity, similarity
+from cultbench.evaluation.metrics import js_distance, rank_by_similarity, similarity
 from cultbench.prompts import get_variants, render_user_message, variants_file
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 from conftest import ROOT, check_one_line_error, read_json_files, tiny_llama, word_level_tokenizer
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -173,7 +173,7 @@ def test_selection_by_validation_is_refused_before_a_model_loads_without_a_valid
     """The opinions wordings have train and held-out splits only: a search cannot select by
     validation there, and says so before any model loads; prompt tuning falls back to its
     training best (docs/aligners.md, Validation)."""
-    from cultbench.aligning import prepare_aligner
+    from cultbench.runs.aligning import prepare_aligner
 
     with pytest.raises(CultbenchError, match="select_by=validation needs a validation split, and the wordings of "
                                              "globalopinionqa have none"):
@@ -521,7 +521,7 @@ def test_run_writes_distribution_records_with_held_out_questions_and_wordings_ap
     import jsonschema
 
     import leaderboard as leaderboard_data
-    from cultbench.results import SCHEMA_VERSION, combination_key_of, entry_id
+    from cultbench.runs.results import SCHEMA_VERSION, combination_key_of, entry_id
 
     root, _, result = opinions_sweep
     records = read_json_files(root / "entries")

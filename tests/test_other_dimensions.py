@@ -9,10 +9,10 @@ import yaml
 
 from cultbench import profiles
 from cultbench.errors import CultbenchError
-from cultbench.evaluation import index_split, versus_target
+from cultbench.evaluation.candidate import index_split, versus_target
 from cultbench.instruments import INSTRUMENTS_DIR, load_instrument, resolve_target
-from cultbench.kinds import kind_of
-from cultbench.leaderboard_page import columns
+from cultbench.evaluation.kinds import kind_of
+from cultbench.publish.page import columns
 from cultbench.prompts import get_variants
 
 

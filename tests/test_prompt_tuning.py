@@ -21,7 +21,7 @@ from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.profiles import lookup
 from cultbench.prompts import get_variants
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 from conftest import ROOT, check_one_line_error, kill_when
 
 INST = load_instrument("vsm2013")

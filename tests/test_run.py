@@ -21,18 +21,18 @@ import leaderboard as leaderboard_data
 from aligners import Alignment
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from conftest import load_page_checker, read_json_files
-from cultbench import sweep as sweep_module
+from cultbench.runs import sweep as sweep_module
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.columns import best_mark
-from cultbench.leaderboard_page import verdict_text
-from cultbench.metrics import distance
-from cultbench.models import load_model
+from cultbench.publish.page import verdict_text
+from cultbench.evaluation.metrics import distance
+from cultbench.scoring.models import load_model
 from cultbench.prompts import get_variants, variants_version
-from cultbench.results import SCHEMA_VERSION
-from cultbench.scorer import SurveyScorer
-from cultbench.summary import run_text
+from cultbench.runs.results import SCHEMA_VERSION
+from cultbench.scoring.scorer import SurveyScorer
+from cultbench.runs.summary import run_text
 
 SCHEMA = json.loads((Path(leaderboard_data.__file__).parent / "result.schema.json").read_text())
 SMALL_DE = ["--param", "popsize=5", "--param", "n_virtual=2", "--param", "d=4"]
@@ -468,7 +468,7 @@ def test_the_local_sweep_does_not_import_the_ray_code():
     tree = ast.parse(Path(sweep_module.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not {m for m in imported if m and (m.startswith("cultbench.distributed") or m.startswith("ray"))}
+    assert not {m for m in imported if m and (m.startswith("cultbench.runs.distributed") or m.startswith("ray"))}
 
 
 def test_an_aligner_that_ignores_the_seed_runs_with_the_first_seed_only(tiny_folder, tmp_path):

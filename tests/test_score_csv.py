@@ -10,7 +10,7 @@ from conftest import check_one_line_error
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
-from cultbench.responses import read_responses, score_responses
+from cultbench.scoring.responses import read_responses, score_responses
 
 ITEMS = [f"q{i:02d}" for i in range(1, 25)]
 DIMS = ["pdi", "idv", "mas", "uai", "lto", "ivr"]

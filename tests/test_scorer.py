@@ -6,9 +6,9 @@ import torch
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
-from cultbench.packing import SOFT, Suffix, pack, prefix_tree, suffix_rows
+from cultbench.scoring.packing import SOFT, Suffix, pack, prefix_tree, suffix_rows
 from cultbench.prompts import get_variants
-from cultbench.scorer import SurveyScorer, default_padding
+from cultbench.scoring.scorer import SurveyScorer, default_padding
 
 INST = load_instrument("vsm2013")
 PERSONAS = ["You are an average human being born in China and living in China responding to the "

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cultbench.stats import paired_comparison
+from cultbench.publish.stats import paired_comparison
 
 
 def test_exact_sign_flip_p_value_and_interval():
@@ -41,7 +41,7 @@ def test_constant_differences_and_bad_input():
 
 
 def test_smallest_p_value_is_stated():
-    from cultbench.stats import smallest_p_value
+    from cultbench.publish.stats import smallest_p_value
 
     for n in (2, 4, 12):
         out = paired_comparison(np.arange(n, dtype=float), np.arange(n, dtype=float) + 1 + np.arange(n) / 10)
@@ -54,7 +54,7 @@ def test_smallest_p_value_is_stated():
 
 
 def test_ci_label_says_which_bootstrap_method_gave_the_interval(monkeypatch):
-    import cultbench.stats as module
+    import cultbench.publish.stats as module
 
     a, b = np.array([10.0, 12.0, 9.0, 11.0]), np.array([12.0, 15.0, 9.5, 14.0])
     assert paired_comparison(a, b)["ci_method"] == "BCa"

@@ -14,11 +14,11 @@ import yaml
 from click.testing import CliRunner
 
 from cultbench.cli import main
-from cultbench.experiments import experiment_grid
-from cultbench.leaderboard import Entries, collect
+from cultbench.runs.experiments import experiment_grid
+from cultbench.publish.leaderboard import Entries, collect
 from cultbench.prompts import variants_version
-from cultbench.stats import paired_comparison, toward_target
-from cultbench.study import BEGIN, END, generated_part, holm, render_study_markdown, study, write_study
+from cultbench.publish.stats import paired_comparison, toward_target
+from cultbench.publish.study import BEGIN, END, generated_part, holm, render_study_markdown, study, write_study
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "paper-small.yaml"

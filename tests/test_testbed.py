@@ -16,10 +16,10 @@ from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.harness import TASKS_PATH
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
+from cultbench.scoring.models import load_model
 from cultbench.prompts import PromptVariant, default_variant, get_variants
 from cultbench.profiles import lookup
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 from cultbench.testbed.build import STUDY_TARGETS, BuildConfig, build_testbed
 from cultbench.testbed.check import CONTROL_TOLERANCE, check_testbeds, report, run_aligners
 from cultbench.testbed.wordings import benchmark_variants, check_disjoint, training_wordings

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from aligners import available_aligners, registry
 from cultbench.cli import main
-from cultbench.study import BEGIN, END
+from cultbench.publish.study import BEGIN, END
 from test_leaderboard import make_record, write_entries
 
 PLUGIN = textwrap.dedent('''

@@ -20,7 +20,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaToke
 
 from cultbench.instruments import load_instrument
 from cultbench.prompts import get_variants, option_labels, render_prompt
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 DATA = Path(__file__).parent / "data" / "tokenizers"
 INST = load_instrument("vsm2013")

@@ -135,12 +135,12 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     """
     from aligners.base import final_result
     from aligners.checkpoint import CHECKPOINT_NAME
-    from cultbench.aligning import align_target, fitting, prepare_aligner, search_scorer, validation_scorer
+    from cultbench.runs.aligning import align_target, fitting, prepare_aligner, search_scorer, validation_scorer
     from cultbench.instruments import load_instrument_with_data, resolve_target
-    from cultbench.models import DEFAULT_MODEL, check_precisions, load_model
+    from cultbench.scoring.models import DEFAULT_MODEL, check_precisions, load_model
     from cultbench.prompts import get_variants, variants_file
-    from cultbench.scorer import SurveyScorer
-    from cultbench.summary import alignment_text
+    from cultbench.scoring.scorer import SurveyScorer
+    from cultbench.runs.summary import alignment_text
 
     dtype, search_dtype = check_precisions(dtype, search_dtype)
     dims = [d for d in dimensions.split(",") if d.strip()] if dimensions else None
@@ -159,7 +159,7 @@ def align(model, target, source, aligner, budget, seed, params, variants, instru
     validation = validation_scorer(exact, variants_file(inst))
     ray = None
     if workers or ray_address:  # the search on Ray actors; the final pick is scored here
-        from cultbench.distributed import RayScorer
+        from cultbench.runs.distributed import RayScorer
 
         ray = partial(RayScorer, workers=workers, address=ray_address, num_gpus_per_worker=num_gpus_per_worker)
     search = search_scorer(loaded, exact, model_name=model or DEFAULT_MODEL, dtype=dtype, search_dtype=search_dtype,

@@ -39,7 +39,7 @@ def harness_model_args(model, dtype):
       lm_eval --model hf --model_args "$(cultbench harness-model-args smollm2-135m-instruct),peft=runs/de-us-s0-peft" \
         --include_path "$(cultbench harness-path)" --tasks vsm2013_us --apply_chat_template
     """
-    from cultbench.models import locate_model, resolve_dtype
+    from cultbench.scoring.models import locate_model, resolve_dtype
 
     where, gguf_file, _ = locate_model(model)
     resolve_dtype(dtype)
@@ -85,7 +85,7 @@ def export_peft_cmd(alignment_dir, out_dir, base_model, overwrite):
       cultbench export-peft runs/de-us-s0 runs/de-us-s0-peft
     """
     from cultbench.cli.options import alignment_folder
-    from cultbench.peft_export import export_peft
+    from cultbench.publish.peft_export import export_peft
 
     alignment_dir = alignment_folder(alignment_dir)
     if alignment_dir.resolve() == out_dir.resolve():

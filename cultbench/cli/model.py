@@ -59,11 +59,11 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
     (1 - Jensen-Shannon distance) to each target and the ranking of all its countries, on the
     training and the held-out questions separately.
     """
-    from cultbench.evaluation import evaluate_candidate, other_target_warnings
+    from cultbench.evaluation.candidate import evaluate_candidate, other_target_warnings
     from cultbench.instruments import load_instrument_with_data, resolve_target
-    from cultbench.models import DEFAULT_MODEL, load_model
+    from cultbench.scoring.models import DEFAULT_MODEL, load_model
     from cultbench.prompts import splits_of, variants_file
-    from cultbench.summary import evaluation_text
+    from cultbench.runs.summary import evaluation_text
 
     if alignment is not None and persona is not None:
         raise CultbenchError("pass --alignment or --persona, not both")
@@ -98,7 +98,7 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
                                        persona=None if applied is not None else persona, splits=chosen,
                                        constants=constants, instrument_ref=instrument)
     elif distribution:
-        from cultbench.distribution_evaluation import distribution_text, evaluate_distribution
+        from cultbench.evaluation.distribution import distribution_text, evaluate_distribution
 
         result = evaluate_distribution(loaded.model, loaded.tokenizer, inst, profiles, soft_prompt=soft,
                                        persona=persona, splits=chosen, max_batch_mb=max_batch_mb, top=top,
@@ -120,7 +120,7 @@ def evaluate(model, targets, source, alignment, persona, splits, dimensions, ins
 def _evaluation_options(splits, dimensions, engine) -> tuple[list[str] | None, list[str] | None]:
     """``evaluate``'s chosen splits (None: every split of the wording file) and compared
     dimensions (None: all), checked before anything loads."""
-    from cultbench.evaluation import SPLIT_NAMES
+    from cultbench.evaluation.candidate import SPLIT_NAMES
 
     chosen = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
     for s in chosen or ():
@@ -190,12 +190,12 @@ def bench(model, candidates, repeats, max_batch_mb, engines, precision_points, o
     Example:
       cultbench bench --model smollm2-135m-instruct -o bench.json
     """
-    from cultbench.bench import BENCH_VARIANTS, ENGINES, benchmark, prompt_tuning_step_cost
+    from cultbench.bench.speed import BENCH_VARIANTS, ENGINES, benchmark, prompt_tuning_step_cost
     from cultbench.prompts import get_variants
     from cultbench.instruments import instrument_spec, load_instrument_with_data
 
     if instrument_spec(instrument)[0]["kind"] == "distribution":
-        from cultbench import bench_distribution
+        from cultbench.bench import distribution as bench_distribution
 
         if data is None:
             raise CultbenchError(f"bench --instrument {instrument} needs --data FILE (e.g. python "

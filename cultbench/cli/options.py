@@ -40,7 +40,7 @@ def constant_option(f):
 
 def ray_options(f):
     """Decorator adding ``--workers``, ``--ray-address`` and ``--num-gpus-per-worker``: where a
-    search scores its populations (cultbench/distributed.py)."""
+    search scores its populations (cultbench/runs/distributed.py)."""
     f = click.option("--num-gpus-per-worker", default=None, type=click.FloatRange(min=0),
                      help="GPUs each Ray actor reserves [default: 1 where the cluster has GPUs, else 0].")(f)
     f = click.option("--ray-address", default=None, metavar="ADDR",

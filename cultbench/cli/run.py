@@ -35,7 +35,7 @@ def load_config(ctx: click.Context, param, path: Path | None):
     on the command line override them."""
     if path is None:
         return None
-    from cultbench.experiments import read_config
+    from cultbench.runs.experiments import read_config
 
     data = read_config(path)
     params = {p.name: p for p in ctx.command.params if p.name != "config"}
@@ -152,11 +152,11 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
       cultbench run --instrument globalopinionqa --data global_opinions.csv --target Germany \\
         --aligner naive --aligner icl --aligner de --budget 60
     """
-    from cultbench.experiments import DEFAULT_ALIGNERS, DEFAULT_SEEDS
-    from cultbench.models import DEFAULT_MODEL
-    from cultbench.results import read_record
-    from cultbench.summary import run_text
-    from cultbench.sweep import Sweep, SweepSpec
+    from cultbench.runs.experiments import DEFAULT_ALIGNERS, DEFAULT_SEEDS
+    from cultbench.scoring.models import DEFAULT_MODEL
+    from cultbench.runs.results import read_record
+    from cultbench.runs.summary import run_text
+    from cultbench.runs.sweep import Sweep, SweepSpec
 
     if not targets:
         raise CultbenchError("give at least one --target (or `target:` in --config)")
@@ -170,7 +170,7 @@ def run(models, targets, source, aligners, seeds, budgets, params, constants, se
         runs_dir=runs_dir, force=force, progress=progress)
     executor = None  # the sweep's default: this process
     if workers or ray_address:
-        from cultbench import distributed  # Ray is optional: imported only when asked for
+        from cultbench.runs import distributed  # Ray is optional: imported only when asked for
 
         kind = distributed.RayExecutor if ray_unit == "combination" else distributed.RayPopulationExecutor
         executor = kind(workers=workers, address=ray_address, num_gpus_per_worker=num_gpus_per_worker)
@@ -232,7 +232,7 @@ def build_cmd(entries, out, strict, study, check):
     Example:
       cultbench leaderboard build --entries leaderboard/entries --out leaderboard
     """
-    from cultbench.leaderboard import build
+    from cultbench.publish.leaderboard import build
 
     if out.exists() and not out.is_dir():
         raise CultbenchError(f"--out {out} exists and is not a folder")
@@ -286,9 +286,9 @@ def study_cmd(entries, markdown, json_path, charts, experiment, check):
       cultbench leaderboard study --entries leaderboard/entries --markdown docs/paper-small.md \\
         --json leaderboard/study.json --charts docs/paper-small --experiment experiments/paper-small.yaml
     """
-    from cultbench.experiments import experiment_grid
-    from cultbench.leaderboard import collect
-    from cultbench.study import render_study_markdown, study, write_study
+    from cultbench.runs.experiments import experiment_grid
+    from cultbench.publish.leaderboard import collect
+    from cultbench.publish.study import render_study_markdown, study, write_study
 
     found = collect(entries)
     grid = None if experiment is None else experiment_grid(experiment)
@@ -319,7 +319,7 @@ def publish_cmd(files, entries):
       cultbench leaderboard publish runs/results/*.json --entries leaderboard/entries
     """
     from cultbench.atomic import write_text_atomic
-    from cultbench.leaderboard import publishable
+    from cultbench.publish.leaderboard import publishable
 
     todo, skipped = publishable(files, entries)
     for path in todo:
@@ -341,7 +341,7 @@ def check_cmd(files):
     Example:
       cultbench leaderboard check leaderboard/entries/*.json
     """
-    from cultbench.results import read_record
+    from cultbench.runs.results import read_record
 
     bad = 0
     for path in files:

@@ -11,8 +11,8 @@ from cultbench.cli.options import constant_option, emit_json, emit_report
 from cultbench import profiles
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument, load_instrument
-from cultbench.responses import read_responses, score_responses
-from cultbench.summary import scores_text
+from cultbench.scoring.responses import read_responses, score_responses
+from cultbench.runs.summary import scores_text
 
 _instrument_option = click.option(
     "--instrument", default="vsm2013", show_default=True,

@@ -1,7 +1,7 @@
 """cultbench's evaluation through lm-eval, and the lm-eval command line with the cultbench model.
 
 ``evaluate_with_lm_eval`` is ``cultbench evaluate --engine lm-eval``: the same report as
-``cultbench.evaluation.evaluate_candidate`` (per split: indices, per-variant indices, expected
+``cultbench.evaluation.candidate.evaluate_candidate`` (per split: indices, per-variant indices, expected
 answers, option mass, validity diagnostics, per-target L1 and signed error; diagnostics overall), computed from lm-eval's own request
 machinery running the ``vsm2013_<variant>`` tasks with the ``cultbench`` model, plus lm-eval's
 results block (versions, task hashes, configs, per-task metrics).
@@ -26,12 +26,12 @@ from lm_eval.tasks import TaskManager
 from lm_eval.utils import handle_non_serializable, hash_string
 
 from harness_tasks import TASKS_PATH
-from cultbench.diagnostics import diagnose
+from cultbench.evaluation.diagnostics import diagnose
 from cultbench.errors import CultbenchError
 from cultbench.harness.model import CultbenchLM
 from cultbench.harness.taskfiles import task_name
-from cultbench.evaluation import balanced_indices, index_split, versus_target
-from cultbench.metrics import order_balance, order_balanced
+from cultbench.evaluation.candidate import balanced_indices, index_split, versus_target
+from cultbench.evaluation.metrics import order_balance, order_balanced
 from cultbench.profiles import Profile
 from cultbench.prompts import get_variants, variants_version
 

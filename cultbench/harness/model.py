@@ -4,7 +4,7 @@
 
 It is lm-eval's ``HFLM`` with three additions:
 
-- ``pretrained`` is anything ``cultbench.models.load_model`` takes (the bundled alias, a model
+- ``pretrained`` is anything ``cultbench.scoring.models.load_model`` takes (the bundled alias, a model
   folder, a ``.gguf`` file, a cached hub id; float32 by default), or a loaded model object with
   its ``tokenizer`` (then ``batch_size`` and the rest are set here, on the model);
 - ``alignment=DIR`` (a folder from ``cultbench align``, or an ``Alignment``): its soft prompt
@@ -40,7 +40,7 @@ from transformers import AutoConfig
 
 from aligners import Alignment
 from cultbench.errors import CultbenchError
-from cultbench.models import DEFAULT_MODEL, locate_model, load_model
+from cultbench.scoring.models import DEFAULT_MODEL, locate_model, load_model
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class CultbenchLM(HFLM):
     """lm-eval's HFLM with a cultbench alignment (soft prompt and/or persona); see the module docstring.
 
     Args:
-        pretrained: a model name for ``cultbench.models.load_model`` or a loaded model object.
+        pretrained: a model name for ``cultbench.scoring.models.load_model`` or a loaded model object.
         alignment: an alignment folder or ``Alignment``; None evaluates the model as it is.
         tokenizer: the tokenizer object when ``pretrained`` is a model object.
         dtype, device: how ``load_model`` loads a named model (default float32; cpu without CUDA).

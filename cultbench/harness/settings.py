@@ -22,8 +22,8 @@ from typing import Mapping
 from cultbench.constants import parse_constants
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.instruments import Instrument, load_instrument, resolve_target
-from cultbench.kinds import kind_of
-from cultbench.metrics import DISTRIBUTION
+from cultbench.evaluation.kinds import kind_of
+from cultbench.evaluation.metrics import DISTRIBUTION
 from cultbench.profiles import Profile, resolve_country
 from cultbench.prompts import PromptVariant, default_variant, get_variants, variants_file
 

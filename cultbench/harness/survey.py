@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cultbench.harness.settings import SurveySettings
-from cultbench.metrics import DISTRIBUTION, INDEX, ScoredSplit, js_distance, metrics_for, similarity
+from cultbench.evaluation.metrics import DISTRIBUTION, INDEX, ScoredSplit, js_distance, metrics_for, similarity
 from cultbench.prompts import displayed_options, option_labels, render_messages
 
 Record = tuple  # index instruments: (item id, expected answer, option mass, probability on the first
@@ -108,7 +108,7 @@ def survey_metrics(settings: SurveySettings) -> dict[str, tuple[Callable, bool |
     the option shown first; one task has one scale order, so read it beside the reversed task's:
     see docs/diagnostics.md) and the registered task metrics that need no target
     (``option_mass``); with a target, the other registered task metrics of the instrument's kind
-    (``cultbench.metrics``: ``l1`` and ``<dim>_error``; ``similarity`` and ``jsd``), computed
+    (``cultbench.evaluation.metrics``: ``l1`` and ``<dim>_error``; ``similarity`` and ``jsd``), computed
     from the task's records as from one prompt variant.
     """
     inst, constants, target = settings.instrument, settings.constants, settings.target

@@ -24,7 +24,7 @@ from cultbench.instruments.distribution import DistributionInstrument
 from cultbench.instruments.items import Item
 from cultbench.instruments.opinions import build as build_distribution
 from cultbench.instruments.opinions import heldout_list
-from cultbench.kinds import kind_of
+from cultbench.evaluation.kinds import kind_of
 
 INSTRUMENTS_DIR = Path(__file__).parent
 
@@ -214,7 +214,7 @@ def load_instrument_with_data(instrument: str, data=None, heldout_items=None, sp
 
 
 def resolve_target(instrument, name: str, source: str | None = None, dimensions=None):
-    """A target of ``instrument``, as its kind has them (``cultbench.kinds``): a country profile
+    """A target of ``instrument``, as its kind has them (``cultbench.evaluation.kinds``): a country profile
     with the instrument's dimensions (index instruments: ``cultbench countries``) or a country's
     answer shares in the instrument's data (distribution instruments)."""
     return kind_of(instrument).reference(instrument, name, source=source, dimensions=dimensions)

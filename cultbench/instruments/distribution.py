@@ -22,7 +22,7 @@ import numpy as np
 
 from cultbench.errors import CultbenchError, did_you_mean
 from cultbench.instruments.items import Item
-from cultbench.metrics import js_distance, rank_by_similarity, similarity
+from cultbench.evaluation.metrics import js_distance, rank_by_similarity, similarity
 from cultbench.profiles import resolve_country
 
 LETTERS = string.ascii_uppercase

@@ -19,11 +19,11 @@ import numpy as np
 from aligners.baselines import format_persona
 from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
+from cultbench.scoring.models import load_model
 from cultbench.prompts import PromptVariant
-from cultbench.results import read_record
-from cultbench.scorer import SurveyScorer
-from cultbench.sweep import Sweep, SweepSpec
+from cultbench.runs.results import read_record
+from cultbench.scoring.scorer import SurveyScorer
+from cultbench.runs.sweep import Sweep, SweepSpec
 from cultbench.testbed.groundtruth import all_country_mean
 
 # Thresholds of the check (docs/testbed.md says why).

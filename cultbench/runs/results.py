@@ -7,7 +7,7 @@ from a stranger reaches the leaderboard unchecked. ``combination_key`` names wha
 finished combination is found again on a rerun and two entries for one combination are
 duplicates.
 
-Two kinds of record, by the instrument's kind (``cultbench.kinds``, which gives ``build_record``
+Two kinds of record, by the instrument's kind (``cultbench.evaluation.kinds``, which gives ``build_record``
 each kind's splits and metrics): index instruments (VSM 2013: indices, L1 per split) and
 distribution instruments (GlobalOpinionQA: similarity = 1 - Jensen-Shannon distance on four
 blocks, training and held-out questions under training and held-out wordings). Schema version 2
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Mapping
 from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
-from cultbench.kinds import BLOCKS, SPLITS, kind_of, metric_fields  # noqa: F401 (BLOCKS, metric_fields: re-exported)
-from cultbench.metrics import DISTRIBUTION, INDEX, METRICS, metrics_for
+from cultbench.evaluation.kinds import BLOCKS, SPLITS, kind_of, metric_fields  # noqa: F401 (BLOCKS, metric_fields: re-exported)
+from cultbench.evaluation.metrics import DISTRIBUTION, INDEX, METRICS, metrics_for
 
 if TYPE_CHECKING:
     import jsonschema
@@ -62,7 +62,7 @@ def schema_file() -> dict:
 
 def with_registered_metrics(document: dict) -> dict:
     """``document`` (a result schema) with every registered metric's field(s) in its kinds'
-    metrics definition (``cultbench.metrics``), required where the metric says so. For the
+    metrics definition (``cultbench.evaluation.metrics``), required where the metric says so. For the
     metrics the committed file already describes, this changes nothing (a test checks it)."""
     document = json.loads(json.dumps(document))
     for kind, name in METRICS_DEFINITION.items():
@@ -177,7 +177,7 @@ def combination_key(*, model: str, model_dtype: str, instrument: Mapping, consta
                     dimensions, variants: Mapping, model_sha256: str | None = None) -> dict:
     """What identifies one run: everything that changes its result, and nothing that does not.
 
-    ``model_sha256`` is the content hash of a model on disk (``cultbench.models.model_sha256``;
+    ``model_sha256`` is the content hash of a model on disk (``cultbench.scoring.models.model_sha256``;
     None for a Hugging Face id), so changed weights at the same path make another combination.
     ``seed``, ``budget`` and ``search_dtype`` are None for aligners that do not search.
     """
@@ -289,8 +289,8 @@ def _selection_summary(selection: Mapping) -> dict:
 def build_record(*, key: Mapping, alignment, evaluation: Mapping, model_info: Mapping, target: Mapping,
                  run: Mapping, engine: str = "cultbench-scorer", lm_eval: Mapping | None = None) -> dict:
     """The result record of one combination, from the alignment (``aligners.Alignment``) and the
-    evaluation of the candidate (``cultbench.evaluation.evaluate``) for the one target: what the
-    instrument's kind keeps of each split and its metrics (``cultbench.kinds``)."""
+    evaluation of the candidate (``cultbench.evaluation.candidate.evaluate``) for the one target: what the
+    instrument's kind keeps of each split and its metrics (``cultbench.evaluation.kinds``)."""
     instrument, constants, splits, metrics = kind_of(evaluation["instrument"]).record_parts(evaluation, target)
     record = _record(key, alignment, model_info, engine, instrument, constants, dict(target), splits, metrics, run)
     if lm_eval is not None:

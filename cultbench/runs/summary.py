@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
+from cultbench.evaluation.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric
 from cultbench.profiles import target_key
 from cultbench.prompts import REVERSED_SUFFIX
-from cultbench.quantization import weights_label
-from cultbench.results import BLOCKS, is_distribution
+from cultbench.scoring.quantization import weights_label
+from cultbench.runs.results import BLOCKS, is_distribution
 
 SPLIT_LABELS = {"train": "train", "validation": "validation", "heldout": "held-out"}
 # Below this mean option mass the model mostly does not answer in the format (used only when the
@@ -139,7 +139,7 @@ def aligned_line(alignment: Mapping) -> str:
 
 
 def _primary_lines(per_split: Mapping[str, Mapping]) -> list[str]:
-    """One target's primary metric (``cultbench.metrics``) per split, with the naive model's beside
+    """One target's primary metric (``cultbench.evaluation.metrics``) per split, with the naive model's beside
     it, the references (content-free and world-mean L1) and the renderings' L1 by scale order."""
     metric, lines = primary_metric(INDEX), []
     for s, t in per_split.items():

@@ -12,10 +12,10 @@ whose result does not depend on the seed (``seeded = False``: prompt-tuning) run
 
 A distribution instrument (GlobalOpinionQA, with ``data``) is aligned on its training questions
 under the training wordings and evaluated on every question under every wording; its results are
-distribution records (``cultbench.kinds``).
+distribution records (``cultbench.evaluation.kinds``).
 
 Where the combinations run is the sweep's executor (:class:`Executor`): :class:`LocalExecutor`
-in this process, or one of Ray's in ``cultbench.distributed``; the caller (the CLI) picks it.
+in this process, or one of Ray's in ``cultbench.runs.distributed``; the caller (the CLI) picks it.
 """
 
 from __future__ import annotations
@@ -35,17 +35,17 @@ from aligners import Alignment, get_aligner_class
 from aligners.artifact import CONFIG_NAME, TENSORS_NAME
 from aligners.checkpoint import CHECKPOINT_NAME
 from aligners.search import check_seed
-from cultbench.aligning import align_target, fitting, prepare_aligner, search_scorer, validation_scorer
+from cultbench.runs.aligning import align_target, fitting, prepare_aligner, search_scorer, validation_scorer
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.evaluation import evaluate
+from cultbench.evaluation.candidate import evaluate
 from cultbench.instruments import load_instrument_with_data, resolve_target
-from cultbench.models import DEFAULT_MODEL, check_precisions, load_model, locate_model, model_sha256, resolve_dtype
+from cultbench.scoring.models import DEFAULT_MODEL, check_precisions, load_model, locate_model, model_sha256, resolve_dtype
 from cultbench.profiles import Profile, lookup
 from cultbench.prompts import get_variants, splits_of, variants_file, variants_version
-from cultbench.results import (SPLITS, build_record, combination_key, entry_stem,
+from cultbench.runs.results import (SPLITS, build_record, combination_key, entry_stem,
                                read_record, run_info, write_record)
-from cultbench.scorer import SurveyScorer
-from cultbench.summary import result_headline
+from cultbench.scoring.scorer import SurveyScorer
+from cultbench.runs.summary import result_headline
 
 RUN_FILES = (CHECKPOINT_NAME, CONFIG_NAME, TENSORS_NAME)
 
@@ -87,12 +87,12 @@ class Combination:
     aligner: str
     budget: int
     seed: int
-    model_sha256: str | None = None  # the model's content hash (cultbench.models.model_sha256), part of the key
+    model_sha256: str | None = None  # the model's content hash (cultbench.scoring.models.model_sha256), part of the key
 
 
 class Executor(Protocol):
     """Where a sweep's combinations run: :class:`LocalExecutor` (this process), or Ray
-    (``cultbench.distributed.RayExecutor``: each combination a Ray task;
+    (``cultbench.runs.distributed.RayExecutor``: each combination a Ray task;
     ``RayPopulationExecutor``: here, each population scored on Ray actors)."""
 
     def run(self, sweep: "Sweep", todo: list[Combination], bar) -> Iterator[tuple[str, Path]]:

@@ -1,9 +1,9 @@
-"""The study (``cultbench.study.study``) as Markdown: what is present, the questions at a glance,
+"""The study (``cultbench.publish.study.study``) as Markdown: what is present, the questions at a glance,
 then the tables and tests they come from."""
 
 from __future__ import annotations
 
-from cultbench.leaderboard_page import CONVERGENCE_NOTE, fmt, fmt_stat, md_escape, md_table
+from cultbench.publish.page import CONVERGENCE_NOTE, fmt, fmt_stat, md_escape, md_table
 
 SPLIT_TEXT = {"train": "train", "heldout": "held-out"}
 ALPHA = 0.05  # the family-wise level a Holm-adjusted p is read against

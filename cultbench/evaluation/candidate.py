@@ -7,14 +7,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cultbench.diagnostics import diagnose
+from cultbench.evaluation.diagnostics import diagnose
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.distribution_evaluation import evaluate_distribution
-from cultbench.kinds import kind_of
-from cultbench.metrics import DISTRIBUTION, INDEX, ScoredSplit, compute_metrics, order_balance, order_balanced, versus_naive
+from cultbench.evaluation.distribution import evaluate_distribution
+from cultbench.evaluation.kinds import kind_of
+from cultbench.evaluation.metrics import DISTRIBUTION, INDEX, ScoredSplit, compute_metrics, order_balance, order_balanced, versus_naive
 from cultbench.profiles import Profile, world_mean
 from cultbench.prompts import get_variants, variants_version
-from cultbench.scorer import score_candidate
+from cultbench.scoring.scorer import score_candidate
 
 SPLIT_NAMES = ("train", "validation", "heldout")
 
@@ -50,7 +50,7 @@ def index_split(target: Profile, per_variant, variants: Sequence, dims: Sequence
 
 def versus_target(target: Profile, split: ScoredSplit) -> dict:
     """One split's comparison with one target: who the target is, and every registered metric of
-    index instruments (``cultbench.metrics``). ``l1`` is the mean over the split's wordings of the
+    index instruments (``cultbench.evaluation.metrics``). ``l1`` is the mean over the split's wordings of the
     L1 of each wording's order-balanced indices (as the aligners' fitness is; ``l1_per_variant``
     and ``l1_by_order`` are the renderings' own, secondary); ``signed_error`` is model minus target
     on the split's mean balanced indices, so the L1 is not the sum of the absolute signed errors."""
@@ -72,14 +72,14 @@ def evaluate_candidate(model, tokenizer, instrument, targets: Sequence[Profile],
                        dimensions: Sequence[str] | None = None, baseline: bool = False) -> dict:
     """Scores per split (indices, expected answers, option mass, validity diagnostics) and per
     target (L1, error), the targets keyed by their stable id (``Profile.key``, e.g. "US"); and the
-    diagnostics over all the evaluated variants (``diagnostics``, see ``cultbench.diagnostics``).
+    diagnostics over all the evaluated variants (``diagnostics``, see ``cultbench.evaluation.diagnostics``).
 
     A split's L1 is the mean over its wordings of the L1 of each wording's order-balanced indices
     (see :func:`versus_target`), as the aligners' fitness is; the split's ``indices`` are the mean
     of its wordings' balanced indices, and the signed error is theirs. With ``baseline``, the
     naive model (no soft prompt, no persona) is scored in the same call, and each target gets
     ``naive_l1``, ``delta_vs_naive`` (negative: the candidate is closer than the naive model)
-    and ``alignment`` (directedness, mirror and the verdict ``aligned``: ``cultbench.metrics``).
+    and ``alignment`` (directedness, mirror and the verdict ``aligned``: ``cultbench.evaluation.metrics``).
     ``dimensions`` (default: all) are those the targets are compared on.
     """
     dims, items = instrument.dimension_ids, instrument.item_ids

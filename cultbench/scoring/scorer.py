@@ -27,10 +27,10 @@ import torch
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
-from cultbench.kinds import kind_of
-from cultbench.metrics import DISTRIBUTION
-from cultbench.models import resolve_dtype
-from cultbench.packing import SOFT, Layout, pack, stack_rows, suffix_rows
+from cultbench.evaluation.kinds import kind_of
+from cultbench.evaluation.metrics import DISTRIBUTION
+from cultbench.scoring.models import resolve_dtype
+from cultbench.scoring.packing import SOFT, Layout, pack, stack_rows, suffix_rows
 from cultbench.prompts import PromptVariant, displayed_options, option_labels, render_prompt
 
 

@@ -1,4 +1,4 @@
-"""Aligning one target: the steps `cultbench align` and a sweep (``cultbench.sweep``) share.
+"""Aligning one target: the steps `cultbench align` and a sweep (``cultbench.runs.sweep``) share.
 
 Before a model loads: the aligner, made from its hyper-parameters and checked against the
 instrument and the budgets (``prepare_aligner``), and what the aligners fit (``fitting``: an index
@@ -17,11 +17,11 @@ from typing import Callable, Mapping, Sequence
 
 from aligners import AlignmentProblem, get_aligner_class
 from cultbench.errors import CultbenchError
-from cultbench.kinds import kind_of
-from cultbench.metrics import DISTRIBUTION, check_distance
-from cultbench.models import resolve_dtype
+from cultbench.evaluation.kinds import kind_of
+from cultbench.evaluation.metrics import DISTRIBUTION, check_distance
+from cultbench.scoring.models import resolve_dtype
 from cultbench.prompts import get_variants, splits_of, variants_file
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 
 def prepare_aligner(name: str, params: Mapping[str, str], instrument, budgets: Sequence[int] = (),
@@ -56,7 +56,7 @@ def fitting(instrument, distance: str | None = "l1", dimensions: Sequence[str] |
 
 def search_scorer(loaded, exact: SurveyScorer, *, model_name: str, dtype: str, search_dtype: str | None,
                   ray: Callable | None = None, **bound):
-    """The scorer a search runs on: with ``ray`` (``cultbench.distributed.RayScorer``, its actor
+    """The scorer a search runs on: with ``ray`` (``cultbench.runs.distributed.RayScorer``, its actor
     settings bound), actors that each load the model; else, for ``search_dtype`` below ``dtype``, a
     reduced-precision copy of ``exact``; else ``exact`` itself. ``bound``: the memory bound
     (``max_batch_mb``). The caller closes a scorer that is not ``exact`` when it is done."""

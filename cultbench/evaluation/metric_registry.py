@@ -8,7 +8,7 @@ kinds it applies to, its JSON Schema in a result record, and its leaderboard col
 result records, the schema, the leaderboard rows and columns, the terminal summaries, the study
 and the lm-eval task metrics all read the declarations (docs/metrics.md: adding a metric).
 
-The declarations of cultbench's own metrics are in ``cultbench.metrics``, beside the functions
+The declarations of cultbench's own metrics are in ``cultbench.evaluation.metrics``, beside the functions
 they use; this module imports nothing else from cultbench, so anything may import it.
 """
 
@@ -56,7 +56,7 @@ class Metric:
     ``<name>_per_variant`` (variant -> value). ``per_dimension``: the value is a mapping dimension
     -> number, aggregated per dimension. ``row``: the leaderboard aggregates it over seeds into
     each row (``row[name][split]``: mean, sd, min, max, n). ``columns(table)`` -> the leaderboard
-    columns that show it (``table``: a ``cultbench.leaderboard_page.Table``); None shows one
+    columns that show it (``table``: a ``cultbench.columns.Table``); None shows one
     column per ``column_splits`` with ``label`` and ``fmt``. ``primary``: the kind's headline
     metric (compared with the naive model, starred, summarised over targets); one per kind.
     ``task``: lm-eval tasks report it (as ``<name>``, or ``<dim>_<suffix>`` per dimension, see

@@ -1,5 +1,5 @@
 """Metrics: small pure functions over numpy arrays, and their declarations in the metric registry
-(``cultbench.metric_registry``, re-exported here: import the registry from this module, so that
+(``cultbench.evaluation.metric_registry``, re-exported here: import the registry from this module, so that
 cultbench's own metrics are declared; docs/metrics.md: adding a metric).
 
 Index instruments: distances between a model's indices and a target profile. The L1 distance
@@ -25,7 +25,7 @@ import numpy as np
 
 from cultbench.columns import Column, Table, best_mark, best_title, delta, fmt, fmt_ci, fmt_stat
 from cultbench.errors import CultbenchError, did_you_mean
-from cultbench.metric_registry import (DISTRIBUTION, INDEX, KINDS, METRICS, Metric, ScoredSplit,  # noqa: F401
+from cultbench.evaluation.metric_registry import (DISTRIBUTION, INDEX, KINDS, METRICS, Metric, ScoredSplit,  # noqa: F401
                                        compute_metrics, get_metric, metrics_for, primary_metric,
                                        register_metric, unregister_metric, versus_naive)
 
@@ -214,7 +214,7 @@ def rank_by_similarity(similarities: Mapping[str, float]) -> list[tuple[str, flo
     return sorted(((str(k), float(v)) for k, v in similarities.items()), key=key)
 
 
-# -- the declarations (cultbench.metric_registry; docs/metrics.md) --------------------------------
+# -- the declarations (cultbench.evaluation.metric_registry; docs/metrics.md) --------------------------------
 # Registration order is the order of the leaderboard's columns: an index row shows l1 and
 # option_mass, then (after the verdict and cost, ``column_place="detail"``) signed_error; a
 # distribution row similarity, jsd, rank, option_mass.

@@ -14,7 +14,7 @@ scored by the same code as in one process, so the numbers differ only by float r
 batches of other sizes (about an ulp of the logits in fp32; see docs/distributed.md).
 An actor that dies is replaced and its share scored again, at most ``max_retries`` times per call.
 
-Sweeps (the executors of ``cultbench.sweep.Sweep``): with ``RayExecutor`` each combination is a
+Sweeps (the executors of ``cultbench.runs.sweep.Sweep``): with ``RayExecutor`` each combination is a
 Ray task that aligns and evaluates it where it runs (one model per worker process, loaded once)
 and returns its record, and the driver writes each result as its task finishes; with
 ``RayPopulationExecutor`` the combinations run in the driver and only the populations go to Ray.
@@ -36,10 +36,10 @@ import torch
 
 from cultbench.errors import CultbenchError
 from cultbench.instruments import Instrument
-from cultbench.models import load_model, resolve_dtype
+from cultbench.scoring.models import load_model, resolve_dtype
 from cultbench.prompts import PromptVariant
-from cultbench.scorer import ScoreResult, SurveyScorer
-from cultbench.sweep import LocalExecutor, Sweep, SweepSpec
+from cultbench.scoring.scorer import ScoreResult, SurveyScorer
+from cultbench.runs.sweep import LocalExecutor, Sweep, SweepSpec
 
 CONNECT_TIMEOUT_S = 5.0
 

@@ -28,7 +28,7 @@ from aligners import Alignment
 from cultbench import __version__
 from cultbench.atomic import write_folder_atomic
 from cultbench.errors import CultbenchError
-from cultbench.models import DTYPES, locate_model
+from cultbench.scoring.models import DTYPES, locate_model
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -6,7 +6,7 @@ question split (the questions an aligner fitted or not). A similarity is 1 - the
 distance per item, averaged over the items the country was asked, computed per prompt variant and
 averaged over the split's variants (as the aligners' fitness is). Each wording split, and all the
 scored variants together, also get the validity diagnostics that apply to distribution items
-(``cultbench.diagnostics.diagnose_distribution``, over all questions).
+(``cultbench.evaluation.diagnostics.diagnose_distribution``, over all questions).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Sequence
 
 import numpy as np
 
-from cultbench.diagnostics import diagnose_distribution
+from cultbench.evaluation.diagnostics import diagnose_distribution
 from cultbench.instruments.distribution import SPLITS as QUESTION_SPLITS
 from cultbench.instruments.distribution import DistributionInstrument, OpinionTarget
-from cultbench.metrics import (DISTRIBUTION, ScoredSplit, compute_metrics, order_balance, order_balanced,
+from cultbench.evaluation.metrics import (DISTRIBUTION, ScoredSplit, compute_metrics, order_balance, order_balanced,
                                rank_by_similarity, similarity, versus_naive)
 from cultbench.prompts import get_variants, variants_file
-from cultbench.scorer import score_candidate
-from cultbench.summary import verdict_lines
+from cultbench.scoring.scorer import score_candidate
+from cultbench.runs.summary import verdict_lines
 
 WORDING_SPLITS = ("train", "heldout")
 
@@ -60,7 +60,7 @@ def _block(instrument: DistributionInstrument, shares: np.ndarray, mass: np.ndar
            naive: np.ndarray | None = None) -> dict:
     """Similarities on the questions ``items`` (positions) from shares per rendering [V, slots] of
     ``variants``, mass [V, I] (the countries ranked on the wordings' order-balanced shares):
-    every registered metric of distribution instruments per target (``cultbench.metrics``), how
+    every registered metric of distribution instruments per target (``cultbench.evaluation.metrics``), how
     many of the questions it was asked, and the ranking of the data's countries. A target asked
     none of them has similarity None (and rank None). With the naive model's shares ``naive``
     [V, slots], each target also gets ``naive_similarity`` and ``delta_vs_naive`` (similarity

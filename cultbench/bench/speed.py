@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
+from cultbench.scoring.models import load_model
 from cultbench.prompts import get_variants, variants_version
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 ENGINES = ("scorer-fp32", "scorer-bf16", "lm-eval", "loop")
 # The renderings every engine scores by default: the training split, both scale orders of each of
@@ -341,7 +341,7 @@ def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 10, repeat
     (``variants``), then the bf16/fp32 agreement on ``precision_points`` random points (0: skip
     it); return the combined report, with the load average around each engine (the machine may
     be shared: compare the ratios, measured side by side)."""
-    from cultbench.scorer import SurveyScorer as _S
+    from cultbench.scoring.scorer import SurveyScorer as _S
     import inspect
 
     if max_batch_mb is None:
@@ -354,7 +354,7 @@ def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 10, repeat
     for engine in engines:
         echo(f"running {engine} ...")
         load_before = os.getloadavg()
-        proc = subprocess.run([sys.executable, "-m", "cultbench.bench", engine, model, str(candidates),
+        proc = subprocess.run([sys.executable, "-m", "cultbench.bench.speed", engine, model, str(candidates),
                                str(repeats), str(max_batch_mb), ",".join(v.name for v in chosen)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
@@ -379,7 +379,7 @@ def benchmark(model: str = "smollm2-135m-instruct", candidates: int = 10, repeat
 def _run_precision(model: str, points: int, echo) -> dict:
     """:func:`precision_agreement` in its own subprocess (like the engines)."""
     echo(f"running bf16/fp32 agreement on {points} points ...")
-    proc = subprocess.run([sys.executable, "-m", "cultbench.bench", "precision", model, str(points), "0"],
+    proc = subprocess.run([sys.executable, "-m", "cultbench.bench.speed", "precision", model, str(points), "0"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark precision check failed:\n{proc.stderr[-3000:]}")

@@ -27,12 +27,12 @@ from pathlib import Path
 from cultbench import __version__
 from cultbench.atomic import write_text_atomic
 from cultbench.errors import CultbenchError
-from cultbench.leaderboard_page import render_html, render_markdown, target_label
-from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric, rank_agreement
-from cultbench.quantization import quantization_of, weights_label
-from cultbench.stats import mean_ci
-from cultbench.kinds import kind_of
-from cultbench.results import (BLOCKS, SCHEMA_VERSION, SPLITS, combination_key_of, entry_id, is_distribution,
+from cultbench.publish.page import render_html, render_markdown, target_label
+from cultbench.evaluation.metrics import DISTRIBUTION, INDEX, metrics_for, primary_metric, rank_agreement
+from cultbench.scoring.quantization import quantization_of, weights_label
+from cultbench.publish.stats import mean_ci
+from cultbench.evaluation.kinds import kind_of
+from cultbench.runs.results import (BLOCKS, SCHEMA_VERSION, SPLITS, combination_key_of, entry_id, is_distribution,
                                read_record)
 
 LEADERBOARD_FORMAT = 2  # 2: distribution instruments' sections
@@ -161,7 +161,7 @@ def _common(records: list[tuple[str, dict]]) -> dict:
 
 def _row(records: list[tuple[str, dict]]) -> dict:
     """A row: one model x aligner setup x target over its seeds' records: the parts every row has,
-    the target, the fields of the instrument's kind (``cultbench.kinds``) and its metrics over the
+    the target, the fields of the instrument's kind (``cultbench.evaluation.kinds``) and its metrics over the
     seeds (``metric_stats``)."""
     first = records[0][1]
     recs = [r for _, r in records]

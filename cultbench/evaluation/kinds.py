@@ -11,7 +11,7 @@ the scorer has scored them. One class, ``InstrumentKind``, and one object per ki
   ``target_column``).
 
 Code that handles results asks ``kind_of(instrument or record)`` instead of testing the kind
-itself; the metrics of each kind are declared in ``cultbench.metrics``.
+itself; the metrics of each kind are declared in ``cultbench.evaluation.metrics``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 from cultbench.columns import Column, target_label
 from cultbench.errors import CultbenchError
-from cultbench.metrics import DISTRIBUTION, INDEX, metrics_for
+from cultbench.evaluation.metrics import DISTRIBUTION, INDEX, metrics_for
 from cultbench.profiles import lookup, target_key
 
 SPLITS = ("train", "heldout")

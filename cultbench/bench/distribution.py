@@ -12,7 +12,7 @@ Tokens per item: the scorer forwards each shared prefix once (``tokens_forwarded
 every context once (it groups an item's one-token continuations), so its count is the context
 length plus the continuation minus one.
 
-    python -m cultbench.bench_distribution ENGINE MODEL INSTRUMENT DATA VARIANT REPEATS MAX_BATCH_MB BATCH
+    python -m cultbench.bench.distribution ENGINE MODEL INSTRUMENT DATA VARIANT REPEATS MAX_BATCH_MB BATCH
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import time
 import numpy as np
 import torch
 
-from cultbench.bench import _peak_rss_mb, flops_per_token, matmul_rate, timed_scores
+from cultbench.bench.speed import _peak_rss_mb, flops_per_token, matmul_rate, timed_scores
 from cultbench.instruments import load_instrument
-from cultbench.models import load_model
+from cultbench.scoring.models import load_model
 from cultbench.prompts import get_variants, option_labels, render_prompt, variants_file
-from cultbench.scorer import SurveyScorer
+from cultbench.scoring.scorer import SurveyScorer
 
 ENGINES = ("scorer-fp32", "lm-eval")
 
@@ -113,7 +113,7 @@ def benchmark(model: str, instrument: str, data: str, variant: str = "respondent
     results = {}
     for engine in engines:
         echo(f"running {engine} ...")
-        proc = subprocess.run([sys.executable, "-m", "cultbench.bench_distribution", engine, model, instrument, data,
+        proc = subprocess.run([sys.executable, "-m", "cultbench.bench.distribution", engine, model, instrument, data,
                                variant, str(repeats), str(max_batch_mb), str(batch_size)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
