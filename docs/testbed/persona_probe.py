@@ -13,7 +13,10 @@ KEY: a field of `build.Size` (hidden, layers, steps, batch, lr, mean_weight, wor
 short_share), np (share of prompts without a persona), short=1 (train on the short wording alone),
 shift=S (add an item-independent shift, SD S scale points, per country: the indices do not change),
 then=STEPS:LR:SHORT_SHARE:BATCH (a second phase on the 120 wordings with that share of short prompts,
-from the first phase's weights, with its own one-cycle schedule; evaluated after each phase).
+from the first phase's weights, with its own one-cycle schedule; evaluated after each phase; several
+phases separated by commas run in turn, each on the pool wordings even after short=1),
+arch=gpt2 (a GPT-2 body, learned absolute position embeddings, in place of the Llama one with RoPE;
+the same width, depth, heads, MLP width, tied embeddings and initializer range, no dropout).
 The grouped batches (group, deviation_weight) and the next-token loss (text_weight) of the table
 were measured at commit 57fb85e, which had those fields.
 """
@@ -24,13 +27,15 @@ from cultbench.instruments import load_instrument
 from aligners.baselines import ICL_TEMPLATE, format_persona
 from cultbench.prompts import option_labels, PromptVariant
 from tokenizers import Tokenizer, models
-from transformers import PreTrainedTokenizerFast, LlamaConfig, LlamaForCausalLM
+from transformers import PreTrainedTokenizerFast, LlamaConfig, LlamaForCausalLM, GPT2Config, GPT2LMHeadModel
 torch.set_num_threads(1)
 kv = dict(a.split("=") for a in sys.argv[1:])
 base = B.SIZES["default"]
-unknown = [k for k in kv if not hasattr(base, k) and k not in ("np", "short", "shift", "then")]
+unknown = [k for k in kv if not hasattr(base, k) and k not in ("np", "short", "shift", "then", "arch")]
 if unknown:
     sys.exit(f"unknown keys: {unknown}")
+if kv.get("arch", "llama") not in ("llama", "gpt2"):
+    sys.exit(f"unknown arch {kv['arch']!r}: llama or gpt2")
 over = {k: type(getattr(base, k))(v) for k, v in kv.items() if hasattr(base, k)}
 shape = dataclasses.replace(base, **over)
 if "intermediate" not in kv: shape = dataclasses.replace(shape, intermediate=2 * shape.hidden)
@@ -61,16 +66,35 @@ renderer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({
 renderer.chat_template = B.CHAT_TEMPLATE
 render = B._render_with(renderer, inst)
 texts, targets, labels, record = B.training_set(cfg, inst, render, rng)
-if kv.get("then"):  # a second phase STEPS:LR:SHORT_SHARE:BATCH on the pool, from the first's weights
-    steps2, lr2, share2, batch2 = kv["then"].split(":")
-    shape2 = dataclasses.replace(shape, steps=int(steps2), lr=float(lr2), short_share=float(share2), batch=int(batch2))
-    B.SIZES["y"] = shape2
-    texts2, targets2, labels2, record = B.training_set(dataclasses.replace(cfg, size="y"), inst, render, np.random.default_rng(1))
-else:
-    texts2, labels2 = [], []
-tok = B.word_tokenizer(texts + texts2 + [" ".join(x) for x in sorted(set(labels + labels2))])
+phases = []  # later phases STEPS:LR:SHORT_SHARE:BATCH on the pool, each from the previous one's weights
+if kv.get("then"):
+    if kv.get("short"):
+        B.training_wordings = _tw
+    for k, spec in enumerate(kv["then"].split(",")):
+        steps2, lr2, share2, batch2 = spec.split(":")
+        shape2 = dataclasses.replace(shape, steps=int(steps2), lr=float(lr2), short_share=float(share2), batch=int(batch2))
+        B.SIZES[f"y{k}"] = shape2
+        texts2, targets2, labels2, record = B.training_set(dataclasses.replace(cfg, size=f"y{k}"), inst, render, np.random.default_rng(1 + k))
+        phases.append((shape2, texts2, targets2, labels2))
+later_texts = [t for p in phases for t in p[1]]
+later_labels = [x for p in phases for x in p[3]]
+tok = B.word_tokenizer(texts + later_texts + [" ".join(x) for x in sorted(set(labels + later_labels))])
 label_ids = np.array([tok.convert_tokens_to_ids(list(x)) for x in labels])
-model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+
+
+class GPT2Probe(GPT2LMHeadModel):
+    @property
+    def model(self):  # the build's loss reads the body as `model.model` (Llama's name); GPT-2's is `transformer`
+        return self.transformer
+
+
+if kv.get("arch", "llama") == "gpt2":
+    model = GPT2Probe(GPT2Config(vocab_size=len(tok), n_embd=shape.hidden, n_layer=shape.layers, n_head=shape.heads,
+        n_inner=shape.intermediate, n_positions=512, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+        tie_word_embeddings=True, initializer_range=0.05))
+else:
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=shape.hidden, num_hidden_layers=shape.layers,
         num_attention_heads=shape.heads, num_key_value_heads=shape.heads, intermediate_size=shape.intermediate,
         max_position_embeddings=512, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
         bos_token_id=None, tie_word_embeddings=True, initializer_range=0.05))
@@ -103,8 +127,8 @@ def evaluate(tag):
           "L1", np.abs(ind_p - ind_t).sum(1).mean().round(1), flush=True)
     model.train()
 losses = B.train(model, tok, texts, targets, label_ids, shape)
-if texts2:
-    evaluate("phase 1")
+for k, (shape2, texts2, targets2, labels2) in enumerate(phases):
+    evaluate(f"phase {k + 1}")
     losses += B.train(model, tok, texts2, targets2, np.array([tok.convert_tokens_to_ids(list(x)) for x in labels2]), shape2)
 print("losses", [round(x, 2) for x in losses[::max(1, len(losses) // 8)]])
 evaluate("final")
