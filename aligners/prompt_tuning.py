@@ -338,14 +338,13 @@ class _TrainingRun:
         """Evaluations spent so far: the steps and the validations (``PromptTuning.cost``)."""
         return self.aligner.cost(self.step, self.every)
 
-    def validate_and_keep(self, fitness: float, improved: bool) -> float | None:
+    def validate_and_keep(self, improved: bool) -> float | None:
         """At the cadence, the validation distance of the prompt this step scored (before its
         update), and keep that prompt when it is the lowest so far (ties: the earlier step); without
         validation, keep the prompt whenever its training fitness ``improved``."""
         validation = None
         if self.every and self.step % self.every == 0:
-            value = self.problem.validation_fitness(soft_prompts=self.prompt().detach()[None])[0]
-            validation = float(value) if np.isfinite(value) else None
+            validation = validation_fitness_of(self.problem, self.prompt().detach())
             if validation is None:
                 _log.warning("step %d: the prompt gives non-finite indices on the validation wording; not kept",
                              self.step)
@@ -391,7 +390,7 @@ class _TrainingRun:
         if improved:
             self.best_fitness, self.best_trained = fitness, self.trained.detach().clone()
             self.best_indices = np.concatenate(rows).mean(axis=0)
-        validation = self.validate_and_keep(fitness, improved)
+        validation = self.validate_and_keep(improved)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_([self.trained], cfg.max_grad_norm)
         self.optimizer.step()
