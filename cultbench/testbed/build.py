@@ -68,9 +68,10 @@ class Size:
     short_share: float = 0.0
 
 
-# Sized for this 2-core machine shared with other work (a step of 16 prompts costs about 0.05 s of
-# one core): default about 10 minutes, small under a minute.
-SIZES = {"default": Size(hidden=64, layers=2, heads=4, intermediate=128, wordings=120, steps=2500, batch=16, lr=3e-3),
+# Sized for this 2-core machine (a step of 64 prompts costs about 0.18 s of one core): default
+# about 10 minutes, small under a minute. Batch 64, not 16: at 16 the model learns the items but
+# never finds the persona's country (slope 0.003); at 64 it does (docs/testbed.md, persona probe Z).
+SIZES = {"default": Size(hidden=64, layers=2, heads=4, intermediate=128, wordings=120, steps=3000, batch=64, lr=3e-3),
          # The tests' size keeps weight 10: in 300 steps, weight 100 leaves too little of the clipped
          # gradient to the cross-entropy that puts the probability on the option labels.
          "small": Size(hidden=64, layers=2, heads=4, intermediate=128, wordings=24, steps=300, batch=16, lr=3e-3,
