@@ -22,7 +22,8 @@ from cultbench.profiles import lookup
 from cultbench.scoring.scorer import SurveyScorer
 from cultbench.testbed.build import STUDY_TARGETS, BuildConfig, build_testbed
 from cultbench.testbed.check import CONTROL_TOLERANCE, check_testbeds, report, run_aligners
-from cultbench.testbed.wordings import benchmark_variants, check_disjoint, training_wordings
+from cultbench.testbed.wordings import (UNKNOWN_WORD, benchmark_variants, check_disjoint, drop_words,
+                                       training_wordings)
 from conftest import check_one_line_error
 
 INST = load_instrument("vsm2013")
@@ -78,6 +79,20 @@ def test_the_wording_pool_is_disjoint_from_the_benchmark_and_an_overlap_is_refus
                           scale_line=pool[0].scale_line)
     with pytest.raises(CultbenchError, match="shares"):
         check_disjoint([clash], bench)
+
+
+def test_unknown_word_dropout_keeps_the_placeholders_and_the_word_is_unknown_to_the_testbed(culture):
+    variant = training_wordings(INST, 1, seed=0)[0]
+    dropped = drop_words(variant, np.random.default_rng(0), rate=1.0)
+    # Every plain word of the wording is gone; placeholders, labels' formats and punctuation stay.
+    assert UNKNOWN_WORD in dropped.system and UNKNOWN_WORD in dropped.template
+    assert dropped.template.count("{") == variant.template.count("{") and dropped.scale_line == variant.scale_line
+    assert drop_words(variant, np.random.default_rng(0), rate=0.0) == variant
+    folder, record = culture
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert UNKNOWN_WORD not in tokenizer.get_vocab()
+    assert tokenizer.convert_tokens_to_ids(tokenizer.tokenize(UNKNOWN_WORD)) == [tokenizer.unk_token_id]
+    assert record["shape"]["dropout_share"] > 0
 
 
 def test_builds_are_reproducible(tmp_path):

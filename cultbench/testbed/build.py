@@ -34,7 +34,7 @@ from cultbench.errors import CultbenchError
 from cultbench.instruments import load_instrument
 from cultbench.prompts import option_labels, render_prompt
 from cultbench.testbed.groundtruth import NO_PERSONA, ground_truth
-from cultbench.testbed.wordings import training_wordings
+from cultbench.testbed.wordings import DROPOUT_SHARE, UNKNOWN_WORD, drop_words, training_wordings
 
 # torch, tokenizers and transformers are imported in the functions that build and train: the
 # command line reads KINDS and SIZES at start-up, and `cultbench --help` must not take their seconds.
@@ -66,6 +66,8 @@ class Size:
     # the countries, but mixed in it does not carry them to the long prompts (docs/testbed.md,
     # persona probe), so both sizes leave it at 0; the probe sets it.
     short_share: float = 0.0
+    # Share of training prompts whose wording loses some words to [UNK] (``wordings.drop_words``).
+    dropout_share: float = DROPOUT_SHARE
 
 
 # Sized for this 2-core machine (a step of 64 prompts costs about 0.18 s of one core): default
@@ -153,13 +155,15 @@ def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str
     which, items = rng.integers(2 * shape.wordings, size=n), rng.integers(n_items, size=n)
     if shape.short_share:
         which[rng.random(n) < shape.short_share] = 2 * shape.wordings  # the short wording, last
+    dropout = rng.random(n) < shape.dropout_share
     cache: dict[tuple, np.ndarray] = {}
     texts, targets, labels = [], np.zeros((n, k)), []
     for j in range(n):
         country = None if personas[j] < 0 else trained[personas[j]]
         variant = wordings[which[j]]
+        shown = drop_words(variant, rng) if dropout[j] else variant
         persona = None if country is None else format_persona(ICL_TEMPLATE, country)
-        texts.append(render(instrument.items[items[j]], variant, persona))
+        texts.append(render(instrument.items[items[j]], shown, persona))
         labels.append(tuple(option_labels(instrument, instrument.items[items[j]], variant)))
         key = (country, which[j])
         if key not in cache:
@@ -263,7 +267,8 @@ def _build(config: BuildConfig, out, start: float) -> dict:
     renderer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")))
     renderer.chat_template = CHAT_TEMPLATE  # renders the chat text; the real tokenizer is trained on it
     texts, targets, labels, record = training_set(config, instrument, _render_with(renderer, instrument), rng)
-    tokenizer = word_tokenizer(texts + [" ".join(x) for x in sorted(set(labels))])
+    # The dropout's word is left out of the vocabulary, so the model reads it as [UNK].
+    tokenizer = word_tokenizer([t.replace(UNKNOWN_WORD, " ") for t in texts] + [" ".join(x) for x in sorted(set(labels))])
     label_ids = np.array([tokenizer.convert_tokens_to_ids(list(x)) for x in labels])
     shape = config.shape
     model = LlamaForCausalLM(LlamaConfig(

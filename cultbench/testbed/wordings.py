@@ -9,6 +9,7 @@ and a label before the question; system prompts combine a setting and a request.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -21,13 +22,24 @@ SETTINGS = ("This is a questionnaire about work and life.", "You are filling in 
             "You have been chosen for a survey about attitudes.", "This form asks about your views.",
             "You are answering questions for a social science project.", "Please help us with a survey.",
             "This is part of a study on how people think about jobs and life.",
-            "You are a respondent in a research interview.")
+            "You are a respondent in a research interview.",
+            # Longer settings: the benchmark's held-out wordings run to 145 tokens, longer than any
+            # prompt of the first pool (at most 129); a model never trained at that length lost
+            # most of the persona there (docs/testbed.md, carry-over).
+            "Thank you for agreeing to take part in this conversation for a research project about what "
+            "people value in their jobs and in their lives in general.",
+            "Our team collects answers from people in many countries to learn how opinions about work, "
+            "family and society differ from place to place.")
 REQUESTS = ("Give your own answer.", "Say what is true for you.", "Pick one option per question.",
             "There are no right or wrong answers.", "Answer with a number only.",
             "Respond as yourself, briefly.")
 INSTRUCTIONS = ("Choose a number from {first} to {last}.", "Reply with one number between {first} and {last}.",
                 "Give the number ({first}-{last}) of your answer.", "Select one of the options {first} to {last}.",
-                "Pick the option that fits you and write its number.")
+                "Pick the option that fits you and write its number.",
+                "First you will see the list of possible replies, then the statement or question itself; "
+                "write down the number of the reply that is closest to your view, {first} to {last}.",
+                "Read the options below carefully and think about your own situation before you answer. "
+                "Then give only the number of your choice, between {first} and {last}.")
 SCALE_HEADERS = ("", "Options:", "Possible answers:", "Scale:")
 SCALE_LINES = ("{option} = {label}", "{option}: {label}", "({option}) {label}", "{option} - {label}",
                "Option {option}: {label}", "[{option}] {label}")
@@ -37,6 +49,28 @@ QUESTION_LABELS = ("", "Question: ", "Item: ", "Q: ")
 LETTER_INSTRUCTIONS = ("Reply with the letter of your answer, {first} to {last}.",
                        "Choose one option and write only its letter ({first}-{last}).",
                        "Which answer fits you? Give its letter from {first} to {last}.")
+
+
+# Unknown-word dropout: in a share of the training prompts some words of the wording (its system
+# text and its frame's own words; never the persona, the item or the options) are replaced by a word
+# the tokenizer never learns, so the model sees [UNK] where a benchmark wording has words the pool
+# lacks (a held-out wording shows up to 10 [UNK] tokens) and learns that they carry nothing.
+UNKNOWN_WORD = "unseenword"
+DROPOUT_SHARE, DROPOUT_RATE = 0.5, 0.15  # share of prompts with dropout; share of words replaced in them
+
+
+def drop_words(variant: PromptVariant, rng: np.random.Generator, rate: float = DROPOUT_RATE) -> PromptVariant:
+    """``variant`` with each plain word of its system text and template replaced, with probability
+    ``rate``, by :data:`UNKNOWN_WORD` (placeholders such as ``{question}`` are kept)."""
+
+    def drop(text):
+        if not text:
+            return text
+        words = text.split(" ")
+        hit = rng.random(len(words)) < rate
+        return " ".join(UNKNOWN_WORD if h and w.isalpha() else w for w, h in zip(words, hit))
+
+    return dataclasses.replace(variant, system=drop(variant.system), template=drop(variant.template))
 
 
 # The short frame: the persona as the whole system prompt, the item's text as the whole user turn
