@@ -131,8 +131,10 @@ def _synthetic_entries(values) -> Entries:
     """In-memory entries from one committed record: ``values[(aligner, target, seed)]`` is the L1
     on both splits, or a dict of ``train`` and ``heldout`` L1, ``per_variant`` (held-out variant ->
     L1; default the held-out L1), ``indices`` (dimension -> held-out index; default 50) and
-    ``diagnostics`` (the report over all variants; default none) and ``scores`` (the target's
-    profile; default the template's). Seed None: an aligner that ignores it."""
+    ``diagnostics`` (the report over all variants; default none), ``scores`` (the target's
+    profile; default the template's), ``budget`` (default 120 for a seeded aligner),
+    ``hyperparameters`` (updates of the template's) and ``history`` (default none). Seed None: an
+    aligner that ignores it."""
     # a committed search record (the archived v2 study's: it stays, whatever v3 has finished)
     template = json.loads(next((ROOT / "leaderboard" / "archive" / "v2" / "entries").glob("*_de_*.json")).read_text())
     records = {}
@@ -142,8 +144,9 @@ def _synthetic_entries(values) -> Entries:
         r["target"].update(name=target, code=target)
         if "scores" in v:
             r["target"]["scores"] = dict(v["scores"])
-        r["aligner"].update(name=aligner, seed=seed, budget=None if seed is None else 120)
-        r["history"] = None
+        r["aligner"].update(name=aligner, seed=seed, budget=v.get("budget", None if seed is None else 120))
+        r["aligner"]["hyperparameters"].update(v.get("hyperparameters", {}))
+        r["history"] = v.get("history")
         r["variants"] = {**VARIANTS, "version": variants_version()}
         for split in ("train", "heldout"):
             r["metrics"][split]["l1"] = v[split]
@@ -469,3 +472,52 @@ def test_toward_target_enumerates_every_permutation_of_few_targets():
     assert drawn["p_method"] == "target permutation, 20 random draws" and drawn["min_p_value"] == pytest.approx(1 / 21)
     with pytest.raises(ValueError):
         toward_target(changes[:1], ways[:1])
+
+
+def _curve(points) -> dict:
+    """A history whose convergence curve is ``points``: (evaluations, best, mean) per generation."""
+    return {"search_precision": "float32", "generations": len(points), "stopped": "budget",
+            "best_fitness_search": points[-1][1], "invalid": 0,
+            "curve": [{"evaluations": e, "best": b, "mean": m} for e, b, m in points]}
+
+
+def test_the_first_populations_share_of_a_searchs_gain_follows_its_curves():
+    """DE on two targets, two seeds each, popsize 10: its first generation's mean is 100, its first
+    generation's best 94 (A) or 98 (B); by the end 90 (A: share 6/10) and 96 or 92 (B: seeds 2/4 and
+    2/8, mean 0.375). A search that never improves on its first mean has no share (why: no gain); one whose first
+    generation is not its popsize is named; prompt tuning has no population."""
+    curves = {("A", 0): [(10, 94.0, 100.0), (20, 92.0, 99.0), (30, 90.0, 97.0)],
+              ("A", 1): [(10, 94.0, 100.0), (20, 90.0, 96.0)],
+              ("B", 0): [(10, 98.0, 100.0), (20, 96.0, 99.0)],
+              ("B", 1): [(10, 98.0, 100.0), (20, 92.0, 97.0)]}
+    values = {("naive", t, None): 100.0 for t in "AB"}
+    values.update({("de", t, s): {"train": 90.0, "heldout": 95.0, "budget": 30, "hyperparameters": {"popsize": 10},
+                                  "history": _curve(c)} for (t, s), c in curves.items()})
+    values.update({("cmaes", t, 0): {"train": 99.0, "heldout": 99.0, "budget": 30, "hyperparameters": {"popsize": 10},
+                                     "history": _curve([(first, 99.0, 99.0), (20, 99.0, 99.5)])}
+                   for t, first in (("A", 10), ("B", 4))})
+    values.update({("prompt-tuning", t, 0): {"train": 80.0, "heldout": 99.0, "budget": 30,
+                                             "hyperparameters": {"popsize": None},
+                                             "history": _curve([(3, 95.0, 95.0), (6, 85.0, 85.0)])} for t in "AB"})
+    doc = study(_synthetic_entries(values), comparisons=())
+    shares = {a["aligner"]: a for a in doc["models"][0]["first_population"]}
+    assert list(shares) == ["de (budget 30)", "cmaes (budget 30)", "prompt-tuning (budget 30)"]  # no naive: no curve
+    de = shares["de (budget 30)"]
+    per_target = {t["target"]: t for t in de["per_target"]}
+    assert per_target["A"]["share"] == pytest.approx(0.6) and per_target["A"]["gain"] == pytest.approx(10.0)
+    assert per_target["B"]["share"] == pytest.approx((2 / 4 + 2 / 8) / 2) and per_target["B"]["runs"] == 2
+    assert de["share"]["mean"] == pytest.approx((0.6 + 0.375) / 2) and de["targets"] == 2 and de["popsize"] == [10]
+    assert de["pooled_share"] == pytest.approx((6 + 6 + 2 + 2) / (10 + 10 + 4 + 8))
+    assert de["first_best"]["mean"] == pytest.approx((94 + 98) / 2) and not de["without_share"]
+    cmaes = shares["cmaes (budget 30)"]
+    assert cmaes["share"]["n"] == 0 and cmaes["pooled_share"] is None and cmaes["popsize"] == [10]
+    assert cmaes["without_share"] == [
+        {"reason": "its first generation holds 4 evaluations, not popsize 10", "runs": 1},
+        {"reason": "no gain (the final best is not below the first generation's mean)", "runs": 1}]
+    tuning = shares["prompt-tuning (budget 30)"]
+    assert tuning["share"]["n"] == 0 and tuning["per_target"] == []
+    assert tuning["without_share"] == [{"reason": "no population (gradient steps, not generations)", "runs": 2}]
+    text = render_study_markdown(doc)
+    assert "### The first population's share of each search's gain" in text
+    assert "| de (budget 30) | 10 | 4 | 2 | 100.0 | 96.0 | 92.0 | 8.00 | 0.49 ± 0.16 [0.38, 0.60] | 0.50 |" in text
+    assert "- prompt-tuning (budget 30): 2 runs without a share: no population (gradient steps, not generations)." in text

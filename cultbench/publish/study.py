@@ -17,6 +17,9 @@ its cost (budget in candidate evaluations, wall time per run), and families of p
   a target-permutation p (``cultbench.publish.stats.toward_target``);
 - ``diagnostics``: the validity diagnostics (over all evaluated variants) per aligner and their
   change against the naive model.
+- ``first_population``: per searching aligner setup, the share of its gain in training fitness
+  that its first population had already found (``study_markdown.FIRST_POPULATION_NOTE``; None for prompt tuning,
+  which has no population).
 
 The unit of every test is the target: each aligner's value is averaged over its seeds within a
 target first, then the two aligners' target means are paired (so a seed-free baseline's one value
@@ -281,6 +284,58 @@ def cost(label: str, records: list[dict]) -> dict:
             "align_time_s": stat(r["run"].get("align_time_s") for r in records)}
 
 
+def _first_population_run(record: dict) -> tuple[dict | None, str | None]:
+    """One search run's first generation against its end (``study_markdown.FIRST_POPULATION_NOTE``): {start,
+    first_best, final_best, gain, part, share}, or None and why it has no share."""
+    popsize = (record["aligner"].get("hyperparameters") or {}).get("popsize")
+    if record["history"] is None:
+        return None, "no convergence curve"
+    if popsize is None:
+        return None, "no population (gradient steps, not generations)"
+    curve = record["history"]["curve"]
+    if not curve or curve[0].get("mean") is None or curve[-1].get("best") is None:
+        return None, "its first generation has no valid candidate"
+    if curve[0]["evaluations"] != popsize:
+        return None, f"its first generation holds {curve[0]['evaluations']} evaluations, not popsize {popsize}"
+    start, first_best, final_best = curve[0]["mean"], curve[0]["best"], curve[-1]["best"]
+    gain, part = start - final_best, start - first_best
+    values = {"start": start, "first_best": first_best, "final_best": final_best, "gain": gain, "part": part}
+    if not gain > 0:
+        return {**values, "share": None}, "no gain (the final best is not below the first generation's mean)"
+    return {**values, "share": part / gain}, None
+
+
+def first_population(label: str, groups: dict) -> dict:
+    """One searching aligner setup's first-population share of its gain (``study_markdown.FIRST_POPULATION_NOTE``):
+    per target the mean over its seeds' runs, then over targets (``stat``), the pooled share (sum of
+    parts over sum of gains, runs with a gain), and the runs without a share, counted by reason."""
+    per_target, reasons, pooled = [], defaultdict(int), [0.0, 0.0]
+    for target, records in sorted(groups.items()):
+        runs = []
+        for r in records:
+            values, why = _first_population_run(r)
+            if why is not None:
+                reasons[why] += 1
+            if values is not None:
+                runs.append(values)
+            if why is None:
+                pooled[0] += values["part"]
+                pooled[1] += values["gain"]
+        if runs:
+            shares = [v["share"] for v in runs if v["share"] is not None]
+            per_target.append({"target": target[0], "source": target[1], "runs": len(runs),
+                               **{k: float(np.mean([v[k] for v in runs]))
+                                  for k in ("start", "first_best", "final_best", "gain")},
+                               "share": float(np.mean(shares)) if shares else None})
+    popsizes = sorted({r["aligner"]["hyperparameters"].get("popsize") for rs in groups.values() for r in rs} - {None})
+    return {"aligner": label, "popsize": popsizes, "targets": len([t for t in per_target if t["share"] is not None]),
+            "runs": sum(len(rs) for rs in groups.values()),
+            **{k: stat(t[k] for t in per_target) for k in ("start", "first_best", "final_best", "gain", "share")},
+            "pooled_share": pooled[0] / pooled[1] if pooled[1] > 0 else None,
+            "without_share": [{"reason": why, "runs": n} for why, n in sorted(reasons.items())],
+            "per_target": per_target}
+
+
 def compute(records: list[dict]) -> dict:
     """What the whole study spent: the sum of its runs' wall times (one process each), the threads a
     run used, and how many runs resumed from a checkpoint (they record only the time after it)."""
@@ -485,6 +540,8 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
             "coverage": coverage(list(records.values()), labels, grid),
             "cost": [cost(label, [r for rs in groups[label].values() for r in rs]) for label in aligners],
             "compute": compute(list(records.values())),
+            "first_population": [first_population(label, groups[label]) for label in aligners
+                                 if any(r["history"] is not None for rs in groups[label].values() for r in rs)],
             "table": table, "per_aligner": per_aligner, "tests": tests, "skipped": skipped,
             "baseline": None if naive else f"no entries of {BASELINE}: no gains, dimension or diagnostics changes",
             "transfer": {"gains": gains, "gap_tests": gap_done, "per_variant": variant_done,

@@ -424,6 +424,35 @@ def _compute_text(c: dict) -> str:
             f"run{resumed}.")
 
 
+# What ``study.first_population`` measures (its definition, written once).
+FIRST_POPULATION_NOTE = (
+    "gain: the first generation's mean training fitness (L1 in the search's own precision, from its convergence "
+    "curve: the fitness of a typical first-population candidate, since the entries keep no single starting point) "
+    "minus the best fitness at the end of the run; the first population's part: that mean minus the first "
+    "generation's best (its first popsize evaluations); share = part / gain (1: the first population found the "
+    "whole gain, before any search step; 0: it found none of it)")
+
+
+def first_population_part(m: dict) -> list[str]:
+    """Per searching aligner: how much of its gain in training fitness its first population found."""
+    rows = m.get("first_population") or []
+    if not rows:
+        return []
+    out = ["\n### The first population's share of each search's gain\n",
+           f"Per run, {FIRST_POPULATION_NOTE}. Each value is the mean over a target's seeds, then mean ± sd over "
+           "targets [min, max]; pooled: the sum of the parts over the sum of the gains, over the runs with a gain.\n",
+           _table(["Aligner", "Popsize", "Runs", "Targets with a share", "First-generation mean", "First-generation best",
+                   "Final best", "Gain", "Share of the gain", "Pooled share"],
+                  [[md_escape(a["aligner"]), ", ".join(map(str, a["popsize"])) or "–", str(a["runs"]),
+                    str(a["targets"]), fmt(a["start"]["mean"], ".1f"), fmt(a["first_best"]["mean"], ".1f"),
+                    fmt(a["final_best"]["mean"], ".1f"), fmt(a["gain"]["mean"], ".2f"),
+                    "–" if a["share"]["n"] == 0 else _stat_text(a["share"], ".2f"), fmt(a["pooled_share"], ".2f")]
+                   for a in rows])]
+    notes = [f"- {md_escape(a['aligner'])}: {_count(w['runs'], 'run')} without a share: {md_escape(w['reason'])}."
+             for a in rows for w in a["without_share"]]
+    return out + (["", *notes] if notes else [])
+
+
 def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> str:
     """The study as Markdown; ``charts``: model -> {target label -> relative path of its SVG}."""
     parts = []
@@ -453,6 +482,7 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
               fmt(a["option_mass"]["train"]["mean"], ".3f"), fmt(a["option_mass"]["heldout"]["mean"], ".3f")]
              + [fmt(a["abs_error"]["heldout"][d], ".1f") for d in dims] for a in m["per_aligner"]]))
         parts += cost_part(m)
+        parts += first_population_part(m)
         variants = list(dict.fromkeys(v for a in m["per_aligner"] for v in a["l1_per_variant"]))
         parts.append("\n### L1 per prompt variant\n\n"
                      f"Mean over targets of the mean over seeds; the first {n_train} variants are the training ones. "
