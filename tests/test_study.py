@@ -17,6 +17,7 @@ from cultbench.cli import main
 from cultbench.runs.experiments import experiment_grid
 from cultbench.publish.leaderboard import Entries, collect
 from cultbench.prompts import variants_version
+from cultbench.columns import fmt
 from cultbench.publish.stats import paired_comparison, toward_target
 from cultbench.publish.study import BEGIN, END, generated_part, holm, render_study_markdown, study, write_study
 
@@ -521,3 +522,64 @@ def test_the_first_populations_share_of_a_searchs_gain_follows_its_curves():
     assert "### The first population's share of each search's gain" in text
     assert "| de (budget 30) | 10 | 4 | 2 | 100.0 | 96.0 | 92.0 | 8.00 | 0.49 ± 0.16 [0.38, 0.60] | 0.50 |" in text
     assert "- prompt-tuning (budget 30): 2 runs without a share: no population (gradient steps, not generations)." in text
+
+
+def test_the_budget_ladder_tests_de_budget_by_budget_and_says_where_the_curves_cross():
+    """DE, CMA-ES (two seeds) and prompt tuning at budgets 30 and 100 on five targets: DE's
+    held-out L1 is 2 below CMA-ES's at 30 and 5 above it at 100 (the curves cross), its training L1
+    3 below at both (no crossing). Each budget is one Holm family of DE against the others on both
+    splits; the main family no longer pairs setups two budgets apart; one budget: no ladder."""
+    offsets = dict(zip("ABCDE", (0.0, 3.0, -2.0, 5.0, 1.0)))
+    jitter = dict(zip("ABCDE", (0.3, -0.2, 0.1, -0.4, 0.2)))  # DE's, per target (mean 0): no constant difference
+    l1 = {("de", 30): (100.0, 90.0), ("cmaes", 30): (102.0, 93.0), ("prompt-tuning", 30): (104.0, 80.0),
+          ("de", 100): (95.0, 85.0), ("cmaes", 100): (90.0, 88.0), ("prompt-tuning", 100): (101.0, 70.0)}
+    records = {("naive", t, None): 110.0 + o for t, o in offsets.items()}
+    for (name, budget), (heldout, train) in l1.items():
+        for t, o in offsets.items():
+            for s in ((0,) if name == "prompt-tuning" else (0, 1)):
+                shift = o + (jitter[t] if name == "de" else 0.0) + 0.1 * s
+                records[(f"{name}@{budget}", t, s)] = {"train": train + shift, "heldout": heldout + shift,
+                                                       "budget": budget}
+    entries = _synthetic_entries(records)
+    for r in entries.records.values():  # "de@30": aligner de (the @budget keeps the file names apart)
+        r["aligner"]["name"] = r["aligner"]["name"].split("@")[0]
+    doc = study(entries)
+    (m,) = doc["models"]
+    ladder = m["ladder"]
+    assert ladder["budgets"] == [30, 100] and ladder["a"] == "de"
+    points = {(p["aligner"], p["budget"]): p for p in ladder["points"]}
+    assert set(points) == set(l1)
+    de30 = points[("de", 30)]
+    assert de30["label"] == "de (budget 30)" and de30["targets"] == 5
+    expected = statistics.fmean(100.0 + o + jitter[t] + 0.05 for t, o in offsets.items())  # seeds: +0, +0.1
+    assert de30["l1"]["heldout"]["mean"] == pytest.approx(expected)
+    assert points[("prompt-tuning", 100)]["l1"]["train"]["mean"] == pytest.approx(70.0 + statistics.fmean(offsets.values()))
+    for family, budget in zip(ladder["families"], (30, 100)):
+        assert family["budget"] == budget and not family["skipped"]
+        assert {(t["a"], t["b"], t["split"]) for t in family["tests"]} == {
+            (f"de (budget {budget})", f"{b} (budget {budget})", s) for b in ("cmaes", "prompt-tuning")
+            for s in ("train", "heldout")}
+        assert [t["p_holm"] for t in family["tests"]] == pytest.approx(holm([t["p_value"] for t in family["tests"]]))
+        assert {t["family"] for t in family["tests"]} == {f"budget {budget}"}
+    de_cmaes = {(t["budget"], t["split"]): t for f in ladder["families"] for t in f["tests"] if t["b"].startswith("cmaes")}
+    assert de_cmaes[(30, "heldout")]["mean_difference"] == pytest.approx(-2.0)
+    assert de_cmaes[(100, "heldout")]["mean_difference"] == pytest.approx(5.0)
+    crossings = {(c["a"], c["b"], c["split"]): c for c in ladder["crossings"]}
+    assert crossings[("de", "cmaes", "heldout")]["crossings"] == [[30, 100]]
+    assert crossings[("de", "cmaes", "train")]["crossings"] == []
+    assert crossings[("de", "prompt-tuning", "heldout")]["crossings"] == []  # DE below at both budgets
+    # the main family pairs equal budgets only (and the baselines with every budget)
+    pairs = {(t["a"], t["b"]) for t in m["tests"] + m["skipped"]}
+    assert ("de (budget 30)", "cmaes (budget 30)") in pairs and ("de (budget 30)", "cmaes (budget 100)") not in pairs
+    assert ("de (budget 100)", "naive") in pairs
+    text = render_study_markdown(doc)
+    assert "### Along the budget ladder" in text and "Holm adjusts within the tests of one budget" in text
+    assert "- de − cmaes, held-out L1 (30: -2.0, 100: +5.0): the curves cross between budgets 30 and 100." in text
+    assert "- de − cmaes, train L1 (30: -3.0, 100: -3.0): no crossing; de stays below at every budget tested." in text
+    assert f"| de | {fmt(expected, '.1f')} |" in text
+    # one budget: no ladder, in the JSON or the document
+    single = _synthetic_entries({k: v for k, v in records.items() if k[0] in ("naive", "de@30", "cmaes@30")})
+    for r in single.records.values():
+        r["aligner"]["name"] = r["aligner"]["name"].split("@")[0]
+    single = study(single)
+    assert "ladder" not in single["models"][0] and "budget ladder" not in render_study_markdown(single)

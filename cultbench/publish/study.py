@@ -20,6 +20,9 @@ its cost (budget in candidate evaluations, wall time per run), and families of p
 - ``first_population``: per searching aligner setup, the share of its gain in training fitness
   that its first population had already found (``study_markdown.FIRST_POPULATION_NOTE``; None for prompt tuning,
   which has no population).
+- ``ladder`` (only where the budgeted aligners ran at two budgets or more): ``budget_ladder``, each
+  budgeted aligner's mean L1 per budget and DE against the others budget by budget, each budget
+  its own Holm family, with the budgets between which DE − B changes sign.
 
 The unit of every test is the target: each aligner's value is averaged over its seeds within a
 target first, then the two aligners' target means are paired (so a seed-free baseline's one value
@@ -468,8 +471,10 @@ def _per_aligner(label: str, own: list[dict], per_target: dict, dims: list[str])
 def _l1_tests(rows: list[dict], groups: dict, comparisons, seed: int) -> tuple[list[dict], list[dict]]:
     """(done, skipped): the paired L1 tests of ``comparisons`` and of every other aligner with
     entries against the naive model (``comparisons_for``), on both splits, Holm-adjusted within
-    each family; a comparison without entries or across wordings is skipped, with the reason."""
-    l1_tests = []
+    each family; a comparison without entries or across wordings is skipped, with the reason. Two
+    budgeted setups at different budgets are not paired here (unequal cost; ``budget_ladder``
+    compares them budget by budget)."""
+    l1_tests, budget_of = [], _budgets(rows)
     asked = comparisons_for({r["aligner"]["name"] for r in rows}, comparisons)
     for a_name, b_name, family in asked:
         a_labels, b_labels = _labels(rows, a_name), _labels(rows, b_name)
@@ -477,6 +482,8 @@ def _l1_tests(rows: list[dict], groups: dict, comparisons, seed: int) -> tuple[l
             absent = " or ".join(n for n, ls in ((a_name, a_labels), (b_name, b_labels)) if not ls)
             l1_tests.append({"a": a_name, "b": b_name, "family": family, "skipped": f"no entries of {absent}"})
         for a, b in ((a, b) for a in a_labels for b in b_labels):
+            if a in budget_of and b in budget_of and budget_of[a] != budget_of[b]:
+                continue  # two budgets apart: compared along the budget ladder, at equal budgets
             if _other_wording(groups, a, b):
                 l1_tests.append({"a": a, "b": b, "family": family, "skipped": _other_wording(groups, a, b)})
                 continue
@@ -488,6 +495,60 @@ def _l1_tests(rows: list[dict], groups: dict, comparisons, seed: int) -> tuple[l
         tests += done
         skipped += left
     return tests, skipped
+
+
+# -- the budget ladder ----------------------------------------------------------------------------
+
+LADDER_A = "de"  # the aligner the ladder compares with each other budgeted aligner, budget by budget
+
+
+def _budgets(rows: list[dict]) -> dict[str, int]:
+    """Aligner label -> its budget (candidate evaluations), for the aligners that spend one."""
+    return {r["aligner_label"]: r["aligner"]["budget"] for r in rows if r["aligner"]["budget"] is not None}
+
+
+def _crossings(tests: list[dict], name_of: dict[str, str]) -> list[dict]:
+    """Per pair of aligners and split: the consecutive budgets between which the sign of the mean
+    difference (A − B over their common targets) changes; ``differences``: that difference at each
+    budget tested, so a pair that never crosses says so too."""
+    out = []
+    key = lambda t: (name_of[t["a"]], name_of[t["b"]], t["split"])  # noqa: E731
+    for a, b, split in dict.fromkeys(key(t) for t in tests):
+        points = [(t["budget"], t["mean_difference"]) for t in tests if key(t) == (a, b, split)]
+        between = [[x[0], y[0]] for x, y in zip(points, points[1:]) if x[1] * y[1] < 0]
+        out.append({"a": a, "b": b, "split": split, "differences": [[n, d] for n, d in points],
+                    "crossings": between})
+    return out
+
+
+def budget_ladder(rows: list[dict], groups: dict, per_aligner: list[dict], seed: int) -> dict | None:
+    """The aligners that spend a budget, along the budgets the entries have (None below two): per
+    aligner setup and budget its mean L1 over targets (each target's mean over seeds), and per budget
+    ``LADDER_A`` against every other budgeted aligner at that budget (paired over targets, both
+    splits), Holm-adjusted within the family of that budget; and where ``LADDER_A`` − B changes sign."""
+    budget_of = _budgets(rows)
+    budgets = sorted(set(budget_of.values()))
+    if len(budgets) < 2:
+        return None
+    name_of = {r["aligner_label"]: r["aligner"]["name"] for r in rows}
+    points = [{"aligner": name_of[a["aligner"]], "label": a["aligner"], "budget": budget_of[a["aligner"]],
+               "targets": a["targets"], "l1": a["l1"]} for a in per_aligner if a["aligner"] in budget_of]
+    families, done_all = [], []
+    for budget in budgets:
+        here = sorted((label for label, b in budget_of.items() if b == budget), key=_order)
+        items = []
+        for a, b in ((a, b) for a in here if name_of[a] == LADDER_A for b in here if name_of[b] != LADDER_A):
+            about = {"a": a, "b": b, "budget": budget, "family": f"budget {budget}"}
+            if _other_wording(groups, a, b):
+                items.append({**about, "skipped": _other_wording(groups, a, b)})
+                continue
+            items += [_test(_means(groups[a], _l1(s)), _means(groups[b], _l1(s)), seed, **about, split=s,
+                            measure="L1") for s in SPLITS]
+        done, skipped = _family(items)
+        done_all += done
+        families.append({"budget": budget, "tests": done, "skipped": skipped})
+    return {"budgets": budgets, "a": LADDER_A, "points": points, "families": families,
+            "crossings": _crossings(done_all, name_of)}
 
 
 def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict | None = None) -> dict:
@@ -520,6 +581,7 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
         per_aligner = [_per_aligner(label, [t for t in table if t["aligner"] == label], groups[label], dims)
                        for label in aligners]
         tests, skipped = _l1_tests(mine, groups, comparisons, seed)
+        ladder = budget_ladder(mine, groups, per_aligner, seed)
         naive = _labels(mine, BASELINE)
         others = [a for a in aligners if a not in naive]
         pairs = [(a, n) for a in others for n in naive if not _other_wording(groups, a, n)]
@@ -550,7 +612,8 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
             "direction": {"tests": direction_done, "skipped": direction_skipped},
             "diagnostics": {"per_aligner": [diagnostics_summary(label, groups[label]) for label in aligners],
                             "tests": diag_done, "skipped": diag_skipped,
-                            "thresholds": {"position_bias": MAX_POSITION_BIAS, "reversal_tv": MAX_REVERSAL_DISTANCE}}})
+                            "thresholds": {"position_bias": MAX_POSITION_BIAS, "reversal_tv": MAX_REVERSAL_DISTANCE}},
+            **({} if ladder is None else {"ladder": ladder})})
     return {"format": STUDY_FORMAT, "entries_used": len(entries.records), "rejected": entries.rejected,
             "duplicates": entries.duplicates, "grid": None if grid is None else grid.get("file"),
             "models": models, "rows": rows}

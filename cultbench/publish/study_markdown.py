@@ -453,6 +453,62 @@ def first_population_part(m: dict) -> list[str]:
     return out + (["", *notes] if notes else [])
 
 
+def _ladder_cell(points: list[dict], split: str, targets: int) -> str:
+    """One aligner's mean L1 at one budget (each setup's, when several share the budget)."""
+    cells = []
+    for p in points:
+        text = fmt(p["l1"][split]["mean"], ".1f") + (f" ({_count(p['targets'], 'target')})"
+                                                       if p["targets"] != targets else "")
+        cells.append(text + (f" [{p['label'].rsplit(' [', 1)[1]}" if len(points) > 1 else ""))
+    return "; ".join(cells) or "–"
+
+
+def _crossing_text(c: dict) -> str:
+    """Where A − B changes sign along the budgets, in a sentence."""
+    diffs = ", ".join(f"{n}: {fmt(d, '+.1f')}" for n, d in c["differences"])
+    where = f"{md_escape(c['a'])} − {md_escape(c['b'])}, {SPLIT_TEXT[c['split']]} L1 ({diffs})"
+    if c["crossings"]:
+        return f"- {where}: the curves cross " + " and ".join(f"between budgets {x} and {y}" for x, y in c["crossings"]) + "."
+    if len(c["differences"]) < 2:
+        return f"- {where}: tested at one budget only, so no crossing can be seen."
+    sign = "below" if c["differences"][0][1] < 0 else "above"
+    return f"- {where}: no crossing; {md_escape(c['a'])} stays {sign} at every budget tested."
+
+
+def ladder_part(m: dict) -> list[str]:
+    """The budgeted aligners along the budget ladder (absent below two budgets)."""
+    ladder = m.get("ladder")
+    if ladder is None:
+        return []
+    n = len(m["targets"])
+    lines = ["\n### Along the budget ladder\n",
+             f"Budgets (candidate evaluations): {', '.join(map(str, ladder['budgets']))}. Per aligner and budget: "
+             "the mean over targets of each target's mean over seeds (a cell over fewer targets than the study's "
+             f"{n} says how many). The held-out L1 is the primary metric on the held-out wordings (order-balanced for "
+             "entries of wording version 4). DE at each budget against the baselines, which spend no budget, is in "
+             "the paired comparisons below (primary family); setups two budgets apart are not paired there.\n"]
+    names = list(dict.fromkeys(p["aligner"] for p in ladder["points"]))
+    for split in ("heldout", "train"):
+        lines += [f"{SPLIT_TEXT[split].capitalize()} L1:\n", _table(
+            ["Aligner"] + [str(b) for b in ladder["budgets"]],
+            [[md_escape(a)] + [md_escape(_ladder_cell([p for p in ladder["points"] if (p["aligner"], p["budget"]) == (a, b)],
+                                                      split, n)) for b in ladder["budgets"]] for a in names]), ""]
+    tests = [t for f in ladder["families"] for t in f["tests"]]
+    lines.append(f"{md_escape(ladder['a'])} against each other budgeted aligner at the same budget, "
+                 "L1 (A − B; negative: A closer to the target), both splits. " + TESTS_NOTE + " Each budget is "
+                 "its own family: Holm adjusts within the tests of one budget (both splits), not across budgets.\n")
+    if tests:
+        lines += [_table(["Budget", "A", "B", "Split"] + TEST_HEADERS,
+                         [[str(t["budget"]), md_escape(t["a"]), md_escape(t["b"]), SPLIT_TEXT[t["split"]]] + _cells(t)
+                          for t in tests]), "", floor_text(tests)]
+    lines += _skipped([t for f in ladder["families"] for t in f["skipped"]])
+    if ladder["crossings"]:
+        lines += ["", "Where the curves cross (the sign of the mean difference over the common targets, budget by "
+                  "budget; a crossing is a change of sign, whatever the tests' p):", ""]
+        lines += [_crossing_text(c) for c in ladder["crossings"]]
+    return lines
+
+
 def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> str:
     """The study as Markdown; ``charts``: model -> {target label -> relative path of its SVG}."""
     parts = []
@@ -483,6 +539,7 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
              + [fmt(a["abs_error"]["heldout"][d], ".1f") for d in dims] for a in m["per_aligner"]]))
         parts += cost_part(m)
         parts += first_population_part(m)
+        parts += ladder_part(m)
         variants = list(dict.fromkeys(v for a in m["per_aligner"] for v in a["l1_per_variant"]))
         parts.append("\n### L1 per prompt variant\n\n"
                      f"Mean over targets of the mean over seeds; the first {n_train} variants are the training ones. "
