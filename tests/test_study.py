@@ -583,3 +583,29 @@ def test_the_budget_ladder_tests_de_budget_by_budget_and_says_where_the_curves_c
         r["aligner"]["name"] = r["aligner"]["name"].split("@")[0]
     single = study(single)
     assert "ladder" not in single["models"][0] and "budget ladder" not in render_study_markdown(single)
+
+
+def test_a_grid_of_several_budgets_expects_each_budget_of_each_search(tmp_path):
+    """An experiment file with budgets 30 and 100: each searching aligner is expected at both, per
+    target and seed; the missing ones are named with their budget, the baselines without."""
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(yaml.safe_dump({"target": ["US", "CN"], "aligner": ["naive", "de"], "seed": [0, 1],
+                                          "budget": [30, 100]}))
+    grid = experiment_grid(experiment)
+    assert grid["budgets"] == [30, 100]
+    values = {("naive", t, None): 100.0 for t in ("U.S.A.", "China")}
+    values.update({(f"de@{b}", t, s): {"train": 90.0, "heldout": 95.0, "budget": b}
+                   for t in ("U.S.A.", "China") for s in (0, 1) for b in (30, 100)})
+    del values[("de@100", "China", 1)]
+    entries = _synthetic_entries(values)
+    for r in entries.records.values():
+        r["aligner"]["name"] = r["aligner"]["name"].split("@")[0]
+    coverage = {a["aligner"]: a for a in study(entries, grid=grid)["models"][0]["coverage"]["aligners"]}
+    de = coverage["de"]
+    assert (de["entries"], de["expected_entries"], de["targets"], de["outside"]) == (7, 8, 2, 0)
+    assert de["budgets"] == [30, 100] and de["seeds_per_target"] == [1, 2]
+    assert de["missing"] == [{"target": "China (hofstede-2015)", "budget": 100, "all": False, "seeds": [1]}]
+    assert (coverage["naive"]["entries"], coverage["naive"]["expected_entries"], coverage["naive"]["missing"]) == (2, 2, [])
+    text = render_study_markdown(study(entries, grid=grid))
+    assert "| de | yes | 7 | 8 | 2 | 1–2 | 30, 100 | China (hofstede-2015) (budget 100: seeds 1) |" in text
+    assert "Seeds per target and budget" in text

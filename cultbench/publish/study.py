@@ -222,14 +222,25 @@ def _scale_orders(records: list[dict]) -> dict[str, str]:
 
 # -- sections -------------------------------------------------------------------------------------
 
+def _expected_budgets(searches, grid_budgets, present: set) -> list:
+    """The budgets a grid expects of one aligner: the grid's for a searching aligner (each is a
+    combination of its own), else the ones its entries have (one, when the grid names none), and
+    none for an aligner that spends no budget."""
+    if not searches:
+        return [None]
+    if grid_budgets:
+        return list(grid_budgets)
+    return sorted(present - {None}) or [None]
+
+
 def coverage(records: list[dict], labels: dict[tuple, str], grid: dict | None = None) -> dict:
     """Which target x aligner x seed combinations one model's entries hold, against ``grid`` (an
     experiment's targets, its aligners with whether each searches, and its seeds) or, without one,
     against the targets and seeds the entries themselves have (the built-in aligners without
     entries are listed too); with the budgets and wording versions the entries were made with."""
-    present: dict[str, set] = defaultdict(set)
+    present: dict[str, set] = defaultdict(set)  # name -> {(target, seed, budget)}
     for r in records:
-        present[r["aligner"]["name"]].add((_target(r), r["aligner"]["seed"]))
+        present[r["aligner"]["name"]].add((_target(r), r["aligner"]["seed"], r["aligner"]["budget"]))
     if grid is not None:
         targets = [(t["name"], t["source"]) for t in grid["targets"]]
         seeds, names = list(grid["seeds"]), list(grid["aligners"])
@@ -241,24 +252,28 @@ def coverage(records: list[dict], labels: dict[tuple, str], grid: dict | None = 
     for name in sorted(set(names) | set(present), key=_order):
         mine, in_grid = present.get(name, set()), name in names
         searches = (grid["aligners"][name] if grid is not None and in_grid
-                    else any(s is not None for _, s in mine) if mine else None)
+                    else any(s is not None for _, s, _ in mine) if mine else None)
         mine_seeds = (seeds if searches and name not in (grid or {}).get("unseeded", []) else
                       seeds[:1] if searches else [None])
-        expected = set() if not in_grid or searches is None else {(t, s) for t in targets for s in mine_seeds}
+        mine_budgets = _expected_budgets(searches, (grid or {}).get("budgets"), {b for _, _, b in mine})
+        expected = set() if not in_grid or searches is None else {
+            (t, s, b) for t in targets for s in mine_seeds for b in mine_budgets}
         missing = defaultdict(list)
-        for t, s in sorted(expected - mine, key=lambda ts: (ts[0], -1 if ts[1] is None else ts[1])):
-            missing[t].append(s)
-        per_target = defaultdict(int)
-        for t, _ in mine:
-            per_target[t] += 1
+        for t, s, b in sorted(expected - mine, key=lambda tsb: (tsb[0], -1 if tsb[1] is None else tsb[1],
+                                                                  -1 if tsb[2] is None else tsb[2])):
+            missing[(t, b) if len(mine_budgets) > 1 else (t,)].append(s)
+        per_target = defaultdict(int)  # (target, budget) -> entries (its seeds)
+        for t, _, b in mine:
+            per_target[(t, b)] += 1
         out.append({
             "aligner": name, "in_grid": in_grid, "searches": searches, "entries": len(mine),
             "expected_entries": len(expected) if in_grid and searches is not None else None,
-            "targets": len(per_target),
+            "targets": len({t for t, _ in per_target}),
             "budgets": sorted({r["aligner"]["budget"] for r in records
                                if r["aligner"]["name"] == name and r["aligner"]["budget"] is not None}),
             "seeds_per_target": [min(per_target.values()), max(per_target.values())] if per_target else None,
-            "missing": [{"target": labels.get(t) or f"{t[0]} ({t[1]})",
+            "missing": [{"target": labels.get(t[0]) or f"{t[0][0]} ({t[0][1]})",
+                         **({"budget": t[1]} if len(t) > 1 else {}),
                          "all": len(s) == len(mine_seeds), "seeds": [x for x in s if x is not None]}
                         for t, s in missing.items()],
             "outside": len(mine - expected)})

@@ -86,8 +86,8 @@ def _missing_text(a: dict) -> str:
         return "no entries"
     if not a["in_grid"]:
         return "not in the grid"
-    parts = [f"{t['target']} ({'all' if t['all'] else 'seeds ' + ', '.join(map(str, t['seeds']))})"
-             for t in a["missing"]]
+    parts = [f"{t['target']} ({'budget ' + str(t['budget']) + ': ' if 'budget' in t else ''}"
+             f"{'all' if t['all'] else 'seeds ' + ', '.join(map(str, t['seeds']))})" for t in a["missing"]]
     return "; ".join(parts) or "–"
 
 
@@ -123,8 +123,9 @@ def coverage_part(m: dict) -> list[str]:
             f"is skipped below, with the reason. Wording version of the entries: "
             f"{', '.join(map(str, c['wording_versions']))} (the variants file's now: {c['current_wording_version']})."
             + (f" Budget in the grid: {', '.join(map(str, c['budgets']))} evaluations." if c["budgets"] else "") + "\n",
-            _table(["Aligner", "Searches", "Entries", "Expected", "Targets", "Seeds per target", "Budgets", "Missing"],
-                   rows)]
+            _table(["Aligner", "Searches", "Entries", "Expected", "Targets",
+                    "Seeds per target and budget" if any(len(a["budgets"]) > 1 for a in c["aligners"])
+                    else "Seeds per target", "Budgets", "Missing"], rows)]
 
 
 def glance_part(m: dict) -> list[str]:
