@@ -609,3 +609,35 @@ def test_a_grid_of_several_budgets_expects_each_budget_of_each_search(tmp_path):
     text = render_study_markdown(study(entries, grid=grid))
     assert "| de | yes | 7 | 8 | 2 | 1–2 | 30, 100 | China (hofstede-2015) (budget 100: seeds 1) |" in text
     assert "Seeds per target and budget" in text
+
+
+def test_de_against_another_search_after_its_first_generation_and_at_the_end():
+    """Three targets: DE's first generation is 2 (± a little) below CMA-ES's, its end 1 below (same
+    budget and popsize): both differences are tested, target as the unit, Holm within the family
+    first generation; random search with another popsize is not paired (its first generation costs
+    otherwise)."""
+    first_gap = {"A": -2.1, "B": -1.8, "C": -2.4}
+    end_gap = {"A": -1.1, "B": -1.2, "C": -0.6}
+    values = {("naive", t, None): 100.0 for t in first_gap}
+    for t, gap in first_gap.items():
+        values[("de", t, 0)] = {"train": 80.0, "heldout": 90.0, "budget": 20, "hyperparameters": {"popsize": 10},
+                                "history": _curve([(10, 90.0 + gap, 95.0), (20, 86.0 + end_gap[t], 94.0)])}
+        values[("cmaes", t, 0)] = {"train": 81.0, "heldout": 90.0, "budget": 20, "hyperparameters": {"popsize": 10},
+                                   "history": _curve([(10, 90.0, 95.0), (20, 86.0, 93.0)])}
+        values[("random", t, 0)] = {"train": 82.0, "heldout": 90.0, "budget": 20, "hyperparameters": {"popsize": 5},
+                                    "history": _curve([(5, 91.0, 95.0), (10, 91.0, 95.0), (15, 90.0, 95.0),
+                                                       (20, 90.0, 95.0)])}
+    m = study(_synthetic_entries(values), comparisons=())["models"][0]
+    tests = {(t["b"], t["point"]): t for t in m["first_generation"]["tests"]}
+    assert set(tests) == {("cmaes (budget 20)", "first_best"), ("cmaes (budget 20)", "final_best")}
+    first, end = tests[("cmaes (budget 20)", "first_best")], tests[("cmaes (budget 20)", "final_best")]
+    assert first["mean_difference"] == pytest.approx(statistics.fmean(first_gap.values()))
+    assert first["n_pairs"] == 3 and first["a_better_fraction"] == 1.0 and first["family"] == "first generation"
+    assert end["mean_difference"] == pytest.approx(statistics.fmean(end_gap.values()))
+    assert [first["p_holm"], end["p_holm"]] == pytest.approx(holm([first["p_value"], end["p_value"]]))
+    assert m["first_generation"]["skipped"] == [{"a": "de (budget 20)", "b": "random (budget 20)", "budget": 20,
+                                                 "family": "first generation",
+                                                 "skipped": "popsizes differ (10 against 5)"}]
+    text = render_study_markdown({"models": [m]})
+    assert "| 20 | de (budget 20) | cmaes (budget 20) | after the first generation | 3 | 1/1 |" in text
+    assert "- de (budget 20) against random (budget 20): skipped, popsizes differ (10 against 5)." in text

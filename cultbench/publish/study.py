@@ -20,6 +20,9 @@ its cost (budget in candidate evaluations, wall time per run), and families of p
 - ``first_population``: per searching aligner setup, the share of its gain in training fitness
   that its first population had already found (``study_markdown.FIRST_POPULATION_NOTE``; None for prompt tuning,
   which has no population).
+- ``first_generation``: DE against each other population search at the same budget and popsize
+  on the search's training fitness after its first generation and at the end (does DE's lead come
+  from its first population?), Holm within the family "first generation".
 - ``ladder`` (only where the budgeted aligners ran at two budgets or more): ``budget_ladder``, each
   budgeted aligner's mean L1 per budget and DE against the others budget by budget, each budget
   its own Holm family, with the budgets between which DE − B changes sign.
@@ -354,6 +357,38 @@ def first_population(label: str, groups: dict) -> dict:
             "per_target": per_target}
 
 
+FIRST_GENERATION = "first generation"  # the family of first_generation_tests
+
+
+def _run_point(point: str):
+    """A run's ``point`` of ``_first_population_run`` ("first_best", "final_best"), None without one."""
+    return lambda r: (_first_population_run(r)[0] or {}).get(point)
+
+
+def first_generation_tests(rows: list[dict], groups: dict, seed: int) -> tuple[list[dict], list[dict]]:
+    """Does DE's lead over another population search (same budget) come from its first population?
+    DE against it on the search's training fitness after the first generation and at the end of
+    the run (target as the unit), Holm within the family ``FIRST_GENERATION``; pairs whose popsizes
+    differ (their first generations cost differently) are skipped, with the reason."""
+    budget_of = _budgets(rows)
+    name_of = {r["aligner_label"]: r["aligner"]["name"] for r in rows}
+    popsizes = {label: sorted({r["aligner"]["hyperparameters"].get("popsize") for rs in groups[label].values()
+                               for r in rs} - {None}) for label in budget_of}
+    items = []
+    for a in (a for a in sorted(budget_of, key=_order) if name_of[a] == LADDER_A and popsizes[a]):
+        for b in (b for b in sorted(budget_of, key=_order) if name_of[b] != LADDER_A and popsizes[b]
+                  and budget_of[b] == budget_of[a]):
+            about = {"a": a, "b": b, "budget": budget_of[a], "family": FIRST_GENERATION}
+            if popsizes[a] != popsizes[b]:
+                items.append({**about, "skipped": f"popsizes differ ({', '.join(map(str, popsizes[a]))} against "
+                                                  f"{', '.join(map(str, popsizes[b]))})"})
+                continue
+            items += [_test(_means(groups[a], _run_point(point)), _means(groups[b], _run_point(point)), seed,
+                            **about, point=point, measure=f"a {point.replace('_', ' ')}") for point in
+                      ("first_best", "final_best")]
+    return _family(items)
+
+
 def compute(records: list[dict]) -> dict:
     """What the whole study spent: the sum of its runs' wall times (one process each), the threads a
     run used, and how many runs resumed from a checkpoint (they record only the time after it)."""
@@ -619,6 +654,7 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
             "compute": compute(list(records.values())),
             "first_population": [first_population(label, groups[label]) for label in aligners
                                  if any(r["history"] is not None for rs in groups[label].values() for r in rs)],
+            "first_generation": dict(zip(("tests", "skipped"), first_generation_tests(mine, groups, seed))),
             "table": table, "per_aligner": per_aligner, "tests": tests, "skipped": skipped,
             "baseline": None if naive else f"no entries of {BASELINE}: no gains, dimension or diagnostics changes",
             "transfer": {"gains": gains, "gap_tests": gap_done, "per_variant": variant_done,
