@@ -375,6 +375,9 @@ def test_config_file_yaml_and_toml(tiny_folder, tmp_path):
     (["--aligner", "dee"], "unknown aligner 'dee'.*Did you mean: de"),
     (["--aligner", "de", "--param", "popsiz=5"], "'popsiz' is a hyper-parameter of none of the aligners.*"
                                                  "Did you mean: popsize"),
+    (["--aligner", "de", "--param", "cmaes.popsize=5"], "'cmaes.popsize' names the aligner 'cmaes', which this run "
+                                                        "does not run"),
+    (["--aligner", "de", "--param", "de.popsiz=5"], "unknown hyper-parameter 'popsiz' for aligner de.*Did you mean: popsize"),
     (["--aligner", "de", "--budget", "3"], "budget 3 is smaller than one generation of de"),
     (["--model", "/no/such/model"], "model path not found: /no/such/model"),
     (["--output", "FILE/entries"], "--output .*cannot create the folder"),
@@ -407,6 +410,15 @@ def test_run_needs_a_target_and_every_command_has_an_example(tmp_path):
                     ["leaderboard", "publish"]):
         shown = CliRunner().invoke(main, [*command, "--help"])
         assert shown.exit_code == 0 and "Example" in shown.output and "cultbench " + command[0] in shown.output
+
+
+def test_an_aligner_scoped_param_overrides_the_shared_one_for_that_aligner_only(tmp_path):
+    spec = sweep_module.SweepSpec(targets=["US"], aligners=["de", "cmaes"], budgets=[40],
+                                  params={"popsize": "8", "de.popsize": "20"}, output=tmp_path / "entries",
+                                  runs_dir=tmp_path / "runs")
+    sweep = sweep_module.Sweep(spec)
+    assert sweep.aligners["de"].config.popsize == 20 and sweep.aligners["cmaes"].config.popsize == 8
+    assert sweep.params_of("de") == {"popsize": "20"} and sweep.params_of("cmaes") == {"popsize": "8"}
 
 
 def test_the_sweep_refuses_a_negative_seed_given_as_a_library_call(tmp_path):

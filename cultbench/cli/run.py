@@ -99,7 +99,8 @@ config_option = click.option(
 @click.option("--budget", "budgets", multiple=True, type=int,
               help="Candidate evaluations per search (repeatable) [default: 300].")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="Aligner hyper-parameter (repeatable), given to every aligner that has it.")
+              help="Aligner hyper-parameter (repeatable), given to every aligner that has it; "
+                   "ALIGNER.NAME=VALUE gives it to that aligner only (e.g. de.popsize=40).")
 @constant_option
 @click.option("--search-dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
               help="Precision of the searches; may only lower --dtype [default: --dtype]. bfloat16: faster, "

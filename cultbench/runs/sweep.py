@@ -176,14 +176,28 @@ class Sweep:
     def _make_aligner(self, name: str):
         """The aligner with its own hyper-parameters of ``--param`` (a sweep's apply to every aligner
         that has them), checked against the instrument and every budget."""
+        return prepare_aligner(name, self.params_of(name), self.instrument, _unique(self.spec.budgets),
+                               self.reduced_precision())
+
+    def params_of(self, name: str) -> dict[str, str]:
+        """The ``--param`` values aligner ``name`` takes: ``NAME=VALUE`` for every aligner that has
+        NAME, and ``ALIGNER.NAME=VALUE`` for that aligner only, which wins (e.g. DE's population
+        sized to its dimension while CMA-ES keeps its own)."""
         fields = {p["name"] for p in get_aligner_class(name).config_class.describe_params()}
-        own = {k: v for k, v in self.spec.params.items() if k in fields}
-        return prepare_aligner(name, own, self.instrument, _unique(self.spec.budgets), self.reduced_precision())
+        shared = {k: v for k, v in self.spec.params.items() if "." not in k and k in fields}
+        own = {k.split(".", 1)[1]: v for k, v in self.spec.params.items() if k.split(".", 1)[0] == name and "." in k}
+        return {**shared, **own}
 
     def _check_params(self) -> None:
+        """A shared ``--param`` must belong to some aligner of the run, a scoped one to an aligner the
+        run runs (its name was checked against that aligner when it was made)."""
         known = {p["name"] for a in self.aligners.values() for p in a.config_class.describe_params()}
-        for name in self.spec.params:
-            if name not in known:
+        for key in self.spec.params:
+            aligner, _, name = key.rpartition(".")
+            if aligner and aligner not in self.aligners:
+                raise CultbenchError(f"--param {key!r} names the aligner {aligner!r}, which this run does not run; "
+                                     f"it runs {', '.join(self.aligners)}.{did_you_mean(aligner, self.aligners)}")
+            if not aligner and name not in known:
                 raise CultbenchError(f"--param {name!r} is a hyper-parameter of none of the aligners "
                                      f"{', '.join(self.aligners)}; theirs: {', '.join(sorted(known)) or 'none'}."
                                      f"{did_you_mean(name, known)}")
@@ -395,9 +409,7 @@ class Sweep:
         args += ["--aligner", combo.aligner]
         if key["budget"] is not None:
             args += ["--budget", str(key["budget"]), "--seed", str(key["seed"]), "--search-dtype", s.search_dtype]
-        for name, value in self.aligners[combo.aligner].get_params().items():
-            if name in s.params:
-                args += ["--param", f"{name}={s.params[name]}"]
+        args += [a for name, value in self.params_of(combo.aligner).items() for a in ("--param", f"{name}={value}")]
         args += [a for dim, c in sorted(self.constants.items()) for a in ("--constant", f"{dim}={c:g}")]
         if s.dimensions:
             args += ["--dimensions", ",".join(s.dimensions)]
