@@ -20,9 +20,10 @@ its cost (budget in candidate evaluations, wall time per run), and families of p
 - ``first_population``: per searching aligner setup, the share of its gain in training fitness
   that its first population had already found (``study_markdown.FIRST_POPULATION_NOTE``; None for prompt tuning,
   which has no population).
-- ``first_generation``: DE against each other population search at the same budget and popsize
-  on the search's training fitness after its first generation and at the end (does DE's lead come
-  from its first population?), Holm within the family "first generation".
+- ``first_generation``: DE against each other population search at the same budget on the
+  search's training fitness after DE's first generation (as many evaluations for the other) and
+  at the end (does DE's difference come from its first population?), Holm within the family
+  "first generation".
 - ``ladder`` (only where the budgeted aligners ran at two budgets or more): ``budget_ladder``, each
   budgeted aligner's mean L1 per budget and DE against the others budget by budget, each budget
   its own Holm family, with the budgets between which DE − B changes sign.
@@ -360,16 +361,21 @@ def first_population(label: str, groups: dict) -> dict:
 FIRST_GENERATION = "first generation"  # the family of first_generation_tests
 
 
-def _run_point(point: str):
-    """A run's ``point`` of ``_first_population_run`` ("first_best", "final_best"), None without one."""
-    return lambda r: (_first_population_run(r)[0] or {}).get(point)
+def _best_at(evaluations: float):
+    """A run's best search fitness after at most ``evaluations`` (its convergence curve), or None."""
+    def value(record):
+        if record["history"] is None:
+            return None
+        seen = [p["best"] for p in record["history"]["curve"] if p["evaluations"] <= evaluations and p["best"] is not None]
+        return seen[-1] if seen else None
+    return value
 
 
 def first_generation_tests(rows: list[dict], groups: dict, seed: int) -> tuple[list[dict], list[dict]]:
-    """Does DE's lead over another population search (same budget) come from its first population?
-    DE against it on the search's training fitness after the first generation and at the end of
-    the run (target as the unit), Holm within the family ``FIRST_GENERATION``; pairs whose popsizes
-    differ (their first generations cost differently) are skipped, with the reason."""
+    """Does DE's difference from another population search (same budget) come from its first
+    population? DE against it on the search's training fitness (best so far) after DE's first
+    generation (its popsize in evaluations: the other search's best after as many) and at the end
+    of the run, target as the unit, Holm within the family ``FIRST_GENERATION``."""
     budget_of = _budgets(rows)
     name_of = {r["aligner_label"]: r["aligner"]["name"] for r in rows}
     popsizes = {label: sorted({r["aligner"]["hyperparameters"].get("popsize") for rs in groups[label].values()
@@ -379,13 +385,14 @@ def first_generation_tests(rows: list[dict], groups: dict, seed: int) -> tuple[l
         for b in (b for b in sorted(budget_of, key=_order) if name_of[b] != LADDER_A and popsizes[b]
                   and budget_of[b] == budget_of[a]):
             about = {"a": a, "b": b, "budget": budget_of[a], "family": FIRST_GENERATION}
-            if popsizes[a] != popsizes[b]:
-                items.append({**about, "skipped": f"popsizes differ ({', '.join(map(str, popsizes[a]))} against "
-                                                  f"{', '.join(map(str, popsizes[b]))})"})
+            if len(popsizes[a]) > 1:
+                items.append({**about, "skipped": f"{a}'s popsize varies ({', '.join(map(str, popsizes[a]))})"})
                 continue
-            items += [_test(_means(groups[a], _run_point(point)), _means(groups[b], _run_point(point)), seed,
-                            **about, point=point, measure=f"a {point.replace('_', ' ')}") for point in
-                      ("first_best", "final_best")]
+            for point, n in (("first_generation", popsizes[a][0]), ("end", None)):
+                best = _best_at(float("inf") if n is None else n)
+                items.append(_test(_means(groups[a], best), _means(groups[b], best), seed, **about, point=point,
+                                   evaluations=n, measure="a best fitness " + (f"after {n} evaluations" if n else
+                                                                                 "at the end")))
     return _family(items)
 
 

@@ -454,21 +454,21 @@ def first_population_part(m: dict) -> list[str]:
     return out + (["", *notes] if notes else []) + first_generation_part(m)
 
 
-POINT_TEXT = {"first_best": "after the first generation", "final_best": "at the end"}
-
-
 def first_generation_part(m: dict) -> list[str]:
     """DE against the other population searches after their first generation and at the end."""
     g = m.get("first_generation") or {"tests": [], "skipped": []}
     if not g["tests"] and not g["skipped"]:
         return []
     out = ["\nDoes DE's difference from another population search come from its first population? DE against "
-           "each other search of the same budget and popsize on the search's training fitness (its own precision, "
-           "the best so far; lower is better), after the first generation and at the end of the run. The unit "
-           "is the target (seeds averaged first); p (Holm): adjusted within the family first generation.\n"]
+           "each other search of the same budget on the search's training fitness (its own precision, the best "
+           "so far; lower is better), after DE's first generation (its popsize in evaluations; the other search's "
+           "best after as many evaluations, whatever its own popsize) and at the end of the run. The unit is the "
+           "target (seeds averaged first); p (Holm): adjusted within the family first generation.\n"]
     if g["tests"]:
         out += [_table(["Budget", "A", "B", "When"] + TEST_HEADERS,
-                       [[str(t["budget"]), md_escape(t["a"]), md_escape(t["b"]), POINT_TEXT[t["point"]]] + _cells(t, ".2f")
+                       [[str(t["budget"]), md_escape(t["a"]), md_escape(t["b"]),
+                         "at the end" if t["evaluations"] is None else f"after {t['evaluations']} evaluations"]
+                        + _cells(t, ".2f")
                         for t in g["tests"]]), "", floor_text(g["tests"])]
     return out + _skipped(g["skipped"])
 
