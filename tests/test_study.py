@@ -642,3 +642,22 @@ def test_de_against_another_search_after_its_first_generation_and_at_the_end():
     text = render_study_markdown({"models": [m]})
     assert "| 20 | de (budget 20) | cmaes (budget 20) | after 10 evaluations | 3 | 1/1 |" in text
     assert "| 20 | de (budget 20) | random (budget 20) | at the end | 3 | 1/1 |" in text
+
+
+def test_searches_at_no_common_budget_are_named_not_paired():
+    """DE at 30 and prompt tuning at 300 only: the main family does not pair them (unequal cost) and
+    says why; DE against naive is made at its budget."""
+    values = {("naive", t, None): 100.0 + k for k, t in enumerate("ABC")}
+    values.update({("de", t, 0): {"train": 90.0 + k, "heldout": 95.0 + k * k, "budget": 30} for k, t in enumerate("ABC")})
+    values.update({("prompt-tuning", t, 0): {"train": 70.0 + k, "heldout": 99.0 - k, "budget": 300}
+                   for k, t in enumerate("ABC")})
+    m = study(_synthetic_entries(values))["models"][0]
+    skipped = {(t["a"], t["b"]): t["skipped"] for t in m["skipped"]}
+    assert skipped[("de", "prompt-tuning")] == ("no budget in common (de at 30, prompt-tuning at 300): setups at "
+                                                "different budgets are not paired")
+    made = {(t["a"], t["b"]) for t in m["tests"]}
+    assert ("de (budget 30)", "naive") in made and not any("prompt-tuning" in b for a, b in made if "de" in a)
+    assert m["ladder"]["budgets"] == [30, 300] and all(not f["tests"] for f in m["ladder"]["families"])
+    text = render_study_markdown({"models": [m]})
+    assert "- de against prompt-tuning: skipped, no budget in common (de at 30, prompt-tuning at 300)" in text
+    assert "No budget has both de and another budgeted aligner: no test is made." in text

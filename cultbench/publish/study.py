@@ -538,9 +538,13 @@ def _l1_tests(rows: list[dict], groups: dict, comparisons, seed: int) -> tuple[l
         if not a_labels or not b_labels:
             absent = " or ".join(n for n, ls in ((a_name, a_labels), (b_name, b_labels)) if not ls)
             l1_tests.append({"a": a_name, "b": b_name, "family": family, "skipped": f"no entries of {absent}"})
-        for a, b in ((a, b) for a in a_labels for b in b_labels):
-            if a in budget_of and b in budget_of and budget_of[a] != budget_of[b]:
-                continue  # two budgets apart: compared along the budget ladder, at equal budgets
+        apart = [(a, b) for a in a_labels for b in b_labels
+                 if a in budget_of and b in budget_of and budget_of[a] != budget_of[b]]
+        if a_labels and b_labels and len(apart) == len(a_labels) * len(b_labels):
+            l1_tests.append({"a": a_name, "b": b_name, "family": family, "skipped": (
+                f"no budget in common ({a_name} at {', '.join(str(budget_of[a]) for a in a_labels)}, {b_name} at "
+                f"{', '.join(str(budget_of[b]) for b in b_labels)}): setups at different budgets are not paired")})
+        for a, b in ((a, b) for a in a_labels for b in b_labels if (a, b) not in apart):
             if _other_wording(groups, a, b):
                 l1_tests.append({"a": a, "b": b, "family": family, "skipped": _other_wording(groups, a, b)})
                 continue

@@ -521,6 +521,8 @@ def ladder_part(m: dict) -> list[str]:
         lines += [_table(["Budget", "A", "B", "Split"] + TEST_HEADERS,
                          [[str(t["budget"]), md_escape(t["a"]), md_escape(t["b"]), SPLIT_TEXT[t["split"]]] + _cells(t)
                           for t in tests]), "", floor_text(tests)]
+    else:
+        lines.append(f"No budget has both {md_escape(ladder['a'])} and another budgeted aligner: no test is made.")
     lines += _skipped([t for f in ladder["families"] for t in f["skipped"]])
     if ladder["crossings"]:
         lines += ["", "Where the curves cross (the sign of the mean difference over the common targets, budget by "
