@@ -661,3 +661,44 @@ def test_searches_at_no_common_budget_are_named_not_paired():
     text = render_study_markdown({"models": [m]})
     assert "- de against prompt-tuning: skipped, no budget in common (de at 30, prompt-tuning at 300)" in text
     assert "No budget has both de and another budgeted aligner: no test is made." in text
+
+
+@pytest.mark.slow
+def test_a_budget_ladder_from_cultbench_run_entries(tiny_folder, tmp_path):
+    """An experiment file with two budgets, run on the tiny model: the study expects each budget of
+    each search, has the ladder (DE against CMA-ES at each budget, its own Holm family) and each
+    search's first-population share from the entries' own curves; the page shows the entries as a
+    section of their own."""
+    config = yaml.safe_load(EXPERIMENT.read_text())
+    config.update(model=str(tiny_folder), target=["US", "CN"], seed=[0], budget=[10, 20], aligner=["naive", "de", "cmaes"],
+                  param={**config["param"], "popsize": 5, "n_virtual": 2, "d": 4},
+                  output=str(tmp_path / "entries"), runs_dir=str(tmp_path / "runs"))
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    result = invoke(["run", "--config", tmp_path / "experiment.yaml", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    doc = study(collect(tmp_path / "entries"), grid=experiment_grid(tmp_path / "experiment.yaml"))
+    (m,) = doc["models"]
+    coverage = {a["aligner"]: a for a in m["coverage"]["aligners"]}
+    assert (coverage["de"]["entries"], coverage["de"]["expected_entries"], coverage["de"]["missing"]) == (4, 4, [])
+    assert m["ladder"]["budgets"] == [10, 20]
+    assert [[(t["a"], t["b"], t["split"]) for t in f["tests"]] for f in m["ladder"]["families"]] == [
+        [(f"de (budget {b})", f"cmaes (budget {b})", s) for s in ("train", "heldout")] for b in (10, 20)]
+    shares = {a["aligner"]: a for a in m["first_population"]}
+    assert set(shares) == {f"{n} (budget {b})" for n in ("de", "cmaes") for b in (10, 20)}
+    for label, share in shares.items():
+        records = [r for r in collect(tmp_path / "entries").records.values()
+                   if f"{r['aligner']['name']} (budget {r['aligner']['budget']})" == label]
+        starts = [r["history"]["curve"][0]["mean"] for r in records]
+        assert share["popsize"] == [5] and share["runs"] == 2
+        assert share["start"]["mean"] == pytest.approx(statistics.fmean(starts))
+        assert share["targets"] + sum(w["runs"] for w in share["without_share"]) == 2
+        no_gain = "no gain (the final best is not below the first generation's mean)"
+        assert {w["reason"] for w in share["without_share"]} <= {no_gain}  # a first generation of popsize
+    assert any(s["share"]["n"] for s in shares.values())
+    assert "### Along the budget ladder" in render_study_markdown(doc)
+    (tmp_path / "board").mkdir()
+    written = invoke(["leaderboard", "build", "--entries", tmp_path / "entries", "--out", tmp_path / "board",
+                      "--section", f"Ladder={tmp_path / 'entries'}"])
+    assert written.exit_code == 0, written.output
+    board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
+    assert board["sections"][0]["title"] == "Ladder" and board["sections"][0]["rows"] == board["rows"]
