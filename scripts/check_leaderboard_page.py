@@ -14,7 +14,11 @@ Checks, and exits 1 naming every failure:
 - the filters work: #aligner=NAME shows only that aligner's rows, #split=train hides the held-out columns;
 - each distribution instrument's section (leaderboard.json's `distribution`) has its summary, then
   its table with one row per row of the section, in order; #sort=sim_heldout-desc sorts it by the
-  similarity with both held out, largest first.
+  similarity with both held out, largest first;
+- each section of other entries (leaderboard.json's `sections`, `build --section`) has its heading
+  with its title, below the main board, its summary (one row per model x aligner of the section)
+  before its table, the table one row per row of the section in order, sorted too by
+  #sort=l1_heldout-desc, and #aligner=NAME (an aligner of the section) shows only that aligner's rows there.
 
 With --screenshot FILE.png, also saves a screenshot of the page's top (1280 px wide).
 
@@ -53,6 +57,8 @@ class _Page(HTMLParser):
         self.tables: list[str] = []  # table ids in page order
         self.table_rows: dict[str, list[dict]] = {}  # every table's rows: {"row", "cells"}
         self.table_split: dict[str, str] = {}
+        self.headings: list[tuple[str | None, str]] = []  # (id, text) of every h2, in page order
+        self._heading = None
         self._table = None
         self._style = False
 
@@ -76,6 +82,8 @@ class _Page(HTMLParser):
             self.table_split[a.get("id")] = a.get("data-split")
         if tag == "style":
             self._style = True
+        if tag == "h2":
+            self._heading = [a.get("id"), ""]
         if self._table == "leaderboard" and tag == "tr" and "data-row" in a:
             self.rows.append({"row": a["data-row"], "cells": {}, "aligner": a.get("data-aligner"),
                               "hidden": "hidden" in a})
@@ -84,17 +92,23 @@ class _Page(HTMLParser):
         if self._table == "leaderboard" and tag == "td" and self.rows:
             self.rows[-1]["cells"][a.get("data-col")] = a.get("data-v")
         if self._table is not None and tag == "tr" and "data-row" in a:
-            self.table_rows.setdefault(self._table, []).append({"row": a["data-row"], "cells": {}})
+            self.table_rows.setdefault(self._table, []).append({"row": a["data-row"], "cells": {},
+                                                                "hidden": "hidden" in a})
         if self._table is not None and tag == "td" and self.table_rows.get(self._table):
             self.table_rows[self._table][-1]["cells"][a.get("data-col")] = a.get("data-v")
 
     def handle_endtag(self, tag):
+        if tag == "h2" and self._heading is not None:
+            self.headings.append((self._heading[0], self._heading[1]))
+            self._heading = None
         if tag == "table":
             self._table = None
         if tag == "style":
             self._style = False
 
     def handle_data(self, data):
+        if self._heading is not None:
+            self._heading[1] += data
         if self._style and ("url(" in data or "@import" in data):
             self.external.append("url() or @import in a style sheet")
 
@@ -143,6 +157,7 @@ def check(page_path: Path, json_path: Path, chromium: str) -> list[str]:
         if not fragment and order != [str(k) for k in range(expected)]:
             problems.append(f"rows are not in leaderboard.json's order: {order}")
         problems += _distribution_problems(board, loaded, fragment)
+        problems += _section_problems(board, loaded, fragment)
         if fragment == "#sort=l1_heldout-desc":
             values = [float(r["cells"].get("l1_heldout") or "nan") for r in loaded.rows]
             if values != sorted(values, reverse=True):
@@ -164,30 +179,65 @@ def check(page_path: Path, json_path: Path, chromium: str) -> list[str]:
             problems.append(f"#aligner={aligner} shows {len(visible)} rows, expected its {wanted}")
         if loaded.table_split.get("leaderboard") != "train":
             problems.append("#split=train did not switch the table to the training split")
+    for k, section in enumerate(board.get("sections", [])):
+        if not section["rows"]:
+            continue
+        aligner = section["rows"][-1]["aligner_label"]
+        dom, console = dump_dom(chromium, url + "#aligner=" + quote(aligner))
+        problems += [f"console message (filtered load): {line.split('] ', 1)[-1]}" for line in console]
+        rows = parse(dom).table_rows.get(f"section-{k}-leaderboard", [])
+        shown = [r for r in rows if not r["hidden"]]
+        wanted = [str(j) for j, r in enumerate(section["rows"]) if r["aligner_label"] == aligner]
+        if [r["row"] for r in shown] != wanted:
+            problems.append(f"section {k}: #aligner={aligner} shows rows {[r['row'] for r in shown]}, expected {wanted}")
+    return problems
+
+
+def _part_problems(loaded: _Page, table: str, summary: str, part: dict, fragment: str, sort_col: str) -> list[str]:
+    """The checks every part of the page with its own summary and table gets (a distribution
+    instrument's, a section's): one row per row of ``part``, in order, the summary (one row per
+    model x aligner) before the table, and #sort=SORT_COL-desc sorts the table."""
+    problems = []
+    rows = loaded.table_rows.get(table, [])
+    if len(rows) != len(part["rows"]):
+        problems.append(f"{table} shows {len(rows)} rows, leaderboard.json has {len(part['rows'])}")
+    if fragment == f"#sort={sort_col}-desc":
+        values = [float(r["cells"].get(sort_col) or "nan") for r in rows]
+        if values != sorted(values, reverse=True):
+            problems.append(f"#sort={sort_col}-desc did not sort {table}: {values}")
+    if fragment:
+        return problems
+    if [r["row"] for r in rows] != [str(j) for j in range(len(rows))]:
+        problems.append(f"{table}: rows are not in leaderboard.json's order")
+    if len(loaded.table_rows.get(summary, [])) != len(part["summary"]):
+        problems.append(f"{summary} does not have one row per model x aligner")
+    if summary not in loaded.tables or table not in loaded.tables or \
+            loaded.tables.index(summary) > loaded.tables.index(table):
+        problems.append(f"{summary} does not come before {table}")
+    return problems
+
+
+def _section_problems(board: dict, loaded: _Page, fragment: str) -> list[str]:
+    """The checks of the sections of other entries (see the module docstring)."""
+    problems = []
+    for k, section in enumerate(board.get("sections", [])):
+        table = f"section-{k}-leaderboard"
+        problems += _part_problems(loaded, table, f"section-{k}-summary", section, fragment, "l1_heldout")
+        if fragment:
+            continue
+        if [h for h in loaded.headings if h[0] == f"section-{k}"] != [(f"section-{k}", section["title"])]:
+            problems.append(f"section {k} has no heading {section['title']!r} (or more than one)")
+        elif "leaderboard" in loaded.tables and table in loaded.tables and \
+                loaded.tables.index("leaderboard") > loaded.tables.index(table):
+            problems.append(f"section {k} is not below the main board")
     return problems
 
 
 def _distribution_problems(board: dict, loaded: _Page, fragment: str) -> list[str]:
     """The checks of the distribution instruments' sections (see the module docstring)."""
-    problems = []
-    for k, section in enumerate(board.get("distribution", [])):
-        table, summary = f"distribution-{k}-results", f"distribution-{k}-summary"
-        rows = loaded.table_rows.get(table, [])
-        if len(rows) != len(section["rows"]):
-            problems.append(f"{table} shows {len(rows)} rows, leaderboard.json has {len(section['rows'])}")
-        if not fragment:
-            if [r["row"] for r in rows] != [str(j) for j in range(len(rows))]:
-                problems.append(f"{table}: rows are not in leaderboard.json's order")
-            if len(loaded.table_rows.get(summary, [])) != len(section["summary"]):
-                problems.append(f"{summary} does not have one row per model x aligner")
-            if summary not in loaded.tables or table not in loaded.tables or \
-                    loaded.tables.index(summary) > loaded.tables.index(table):
-                problems.append(f"{summary} does not come before {table}")
-        if fragment == "#sort=sim_heldout-desc":
-            values = [float(r["cells"].get("sim_heldout") or "nan") for r in rows]
-            if values != sorted(values, reverse=True):
-                problems.append(f"#sort=sim_heldout-desc did not sort {table}: {values}")
-    return problems
+    return [problem for k, section in enumerate(board.get("distribution", []))
+            for problem in _part_problems(loaded, f"distribution-{k}-results", f"distribution-{k}-summary", section,
+                                          fragment, "sim_heldout")]
 
 
 def screenshot(chromium: str, page_path: Path, out: Path, height: int = 1600) -> None:

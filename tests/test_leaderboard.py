@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
-from conftest import load_page_checker
+from conftest import check_one_line_error, load_page_checker
 from cultbench.cli import main
 from cultbench.errors import CultbenchError
 from cultbench.evaluation.candidate import index_split, versus_target
@@ -275,6 +275,50 @@ def test_invalid_and_duplicate_entries_are_listed_and_left_out(tmp_path):
     assert missing.exit_code == 2 and missing.output.startswith("Error: entries folder")
 
 
+def test_build_shows_another_folder_of_entries_as_a_section_and_refuses_a_bad_one(tmp_path):
+    """``--section TITLE=DIR[,STUDY]``: the section's rows in the JSON, the page and LEADERBOARD.md,
+    below the main board, with its own labels, left-out entries and study link; --check sees a
+    section's change; a bad --section is one Error: line, exit 2, nothing made."""
+    write_entries(tmp_path / "main", [make_record("US", "de", 0), make_record("US", "naive", None)])
+    write_entries(tmp_path / "testbed", [make_record(t, a, s, model="testbed/culture", heldout=shifted(40 + k))
+                                         for k, (t, a, s) in enumerate([("Austria", "de", 0), ("Austria", "naive", None),
+                                                                        ("India", "cmaes", 1)])])
+    (tmp_path / "testbed" / "broken.json").write_text("{")
+    (tmp_path / "study.md").write_text("# testbed\n")
+    base = ["leaderboard", "build", "--entries", tmp_path / "main", "--out", tmp_path / "board"]
+    spec = "Testbed study=" + str(tmp_path / "testbed") + "," + str(tmp_path / "study.md")
+    result = CliRunner().invoke(main, [str(a) for a in base + ["--section", spec]])
+    assert result.exit_code == 0, result.output
+    assert "left out broken.json (section Testbed study): not valid JSON" in result.stderr
+    assert "5 rows from 5 entries; 1 left out" in result.stderr
+    board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
+    (section,) = board["sections"]
+    assert section["title"] == "Testbed study" and section["study"] == "../study.md" and section["entries_used"] == 3
+    assert sorted(r["aligner_label"] for r in section["rows"]) == ["cmaes (budget 10)", "de (budget 10)", "naive"]
+    assert [p["file"] for p in section["rejected"]] == ["broken.json"] and board["rejected"] == []
+    md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert md.index("## All results") < md.index("## Testbed study") < md.index("### All results")
+    assert "The study of these entries: [../study.md](../study.md)." in md and "testbed/culture" in md
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert page.index('id="leaderboard"') < page.index('<h2 id="section-0">Testbed study</h2>') < page.index(
+        'id="section-0-leaderboard"')
+    assert page.count('data-row="') == (2 + 2) + (3 + 3)  # main: summary and table; the section: the same
+    check = CliRunner().invoke(main, [str(a) for a in base + ["--section", spec, "--check"]])
+    assert check.exit_code == 0, check.output
+    write_entries(tmp_path / "testbed", [make_record("India", "naive", None, model="testbed/culture")])
+    check = CliRunner().invoke(main, [str(a) for a in base + ["--section", spec, "--check"]])
+    assert check.exit_code == 1 and "differs from the entries" in check.stderr
+    # without --section, the board has no sections (what the committed pages are built without)
+    plain = CliRunner().invoke(main, [str(a) for a in base[:-1] + [tmp_path / "plain"]])
+    assert plain.exit_code == 0 and "sections" not in json.loads((tmp_path / "plain" / "leaderboard.json").read_text())
+    for bad, fragment in (("Testbed", "write TITLE=ENTRIES_DIR"), ("=" + str(tmp_path / "testbed"), "write TITLE="),
+                          ("T=" + str(tmp_path / "nope"), "the entries folder"),
+                          ("T=" + str(tmp_path / "testbed") + "," + str(tmp_path / "none.md"), "the study document")):
+        result = CliRunner().invoke(main, [str(a) for a in base[:-1] + [tmp_path / "bad", "--section", bad]])
+        assert result.exit_code == 2 and not (tmp_path / "bad").exists()
+        check_one_line_error(result, "--section", fragment)
+
+
 def test_strings_from_entries_are_escaped(tmp_path):
     write_entries(tmp_path / "entries", [make_record("US", "de", 0, model=EVIL), make_record("US", "naive", None)])
     board, _ = build(tmp_path / "entries", tmp_path)
@@ -310,6 +354,35 @@ def test_page_in_headless_chromium(tmp_path):
     problems = CHECKER.check(tmp_path / "broken.html", tmp_path / "leaderboard.json", CHECKER.find_chromium())
     assert any("Content Security Policy" in p for p in problems)
     assert any("did not finish" in p for p in problems)
+    # Another set of entries (a testbed study's, say) as a section of its own below the main board.
+    section_runs = [("Austria", "de", 0), ("Austria", "de", 1), ("Austria", "naive", None), ("India", "de", 0),
+                    ("India", "naive", None), ("China", "icl", None)]
+    write_entries(tmp_path / "testbed", [make_record(t, a, s, model="testbed/culture", heldout=shifted(30 + 7 * k))
+                                         for k, (t, a, s) in enumerate(section_runs)])
+    (tmp_path / "testbed-study.md").write_text("# testbed study\n")
+    (tmp_path / "with-section").mkdir()
+    board, _ = build(tmp_path / "entries", tmp_path / "with-section",
+                     sections=[(f"Testbed {EVIL}", tmp_path / "testbed", tmp_path / "testbed-study.md")])
+    (section,) = board["sections"]
+    assert len(section["rows"]) == 5 and section["study"] == "../testbed-study.md" and section["entries_used"] == 6
+    assert {r["model"]["id"] for r in section["rows"]} == {"testbed/culture"}
+    assert [r["aligner_label"] for r in board["rows"]] == [r["aligner_label"] for r in json.loads(
+        (tmp_path / "leaderboard.json").read_text())["rows"]]  # the main board is the same with or without it
+    page = (tmp_path / "with-section" / "index.html").read_text()
+    assert f'<h2 id="section-0">Testbed {html.escape(EVIL)}</h2>' in page
+    assert CHECKER.check(tmp_path / "with-section" / "index.html", tmp_path / "with-section" / "leaderboard.json",
+                         CHECKER.find_chromium()) == []
+    # the check fails a page whose section lost a row, or whose section has no heading
+    head, table = page.split('id="section-0-leaderboard"')
+    lost = re.sub(r'<tr data-row="0"[^>]*>.*?</tr>\n', "", table, count=1)
+    (tmp_path / "with-section" / "lost.html").write_text(head + 'id="section-0-leaderboard"' + lost)
+    problems = CHECKER.check(tmp_path / "with-section" / "lost.html", tmp_path / "with-section" / "leaderboard.json",
+                             CHECKER.find_chromium())
+    assert any("section-0-leaderboard shows 4 rows, leaderboard.json has 5" in p for p in problems)
+    (tmp_path / "with-section" / "headless.html").write_text(page.replace('<h2 id="section-0">', '<h2 id="other">'))
+    problems = CHECKER.check(tmp_path / "with-section" / "headless.html", tmp_path / "with-section" / "leaderboard.json",
+                             CHECKER.find_chromium())
+    assert any("section 0 has no heading" in p for p in problems)
 
 
 def test_rows_are_compared_with_naive_and_the_page_leads_with_a_summary(tmp_path):

@@ -17,6 +17,7 @@ from cultbench.cli import main
 from cultbench.runs.experiments import experiment_grid
 from cultbench.publish.leaderboard import Entries, collect
 from cultbench.prompts import variants_version
+from cultbench.columns import fmt
 from cultbench.publish.stats import paired_comparison, toward_target
 from cultbench.publish.study import BEGIN, END, generated_part, holm, render_study_markdown, study, write_study
 
@@ -131,8 +132,10 @@ def _synthetic_entries(values) -> Entries:
     """In-memory entries from one committed record: ``values[(aligner, target, seed)]`` is the L1
     on both splits, or a dict of ``train`` and ``heldout`` L1, ``per_variant`` (held-out variant ->
     L1; default the held-out L1), ``indices`` (dimension -> held-out index; default 50) and
-    ``diagnostics`` (the report over all variants; default none) and ``scores`` (the target's
-    profile; default the template's). Seed None: an aligner that ignores it."""
+    ``diagnostics`` (the report over all variants; default none), ``scores`` (the target's
+    profile; default the template's), ``budget`` (default 120 for a seeded aligner),
+    ``hyperparameters`` (updates of the template's) and ``history`` (default none). Seed None: an
+    aligner that ignores it."""
     # a committed search record (the archived v2 study's: it stays, whatever v3 has finished)
     template = json.loads(next((ROOT / "leaderboard" / "archive" / "v2" / "entries").glob("*_de_*.json")).read_text())
     records = {}
@@ -142,8 +145,9 @@ def _synthetic_entries(values) -> Entries:
         r["target"].update(name=target, code=target)
         if "scores" in v:
             r["target"]["scores"] = dict(v["scores"])
-        r["aligner"].update(name=aligner, seed=seed, budget=None if seed is None else 120)
-        r["history"] = None
+        r["aligner"].update(name=aligner, seed=seed, budget=v.get("budget", None if seed is None else 120))
+        r["aligner"]["hyperparameters"].update(v.get("hyperparameters", {}))
+        r["history"] = v.get("history")
         r["variants"] = {**VARIANTS, "version": variants_version()}
         for split in ("train", "heldout"):
             r["metrics"][split]["l1"] = v[split]
@@ -469,3 +473,232 @@ def test_toward_target_enumerates_every_permutation_of_few_targets():
     assert drawn["p_method"] == "target permutation, 20 random draws" and drawn["min_p_value"] == pytest.approx(1 / 21)
     with pytest.raises(ValueError):
         toward_target(changes[:1], ways[:1])
+
+
+def _curve(points) -> dict:
+    """A history whose convergence curve is ``points``: (evaluations, best, mean) per generation."""
+    return {"search_precision": "float32", "generations": len(points), "stopped": "budget",
+            "best_fitness_search": points[-1][1], "invalid": 0,
+            "curve": [{"evaluations": e, "best": b, "mean": m} for e, b, m in points]}
+
+
+def test_the_first_populations_share_of_a_searchs_gain_follows_its_curves():
+    """DE on two targets, two seeds each, popsize 10: its first generation's mean is 100, its first
+    generation's best 94 (A) or 98 (B); by the end 90 (A: share 6/10) and 96 or 92 (B: seeds 2/4 and
+    2/8, mean 0.375). A search that never improves on its first mean has no share (why: no gain); one whose first
+    generation is not its popsize is named; prompt tuning has no population."""
+    curves = {("A", 0): [(10, 94.0, 100.0), (20, 92.0, 99.0), (30, 90.0, 97.0)],
+              ("A", 1): [(10, 94.0, 100.0), (20, 90.0, 96.0)],
+              ("B", 0): [(10, 98.0, 100.0), (20, 96.0, 99.0)],
+              ("B", 1): [(10, 98.0, 100.0), (20, 92.0, 97.0)]}
+    values = {("naive", t, None): 100.0 for t in "AB"}
+    values.update({("de", t, s): {"train": 90.0, "heldout": 95.0, "budget": 30, "hyperparameters": {"popsize": 10},
+                                  "history": _curve(c)} for (t, s), c in curves.items()})
+    values.update({("cmaes", t, 0): {"train": 99.0, "heldout": 99.0, "budget": 30, "hyperparameters": {"popsize": 10},
+                                     "history": _curve([(first, 99.0, 99.0), (20, 99.0, 99.5)])}
+                   for t, first in (("A", 10), ("B", 4))})
+    values.update({("prompt-tuning", t, 0): {"train": 80.0, "heldout": 99.0, "budget": 30,
+                                             "hyperparameters": {"popsize": None},
+                                             "history": _curve([(3, 95.0, 95.0), (6, 85.0, 85.0)])} for t in "AB"})
+    doc = study(_synthetic_entries(values), comparisons=())
+    shares = {a["aligner"]: a for a in doc["models"][0]["first_population"]}
+    assert list(shares) == ["de (budget 30)", "cmaes (budget 30)", "prompt-tuning (budget 30)"]  # no naive: no curve
+    de = shares["de (budget 30)"]
+    per_target = {t["target"]: t for t in de["per_target"]}
+    assert per_target["A"]["share"] == pytest.approx(0.6) and per_target["A"]["gain"] == pytest.approx(10.0)
+    assert per_target["B"]["share"] == pytest.approx((2 / 4 + 2 / 8) / 2) and per_target["B"]["runs"] == 2
+    assert de["share"]["mean"] == pytest.approx((0.6 + 0.375) / 2) and de["targets"] == 2 and de["popsize"] == [10]
+    assert de["pooled_share"] == pytest.approx((6 + 6 + 2 + 2) / (10 + 10 + 4 + 8))
+    assert de["first_best"]["mean"] == pytest.approx((94 + 98) / 2) and not de["without_share"]
+    cmaes = shares["cmaes (budget 30)"]
+    assert cmaes["share"]["n"] == 0 and cmaes["pooled_share"] is None and cmaes["popsize"] == [10]
+    assert cmaes["without_share"] == [
+        {"reason": "its first generation holds 4 evaluations, not popsize 10", "runs": 1},
+        {"reason": "no gain (the final best is not below the first generation's mean)", "runs": 1}]
+    tuning = shares["prompt-tuning (budget 30)"]
+    assert tuning["share"]["n"] == 0 and tuning["per_target"] == []
+    assert tuning["without_share"] == [{"reason": "no population (gradient steps, not generations)", "runs": 2}]
+    text = render_study_markdown(doc)
+    assert "### The first population's share of each search's gain" in text
+    assert "| de (budget 30) | 10 | 4 | 2 | 100.0 | 96.0 | 92.0 | 8.00 | 0.49 ± 0.16 [0.38, 0.60] | 0.50 |" in text
+    assert "- prompt-tuning (budget 30): 2 runs without a share: no population (gradient steps, not generations)." in text
+
+
+def test_the_budget_ladder_tests_de_budget_by_budget_and_says_where_the_curves_cross():
+    """DE, CMA-ES (two seeds) and prompt tuning at budgets 30 and 100 on five targets: DE's
+    held-out L1 is 2 below CMA-ES's at 30 and 5 above it at 100 (the curves cross), its training L1
+    3 below at both (no crossing). Each budget is one Holm family of DE against the others on both
+    splits; the main family no longer pairs setups two budgets apart; one budget: no ladder."""
+    offsets = dict(zip("ABCDE", (0.0, 3.0, -2.0, 5.0, 1.0)))
+    jitter = dict(zip("ABCDE", (0.3, -0.2, 0.1, -0.4, 0.2)))  # DE's, per target (mean 0): no constant difference
+    l1 = {("de", 30): (100.0, 90.0), ("cmaes", 30): (102.0, 93.0), ("prompt-tuning", 30): (104.0, 80.0),
+          ("de", 100): (95.0, 85.0), ("cmaes", 100): (90.0, 88.0), ("prompt-tuning", 100): (101.0, 70.0)}
+    records = {("naive", t, None): 110.0 + o for t, o in offsets.items()}
+    for (name, budget), (heldout, train) in l1.items():
+        for t, o in offsets.items():
+            for s in ((0,) if name == "prompt-tuning" else (0, 1)):
+                shift = o + (jitter[t] if name == "de" else 0.0) + 0.1 * s
+                records[(f"{name}@{budget}", t, s)] = {"train": train + shift, "heldout": heldout + shift,
+                                                       "budget": budget}
+    entries = _synthetic_entries(records)
+    for r in entries.records.values():  # "de@30": aligner de (the @budget keeps the file names apart)
+        r["aligner"]["name"] = r["aligner"]["name"].split("@")[0]
+    doc = study(entries)
+    (m,) = doc["models"]
+    ladder = m["ladder"]
+    assert ladder["budgets"] == [30, 100] and ladder["a"] == "de"
+    points = {(p["aligner"], p["budget"]): p for p in ladder["points"]}
+    assert set(points) == set(l1)
+    de30 = points[("de", 30)]
+    assert de30["label"] == "de (budget 30)" and de30["targets"] == 5
+    expected = statistics.fmean(100.0 + o + jitter[t] + 0.05 for t, o in offsets.items())  # seeds: +0, +0.1
+    assert de30["l1"]["heldout"]["mean"] == pytest.approx(expected)
+    assert points[("prompt-tuning", 100)]["l1"]["train"]["mean"] == pytest.approx(70.0 + statistics.fmean(offsets.values()))
+    for family, budget in zip(ladder["families"], (30, 100)):
+        assert family["budget"] == budget and not family["skipped"]
+        assert {(t["a"], t["b"], t["split"]) for t in family["tests"]} == {
+            (f"de (budget {budget})", f"{b} (budget {budget})", s) for b in ("cmaes", "prompt-tuning")
+            for s in ("train", "heldout")}
+        assert [t["p_holm"] for t in family["tests"]] == pytest.approx(holm([t["p_value"] for t in family["tests"]]))
+        assert {t["family"] for t in family["tests"]} == {f"budget {budget}"}
+    de_cmaes = {(t["budget"], t["split"]): t for f in ladder["families"] for t in f["tests"] if t["b"].startswith("cmaes")}
+    assert de_cmaes[(30, "heldout")]["mean_difference"] == pytest.approx(-2.0)
+    assert de_cmaes[(100, "heldout")]["mean_difference"] == pytest.approx(5.0)
+    crossings = {(c["a"], c["b"], c["split"]): c for c in ladder["crossings"]}
+    assert crossings[("de", "cmaes", "heldout")]["crossings"] == [[30, 100]]
+    assert crossings[("de", "cmaes", "train")]["crossings"] == []
+    assert crossings[("de", "prompt-tuning", "heldout")]["crossings"] == []  # DE below at both budgets
+    # the main family pairs equal budgets only (and the baselines with every budget)
+    pairs = {(t["a"], t["b"]) for t in m["tests"] + m["skipped"]}
+    assert ("de (budget 30)", "cmaes (budget 30)") in pairs and ("de (budget 30)", "cmaes (budget 100)") not in pairs
+    assert ("de (budget 100)", "naive") in pairs
+    text = render_study_markdown(doc)
+    assert "### Along the budget ladder" in text and "Holm adjusts within the tests of one budget" in text
+    assert "- de − cmaes, held-out L1 (30: -2.0, 100: +5.0): the curves cross between budgets 30 and 100." in text
+    assert "- de − cmaes, train L1 (30: -3.0, 100: -3.0): no crossing; de stays below at every budget tested." in text
+    assert f"| de | {fmt(expected, '.1f')} |" in text
+    # one budget: no ladder, in the JSON or the document
+    single = _synthetic_entries({k: v for k, v in records.items() if k[0] in ("naive", "de@30", "cmaes@30")})
+    for r in single.records.values():
+        r["aligner"]["name"] = r["aligner"]["name"].split("@")[0]
+    single = study(single)
+    assert "ladder" not in single["models"][0] and "budget ladder" not in render_study_markdown(single)
+
+
+def test_a_grid_of_several_budgets_expects_each_budget_of_each_search(tmp_path):
+    """An experiment file with budgets 30 and 100: each searching aligner is expected at both, per
+    target and seed; the missing ones are named with their budget, the baselines without."""
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(yaml.safe_dump({"target": ["US", "CN"], "aligner": ["naive", "de"], "seed": [0, 1],
+                                          "budget": [30, 100]}))
+    grid = experiment_grid(experiment)
+    assert grid["budgets"] == [30, 100]
+    values = {("naive", t, None): 100.0 for t in ("U.S.A.", "China")}
+    values.update({(f"de@{b}", t, s): {"train": 90.0, "heldout": 95.0, "budget": b}
+                   for t in ("U.S.A.", "China") for s in (0, 1) for b in (30, 100)})
+    del values[("de@100", "China", 1)]
+    entries = _synthetic_entries(values)
+    for r in entries.records.values():
+        r["aligner"]["name"] = r["aligner"]["name"].split("@")[0]
+    coverage = {a["aligner"]: a for a in study(entries, grid=grid)["models"][0]["coverage"]["aligners"]}
+    de = coverage["de"]
+    assert (de["entries"], de["expected_entries"], de["targets"], de["outside"]) == (7, 8, 2, 0)
+    assert de["budgets"] == [30, 100] and de["seeds_per_target"] == [1, 2]
+    assert de["missing"] == [{"target": "China (hofstede-2015)", "budget": 100, "all": False, "seeds": [1]}]
+    assert (coverage["naive"]["entries"], coverage["naive"]["expected_entries"], coverage["naive"]["missing"]) == (2, 2, [])
+    text = render_study_markdown(study(entries, grid=grid))
+    assert "| de | yes | 7 | 8 | 2 | 1–2 | 30, 100 | China (hofstede-2015) (budget 100: seeds 1) |" in text
+    assert "Seeds per target and budget" in text
+
+
+def test_de_against_another_search_after_its_first_generation_and_at_the_end():
+    """Three targets: DE's first generation (10 evaluations) is about 2 below CMA-ES's, its end about
+    1 below (same budget): both differences are tested, target as the unit, Holm within the family
+    first generation. Random search, whose popsize is 5, is compared at 10 evaluations too: its best
+    after its first two generations."""
+    first_gap = {"A": -2.1, "B": -1.8, "C": -2.4}
+    end_gap = {"A": -1.1, "B": -1.2, "C": -0.6}
+    values = {("naive", t, None): 100.0 for t in first_gap}
+    for t, gap in first_gap.items():
+        values[("de", t, 0)] = {"train": 80.0, "heldout": 90.0, "budget": 20, "hyperparameters": {"popsize": 10},
+                                "history": _curve([(10, 90.0 + gap, 95.0), (20, 86.0 + end_gap[t], 94.0)])}
+        values[("cmaes", t, 0)] = {"train": 81.0, "heldout": 90.0, "budget": 20, "hyperparameters": {"popsize": 10},
+                                   "history": _curve([(10, 90.0, 95.0), (20, 86.0, 93.0)])}
+        values[("random", t, 0)] = {"train": 82.0, "heldout": 90.0, "budget": 20, "hyperparameters": {"popsize": 5},
+                                    "history": _curve([(5, 93.0, 95.0), (10, 91.0 - 0.1 * "ABC".index(t), 95.0),
+                                                       (15, 90.0, 95.0), (20, 89.0, 95.0)])}
+    m = study(_synthetic_entries(values), comparisons=())["models"][0]
+    tests = {(t["b"], t["point"]): t for t in m["first_generation"]["tests"]}
+    assert set(tests) == {(b, p) for b in ("cmaes (budget 20)", "random (budget 20)") for p in ("first_generation", "end")}
+    assert not m["first_generation"]["skipped"]
+    first, end = tests[("cmaes (budget 20)", "first_generation")], tests[("cmaes (budget 20)", "end")]
+    assert first["mean_difference"] == pytest.approx(statistics.fmean(first_gap.values())) and first["evaluations"] == 10
+    assert first["n_pairs"] == 3 and first["a_better_fraction"] == 1.0 and first["family"] == "first generation"
+    assert end["mean_difference"] == pytest.approx(statistics.fmean(end_gap.values())) and end["evaluations"] is None
+    random_first = tests[("random (budget 20)", "first_generation")]
+    assert random_first["mean_b"] == pytest.approx(91.0 - 0.1) and tests[("random (budget 20)", "end")]["mean_b"] == 89.0
+    made = m["first_generation"]["tests"]
+    assert [t["p_holm"] for t in made] == pytest.approx(holm([t["p_value"] for t in made]))
+    text = render_study_markdown({"models": [m]})
+    assert "| 20 | de (budget 20) | cmaes (budget 20) | after 10 evaluations | 3 | 1/1 |" in text
+    assert "| 20 | de (budget 20) | random (budget 20) | at the end | 3 | 1/1 |" in text
+
+
+def test_searches_at_no_common_budget_are_named_not_paired():
+    """DE at 30 and prompt tuning at 300 only: the main family does not pair them (unequal cost) and
+    says why; DE against naive is made at its budget."""
+    values = {("naive", t, None): 100.0 + k for k, t in enumerate("ABC")}
+    values.update({("de", t, 0): {"train": 90.0 + k, "heldout": 95.0 + k * k, "budget": 30} for k, t in enumerate("ABC")})
+    values.update({("prompt-tuning", t, 0): {"train": 70.0 + k, "heldout": 99.0 - k, "budget": 300}
+                   for k, t in enumerate("ABC")})
+    m = study(_synthetic_entries(values))["models"][0]
+    skipped = {(t["a"], t["b"]): t["skipped"] for t in m["skipped"]}
+    assert skipped[("de", "prompt-tuning")] == ("no budget in common (de at 30, prompt-tuning at 300): setups at "
+                                                "different budgets are not paired")
+    made = {(t["a"], t["b"]) for t in m["tests"]}
+    assert ("de (budget 30)", "naive") in made and not any("prompt-tuning" in b for a, b in made if "de" in a)
+    assert m["ladder"]["budgets"] == [30, 300] and all(not f["tests"] for f in m["ladder"]["families"])
+    text = render_study_markdown({"models": [m]})
+    assert "- de against prompt-tuning: skipped, no budget in common (de at 30, prompt-tuning at 300)" in text
+    assert "No budget has both de and another budgeted aligner: no test is made." in text
+
+
+@pytest.mark.slow
+def test_a_budget_ladder_from_cultbench_run_entries(tiny_folder, tmp_path):
+    """An experiment file with two budgets, run on the tiny model: the study expects each budget of
+    each search, has the ladder (DE against CMA-ES at each budget, its own Holm family) and each
+    search's first-population share from the entries' own curves; the page shows the entries as a
+    section of their own."""
+    config = yaml.safe_load(EXPERIMENT.read_text())
+    config.update(model=str(tiny_folder), target=["US", "CN"], seed=[0], budget=[10, 20], aligner=["naive", "de", "cmaes"],
+                  param={**config["param"], "popsize": 5, "n_virtual": 2, "d": 4},
+                  output=str(tmp_path / "entries"), runs_dir=str(tmp_path / "runs"))
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    result = invoke(["run", "--config", tmp_path / "experiment.yaml", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    doc = study(collect(tmp_path / "entries"), grid=experiment_grid(tmp_path / "experiment.yaml"))
+    (m,) = doc["models"]
+    coverage = {a["aligner"]: a for a in m["coverage"]["aligners"]}
+    assert (coverage["de"]["entries"], coverage["de"]["expected_entries"], coverage["de"]["missing"]) == (4, 4, [])
+    assert m["ladder"]["budgets"] == [10, 20]
+    assert [[(t["a"], t["b"], t["split"]) for t in f["tests"]] for f in m["ladder"]["families"]] == [
+        [(f"de (budget {b})", f"cmaes (budget {b})", s) for s in ("train", "heldout")] for b in (10, 20)]
+    shares = {a["aligner"]: a for a in m["first_population"]}
+    assert set(shares) == {f"{n} (budget {b})" for n in ("de", "cmaes") for b in (10, 20)}
+    for label, share in shares.items():
+        records = [r for r in collect(tmp_path / "entries").records.values()
+                   if f"{r['aligner']['name']} (budget {r['aligner']['budget']})" == label]
+        starts = [r["history"]["curve"][0]["mean"] for r in records]
+        assert share["popsize"] == [5] and share["runs"] == 2
+        assert share["start"]["mean"] == pytest.approx(statistics.fmean(starts))
+        assert share["targets"] + sum(w["runs"] for w in share["without_share"]) == 2
+        no_gain = "no gain (the final best is not below the first generation's mean)"
+        assert {w["reason"] for w in share["without_share"]} <= {no_gain}  # a first generation of popsize
+    assert any(s["share"]["n"] for s in shares.values())
+    assert "### Along the budget ladder" in render_study_markdown(doc)
+    (tmp_path / "board").mkdir()
+    written = invoke(["leaderboard", "build", "--entries", tmp_path / "entries", "--out", tmp_path / "board",
+                      "--section", f"Ladder={tmp_path / 'entries'}"])
+    assert written.exit_code == 0, written.output
+    board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
+    assert board["sections"][0]["title"] == "Ladder" and board["sections"][0]["rows"] == board["rows"]

@@ -210,6 +210,20 @@ def leaderboard_group():
     """
 
 
+def page_section_spec(spec: str) -> tuple[str, Path, Path | None]:
+    """``--section TITLE=ENTRIES_DIR[,STUDY]`` as (title, entries folder, study document or None)."""
+    title, sep, rest = spec.partition("=")
+    folder, comma, doc = rest.rpartition(",") if "," in rest else (rest, "", "")
+    if not sep or not title.strip() or not folder.strip():
+        raise CultbenchError(f"--section {spec!r}: write TITLE=ENTRIES_DIR, or TITLE=ENTRIES_DIR,STUDY to link the "
+                             "section's study document")
+    if not Path(folder).is_dir():
+        raise CultbenchError(f"--section {spec!r}: the entries folder {folder} does not exist")
+    if comma and not Path(doc).is_file():
+        raise CultbenchError(f"--section {spec!r}: the study document {doc} does not exist")
+    return title.strip(), Path(folder), Path(doc) if comma else None
+
+
 @leaderboard_group.command("build")
 @click.option("--entries", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard/entries"),
               show_default=True, help="Folder of result files (*.json).")
@@ -222,7 +236,11 @@ def leaderboard_group():
                    "[default: docs/paper-small.md when the entries are leaderboard/entries and it exists].")
 @click.option("--check", is_flag=True, help="Write nothing; exit with status 1 if the files in --out differ from "
                                             "what the entries give (e.g. entries added since the last build).")
-def build_cmd(entries, out, strict, study, check):
+@click.option("--section", "sections", multiple=True, metavar="TITLE=ENTRIES_DIR[,STUDY]",
+              help="Another folder of entries (e.g. a testbed study's) shown as its own section below the main "
+                   "board, with its own tables, headed TITLE, and, after a comma, its study document linked "
+                   "(repeatable; the sections keep their order).")
+def build_cmd(entries, out, strict, study, check, sections):
     """Write leaderboard.json (one row per model x aligner x target, seeds aggregated),
     LEADERBOARD.md and a self-contained index.html (sortable table, charts).
 
@@ -232,9 +250,11 @@ def build_cmd(entries, out, strict, study, check):
     \b
     Example:
       cultbench leaderboard build --entries leaderboard/entries --out leaderboard
+      cultbench leaderboard build --section "Testbed study=leaderboard/testbed/entries,docs/testbed-study.md"
     """
     from cultbench.publish.leaderboard import build
 
+    sections = [page_section_spec(s) for s in sections]  # before anything is made: a bad one is one line, exit 2
     if out.exists() and not out.is_dir():
         raise CultbenchError(f"--out {out} exists and is not a folder")
     if check and not out.is_dir():
@@ -242,16 +262,23 @@ def build_cmd(entries, out, strict, study, check):
     out.mkdir(parents=True, exist_ok=True)
     if study is None and entries.resolve() == Path("leaderboard/entries").resolve() and Path("docs/paper-small.md").is_file():
         study = Path("docs/paper-small.md")
-    board, paths = build(entries, out, study=study, check=check)
+    board, paths = build(entries, out, study=study, check=check, sections=sections)
     for p in board["rejected"]:
         click.echo(f"left out {p['file']}: {p['reason']}", err=True)
     for p in board["duplicates"]:
         click.echo(f"left out {p['file']}: duplicate of {p['duplicate_of']}", err=True)
     for path in paths:
         click.echo(f"differs from the entries: {path}" if check else str(path), err=check)
-    left_out = len(board["rejected"]) + len(board["duplicates"])
-    rows = len(board["rows"]) + sum(len(section["rows"]) for section in board["distribution"])
-    click.echo(f"{rows} rows from {board['entries_used']} entries; {left_out} left out", err=True)
+    for section in board.get("sections", []):
+        for p in section["rejected"]:
+            click.echo(f"left out {p['file']} (section {section['title']}): {p['reason']}", err=True)
+        for p in section["duplicates"]:
+            click.echo(f"left out {p['file']} (section {section['title']}): duplicate of {p['duplicate_of']}", err=True)
+    parts = [board] + board.get("sections", [])
+    left_out = sum(len(b["rejected"]) + len(b["duplicates"]) for b in parts)
+    rows = sum(len(b["rows"]) for b in parts) + sum(len(section["rows"]) for section in board["distribution"])
+    used = sum(b["entries_used"] for b in parts)
+    click.echo(f"{rows} rows from {used} entries; {left_out} left out", err=True)
     if (strict and left_out) or (check and paths):
         sys.exit(1)
 

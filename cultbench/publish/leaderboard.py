@@ -468,16 +468,40 @@ def leaderboard(entries: Entries, study: str | None = None) -> dict:
             "distribution": distribution_sections(entries.records)}
 
 
-def build(entries_dir, out_dir, study=None, check: bool = False) -> tuple[dict, list[Path]]:
+# What a section of the page keeps of its own board (``leaderboard``): the index-instrument parts.
+SECTION_FIELDS = ("entries_used", "data_as_of", "rejected", "duplicates", "study", "summary", "rows", "rank_agreement")
+
+
+def page_section(title: str, entries: Entries, study: str | None = None) -> dict:
+    """Another set of entries shown as a section of its own below the page's main board (e.g. a
+    testbed study): its title and the index-instrument parts of its own board (labels, Δ vs naive
+    and ★ within the section only); ``study``: the link to its study document."""
+    board = leaderboard(entries, study=study)
+    if board["distribution"]:
+        raise CultbenchError(f"section {title!r}: its entries hold distribution instruments; a section shows "
+                             "index-instrument entries only")
+    return {"title": title, **{k: board[k] for k in SECTION_FIELDS}}
+
+
+def _link(path, out_dir: Path) -> str | None:
+    """``path`` relative to the page's folder (a link the page shows), or None."""
+    return None if path is None else Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
+
+
+def build(entries_dir, out_dir, study=None, check: bool = False, sections=()) -> tuple[dict, list[Path]]:
     """Read the entries and write leaderboard.json, LEADERBOARD.md and index.html into ``out_dir``;
-    ``study``: the study document of these entries (e.g. docs/paper-small.md), linked from the page.
-    Returns the board and the files written, or with ``check`` (nothing written) the files whose
-    text differs from what the entries give."""
+    ``study``: the study document of these entries (e.g. docs/paper-small.md), linked from the page;
+    ``sections``: (title, entries folder, study document or None) of other sets of entries, each
+    shown as its own section below the main board (``page_section``; the board's ``sections``,
+    absent without them). Returns the board and the files written, or with ``check`` (nothing
+    written) the files whose text differs from what the entries give."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise CultbenchError(f"--out {out_dir} is not an existing folder")
-    link = None if study is None else Path(os.path.relpath(Path(study).resolve(), out_dir.resolve())).as_posix()
-    board = leaderboard(collect(entries_dir), study=link)
+    board = leaderboard(collect(entries_dir), study=_link(study, out_dir))
+    if sections:
+        board["sections"] = [page_section(title, collect(folder), _link(doc, out_dir))
+                             for title, folder, doc in sections]
     texts = [json.dumps(board, indent=2, sort_keys=True, allow_nan=False) + "\n",
              render_markdown(board), render_html(board)]
     paths = [out_dir / name for name in OUTPUT_FILES]

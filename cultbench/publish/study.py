@@ -17,6 +17,16 @@ its cost (budget in candidate evaluations, wall time per run), and families of p
   a target-permutation p (``cultbench.publish.stats.toward_target``);
 - ``diagnostics``: the validity diagnostics (over all evaluated variants) per aligner and their
   change against the naive model.
+- ``first_population``: per searching aligner setup, the share of its gain in training fitness
+  that its first population had already found (``study_markdown.FIRST_POPULATION_NOTE``; None for prompt tuning,
+  which has no population).
+- ``first_generation``: DE against each other population search at the same budget on the
+  search's training fitness after DE's first generation (as many evaluations for the other) and
+  at the end (does DE's difference come from its first population?), Holm within the family
+  "first generation".
+- ``ladder`` (only where the budgeted aligners ran at two budgets or more): ``budget_ladder``, each
+  budgeted aligner's mean L1 per budget and DE against the others budget by budget, each budget
+  its own Holm family, with the budgets between which DE − B changes sign.
 
 The unit of every test is the target: each aligner's value is averaged over its seeds within a
 target first, then the two aligners' target means are paired (so a seed-free baseline's one value
@@ -216,14 +226,25 @@ def _scale_orders(records: list[dict]) -> dict[str, str]:
 
 # -- sections -------------------------------------------------------------------------------------
 
+def _expected_budgets(searches, grid_budgets, present: set) -> list:
+    """The budgets a grid expects of one aligner: the grid's for a searching aligner (each is a
+    combination of its own), else the ones its entries have (one, when the grid names none), and
+    none for an aligner that spends no budget."""
+    if not searches:
+        return [None]
+    if grid_budgets:
+        return list(grid_budgets)
+    return sorted(present - {None}) or [None]
+
+
 def coverage(records: list[dict], labels: dict[tuple, str], grid: dict | None = None) -> dict:
     """Which target x aligner x seed combinations one model's entries hold, against ``grid`` (an
     experiment's targets, its aligners with whether each searches, and its seeds) or, without one,
     against the targets and seeds the entries themselves have (the built-in aligners without
     entries are listed too); with the budgets and wording versions the entries were made with."""
-    present: dict[str, set] = defaultdict(set)
+    present: dict[str, set] = defaultdict(set)  # name -> {(target, seed, budget)}
     for r in records:
-        present[r["aligner"]["name"]].add((_target(r), r["aligner"]["seed"]))
+        present[r["aligner"]["name"]].add((_target(r), r["aligner"]["seed"], r["aligner"]["budget"]))
     if grid is not None:
         targets = [(t["name"], t["source"]) for t in grid["targets"]]
         seeds, names = list(grid["seeds"]), list(grid["aligners"])
@@ -235,24 +256,28 @@ def coverage(records: list[dict], labels: dict[tuple, str], grid: dict | None = 
     for name in sorted(set(names) | set(present), key=_order):
         mine, in_grid = present.get(name, set()), name in names
         searches = (grid["aligners"][name] if grid is not None and in_grid
-                    else any(s is not None for _, s in mine) if mine else None)
+                    else any(s is not None for _, s, _ in mine) if mine else None)
         mine_seeds = (seeds if searches and name not in (grid or {}).get("unseeded", []) else
                       seeds[:1] if searches else [None])
-        expected = set() if not in_grid or searches is None else {(t, s) for t in targets for s in mine_seeds}
+        mine_budgets = _expected_budgets(searches, (grid or {}).get("budgets"), {b for _, _, b in mine})
+        expected = set() if not in_grid or searches is None else {
+            (t, s, b) for t in targets for s in mine_seeds for b in mine_budgets}
         missing = defaultdict(list)
-        for t, s in sorted(expected - mine, key=lambda ts: (ts[0], -1 if ts[1] is None else ts[1])):
-            missing[t].append(s)
-        per_target = defaultdict(int)
-        for t, _ in mine:
-            per_target[t] += 1
+        for t, s, b in sorted(expected - mine, key=lambda tsb: (tsb[0], -1 if tsb[1] is None else tsb[1],
+                                                                  -1 if tsb[2] is None else tsb[2])):
+            missing[(t, b) if len(mine_budgets) > 1 else (t,)].append(s)
+        per_target = defaultdict(int)  # (target, budget) -> entries (its seeds)
+        for t, _, b in mine:
+            per_target[(t, b)] += 1
         out.append({
             "aligner": name, "in_grid": in_grid, "searches": searches, "entries": len(mine),
             "expected_entries": len(expected) if in_grid and searches is not None else None,
-            "targets": len(per_target),
+            "targets": len({t for t, _ in per_target}),
             "budgets": sorted({r["aligner"]["budget"] for r in records
                                if r["aligner"]["name"] == name and r["aligner"]["budget"] is not None}),
             "seeds_per_target": [min(per_target.values()), max(per_target.values())] if per_target else None,
-            "missing": [{"target": labels.get(t) or f"{t[0]} ({t[1]})",
+            "missing": [{"target": labels.get(t[0]) or f"{t[0][0]} ({t[0][1]})",
+                         **({"budget": t[1]} if len(t) > 1 else {}),
                          "all": len(s) == len(mine_seeds), "seeds": [x for x in s if x is not None]}
                         for t, s in missing.items()],
             "outside": len(mine - expected)})
@@ -279,6 +304,96 @@ def cost(label: str, records: list[dict]) -> dict:
             "search_precision": sorted({h["search_precision"] for h in hist if h.get("search_precision")}),
             "wall_time_s": stat(r["run"].get("wall_time_s") for r in records),
             "align_time_s": stat(r["run"].get("align_time_s") for r in records)}
+
+
+def _first_population_run(record: dict) -> tuple[dict | None, str | None]:
+    """One search run's first generation against its end (``study_markdown.FIRST_POPULATION_NOTE``): {start,
+    first_best, final_best, gain, part, share}, or None and why it has no share."""
+    popsize = (record["aligner"].get("hyperparameters") or {}).get("popsize")
+    if record["history"] is None:
+        return None, "no convergence curve"
+    if popsize is None:
+        return None, "no population (gradient steps, not generations)"
+    curve = record["history"]["curve"]
+    if not curve or curve[0].get("mean") is None or curve[-1].get("best") is None:
+        return None, "its first generation has no valid candidate"
+    if curve[0]["evaluations"] != popsize:
+        return None, f"its first generation holds {curve[0]['evaluations']} evaluations, not popsize {popsize}"
+    start, first_best, final_best = curve[0]["mean"], curve[0]["best"], curve[-1]["best"]
+    gain, part = start - final_best, start - first_best
+    values = {"start": start, "first_best": first_best, "final_best": final_best, "gain": gain, "part": part}
+    if not gain > 0:
+        return {**values, "share": None}, "no gain (the final best is not below the first generation's mean)"
+    return {**values, "share": part / gain}, None
+
+
+def first_population(label: str, groups: dict) -> dict:
+    """One searching aligner setup's first-population share of its gain (``study_markdown.FIRST_POPULATION_NOTE``):
+    per target the mean over its seeds' runs, then over targets (``stat``), the pooled share (sum of
+    parts over sum of gains, runs with a gain), and the runs without a share, counted by reason."""
+    per_target, reasons, pooled = [], defaultdict(int), [0.0, 0.0]
+    for target, records in sorted(groups.items()):
+        runs = []
+        for r in records:
+            values, why = _first_population_run(r)
+            if why is not None:
+                reasons[why] += 1
+            if values is not None:
+                runs.append(values)
+            if why is None:
+                pooled[0] += values["part"]
+                pooled[1] += values["gain"]
+        if runs:
+            shares = [v["share"] for v in runs if v["share"] is not None]
+            per_target.append({"target": target[0], "source": target[1], "runs": len(runs),
+                               **{k: float(np.mean([v[k] for v in runs]))
+                                  for k in ("start", "first_best", "final_best", "gain")},
+                               "share": float(np.mean(shares)) if shares else None})
+    popsizes = sorted({r["aligner"]["hyperparameters"].get("popsize") for rs in groups.values() for r in rs} - {None})
+    return {"aligner": label, "popsize": popsizes, "targets": len([t for t in per_target if t["share"] is not None]),
+            "runs": sum(len(rs) for rs in groups.values()),
+            **{k: stat(t[k] for t in per_target) for k in ("start", "first_best", "final_best", "gain", "share")},
+            "pooled_share": pooled[0] / pooled[1] if pooled[1] > 0 else None,
+            "without_share": [{"reason": why, "runs": n} for why, n in sorted(reasons.items())],
+            "per_target": per_target}
+
+
+FIRST_GENERATION = "first generation"  # the family of first_generation_tests
+
+
+def _best_at(evaluations: float):
+    """A run's best search fitness after at most ``evaluations`` (its convergence curve), or None."""
+    def value(record):
+        if record["history"] is None:
+            return None
+        seen = [p["best"] for p in record["history"]["curve"] if p["evaluations"] <= evaluations and p["best"] is not None]
+        return seen[-1] if seen else None
+    return value
+
+
+def first_generation_tests(rows: list[dict], groups: dict, seed: int) -> tuple[list[dict], list[dict]]:
+    """Does DE's difference from another population search (same budget) come from its first
+    population? DE against it on the search's training fitness (best so far) after DE's first
+    generation (its popsize in evaluations: the other search's best after as many) and at the end
+    of the run, target as the unit, Holm within the family ``FIRST_GENERATION``."""
+    budget_of = _budgets(rows)
+    name_of = {r["aligner_label"]: r["aligner"]["name"] for r in rows}
+    popsizes = {label: sorted({r["aligner"]["hyperparameters"].get("popsize") for rs in groups[label].values()
+                               for r in rs} - {None}) for label in budget_of}
+    items = []
+    for a in (a for a in sorted(budget_of, key=_order) if name_of[a] == LADDER_A and popsizes[a]):
+        for b in (b for b in sorted(budget_of, key=_order) if name_of[b] != LADDER_A and popsizes[b]
+                  and budget_of[b] == budget_of[a]):
+            about = {"a": a, "b": b, "budget": budget_of[a], "family": FIRST_GENERATION}
+            if len(popsizes[a]) > 1:
+                items.append({**about, "skipped": f"{a}'s popsize varies ({', '.join(map(str, popsizes[a]))})"})
+                continue
+            for point, n in (("first_generation", popsizes[a][0]), ("end", None)):
+                best = _best_at(float("inf") if n is None else n)
+                items.append(_test(_means(groups[a], best), _means(groups[b], best), seed, **about, point=point,
+                                   evaluations=n, measure="a best fitness " + (f"after {n} evaluations" if n else
+                                                                                 "at the end")))
+    return _family(items)
 
 
 def compute(records: list[dict]) -> dict:
@@ -413,15 +528,23 @@ def _per_aligner(label: str, own: list[dict], per_target: dict, dims: list[str])
 def _l1_tests(rows: list[dict], groups: dict, comparisons, seed: int) -> tuple[list[dict], list[dict]]:
     """(done, skipped): the paired L1 tests of ``comparisons`` and of every other aligner with
     entries against the naive model (``comparisons_for``), on both splits, Holm-adjusted within
-    each family; a comparison without entries or across wordings is skipped, with the reason."""
-    l1_tests = []
+    each family; a comparison without entries or across wordings is skipped, with the reason. Two
+    budgeted setups at different budgets are not paired here (unequal cost; ``budget_ladder``
+    compares them budget by budget)."""
+    l1_tests, budget_of = [], _budgets(rows)
     asked = comparisons_for({r["aligner"]["name"] for r in rows}, comparisons)
     for a_name, b_name, family in asked:
         a_labels, b_labels = _labels(rows, a_name), _labels(rows, b_name)
         if not a_labels or not b_labels:
             absent = " or ".join(n for n, ls in ((a_name, a_labels), (b_name, b_labels)) if not ls)
             l1_tests.append({"a": a_name, "b": b_name, "family": family, "skipped": f"no entries of {absent}"})
-        for a, b in ((a, b) for a in a_labels for b in b_labels):
+        apart = [(a, b) for a in a_labels for b in b_labels
+                 if a in budget_of and b in budget_of and budget_of[a] != budget_of[b]]
+        if a_labels and b_labels and len(apart) == len(a_labels) * len(b_labels):
+            l1_tests.append({"a": a_name, "b": b_name, "family": family, "skipped": (
+                f"no budget in common ({a_name} at {', '.join(str(budget_of[a]) for a in a_labels)}, {b_name} at "
+                f"{', '.join(str(budget_of[b]) for b in b_labels)}): setups at different budgets are not paired")})
+        for a, b in ((a, b) for a in a_labels for b in b_labels if (a, b) not in apart):
             if _other_wording(groups, a, b):
                 l1_tests.append({"a": a, "b": b, "family": family, "skipped": _other_wording(groups, a, b)})
                 continue
@@ -433,6 +556,60 @@ def _l1_tests(rows: list[dict], groups: dict, comparisons, seed: int) -> tuple[l
         tests += done
         skipped += left
     return tests, skipped
+
+
+# -- the budget ladder ----------------------------------------------------------------------------
+
+LADDER_A = "de"  # the aligner the ladder compares with each other budgeted aligner, budget by budget
+
+
+def _budgets(rows: list[dict]) -> dict[str, int]:
+    """Aligner label -> its budget (candidate evaluations), for the aligners that spend one."""
+    return {r["aligner_label"]: r["aligner"]["budget"] for r in rows if r["aligner"]["budget"] is not None}
+
+
+def _crossings(tests: list[dict], name_of: dict[str, str]) -> list[dict]:
+    """Per pair of aligners and split: the consecutive budgets between which the sign of the mean
+    difference (A − B over their common targets) changes; ``differences``: that difference at each
+    budget tested, so a pair that never crosses says so too."""
+    out = []
+    key = lambda t: (name_of[t["a"]], name_of[t["b"]], t["split"])  # noqa: E731
+    for a, b, split in dict.fromkeys(key(t) for t in tests):
+        points = [(t["budget"], t["mean_difference"]) for t in tests if key(t) == (a, b, split)]
+        between = [[x[0], y[0]] for x, y in zip(points, points[1:]) if x[1] * y[1] < 0]
+        out.append({"a": a, "b": b, "split": split, "differences": [[n, d] for n, d in points],
+                    "crossings": between})
+    return out
+
+
+def budget_ladder(rows: list[dict], groups: dict, per_aligner: list[dict], seed: int) -> dict | None:
+    """The aligners that spend a budget, along the budgets the entries have (None below two): per
+    aligner setup and budget its mean L1 over targets (each target's mean over seeds), and per budget
+    ``LADDER_A`` against every other budgeted aligner at that budget (paired over targets, both
+    splits), Holm-adjusted within the family of that budget; and where ``LADDER_A`` − B changes sign."""
+    budget_of = _budgets(rows)
+    budgets = sorted(set(budget_of.values()))
+    if len(budgets) < 2:
+        return None
+    name_of = {r["aligner_label"]: r["aligner"]["name"] for r in rows}
+    points = [{"aligner": name_of[a["aligner"]], "label": a["aligner"], "budget": budget_of[a["aligner"]],
+               "targets": a["targets"], "l1": a["l1"]} for a in per_aligner if a["aligner"] in budget_of]
+    families, done_all = [], []
+    for budget in budgets:
+        here = sorted((label for label, b in budget_of.items() if b == budget), key=_order)
+        items = []
+        for a, b in ((a, b) for a in here if name_of[a] == LADDER_A for b in here if name_of[b] != LADDER_A):
+            about = {"a": a, "b": b, "budget": budget, "family": f"budget {budget}"}
+            if _other_wording(groups, a, b):
+                items.append({**about, "skipped": _other_wording(groups, a, b)})
+                continue
+            items += [_test(_means(groups[a], _l1(s)), _means(groups[b], _l1(s)), seed, **about, split=s,
+                            measure="L1") for s in SPLITS]
+        done, skipped = _family(items)
+        done_all += done
+        families.append({"budget": budget, "tests": done, "skipped": skipped})
+    return {"budgets": budgets, "a": LADDER_A, "points": points, "families": families,
+            "crossings": _crossings(done_all, name_of)}
 
 
 def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict | None = None) -> dict:
@@ -465,6 +642,7 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
         per_aligner = [_per_aligner(label, [t for t in table if t["aligner"] == label], groups[label], dims)
                        for label in aligners]
         tests, skipped = _l1_tests(mine, groups, comparisons, seed)
+        ladder = budget_ladder(mine, groups, per_aligner, seed)
         naive = _labels(mine, BASELINE)
         others = [a for a in aligners if a not in naive]
         pairs = [(a, n) for a in others for n in naive if not _other_wording(groups, a, n)]
@@ -485,6 +663,9 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
             "coverage": coverage(list(records.values()), labels, grid),
             "cost": [cost(label, [r for rs in groups[label].values() for r in rs]) for label in aligners],
             "compute": compute(list(records.values())),
+            "first_population": [first_population(label, groups[label]) for label in aligners
+                                 if any(r["history"] is not None for rs in groups[label].values() for r in rs)],
+            "first_generation": dict(zip(("tests", "skipped"), first_generation_tests(mine, groups, seed))),
             "table": table, "per_aligner": per_aligner, "tests": tests, "skipped": skipped,
             "baseline": None if naive else f"no entries of {BASELINE}: no gains, dimension or diagnostics changes",
             "transfer": {"gains": gains, "gap_tests": gap_done, "per_variant": variant_done,
@@ -493,7 +674,8 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
             "direction": {"tests": direction_done, "skipped": direction_skipped},
             "diagnostics": {"per_aligner": [diagnostics_summary(label, groups[label]) for label in aligners],
                             "tests": diag_done, "skipped": diag_skipped,
-                            "thresholds": {"position_bias": MAX_POSITION_BIAS, "reversal_tv": MAX_REVERSAL_DISTANCE}}})
+                            "thresholds": {"position_bias": MAX_POSITION_BIAS, "reversal_tv": MAX_REVERSAL_DISTANCE}},
+            **({} if ladder is None else {"ladder": ladder})})
     return {"format": STUDY_FORMAT, "entries_used": len(entries.records), "rejected": entries.rejected,
             "duplicates": entries.duplicates, "grid": None if grid is None else grid.get("file"),
             "models": models, "rows": rows}

@@ -86,8 +86,8 @@ def _missing_text(a: dict) -> str:
         return "no entries"
     if not a["in_grid"]:
         return "not in the grid"
-    parts = [f"{t['target']} ({'all' if t['all'] else 'seeds ' + ', '.join(map(str, t['seeds']))})"
-             for t in a["missing"]]
+    parts = [f"{t['target']} ({'budget ' + str(t['budget']) + ': ' if 'budget' in t else ''}"
+             f"{'all' if t['all'] else 'seeds ' + ', '.join(map(str, t['seeds']))})" for t in a["missing"]]
     return "; ".join(parts) or "–"
 
 
@@ -123,8 +123,9 @@ def coverage_part(m: dict) -> list[str]:
             f"is skipped below, with the reason. Wording version of the entries: "
             f"{', '.join(map(str, c['wording_versions']))} (the variants file's now: {c['current_wording_version']})."
             + (f" Budget in the grid: {', '.join(map(str, c['budgets']))} evaluations." if c["budgets"] else "") + "\n",
-            _table(["Aligner", "Searches", "Entries", "Expected", "Targets", "Seeds per target", "Budgets", "Missing"],
-                   rows)]
+            _table(["Aligner", "Searches", "Entries", "Expected", "Targets",
+                    "Seeds per target and budget" if any(len(a["budgets"]) > 1 for a in c["aligners"])
+                    else "Seeds per target", "Budgets", "Missing"], rows)]
 
 
 def glance_part(m: dict) -> list[str]:
@@ -424,6 +425,112 @@ def _compute_text(c: dict) -> str:
             f"run{resumed}.")
 
 
+# What ``study.first_population`` measures (its definition, written once).
+FIRST_POPULATION_NOTE = (
+    "gain: the first generation's mean training fitness (L1 in the search's own precision, from its convergence "
+    "curve: the fitness of a typical first-population candidate, since the entries keep no single starting point) "
+    "minus the best fitness at the end of the run; the first population's part: that mean minus the first "
+    "generation's best (its first popsize evaluations); share = part / gain (1: the first population found the "
+    "whole gain, before any search step; 0: it found none of it)")
+
+
+def first_population_part(m: dict) -> list[str]:
+    """Per searching aligner: how much of its gain in training fitness its first population found."""
+    rows = m.get("first_population") or []
+    if not rows:
+        return []
+    out = ["\n### The first population's share of each search's gain\n",
+           f"Per run, {FIRST_POPULATION_NOTE}. Each value is the mean over a target's seeds, then mean ± sd over "
+           "targets [min, max]; pooled: the sum of the parts over the sum of the gains, over the runs with a gain.\n",
+           _table(["Aligner", "Popsize", "Runs", "Targets with a share", "First-generation mean", "First-generation best",
+                   "Final best", "Gain", "Share of the gain", "Pooled share"],
+                  [[md_escape(a["aligner"]), ", ".join(map(str, a["popsize"])) or "–", str(a["runs"]),
+                    str(a["targets"]), fmt(a["start"]["mean"], ".1f"), fmt(a["first_best"]["mean"], ".1f"),
+                    fmt(a["final_best"]["mean"], ".1f"), fmt(a["gain"]["mean"], ".2f"),
+                    "–" if a["share"]["n"] == 0 else _stat_text(a["share"], ".2f"), fmt(a["pooled_share"], ".2f")]
+                   for a in rows])]
+    notes = [f"- {md_escape(a['aligner'])}: {_count(w['runs'], 'run')} without a share: {md_escape(w['reason'])}."
+             for a in rows for w in a["without_share"]]
+    return out + (["", *notes] if notes else []) + first_generation_part(m)
+
+
+def first_generation_part(m: dict) -> list[str]:
+    """DE against the other population searches after their first generation and at the end."""
+    g = m.get("first_generation") or {"tests": [], "skipped": []}
+    if not g["tests"] and not g["skipped"]:
+        return []
+    out = ["\nDoes DE's difference from another population search come from its first population? DE against "
+           "each other search of the same budget on the search's training fitness (its own precision, the best "
+           "so far; lower is better), after DE's first generation (its popsize in evaluations; the other search's "
+           "best after as many evaluations, whatever its own popsize) and at the end of the run. The unit is the "
+           "target (seeds averaged first); p (Holm): adjusted within the family first generation.\n"]
+    if g["tests"]:
+        out += [_table(["Budget", "A", "B", "When"] + TEST_HEADERS,
+                       [[str(t["budget"]), md_escape(t["a"]), md_escape(t["b"]),
+                         "at the end" if t["evaluations"] is None else f"after {t['evaluations']} evaluations"]
+                        + _cells(t, ".2f")
+                        for t in g["tests"]]), "", floor_text(g["tests"])]
+    return out + _skipped(g["skipped"])
+
+
+def _ladder_cell(points: list[dict], split: str, targets: int) -> str:
+    """One aligner's mean L1 at one budget (each setup's, when several share the budget)."""
+    cells = []
+    for p in points:
+        text = fmt(p["l1"][split]["mean"], ".1f") + (f" ({_count(p['targets'], 'target')})"
+                                                       if p["targets"] != targets else "")
+        cells.append(text + (f" [{p['label'].rsplit(' [', 1)[1]}" if len(points) > 1 else ""))
+    return "; ".join(cells) or "–"
+
+
+def _crossing_text(c: dict) -> str:
+    """Where A − B changes sign along the budgets, in a sentence."""
+    diffs = ", ".join(f"{n}: {fmt(d, '+.1f')}" for n, d in c["differences"])
+    where = f"{md_escape(c['a'])} − {md_escape(c['b'])}, {SPLIT_TEXT[c['split']]} L1 ({diffs})"
+    if c["crossings"]:
+        return f"- {where}: the curves cross " + " and ".join(f"between budgets {x} and {y}" for x, y in c["crossings"]) + "."
+    if len(c["differences"]) < 2:
+        return f"- {where}: tested at one budget only, so no crossing can be seen."
+    sign = "below" if c["differences"][0][1] < 0 else "above"
+    return f"- {where}: no crossing; {md_escape(c['a'])} stays {sign} at every budget tested."
+
+
+def ladder_part(m: dict) -> list[str]:
+    """The budgeted aligners along the budget ladder (absent below two budgets)."""
+    ladder = m.get("ladder")
+    if ladder is None:
+        return []
+    n = len(m["targets"])
+    lines = ["\n### Along the budget ladder\n",
+             f"Budgets (candidate evaluations): {', '.join(map(str, ladder['budgets']))}. Per aligner and budget: "
+             "the mean over targets of each target's mean over seeds (a cell over fewer targets than the study's "
+             f"{n} says how many). The held-out L1 is the primary metric on the held-out wordings (order-balanced for "
+             "entries of wording version 4). DE at each budget against the baselines, which spend no budget, is in "
+             "the paired comparisons below (primary family); setups two budgets apart are not paired there.\n"]
+    names = list(dict.fromkeys(p["aligner"] for p in ladder["points"]))
+    for split in ("heldout", "train"):
+        lines += [f"{SPLIT_TEXT[split].capitalize()} L1:\n", _table(
+            ["Aligner"] + [str(b) for b in ladder["budgets"]],
+            [[md_escape(a)] + [md_escape(_ladder_cell([p for p in ladder["points"] if (p["aligner"], p["budget"]) == (a, b)],
+                                                      split, n)) for b in ladder["budgets"]] for a in names]), ""]
+    tests = [t for f in ladder["families"] for t in f["tests"]]
+    lines.append(f"{md_escape(ladder['a'])} against each other budgeted aligner at the same budget, "
+                 "L1 (A − B; negative: A closer to the target), both splits. " + TESTS_NOTE + " Each budget is "
+                 "its own family: Holm adjusts within the tests of one budget (both splits), not across budgets.\n")
+    if tests:
+        lines += [_table(["Budget", "A", "B", "Split"] + TEST_HEADERS,
+                         [[str(t["budget"]), md_escape(t["a"]), md_escape(t["b"]), SPLIT_TEXT[t["split"]]] + _cells(t)
+                          for t in tests]), "", floor_text(tests)]
+    else:
+        lines.append(f"No budget has both {md_escape(ladder['a'])} and another budgeted aligner: no test is made.")
+    lines += _skipped([t for f in ladder["families"] for t in f["skipped"]])
+    if ladder["crossings"]:
+        lines += ["", "Where the curves cross (the sign of the mean difference over the common targets, budget by "
+                  "budget; a crossing is a change of sign, whatever the tests' p):", ""]
+        lines += [_crossing_text(c) for c in ladder["crossings"]]
+    return lines
+
+
 def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> str:
     """The study as Markdown; ``charts``: model -> {target label -> relative path of its SVG}."""
     parts = []
@@ -453,6 +560,8 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
               fmt(a["option_mass"]["train"]["mean"], ".3f"), fmt(a["option_mass"]["heldout"]["mean"], ".3f")]
              + [fmt(a["abs_error"]["heldout"][d], ".1f") for d in dims] for a in m["per_aligner"]]))
         parts += cost_part(m)
+        parts += first_population_part(m)
+        parts += ladder_part(m)
         variants = list(dict.fromkeys(v for a in m["per_aligner"] for v in a["l1_per_variant"]))
         parts.append("\n### L1 per prompt variant\n\n"
                      f"Mean over targets of the mean over seeds; the first {n_train} variants are the training ones. "

@@ -147,6 +147,13 @@ def meta_text(board: dict) -> str:
             + (f" Constants C: {_constants(board)}." if index_part(board) else "") + _versions_text(board))
 
 
+def section_meta_text(section: dict) -> str:
+    """A page section's first line (``leaderboard.page_section``): rows, entries, date, constants, versions."""
+    return (f"{len(section['rows'])} rows from {section['entries_used']} entries; data as of "
+            f"{section['data_as_of'] or '–'}." + (f" Constants C: {_constants(section)}." if section["rows"] else "")
+            + _versions_text(section))
+
+
 def _versions_text(board: dict) -> str:
     """The wording versions of the index rows (column Wording): rows of different versions measure different things."""
     versions = sorted({r.get("wording_version") for r in board["rows"]} - {None})

@@ -23,7 +23,7 @@ from cultbench.publish.charts import aligner_colours, convergence_chart, profile
 from cultbench.publish.page.columns import (CONSTRUCT_NOTE, DISTRIBUTION_INTRO, DISTRIBUTION_SUMMARY_NOTE, RANK_NOTE,
                                             SUMMARY_NOTE, TITLE, columns, dimensions, distribution_columns,
                                             distribution_summary_columns, index_part, intro_text, meta_text, rank_text,
-                                            ranked, section_meta, section_title, summary_columns)
+                                            ranked, section_meta, section_meta_text, section_title, summary_columns)
 
 
 def _static(name: str) -> str:
@@ -72,7 +72,7 @@ def _table_html(table_id: str, rows: list[dict], cols: list[Column], target=None
 
 
 def _filters_html(board: dict) -> str:
-    rows = board["rows"] + [r for section in board.get("distribution", []) for r in section["rows"]]
+    rows = board["rows"] + [r for part in board.get("distribution", []) + board.get("sections", []) for r in part["rows"]]
     targets = list(dict.fromkeys((target_label(r["target"]), r.get("target_short") or target_label(r["target"]))
                                  for r in rows))
     aligners = sorted({r["aligner_label"] for r in rows})
@@ -89,7 +89,7 @@ def _filters_html(board: dict) -> str:
             + '<span id="filter-count"></span></form>')
 
 
-def _rank_html(board: dict) -> str:
+def _rank_html(board: dict, prefix: str = "") -> str:
     groups = ranked(board)
     if not groups:
         return "<p>Rank agreement needs one model and aligner evaluated on 3 targets or more.</p>"
@@ -101,7 +101,7 @@ def _rank_html(board: dict) -> str:
         f'<td class="text">{split}</td><td>{g["n_targets"]}</td>'
         + "".join(f"<td>{escape(rank_text(g['splits'][split].get(d)))}</td>" for d in dims) + "</tr>"
         for g in groups for split in ("heldout", "train"))
-    return (f'<p>{escape(RANK_NOTE)}</p><div class="wrap"><table id="rank-agreement">'
+    return (f'<p>{escape(RANK_NOTE)}</p><div class="wrap"><table id="{prefix}rank-agreement">'
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
@@ -174,23 +174,40 @@ def _problems_html(board: dict) -> str:
     return "".join(parts) or "<p>Every entry was valid and unique.</p>"
 
 
-def _index_html(board: dict) -> str:
-    """The index instruments' part of the page: summary, all results, rank agreement, charts."""
+def _index_html(board: dict, prefix: str = "", h: str = "h2") -> str:
+    """The index instruments' part of the page: summary, all results, rank agreement, charts;
+    ``prefix`` of its tables' ids and ``h`` its headings' level (a section's: "section-K-", h3)."""
     cols = columns(dimensions(board))
     profiles, curves = _charts_html(board)
-    return f"""<h2>Summary</h2>
+    return f"""<{h}>Summary</{h}>
 <p>{escape(SUMMARY_NOTE)}</p>
-{_table_html("summary", board.get("summary", []), summary_columns())}
-<h2>All results</h2>
+{_table_html(prefix + "summary", board.get("summary", []), summary_columns())}
+<{h}>All results</{h}>
 <p>{escape(intro_text(board))} Click a column's header to sort; the address can set the sort and the filters on opening,
 e.g. <code>#sort=l1_heldout-desc&amp;aligner=de&amp;split=heldout</code>.</p>
-{_table_html("leaderboard", board["rows"], cols, target=lambda r: target_label(r["target"]))}
-<h2>Rank agreement across targets</h2>
-{_rank_html(board)}
-<h2>Indices against the target's profile</h2>
+{_table_html(prefix + "leaderboard", board["rows"], cols, target=lambda r: target_label(r["target"]))}
+<{h}>Rank agreement across targets</{h}>
+{_rank_html(board, prefix)}
+<{h}>Indices against the target's profile</{h}>
 <div class="charts">{profiles}</div>
-<h2>Convergence</h2>
+<{h}>Convergence</{h}>
 <div class="charts">{curves}</div>
+"""
+
+
+def _study_html(board: dict) -> str:
+    return (f'<p>The study of these entries (aligners compared with paired tests over targets): '
+            f'<a href="{escape(board["study"])}">{escape(board["study"])}</a>.</p>' if board.get("study") else "")
+
+
+def _section_html(k: int, section: dict) -> str:
+    """Another set of entries (``leaderboard.page_section``) as a section of its own: title, what it
+    holds, its study, its index part and its entries left out."""
+    return f"""<h2 id="section-{k}">{escape(section["title"])}</h2>
+<p>{escape(section_meta_text(section))}</p>
+{_study_html(section)}
+{_index_html(section, prefix=f"section-{k}-", h="h3")}<h3>Entries left out</h3>
+{_problems_html(section)}
 """
 
 
@@ -221,8 +238,7 @@ def _distribution_html(k: int, section: dict) -> str:
 
 def render_html(board: dict) -> str:
     meta = escape(meta_text(board))
-    study = (f'<p>The study of these entries (aligners compared with paired tests over targets): '
-             f'<a href="{escape(board["study"])}">{escape(board["study"])}</a>.</p>' if board.get("study") else "")
+    study = _study_html(board)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_csp()}">
@@ -235,7 +251,7 @@ def render_html(board: dict) -> str:
 {_filters_html(board)}
 {_index_html(board) if index_part(board) else ""}{"".join(_distribution_html(k, s) for k, s in enumerate(board.get("distribution", [])))}<h2>Entries left out</h2>
 {_problems_html(board)}
-<script type="application/json" id="leaderboard-data">{script_json(board)}</script>
+{"".join(_section_html(k, s) for k, s in enumerate(board.get("sections", [])))}<script type="application/json" id="leaderboard-data">{script_json(board)}</script>
 <script>{SCRIPT}</script>
 </body></html>
 """

@@ -9,7 +9,8 @@ from html import escape
 from cultbench.publish.page.columns import (CONSTRUCT_NOTE, DISTRIBUTION_INTRO, DISTRIBUTION_SUMMARY_NOTE, RANK_NOTE,
                                             SUMMARY_NOTE, TITLE, columns, dimensions, distribution_columns,
                                             distribution_summary_columns, index_part, intro_text, meta_text, rank_text,
-                                            ranked, section_meta, section_title, shortened, summary_columns)
+                                            ranked, section_meta, section_meta_text, section_title, shortened,
+                                            summary_columns)
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -43,18 +44,29 @@ def render_markdown(board: dict) -> str:
         lines += md_table([c.header for c in cols], [[md_escape(c.text(r)) for c in cols] for r in section["rows"]])
         lines += settings_legend(section["rows"])
     lines += _problems_md(board)
+    for section in board.get("sections", []):
+        lines += _section_markdown(section)
     return "\n".join(lines) + "\n"
 
 
-def _index_markdown(board: dict) -> list[str]:
-    """The index instruments' part of LEADERBOARD.md: summary, all results, rank agreement."""
+def _section_markdown(section: dict) -> list[str]:
+    """Another set of entries (``leaderboard.page_section``) as a section of its own."""
+    lines = ["", f"## {md_escape(section['title'])}", "", md_escape(section_meta_text(section)), ""]
+    if section.get("study"):
+        lines += [f"The study of these entries: [{md_escape(section['study'])}]({section['study']}).", ""]
+    return lines + _index_markdown(section, "###") + _problems_md(section, "###")
+
+
+def _index_markdown(board: dict, h: str = "##") -> list[str]:
+    """The index instruments' part of LEADERBOARD.md: summary, all results, rank agreement (``h``:
+    its headings' level)."""
     cols = columns(dimensions(board))
     lines = []
     summary = summary_columns()
-    lines += ["## Summary", "", SUMMARY_NOTE, ""]
+    lines += [f"{h} Summary", "", SUMMARY_NOTE, ""]
     lines += md_table([c.header for c in summary], [[md_escape(c.text(e)) for c in summary]
                                                       for e in board.get("summary", [])])
-    lines += ["", "## All results", "", intro_text(board), ""]
+    lines += ["", f"{h} All results", "", intro_text(board), ""]
     lines += md_table([c.header for c in cols], [[md_escape(c.text(r)) for c in cols] for r in board["rows"]])
     short = shortened(board)
     if short:
@@ -63,7 +75,7 @@ def _index_markdown(board: dict) -> list[str]:
     groups = ranked(board)
     if groups:
         dims = dimensions(board)
-        lines += ["", "## Rank agreement across targets", "", RANK_NOTE, ""]
+        lines += ["", f"{h} Rank agreement across targets", "", RANK_NOTE, ""]
         body = [[md_escape(g["model_label"]), md_escape(g["aligner_label"]), split, str(g["n_targets"])]
                 + [rank_text(g["splits"][split].get(d)) for d in dims]
                 for g in groups for split in ("heldout", "train")]
@@ -80,13 +92,13 @@ def settings_legend(rows: list[dict]) -> list[str]:
             + "; ".join(f"{md_escape(label)}: {md_escape(note)}" for label, note in notes) + "."]
 
 
-def _problems_md(board: dict) -> list[str]:
+def _problems_md(board: dict, h: str = "##") -> list[str]:
     out = []
     if board["rejected"]:
-        out += ["", "## Entries left out", ""]
+        out += ["", f"{h} Entries left out", ""]
         out += [f"- {md_escape(p['file'])}: {md_escape(p['reason'])}" for p in board["rejected"]]
     if board["duplicates"]:
-        out += ["", "## Duplicate entries (left out)", ""]
+        out += ["", f"{h} Duplicate entries (left out)", ""]
         out += [f"- {md_escape(p['file'])} repeats {md_escape(p['duplicate_of'])} (id {p['id']})"
                 for p in board["duplicates"]]
     return out
