@@ -481,20 +481,26 @@ def test_the_verdict_stands_beside_every_row(tmp_path):
 
 # (board folder, its study document, the link the page holds): the live leaderboard (wording version 4)
 # and study v3's, archived with its entries.
-COMMITTED_BOARDS = [("leaderboard", "docs/paper-small.md", "../docs/paper-small.md"),
+# The live board's sections: the testbed study and its position control (docs/leaderboard.md).
+TESTBED_SECTIONS = (("Study v4 on the testbed (planted cultures)", "leaderboard/testbed/entries", "docs/testbed-study.md"),
+                    ("Testbed negative control: the position control", "leaderboard/testbed-position/entries",
+                     "docs/testbed-study-position.md"))
+COMMITTED_BOARDS = [("leaderboard", "docs/paper-small.md", "../docs/paper-small.md", TESTBED_SECTIONS),
                     ("leaderboard/archive/v3", "docs/archive/paper-small-v3.md",
-                     "../../../docs/archive/paper-small-v3.md")]
+                     "../../../docs/archive/paper-small-v3.md", ())]
 
 
-@pytest.mark.parametrize("folder,study_doc,link", COMMITTED_BOARDS)
-def test_the_committed_leaderboard_is_built_from_the_committed_entries(tmp_path, folder, study_doc, link):
+@pytest.mark.parametrize("folder,study_doc,link,sections", COMMITTED_BOARDS)
+def test_the_committed_leaderboard_is_built_from_the_committed_entries(tmp_path, folder, study_doc, link, sections):
     """leaderboard.json, LEADERBOARD.md and index.html are what `cultbench leaderboard build` makes
     of the folder's entries now (`build --check` says so without writing)."""
     root = Path(__file__).resolve().parents[1]
-    board, changed = build(root / folder / "entries", root / folder, study=root / study_doc, check=True)
+    board, changed = build(root / folder / "entries", root / folder, study=root / study_doc, check=True,
+                           sections=[(title, root / d, root / doc) for title, d, doc in sections])
     assert board["study"] == link
+    options = "".join(f' --section "{title}={d},{doc}"' for title, d, doc in sections)
     assert changed == [], (f"{folder}/ is stale: run `cultbench leaderboard build --entries {folder}/entries --out "
-                           f"{folder} --study {study_doc}`")
+                           f"{folder} --study {study_doc}{options}`")
 
 
 def test_the_archived_v3_rows_are_labelled_with_their_wording_version():
