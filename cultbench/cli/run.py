@@ -263,18 +263,15 @@ def build_cmd(entries, out, strict, study, check, sections):
     if study is None and entries.resolve() == Path("leaderboard/entries").resolve() and Path("docs/paper-small.md").is_file():
         study = Path("docs/paper-small.md")
     board, paths = build(entries, out, study=study, check=check, sections=sections)
-    for p in board["rejected"]:
-        click.echo(f"left out {p['file']}: {p['reason']}", err=True)
-    for p in board["duplicates"]:
-        click.echo(f"left out {p['file']}: duplicate of {p['duplicate_of']}", err=True)
+    parts = [board] + board.get("sections", [])
+    for part in parts:  # the main board's entries left out first, then each section's
+        where = f" (section {part['title']})" if part is not board else ""
+        for p in part["rejected"]:
+            click.echo(f"left out {p['file']}{where}: {p['reason']}", err=True)
+        for p in part["duplicates"]:
+            click.echo(f"left out {p['file']}{where}: duplicate of {p['duplicate_of']}", err=True)
     for path in paths:
         click.echo(f"differs from the entries: {path}" if check else str(path), err=check)
-    for section in board.get("sections", []):
-        for p in section["rejected"]:
-            click.echo(f"left out {p['file']} (section {section['title']}): {p['reason']}", err=True)
-        for p in section["duplicates"]:
-            click.echo(f"left out {p['file']} (section {section['title']}): duplicate of {p['duplicate_of']}", err=True)
-    parts = [board] + board.get("sections", [])
     left_out = sum(len(b["rejected"]) + len(b["duplicates"]) for b in parts)
     rows = sum(len(b["rows"]) for b in parts) + sum(len(section["rows"]) for section in board["distribution"])
     used = sum(b["entries_used"] for b in parts)

@@ -349,13 +349,17 @@ def first_population(label: str, groups: dict) -> dict:
                                **{k: float(np.mean([v[k] for v in runs]))
                                   for k in ("start", "first_best", "final_best", "gain")},
                                "share": float(np.mean(shares)) if shares else None})
-    popsizes = sorted({r["aligner"]["hyperparameters"].get("popsize") for rs in groups.values() for r in rs} - {None})
-    return {"aligner": label, "popsize": popsizes, "targets": len([t for t in per_target if t["share"] is not None]),
+    return {"aligner": label, "popsize": _popsizes(groups), "targets": len([t for t in per_target if t["share"] is not None]),
             "runs": sum(len(rs) for rs in groups.values()),
             **{k: stat(t[k] for t in per_target) for k in ("start", "first_best", "final_best", "gain", "share")},
             "pooled_share": pooled[0] / pooled[1] if pooled[1] > 0 else None,
             "without_share": [{"reason": why, "runs": n} for why, n in sorted(reasons.items())],
             "per_target": per_target}
+
+
+def _popsizes(groups: dict) -> list[int]:
+    """The population sizes of one aligner setup's runs ({target: records}); none without a population."""
+    return sorted({r["aligner"]["hyperparameters"].get("popsize") for rs in groups.values() for r in rs} - {None})
 
 
 FIRST_GENERATION = "first generation"  # the family of first_generation_tests
@@ -376,10 +380,8 @@ def first_generation_tests(rows: list[dict], groups: dict, seed: int) -> tuple[l
     population? DE against it on the search's training fitness (best so far) after DE's first
     generation (its popsize in evaluations: the other search's best after as many) and at the end
     of the run, target as the unit, Holm within the family ``FIRST_GENERATION``."""
-    budget_of = _budgets(rows)
-    name_of = {r["aligner_label"]: r["aligner"]["name"] for r in rows}
-    popsizes = {label: sorted({r["aligner"]["hyperparameters"].get("popsize") for rs in groups[label].values()
-                               for r in rs} - {None}) for label in budget_of}
+    budget_of, name_of = _budgets(rows), _names(rows)
+    popsizes = {label: _popsizes(groups[label]) for label in budget_of}
     items = []
     for a in (a for a in sorted(budget_of, key=_order) if name_of[a] == LADDER_A and popsizes[a]):
         for b in (b for b in sorted(budget_of, key=_order) if name_of[b] != LADDER_A and popsizes[b]
@@ -568,6 +570,11 @@ def _budgets(rows: list[dict]) -> dict[str, int]:
     return {r["aligner_label"]: r["aligner"]["budget"] for r in rows if r["aligner"]["budget"] is not None}
 
 
+def _names(rows: list[dict]) -> dict[str, str]:
+    """Aligner label -> aligner name."""
+    return {r["aligner_label"]: r["aligner"]["name"] for r in rows}
+
+
 def _crossings(tests: list[dict], name_of: dict[str, str]) -> list[dict]:
     """Per pair of aligners and split: the consecutive budgets between which the sign of the mean
     difference (A − B over their common targets) changes; ``differences``: that difference at each
@@ -591,7 +598,7 @@ def budget_ladder(rows: list[dict], groups: dict, per_aligner: list[dict], seed:
     budgets = sorted(set(budget_of.values()))
     if len(budgets) < 2:
         return None
-    name_of = {r["aligner_label"]: r["aligner"]["name"] for r in rows}
+    name_of = _names(rows)
     points = [{"aligner": name_of[a["aligner"]], "label": a["aligner"], "budget": budget_of[a["aligner"]],
                "targets": a["targets"], "l1": a["l1"]} for a in per_aligner if a["aligner"] in budget_of]
     families, done_all = [], []
