@@ -21,10 +21,10 @@ def testbed():
 
     \b
     Examples:
-      cultbench testbed build --kind culture --out runs/testbed/culture
-      cultbench testbed build --kind culture --position-bias 0 --out runs/testbed/culture-p0
-      cultbench testbed build --kind position --out runs/testbed/position
-      cultbench testbed check runs/testbed/culture runs/testbed/culture-p0 runs/testbed/position
+      cultbench testbed build --kind culture --out testbeds/culture
+      cultbench testbed build --kind culture --position-bias 0 --out testbeds/culture-p0
+      cultbench testbed build --kind position --out testbeds/position
+      cultbench testbed check testbeds/culture testbeds/culture-p0 testbeds/position
     """
 
 

@@ -68,12 +68,23 @@ class Size:
     short_share: float = 0.0
     # Share of training prompts whose wording loses some words to [UNK] (``wordings.drop_words``).
     dropout_share: float = DROPOUT_SHARE
+    # Weight of an auxiliary loss while training only: a linear probe (discarded after training) reads
+    # the persona country's six scores (standardised; zero without a persona) from the answer
+    # position after layer ``profile_layer``. The answers' targets are unchanged; it makes the model
+    # carry the country to the answer sooner (the step at which it starts to read the persona is
+    # what the default's step count paid for).
+    profile_weight: float = 0.0
+    profile_layer: int = 1
 
 
 # Sized for this 2-core machine (a step of 64 prompts costs about 0.18 s of one core): default
 # about 10 minutes, small under a minute. Batch 64, not 16: at 16 the model learns the items but
 # never finds the persona's country (slope 0.003); at 64 it does (docs/testbed.md, persona probe Z).
-SIZES = {"default": Size(hidden=64, layers=2, heads=4, intermediate=128, wordings=120, steps=3000, batch=64, lr=3e-3),
+# The default's profile probe (weight 10, after layer 1) is what makes 3000 steps enough: without it
+# the model reads the persona only late in training (6000 steps: L1 26.1, slope 0.77; docs/testbed.md,
+# size probe).
+SIZES = {"default": Size(hidden=64, layers=2, heads=4, intermediate=128, wordings=120, steps=3000, batch=64, lr=3e-3,
+                         profile_weight=10.0),
          # The tests' size keeps weight 10: in 300 steps, weight 100 leaves too little of the clipped
          # gradient to the cross-entropy that puts the probability on the option labels.
          "small": Size(hidden=64, layers=2, heads=4, intermediate=128, wordings=24, steps=300, batch=16, lr=3e-3,
@@ -140,9 +151,10 @@ def answer_targets(config: BuildConfig, truth: np.ndarray, noise: np.ndarray, de
     return (1 - config.position_bias) * shown + config.position_bias * first
 
 
-def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str], np.ndarray, list, dict]:
+def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str], np.ndarray, list, dict, np.ndarray]:
     """Texts, targets [N, K] and option labels (displayed order) of ``steps * batch`` training prompts
-    drawn at random, and the record."""
+    drawn at random, the record, and each prompt's persona profile [N, D] (the country's scores
+    standardised over the trained countries; zero without a persona), the auxiliary probe's target."""
     gt = ground_truth(instrument)
     trained, heldout = split_countries(list(gt.profiles), config.heldout_extra, config.seed)
     shape = config.shape
@@ -172,7 +184,9 @@ def training_set(config: BuildConfig, instrument, render, rng) -> tuple[list[str
         targets[j] = cache[key][items[j]]
     record = {"trained_countries": trained, "heldout_countries": heldout,
               "training_wordings": [v.to_dict() for v in wordings], "ground_truth": gt.to_dict()}
-    return texts, targets, labels, record
+    scores = np.array([gt.indices(c) for c in trained])
+    standard = np.vstack([(scores - scores.mean(0)) / scores.std(0), np.zeros((1, scores.shape[1]))])
+    return texts, targets, labels, record, standard[np.where(personas < 0, len(trained), personas)]
 
 
 def word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
@@ -194,32 +208,46 @@ def _render_with(template_tokenizer, instrument):
 
 
 def answer_loss(model, tokenizer, texts: list[str], targets: np.ndarray, labels: torch.Tensor,
-                mean_weight: float) -> torch.Tensor:
+                mean_weight: float, probe=None, profiles=None, profile_weight: float = 0.0,
+                profile_layer: int = 1) -> torch.Tensor:
     """Mean loss of a few prompts: soft-target cross-entropy on the answer token (full-vocabulary
     softmax, so the probability also concentrates on the labels) plus ``mean_weight`` x the squared
-    error of the expected answer over the labels."""
+    error of the expected answer over the labels, plus ``profile_weight`` x the squared error of
+    ``probe`` reading the persona's profile ``profiles`` [n, D] from the answer position after layer
+    ``profile_layer`` (training only)."""
     import torch
 
     enc = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-    hidden = model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    out = model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                      output_hidden_states=bool(profile_weight))
     last = enc["attention_mask"].sum(1) - 1
-    logp = torch.log_softmax(model.lm_head(hidden[torch.arange(len(last)), last]), dim=-1).gather(1, labels)
+    answer = out.last_hidden_state[torch.arange(len(last)), last]
+    logp = torch.log_softmax(model.lm_head(answer), dim=-1).gather(1, labels)
     target = torch.as_tensor(targets, dtype=torch.float32)
     points = torch.arange(1, labels.shape[1] + 1, dtype=torch.float32)
     # The countries differ by a few tenths of a scale point per item, a weak signal in the
     # cross-entropy alone: a squared error on the expected answer (same optimum) weighs it.
     error = (torch.softmax(logp, dim=-1) - target) @ points
-    return -(target * logp).sum(1).mean() + mean_weight * error.pow(2).mean()
+    loss = -(target * logp).sum(1).mean() + mean_weight * error.pow(2).mean()
+    if profile_weight:
+        read = probe(out.hidden_states[profile_layer][torch.arange(len(last)), last])
+        loss = loss + profile_weight * (read - torch.as_tensor(profiles, dtype=torch.float32)).pow(2).mean()
+    return loss
 
 
 MICRO_BATCH = 16  # prompts per forward; a step's prompts are sorted by length so short ones pad little
 
 
-def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: np.ndarray, shape: Size) -> list[float]:
-    """AdamW on ``answer_loss`` with a one-cycle schedule; returns the loss every 100 steps."""
+def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: np.ndarray, shape: Size,
+          profiles: np.ndarray | None = None) -> list[float]:
+    """AdamW on ``answer_loss`` with a one-cycle schedule; returns the loss every 100 steps.
+    ``profiles`` [N, D] (each prompt's persona profile, from ``training_set``) feeds the auxiliary probe."""
     import torch
 
-    opt = torch.optim.AdamW(model.parameters(), lr=shape.lr, weight_decay=0.0)
+    weight = shape.profile_weight if profiles is not None else 0.0
+    probe = torch.nn.Linear(shape.hidden, profiles.shape[1]) if weight else None
+    params = list(model.parameters()) + (list(probe.parameters()) if probe else [])
+    opt = torch.optim.AdamW(params, lr=shape.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=shape.lr, total_steps=shape.steps, pct_start=0.1)
     labels, losses = torch.as_tensor(label_ids), []  # [N, K]: each prompt's option tokens
     lengths = np.array([len(t) for t in texts])
@@ -231,10 +259,11 @@ def train(model, tokenizer, texts: list[str], targets: np.ndarray, label_ids: np
         total = 0.0
         for chunk in np.array_split(batch, max(1, len(batch) // MICRO_BATCH)):
             loss = answer_loss(model, tokenizer, [texts[j] for j in chunk], targets[chunk], labels[chunk],
-                               shape.mean_weight) * (len(chunk) / len(batch))
+                               shape.mean_weight, probe, None if probe is None else profiles[chunk],
+                               weight, shape.profile_layer) * (len(chunk) / len(batch))
             loss.backward()
             total += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         if step % 100 == 0 or step == shape.steps - 1:
@@ -266,7 +295,7 @@ def _build(config: BuildConfig, out, start: float) -> dict:
     instrument = load_instrument("vsm2013")
     renderer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")))
     renderer.chat_template = CHAT_TEMPLATE  # renders the chat text; the real tokenizer is trained on it
-    texts, targets, labels, record = training_set(config, instrument, _render_with(renderer, instrument), rng)
+    texts, targets, labels, record, profiles = training_set(config, instrument, _render_with(renderer, instrument), rng)
     # The dropout's word is left out of the vocabulary, so the model reads it as [UNK].
     tokenizer = word_tokenizer([t.replace(UNKNOWN_WORD, " ") for t in texts] + [" ".join(x) for x in sorted(set(labels))])
     label_ids = np.array([tokenizer.convert_tokens_to_ids(list(x)) for x in labels])
@@ -276,7 +305,7 @@ def _build(config: BuildConfig, out, start: float) -> dict:
         num_attention_heads=shape.heads, num_key_value_heads=shape.heads, intermediate_size=shape.intermediate,
         max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None, tie_word_embeddings=True, initializer_range=0.05))
-    losses = train(model, tokenizer, texts, targets, label_ids, shape)
+    losses = train(model, tokenizer, texts, targets, label_ids, shape, profiles)
     record = {"testbed": dataclasses.asdict(config), "shape": dataclasses.asdict(shape),
               "kind": config.kind, "position_bias": config.position_bias if config.kind == "culture" else None,
               "wording_noise": config.wording_noise if config.kind == "culture" else None,

@@ -65,7 +65,7 @@ inst = load_instrument("vsm2013")
 renderer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")))
 renderer.chat_template = B.CHAT_TEMPLATE
 render = B._render_with(renderer, inst)
-texts, targets, labels, record = B.training_set(cfg, inst, render, rng)
+texts, targets, labels, record, _ = B.training_set(cfg, inst, render, rng)
 phases = []  # later phases STEPS:LR:SHORT_SHARE:BATCH on the pool, each from the previous one's weights
 if kv.get("then"):
     if kv.get("short"):
@@ -74,7 +74,7 @@ if kv.get("then"):
         steps2, lr2, share2, batch2 = spec.split(":")
         shape2 = dataclasses.replace(shape, steps=int(steps2), lr=float(lr2), short_share=float(share2), batch=int(batch2))
         B.SIZES[f"y{k}"] = shape2
-        texts2, targets2, labels2, record = B.training_set(dataclasses.replace(cfg, size=f"y{k}"), inst, render, np.random.default_rng(1 + k))
+        texts2, targets2, labels2, record, _ = B.training_set(dataclasses.replace(cfg, size=f"y{k}"), inst, render, np.random.default_rng(1 + k))
         phases.append((shape2, texts2, targets2, labels2))
 later_texts = [t for p in phases for t in p[1]]
 later_labels = [x for p in phases for x in p[3]]
