@@ -119,6 +119,11 @@ class BuildConfig:
     @property
     def shape(self) -> Size:
         size = SIZES[self.size]
+        if self.kind != "culture":
+            # The profile probe teaches the persona's culture; a control has none, not even inside
+            # (with it, gradient prompt tuning drew up to 9.3 points of content out of the position
+            # control: docs/testbed.md, "The controls train without the probe").
+            size = dataclasses.replace(size, profile_weight=0.0)
         return size if self.steps is None else dataclasses.replace(size, steps=self.steps)
 
 
