@@ -150,6 +150,13 @@ def test_cli_build_refuses_bad_input(tmp_path):
     check_one_line_error(runner.invoke(main, ["testbed", "check", str(tmp_path / "taken")]), "not a testbed")
 
 
+def training_l1(folder, targets, aligners, budget=1) -> dict:
+    """{(target, aligner): balanced training L1} of one `cultbench run` sweep on the testbed (the
+    budget is the searches'; naive and icl spend none)."""
+    return {(r["target"]["name"], r["aligner"]["name"]): float(r["metrics"]["train"]["l1"])
+            for r in run_aligners(folder, targets, aligners, budget=budget)}
+
+
 @pytest.mark.slow
 def test_aligners_run_end_to_end_on_a_heldout_country(culture):
     """cmaes, prompt tuning and icl through `cultbench run` on the small testbed with a small budget,
@@ -165,10 +172,8 @@ def test_aligners_run_end_to_end_on_a_heldout_country(culture):
     folder, record = culture
     target = "U.S.A."
     assert target in record["heldout_countries"]
-    train = {}
-    for aligner, budget in (("naive", 1), ("icl", 1), ("cmaes", 60), ("prompt-tuning", 60)):
-        (result,) = run_aligners(folder, [target], [aligner], budget=budget)
-        train[aligner] = float(result["metrics"]["train"]["l1"])
+    train = {aligner: l1 for (_, aligner), l1 in {**training_l1(folder, [target], ["naive", "icl"]),
+                                                   **training_l1(folder, [target], ["cmaes", "prompt-tuning"], 60)}.items()}
     assert train["prompt-tuning"] < train["naive"] - 1, train
     assert train["cmaes"] < train["naive"] + 0.5, train
     assert abs(train["icl"] - train["naive"]) < 10, train  # a persona of an unknown country: a small change
@@ -197,11 +202,8 @@ def test_aligners_reach_a_heldout_country_on_the_committed_culture_testbed():
     folder, heldout, trained = COMMITTED / "culture", "U.S.A.", "Germany"
     record = json.loads((folder / "testbed.json").read_text())
     assert heldout in record["heldout_countries"] and trained in record["trained_countries"]
-    train = {}
-    for target, aligner, budget in ((heldout, "naive", 1), (heldout, "icl", 1), (heldout, "cmaes", 40),
-                                    (heldout, "prompt-tuning", 40), (trained, "naive", 1), (trained, "icl", 1)):
-        (result,) = run_aligners(folder, [target], [aligner], budget=budget)
-        train[target, aligner] = float(result["metrics"]["train"]["l1"])
+    train = {**training_l1(folder, [heldout, trained], ["naive", "icl"]),
+             **training_l1(folder, [heldout], ["cmaes", "prompt-tuning"], 40)}
     # Measured: naive 134.985, icl 133.174, cmaes 102.956, prompt tuning 10.153 (U.S.A.); naive
     # 106.407, icl 17.127 (Germany). The margins leave room for other machines' arithmetic.
     assert train[heldout, "cmaes"] < train[heldout, "naive"] - 10, train
