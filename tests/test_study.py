@@ -232,10 +232,13 @@ COMMITTED_STUDIES = [("leaderboard/entries", "docs/paper-small.md", "leaderboard
 @pytest.mark.parametrize("entries,markdown,json_path,charts", COMMITTED_STUDIES)
 def test_committed_document_matches_the_committed_entries(entries, markdown, json_path, charts):
     """Each committed study document, its study JSON and its charts are what its entries give."""
-    grid = json.loads((ROOT / json_path).read_text())["grid"]  # --experiment, if it was given
+    doc = json.loads((ROOT / json_path).read_text())
+    grid = doc["grid"]  # --experiment, if it was given
+    earlier = doc.get("against", {}).get("folder")  # --against, if it was given
     _, changed = write_study(collect(ROOT / entries), markdown=ROOT / markdown, json_path=ROOT / json_path,
                              charts_dir=ROOT / charts, check=True,
-                             grid=None if grid is None else {**experiment_grid(ROOT / grid), "file": grid})
+                             grid=None if grid is None else {**experiment_grid(ROOT / grid), "file": grid},
+                             earlier=None if earlier is None else collect(earlier))
     assert changed == []
 
 
@@ -702,3 +705,58 @@ def test_a_budget_ladder_from_cultbench_run_entries(tiny_folder, tmp_path):
     assert written.exit_code == 0, written.output
     board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
     assert board["sections"][0]["title"] == "Ladder" and board["sections"][0]["rows"] == board["rows"]
+
+
+def test_an_earlier_study_is_set_beside_on_the_same_combinations_only():
+    """--against: the earlier entries are cut to the combinations the new ones have (4 of 10 targets,
+    seed 0 of 2), so each row compares the same targets; its numbers are the earlier study's own,
+    recomputed on those entries, and the L1 beside the content-free respondent's is computed for
+    entries that do not record it."""
+    rng = np.random.default_rng(3)
+    old = {("naive", t, None): 170.0 for t in TEN}
+    old.update({("de", t, s): {"train": 150.0 + rng.uniform(-1, 1), "heldout": 175.0 + rng.uniform(-1, 1)}
+                for t in TEN for s in (0, 1)})
+    new = {("naive", t, None): 160.0 for t in TEN[:4]}
+    # held-out 60, 63, 66, 69 against the template target's content-free L1 of 70 (minimum effect 3.5 points)
+    new.update({("de", t, 0): {"train": 155.0, "heldout": 60.0 + 3 * i} for i, t in enumerate(TEN[:4])})
+    earlier, entries = _synthetic_entries(old), _synthetic_entries(new)
+    doc = study(entries, earlier=earlier)
+    against = doc["against"]
+    assert (against["entries"], against["kept"]) == (30, 8)
+    (m,) = against["models"]
+    rows = {(r["question"], r["a"], r.get("split")): r for r in m["rows"]}
+    cut = Entries(records={n: r for n, r in earlier.records.items()
+                           if r["target"]["name"] in TEN[:4] and r["aligner"]["seed"] in (None, 0)})
+    (then,) = study(cut)["models"]
+    for split in ("train", "heldout"):
+        (want,) = [t for t in then["tests"] if t["split"] == split]
+        row = rows[("L1 difference", "de (budget 120)", split)]
+        assert row["earlier"]["mean_difference"] == pytest.approx(want["mean_difference"])
+        assert row["earlier"]["n_pairs"] == row["now"]["n_pairs"] == 4
+    assert rows[("L1 difference", "de (budget 120)", "heldout")]["now"]["mean_difference"] == pytest.approx(-95.5)
+    record = next(iter(earlier.records.values()))  # the template's target and constants (every C = 50)
+    assert set(record["constants"].values()) == {50.0} and "content_free_l1" not in record["metrics"]["heldout"]
+    content_free = sum(abs(score - 50.0) for score in record["target"]["scores"].values())
+    free = rows[("held-out L1 − content-free L1", "de (budget 120)", None)]
+    de_old = [old[("de", t, 0)]["heldout"] for t in TEN[:4]]
+    assert free["earlier"]["mean"] == pytest.approx(np.mean(de_old) - content_free)
+    assert content_free == 70.0 and free["now"]["mean"] == pytest.approx(64.5 - content_free)
+    assert free["now"]["n"] == 4 and free["now"]["below"] == 3 and free["earlier"]["below"] == 0
+    text = render_study_markdown(doc)
+    assert "### Against the earlier study" in text and "Earlier entries used: 8 of 30." in text
+    assert (f"| held-out L1 − content-free L1 | de (budget 120) | – | – | {np.mean(de_old) - content_free:+.1f}, "
+            "below for 0 of 4 targets | -5.5, below for 3 of 4 targets |") in text
+
+
+def test_an_earlier_study_without_a_combination_in_common_says_so():
+    earlier = _synthetic_entries({("naive", t, None): 170.0 for t in TEN[5:]})
+    doc = study(_synthetic_entries({("naive", t, None): 160.0 for t in TEN[:4]}), earlier=earlier)
+    assert doc["against"]["kept"] == 0 and doc["against"]["models"] == []
+    assert "No answer to compare: no earlier entry is one of these entries' combinations." in render_study_markdown(doc)
+
+
+def test_the_study_command_names_a_missing_earlier_folder(tmp_path):
+    result = invoke(["leaderboard", "study", "--entries", ROOT / "leaderboard" / "entries", "--against",
+                     tmp_path / "nowhere"])
+    assert result.exit_code == 2 and "nowhere" in result.output and "does not exist" in result.output
+

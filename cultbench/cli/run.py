@@ -293,9 +293,12 @@ def build_cmd(entries, out, strict, study, check, sections):
 @click.option("--experiment", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="The experiment file the entries come from (`cultbench run --config`): the study says which of "
                    "its target x aligner x seed combinations are missing.")
+@click.option("--against", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Folder of an earlier study's entries (e.g. leaderboard/archive/v3/entries): the study ends with "
+                   "the earlier study's headline answers beside its own, both on the combinations these entries have.")
 @click.option("--check", is_flag=True, help="Write nothing; exit with status 1 if the files differ from what the "
                                             "entries give (e.g. a document edited by hand or entries added since).")
-def study_cmd(entries, markdown, json_path, charts, experiment, check):
+def study_cmd(entries, markdown, json_path, charts, experiment, against, check):
     """Compare the aligners of a sweep: which combinations are present (and, with --experiment,
     missing), L1 per target x aligner (mean, sd, range over seeds), averages over targets, cost per
     run, per-dimension errors, option mass, and paired tests over targets (bootstrap CI, exact
@@ -309,7 +312,8 @@ def study_cmd(entries, markdown, json_path, charts, experiment, check):
     \b
     Example:
       cultbench leaderboard study --entries leaderboard/entries --markdown docs/paper-small.md \\
-        --json leaderboard/study.json --charts docs/paper-small --experiment experiments/paper-small.yaml
+        --json leaderboard/study.json --charts docs/paper-small --experiment experiments/paper-small.yaml \\
+        --against leaderboard/archive/v3/entries
     """
     from cultbench.runs.experiments import experiment_grid
     from cultbench.publish.leaderboard import collect
@@ -317,13 +321,14 @@ def study_cmd(entries, markdown, json_path, charts, experiment, check):
 
     found = collect(entries)
     grid = None if experiment is None else experiment_grid(experiment)
+    earlier = None if against is None else collect(against)
     if markdown is None and json_path is None:
-        click.echo(render_study_markdown(study(found, grid=grid)), nl=False)
+        click.echo(render_study_markdown(study(found, grid=grid, earlier=earlier)), nl=False)
         return
     if charts is not None and not check:
         charts.mkdir(parents=True, exist_ok=True)
     _, changed = write_study(found, markdown=markdown, json_path=json_path, charts_dir=charts, check=check,
-                             grid=grid)
+                             grid=grid, earlier=earlier)
     for path in changed:
         click.echo(f"differs from the entries: {path}" if check else str(path), err=check)
     if check and changed:

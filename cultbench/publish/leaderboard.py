@@ -46,13 +46,14 @@ class Entries:
     records: dict[str, dict] = field(default_factory=dict)
     rejected: list[dict] = field(default_factory=list)  # {"file", "reason"}
     duplicates: list[dict] = field(default_factory=list)  # {"file", "duplicate_of", "id"}
+    folder: str | None = None  # where they were collected from
 
 
 def collect(folder) -> Entries:
     folder = Path(folder)
     if not folder.is_dir():
         raise CultbenchError(f"entries folder {folder} does not exist")
-    out, seen = Entries(), {}
+    out, seen = Entries(folder=folder.as_posix()), {}
     inside = folder.resolve()
     for path in sorted(folder.glob("*.json")):
         if not path.resolve().is_relative_to(inside):  # a symbolic link out of the folder is not an entry

@@ -55,11 +55,11 @@ from cultbench.errors import CultbenchError
 from aligners.registry import available_aligners, display_key
 from cultbench.publish.leaderboard import Entries, aggregate, stat
 from cultbench.publish.page import chart_colours, convergence_svg, target_label
-from cultbench.evaluation.metrics import INDEX, primary_metric
+from cultbench.evaluation.metrics import INDEX, MIN_EFFECT, content_free_l1, primary_metric
 from cultbench.prompts import REVERSED_SUFFIX, all_variants, variants_version
 from cultbench.runs.results import SPLITS
 from cultbench.publish.stats import paired_comparison, toward_target
-from cultbench.publish.study_markdown import render_study_markdown
+from cultbench.publish.study_markdown import order_gains, render_study_markdown
 
 STUDY_FORMAT = 2
 BASELINE = "naive"
@@ -524,7 +524,34 @@ def _per_aligner(label: str, own: list[dict], per_target: dict, dims: list[str])
                                           for s in SPLITS for v in rs[0]["variants"][s]]
                                          for rs in per_target.values())),
         "search_fitness": stat(searched) if searched else None,
-        "fitness": stat(r["aligner"]["fitness"] for r in own_records) if searched else None}
+        "fitness": stat(r["aligner"]["fitness"] for r in own_records) if searched else None,
+        "content_free": {s: _beside_content_free(per_target, s) for s in SPLITS},
+        "mirror": stat(_means(per_target, _mirror)[t][1] for t in _means(per_target, _mirror))}
+
+
+def _content_free(record: dict, split: str) -> float:
+    """The content-free L1 (every index = C) of a record's target: recorded by measurement v4, else
+    (older entries) computed from the record's constants and target scores the same way."""
+    recorded = record["metrics"][split].get("content_free_l1")
+    if recorded is not None:
+        return recorded
+    dims = [d for d in record["constants"] if d in record["target"]["scores"]]
+    return content_free_l1([record["constants"][d] for d in dims], [record["target"]["scores"][d] for d in dims])
+
+
+def _mirror(record: dict) -> float | None:
+    """The held-out mirror statistic (measurement v4; None for older entries and for the naive model)."""
+    return record["metrics"]["heldout"].get("mirror")
+
+
+def _beside_content_free(per_target: dict, split: str) -> dict:
+    """L1 minus the content-free L1 per target (seed means): their mean over targets (negative: closer
+    to the target than a respondent who answers C to everything) and the targets below it by at least
+    the verdict's minimum effect (``MIN_EFFECT`` of the content-free L1, as the check below_content_free)."""
+    gaps = _means(per_target, lambda r: r["metrics"][split][primary_metric(INDEX).name] - _content_free(r, split))
+    free = _means(per_target, lambda r: _content_free(r, split))
+    return {**stat(v for _, v in gaps.values()),
+            "below": sum(v < -MIN_EFFECT * free[t][1] for t, (_, v) in gaps.items()), "min_effect": MIN_EFFECT}
 
 
 def _l1_tests(rows: list[dict], groups: dict, comparisons, seed: int) -> tuple[list[dict], list[dict]]:
@@ -619,10 +646,12 @@ def budget_ladder(rows: list[dict], groups: dict, per_aligner: list[dict], seed:
             "crossings": _crossings(done_all, name_of)}
 
 
-def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict | None = None) -> dict:
+def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict | None = None,
+          earlier: Entries | None = None) -> dict:
     """The study document (JSON-ready) of the valid entries of a folder; ``grid``: the experiment's
     targets ({"name", "source"}), aligners ({name: whether it searches}) and seeds, to say which
-    combinations are missing (``experiment_grid`` reads one from an experiment file)."""
+    combinations are missing (``experiment_grid`` reads one from an experiment file); ``earlier``:
+    an earlier study's entries, whose headline answers are set beside these (``against``)."""
     if not entries.records:
         raise CultbenchError("no valid entries to make a study of")
     rows = aggregate(entries.records)
@@ -683,19 +712,98 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
                             "tests": diag_done, "skipped": diag_skipped,
                             "thresholds": {"position_bias": MAX_POSITION_BIAS, "reversal_tv": MAX_REVERSAL_DISTANCE}},
             **({} if ladder is None else {"ladder": ladder})})
-    return {"format": STUDY_FORMAT, "entries_used": len(entries.records), "rejected": entries.rejected,
-            "duplicates": entries.duplicates, "grid": None if grid is None else grid.get("file"),
-            "models": models, "rows": rows}
+    doc = {"format": STUDY_FORMAT, "entries_used": len(entries.records), "rejected": entries.rejected,
+           "duplicates": entries.duplicates, "grid": None if grid is None else grid.get("file"),
+           "models": models, "rows": rows}
+    if earlier is not None:
+        doc["against"] = against(earlier, entries, doc, comparisons, seed)
+    return doc
+
+
+# -- against an earlier study ---------------------------------------------------------------------
+
+def _combination(record: dict) -> tuple:
+    return _target(record), record["aligner"]["name"], record["aligner"]["seed"], record["aligner"]["budget"]
+
+
+def _pick(items: list[dict], **key) -> dict | None:
+    return next((t for t in items if all(t.get(k) == v for k, v in key.items())), None)
+
+
+def _summary(t: dict | None, keys: tuple[str, ...]) -> dict | None:
+    return None if t is None or "skipped" in t else {k: t.get(k) for k in keys}
+
+
+TEST_KEYS = ("mean_difference", "ci_low", "ci_high", "ci_method", "p_value", "p_holm", "min_p_value", "n_pairs",
+             "a_better_fraction")
+DIRECTION_KEYS = ("slope", "pearson_r", "p_value", "p_holm", "min_p_value", "n_targets")
+
+
+def against(earlier: Entries, entries: Entries, doc: dict, comparisons=COMPARISONS, seed: int = 0) -> dict:
+    """An earlier study's headline answers beside this one's, on the same combinations: the earlier
+    entries are restricted to the target x aligner x seed x budget combinations these entries have
+    (so a partial study is compared with the earlier one on its own targets), and studied the same way.
+    Per model both have, one row per question: the primary L1 tests, the held-out − training gain,
+    the direction slope, the L1 beside the content-free respondent's, the gains on in-order and
+    reversed held-out variants, and the held-out mirror statistic (where the entries record it)."""
+    present = {_combination(r) for r in entries.records.values()}
+    kept = Entries(records={n: r for n, r in earlier.records.items() if _combination(r) in present})
+    out = {"folder": earlier.folder, "entries": len(earlier.records), "kept": len(kept.records), "models": []}
+    if not kept.records:
+        return {**out, "reason": "no earlier entry is one of these entries' combinations"}
+    try:
+        before = {m["model"]: m for m in study(kept, comparisons, seed)["models"]}
+    except CultbenchError as exc:  # e.g. only distribution-instrument entries in common
+        return {**out, "reason": str(exc)}
+    for now in doc["models"]:
+        then = before.get(now["model"])
+        if then is None:
+            continue
+        rows = []
+
+        for t in (t for t in now["tests"] if t["family"] == PRIMARY):
+            key = {"a": t["a"], "b": t["b"], "split": t["split"]}
+            rows.append({"question": "L1 difference", **key, "earlier": _summary(_pick(then["tests"], **key),
+                                                                                   TEST_KEYS),
+                         "now": _summary(t, TEST_KEYS)})
+        for t in now["transfer"]["gap_tests"]:
+            key = {"a": t["a"], "b": t["b"]}
+            rows.append({"question": "held-out gain − training gain", **key,
+                         "earlier": _summary(_pick(then["transfer"]["gap_tests"], **key), TEST_KEYS),
+                         "now": _summary(t, TEST_KEYS)})
+        for t in now["direction"]["tests"]:
+            key = {"a": t["a"], "b": t["b"]}
+            rows.append({"question": "direction slope", **key,
+                         "earlier": _summary(_pick(then["direction"]["tests"], **key), DIRECTION_KEYS),
+                         "now": _summary(t, DIRECTION_KEYS)})
+        per = {side: {a["aligner"]: a for a in m["per_aligner"]} for side, m in (("earlier", then), ("now", now))}
+        for a in now["aligners"]:
+            rows.append({"question": "held-out L1 − content-free L1", "a": a,
+                         **{side: per[side][a]["content_free"]["heldout"] if a in per[side] else None
+                            for side in per}})
+        for a in now["aligners"]:
+            gains = {side: order_gains(m, a) for side, m in (("earlier", then), ("now", now))}
+            if any(gains.values()):
+                rows.append({"question": "gain over naive, in-order / reversed held-out variants", "a": a,
+                             **{side: None if g is None else {"in_order": g[0], "reversed": g[1]}
+                                for side, g in gains.items()}})
+        for a in now["aligners"]:
+            mirrors = {side: per[side][a]["mirror"] if a in per[side] and per[side][a]["mirror"]["n"] else None
+                       for side in per}
+            if any(mirrors.values()):
+                rows.append({"question": "held-out mirror", "a": a, **mirrors})
+        out["models"].append({"model": now["model"], "rows": rows})
+    return out
 
 
 def write_study(entries: Entries, markdown: Path | None = None, json_path: Path | None = None,
                 charts_dir: Path | None = None, check: bool = False,
-                grid: dict | None = None) -> tuple[dict, list[Path]]:
+                grid: dict | None = None, earlier: Entries | None = None) -> tuple[dict, list[Path]]:
     """Write the study's JSON, its Markdown (between the study markers when the file has them,
     else the whole file) and one convergence SVG per model x target. Returns the document and
     the files written, or with ``check`` (nothing written) the files whose text differs from
     what the entries give."""
-    doc = study(entries, grid=grid)
+    doc = study(entries, grid=grid, earlier=earlier)
     changed: list[Path] = []
 
     def emit(path: Path, text: str) -> None:

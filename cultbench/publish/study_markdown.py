@@ -18,6 +18,10 @@ TESTS_NOTE = ("The unit is the target: each aligner's value is first averaged ov
               "whether a difference holds over these countries, not over countries in general.")
 
 
+CONTENT_FREE_NOTE = ("the mean over targets of the L1 minus the L1 of a respondent who answers C to every item "
+                     "(every index = C; negative: closer to the target), and the targets where it is below by at "
+                     "least the minimum effect of the verdict aligned (5% of the content-free L1)")
+
 def _base(label: str) -> str:
     return label.split(" (")[0].split(" [")[0]
 
@@ -227,14 +231,25 @@ def diagnostics_glance(m: dict) -> list[str]:
     return out
 
 
-def _positions_sentence(m: dict, a: str, s: dict) -> str:
-    """Whether the aligner's held-out gain is a move along the shown scale: its gains on in-order and
-    on reversed held-out variants (when the variants' scale orders are known)."""
+def order_gains(m: dict, a: str) -> tuple[float, float] | None:
+    """Aligner ``a``'s mean gain over naive on the in-order and on the reversed held-out variants (None
+    when the variants' scale orders are not known)."""
     variants = [v for v in m["transfer"]["per_variant"] if v["a"] == a and v["scale"]]
     by_order = {o: [v["mean_difference"] for v in variants if v["scale"] == o] for o in ("ascending", "descending")}
     if not all(by_order.values()):
-        return ""
+        return None
     up, down = (sum(v) / len(v) for v in by_order.values())
+    return up, down
+
+
+def _positions_sentence(m: dict, a: str, s: dict) -> str:
+    """Whether the aligner's held-out gain is a move along the shown scale: its gains on in-order and
+    on reversed held-out variants (when the variants' scale orders are known)."""
+    gains = order_gains(m, a)
+    if gains is None:
+        return ""
+    up, down = gains
+    variants = [v for v in m["transfer"]["per_variant"] if v["a"] == a and v["scale"]]
     sentence = f" Mean gain over naive on in-order held-out variants {up:+.1f}, on reversed ones {down:+.1f}"
     if up * down >= 0:
         return sentence + "."
@@ -531,6 +546,58 @@ def ladder_part(m: dict) -> list[str]:
     return lines
 
 
+AGAINST_NOTE = ("The earlier study's entries are restricted to the target x aligner x seed x budget combinations "
+                "these entries have, and studied the same way, so each row compares the same targets; its tests "
+                "are recomputed on them (fewer targets than its own report, where these entries have fewer). "
+                "Tests: Δ [95% CI], p (Holm within this study's family), A lower for k of n targets. Content-free: "
+                + CONTENT_FREE_NOTE + ". "
+                "Mirror (measurement v4, mean over targets): the correlation between the index change against "
+                "naive under the in-order and under the reversed renderings of the same wordings (positive: a "
+                "change of content, which keeps its sign; −1: a change of answer positions, which flips it).")
+
+
+def _content_free_text(v: dict) -> str:
+    return f"{fmt(v['mean'], '+.1f')}, below for {v['below']} of {_count(v['n'], 'target')}"
+
+
+
+def _against_cell(row: dict, side: str) -> str:
+    v = row[side]
+    if v is None:
+        return "–"
+    q = row["question"]
+    if q == "direction slope":
+        return (f"slope {fmt(v['slope'], '+.3f')}, r {fmt(v['pearson_r'], '+.2f')}, p {fmt(v['p_value'], '.3g')}, "
+                f"Holm {fmt(v['p_holm'], '.3g')} ({v['n_targets']} targets)")
+    if q == "held-out L1 − content-free L1":
+        return _content_free_text(v)
+    if q.startswith("gain over naive, in-order"):
+        return f"{fmt(v['in_order'], '+.1f')} / {fmt(v['reversed'], '+.1f')}"
+    if q == "held-out mirror":
+        return f"{fmt(v['mean'], '+.2f')} ({_count(v['n'], 'target')})"
+    return (f"{fmt(v['mean_difference'], '+.1f')} {_ci(v)}, p {fmt(v['p_value'], '.3g')}, Holm "
+            f"{fmt(v['p_holm'], '.3g')}, {round(v['a_better_fraction'] * v['n_pairs'])} of {v['n_pairs']}")
+
+
+def against_part(doc: dict) -> list[str]:
+    """The earlier study's headline answers beside this study's (``study.against``)."""
+    a = doc.get("against")
+    if a is None:
+        return []
+    where = f" (`{a['folder']}`)" if a.get("folder") else ""
+    out = [f"\n### Against the earlier study{where}\n\n{AGAINST_NOTE} Earlier entries used: {a['kept']} of "
+           f"{a['entries']}.\n"]
+    if not a["models"]:
+        return out + [f"No answer to compare: {md_escape(a.get('reason', 'no model in common'))}."]
+    for m in a["models"]:
+        out.append(f"{md_escape(m['model'])}:\n")
+        out.append(_table(["Question", "A", "B", "Split", "Earlier", "Now"],
+                          [[md_escape(r["question"]), md_escape(r["a"]), md_escape(r.get("b", "–")),
+                            SPLIT_TEXT.get(r.get("split"), "–"), _against_cell(r, "earlier"), _against_cell(r, "now")]
+                           for r in m["rows"]]))
+    return out
+
+
 def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> str:
     """The study as Markdown; ``charts``: model -> {target label -> relative path of its SVG}."""
     parts = []
@@ -551,12 +618,14 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
         parts.append(f"\n### Averaged over each aligner's targets (of {len(m['targets'])})\n\n"
                      "L1: mean over targets of each target's mean over seeds, ± sd over targets [min, max]. |error| per "
                      "dimension: absolute difference between the mean held-out index and the target's score, "
-                     "averaged over targets. An aligner with fewer targets than the others is averaged over its own, so "
+                     "averaged over targets. Held-out L1 − content-free: " + CONTENT_FREE_NOTE + "; an aligner that does "
+                     "not get below it has shown nothing a position-only answerer could not. An aligner with fewer targets than the others is averaged over its own, so "
                      "compare such rows through the paired comparisons, which pair targets.\n")
         parts.append(_table(
-            ["Aligner", "Targets", "Train L1", "Held-out L1", "Option mass train", "Option mass held-out"]
-            + [f"\\|{d.upper()}\\| held-out" for d in dims],
+            ["Aligner", "Targets", "Train L1", "Held-out L1", "Held-out L1 − content-free", "Option mass train",
+             "Option mass held-out"] + [f"\\|{d.upper()}\\| held-out" for d in dims],
             [[md_escape(a["aligner"]), str(a["targets"]), _stat_text(a["l1"]["train"]), _stat_text(a["l1"]["heldout"]),
+              _content_free_text(a["content_free"]["heldout"]),
               fmt(a["option_mass"]["train"]["mean"], ".3f"), fmt(a["option_mass"]["heldout"]["mean"], ".3f")]
              + [fmt(a["abs_error"]["heldout"][d], ".1f") for d in dims] for a in m["per_aligner"]]))
         parts += cost_part(m)
@@ -604,4 +673,5 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
         for target, path in (charts or {}).get(m["model"], {}).items():
             parts.append(f"\n![Convergence, {md_escape(target)}]({path})\n\n*{md_escape(target)}.* {CONVERGENCE_NOTE}")
         parts.append("")
+    parts += against_part(doc)
     return "\n".join(parts).rstrip() + "\n"
