@@ -18,6 +18,7 @@ from cultbench.runs.experiments import experiment_grid
 from cultbench.publish.leaderboard import Entries, collect
 from cultbench.prompts import variants_version
 from cultbench.columns import fmt
+from cultbench.evaluation.metrics import record_content_free_l1
 from cultbench.publish.stats import paired_comparison, toward_target
 from cultbench.publish.study import BEGIN, END, generated_part, holm, render_study_markdown, study, write_study
 
@@ -234,11 +235,14 @@ def test_committed_document_matches_the_committed_entries(entries, markdown, jso
     """Each committed study document, its study JSON and its charts are what its entries give."""
     doc = json.loads((ROOT / json_path).read_text())
     grid = doc["grid"]  # --experiment, if it was given
-    earlier = doc.get("against", {}).get("folder")  # --against, if it was given
+    folder = doc.get("against", {}).get("folder")  # --against, if it was given (as typed, from the root)
+    earlier = None if folder is None else collect(ROOT / folder)
+    if earlier is not None:
+        earlier.folder = folder
     _, changed = write_study(collect(ROOT / entries), markdown=ROOT / markdown, json_path=ROOT / json_path,
                              charts_dir=ROOT / charts, check=True,
                              grid=None if grid is None else {**experiment_grid(ROOT / grid), "file": grid},
-                             earlier=None if earlier is None else collect(earlier))
+                             earlier=earlier)
     assert changed == []
 
 
@@ -743,9 +747,39 @@ def test_an_earlier_study_is_set_beside_on_the_same_combinations_only():
     assert content_free == 70.0 and free["now"]["mean"] == pytest.approx(64.5 - content_free)
     assert free["now"]["n"] == 4 and free["now"]["below"] == 3 and free["earlier"]["below"] == 0
     text = render_study_markdown(doc)
-    assert "### Against the earlier study" in text and "Earlier entries used: 8 of 30." in text
+    assert "### Against the earlier study" in text and "Entries used: earlier 8 of 30, now 8 of 8." in text
     assert (f"| held-out L1 − content-free L1 | de (budget 120) | – | – | {np.mean(de_old) - content_free:+.1f}, "
             "below for 0 of 4 targets | -5.5, below for 3 of 4 targets |") in text
+
+
+def test_an_earlier_study_is_cut_on_both_sides_and_per_model():
+    """Only the combinations both studies have are compared: a target only the new entries have is
+    left out of the "now" side too, and another model's entries of the same targets are not kept."""
+    old = {("naive", t, None): 170.0 for t in TEN[:4]}
+    old.update({("de", t, 0): 160.0 + i for i, t in enumerate(TEN[:4])})
+    earlier = _synthetic_entries(old)
+    for name, record in list(earlier.records.items()):  # the same targets on another model
+        other = copy.deepcopy(record)
+        other["model"].update(id="another-model", file_sha256="0" * 64)
+        earlier.records["other-" + name] = other
+    new = {("naive", t, None): 150.0 for t in TEN[:3] + ["K"]}
+    new.update({("de", t, 0): 140.0 for t in TEN[:3] + ["K"]})
+    doc = study(_synthetic_entries(new), earlier=earlier)
+    a = doc["against"]
+    assert (a["entries"], a["kept"], a["now_entries"], a["now_kept"]) == (16, 6, 8, 6)
+    (m,) = a["models"]
+    (row,) = [r for r in m["rows"] if r["question"] == "L1 difference" and r["split"] == "heldout"]
+    assert row["earlier"]["n_pairs"] == row["now"]["n_pairs"] == 3
+    assert row["earlier"]["mean_difference"] == pytest.approx(-9.0) and row["now"]["mean_difference"] == -10.0
+
+
+def test_the_content_free_l1_of_a_record_is_read_or_computed_on_its_dimensions():
+    record = next(iter(_synthetic_entries({("naive", "A", None): 100.0}).records.values()))
+    scores = record["target"]["scores"]
+    record["aligner"]["dimensions"] = ["pdi", "idv"]
+    assert record_content_free_l1(record) == abs(scores["pdi"] - 50.0) + abs(scores["idv"] - 50.0)
+    record["metrics"]["heldout"]["content_free_l1"] = 12.5  # what measurement v4 records comes first
+    assert record_content_free_l1(record) == 12.5
 
 
 def test_an_earlier_study_without_a_combination_in_common_says_so():

@@ -96,6 +96,16 @@ def content_free_l1(constants, target) -> float:
     return float(distance(np.asarray(constants, float), target))
 
 
+def record_content_free_l1(record, split: str = "heldout") -> float:
+    """A result record's content-free L1 on ``split``: as recorded (measurement v4), else (older
+    entries) computed the same way from its constants and target scores on its compared dimensions."""
+    recorded = record["metrics"][split].get("content_free_l1")
+    if recorded is not None:
+        return float(recorded)
+    dims = record["aligner"]["dimensions"]
+    return content_free_l1([record["constants"][d] for d in dims], [record["target"]["scores"][d] for d in dims])
+
+
 def relative_l1(value: float | None, reference: float | None) -> float | None:
     """``value / reference`` (below 1: closer than the reference); None without a positive reference."""
     if value is None or reference is None or not reference > 0:

@@ -55,9 +55,9 @@ from cultbench.errors import CultbenchError
 from aligners.registry import available_aligners, display_key
 from cultbench.publish.leaderboard import Entries, aggregate, stat
 from cultbench.publish.page import chart_colours, convergence_svg, target_label
-from cultbench.evaluation.metrics import INDEX, MIN_EFFECT, content_free_l1, primary_metric
+from cultbench.evaluation.metrics import INDEX, MIN_EFFECT, primary_metric, record_content_free_l1
 from cultbench.prompts import REVERSED_SUFFIX, all_variants, variants_version
-from cultbench.runs.results import SPLITS
+from cultbench.runs.results import SPLITS, combination_key_of
 from cultbench.publish.stats import paired_comparison, toward_target
 from cultbench.publish.study_markdown import order_gains, render_study_markdown
 
@@ -526,20 +526,10 @@ def _per_aligner(label: str, own: list[dict], per_target: dict, dims: list[str])
         "search_fitness": stat(searched) if searched else None,
         "fitness": stat(r["aligner"]["fitness"] for r in own_records) if searched else None,
         "content_free": {s: _beside_content_free(per_target, s) for s in SPLITS},
-        "mirror": stat(_means(per_target, _mirror)[t][1] for t in _means(per_target, _mirror))}
+        "mirror": stat(v for _, v in _means(per_target, _heldout_mirror).values())}
 
 
-def _content_free(record: dict, split: str) -> float:
-    """The content-free L1 (every index = C) of a record's target: recorded by measurement v4, else
-    (older entries) computed from the record's constants and target scores the same way."""
-    recorded = record["metrics"][split].get("content_free_l1")
-    if recorded is not None:
-        return recorded
-    dims = [d for d in record["constants"] if d in record["target"]["scores"]]
-    return content_free_l1([record["constants"][d] for d in dims], [record["target"]["scores"][d] for d in dims])
-
-
-def _mirror(record: dict) -> float | None:
+def _heldout_mirror(record: dict) -> float | None:
     """The held-out mirror statistic (measurement v4; None for older entries and for the naive model)."""
     return record["metrics"]["heldout"].get("mirror")
 
@@ -548,10 +538,10 @@ def _beside_content_free(per_target: dict, split: str) -> dict:
     """L1 minus the content-free L1 per target (seed means): their mean over targets (negative: closer
     to the target than a respondent who answers C to everything) and the targets below it by at least
     the verdict's minimum effect (``MIN_EFFECT`` of the content-free L1, as the check below_content_free)."""
-    gaps = _means(per_target, lambda r: r["metrics"][split][primary_metric(INDEX).name] - _content_free(r, split))
-    free = _means(per_target, lambda r: _content_free(r, split))
-    return {**stat(v for _, v in gaps.values()),
-            "below": sum(v < -MIN_EFFECT * free[t][1] for t, (_, v) in gaps.items()), "min_effect": MIN_EFFECT}
+    l1, free = _means(per_target, _l1(split)), _means(per_target, lambda r: record_content_free_l1(r, split))
+    gaps = {t: l1[t][1] - free[t][1] for t in l1}
+    return {**stat(gaps.values()), "below": sum(v < -MIN_EFFECT * free[t][1] for t, v in gaps.items()),
+            "min_effect": MIN_EFFECT}
 
 
 def _l1_tests(rows: list[dict], groups: dict, comparisons, seed: int) -> tuple[list[dict], list[dict]]:
@@ -716,18 +706,31 @@ def study(entries: Entries, comparisons=COMPARISONS, seed: int = 0, grid: dict |
            "duplicates": entries.duplicates, "grid": None if grid is None else grid.get("file"),
            "models": models, "rows": rows}
     if earlier is not None:
-        doc["against"] = against(earlier, entries, doc, comparisons, seed)
+        doc["against"] = against(earlier, entries, comparisons, seed)
     return doc
 
 
 # -- against an earlier study ---------------------------------------------------------------------
 
-def _combination(record: dict) -> tuple:
-    return _target(record), record["aligner"]["name"], record["aligner"]["seed"], record["aligner"]["budget"]
+# What may differ between two studies' versions of one combination: the wordings (the point of a new
+# study), the aligner's hyper-parameters and its search precision.
+APART_FROM_EARLIER = ("variants", "hyperparameters", "search_dtype")
+
+
+def _combination(record: dict) -> str:
+    """A record's combination (``combination_key_of``: model and its files, instrument, constants, target,
+    aligner, seed, budget, distance, dimensions) without what may differ from an earlier study's."""
+    return json.dumps({k: v for k, v in combination_key_of(record).items() if k not in APART_FROM_EARLIER},
+                      sort_keys=True)
 
 
 def _pick(items: list[dict], **key) -> dict | None:
-    return next((t for t in items if all(t.get(k) == v for k, v in key.items())), None)
+    return next((t for t in items if all(_setup(t.get(k)) == _setup(v) for k, v in key.items())), None)
+
+
+def _setup(label):
+    """An aligner label without the hash that tells alike setups apart within one set of entries."""
+    return label.split(" [")[0] if isinstance(label, str) else label
 
 
 def _summary(t: dict | None, keys: tuple[str, ...]) -> dict | None:
@@ -739,60 +742,66 @@ TEST_KEYS = ("mean_difference", "ci_low", "ci_high", "ci_method", "p_value", "p_
 DIRECTION_KEYS = ("slope", "pearson_r", "p_value", "p_holm", "min_p_value", "n_targets")
 
 
-def against(earlier: Entries, entries: Entries, doc: dict, comparisons=COMPARISONS, seed: int = 0) -> dict:
-    """An earlier study's headline answers beside this one's, on the same combinations: the earlier
-    entries are restricted to the target x aligner x seed x budget combinations these entries have
-    (so a partial study is compared with the earlier one on its own targets), and studied the same way.
-    Per model both have, one row per question: the primary L1 tests, the held-out − training gain,
-    the direction slope, the L1 beside the content-free respondent's, the gains on in-order and
-    reversed held-out variants, and the held-out mirror statistic (where the entries record it)."""
-    present = {_combination(r) for r in entries.records.values()}
-    kept = Entries(records={n: r for n, r in earlier.records.items() if _combination(r) in present})
-    out = {"folder": earlier.folder, "entries": len(earlier.records), "kept": len(kept.records), "models": []}
-    if not kept.records:
+def against(earlier: Entries, entries: Entries, comparisons=COMPARISONS, seed: int = 0) -> dict:
+    """An earlier study's headline answers beside this one's, on the same combinations: both sets of
+    entries are cut to the combinations they share (``_combination``), and each is studied the same
+    way (its own Holm families), so each row compares the same model, targets, seeds and budgets.
+    Per model, one row per question: the primary L1 tests, the held-out − training gain, the
+    direction slope, the L1 beside the content-free respondent's, the gains on in-order and reversed
+    held-out variants, and the held-out mirror statistic (where the entries record it)."""
+    keys_now = {_combination(r) for r in entries.records.values()}
+    then = Entries(records={n: r for n, r in earlier.records.items() if _combination(r) in keys_now})
+    keys_then = {_combination(r) for r in then.records.values()}
+    now = Entries(records={n: r for n, r in entries.records.items() if _combination(r) in keys_then})
+    out = {"folder": earlier.folder, "entries": len(earlier.records), "kept": len(then.records),
+           "now_entries": len(entries.records), "now_kept": len(now.records), "models": []}
+    if not then.records:
         return {**out, "reason": "no earlier entry is one of these entries' combinations"}
     try:
-        before = {m["model"]: m for m in study(kept, comparisons, seed)["models"]}
+        sides = {"earlier": study(then, comparisons, seed), "now": study(now, comparisons, seed)}
     except CultbenchError as exc:  # e.g. only distribution-instrument entries in common
         return {**out, "reason": str(exc)}
-    for now in doc["models"]:
-        then = before.get(now["model"])
-        if then is None:
+    out["wording_versions"] = {side: sorted({v for m in doc["models"] for v in m["coverage"]["wording_versions"]},
+                                            key=str) for side, doc in sides.items()}
+    before = {m["model"]: m for m in sides["earlier"]["models"]}
+    for after in sides["now"]["models"]:
+        m = {"earlier": before.get(after["model"]), "now": after}
+        if m["earlier"] is None:  # the same model files under another label (e.g. another quantisation text)
+            out.setdefault("unmatched_models", []).append(after["model"])
             continue
         rows = []
-
-        for t in (t for t in now["tests"] if t["family"] == PRIMARY):
+        for t in (t for t in after["tests"] if t["family"] == PRIMARY):
             key = {"a": t["a"], "b": t["b"], "split": t["split"]}
-            rows.append({"question": "L1 difference", **key, "earlier": _summary(_pick(then["tests"], **key),
-                                                                                   TEST_KEYS),
-                         "now": _summary(t, TEST_KEYS)})
-        for t in now["transfer"]["gap_tests"]:
+            rows.append({"question": "L1 difference", **key,
+                         **{side: _summary(_pick(m[side]["tests"], **key), TEST_KEYS) for side in m}})
+        for t in after["transfer"]["gap_tests"]:
             key = {"a": t["a"], "b": t["b"]}
             rows.append({"question": "held-out gain − training gain", **key,
-                         "earlier": _summary(_pick(then["transfer"]["gap_tests"], **key), TEST_KEYS),
-                         "now": _summary(t, TEST_KEYS)})
-        for t in now["direction"]["tests"]:
+                         **{side: _summary(_pick(m[side]["transfer"]["gap_tests"], **key), TEST_KEYS) for side in m}})
+        for t in after["direction"]["tests"]:
             key = {"a": t["a"], "b": t["b"]}
             rows.append({"question": "direction slope", **key,
-                         "earlier": _summary(_pick(then["direction"]["tests"], **key), DIRECTION_KEYS),
-                         "now": _summary(t, DIRECTION_KEYS)})
-        per = {side: {a["aligner"]: a for a in m["per_aligner"]} for side, m in (("earlier", then), ("now", now))}
-        for a in now["aligners"]:
+                         **{side: _summary(_pick(m[side]["direction"]["tests"], **key), DIRECTION_KEYS)
+                            for side in m}})
+        per = {side: {_setup(a["aligner"]): a for a in m[side]["per_aligner"]} for side in m}
+        for a in after["aligners"]:
             rows.append({"question": "held-out L1 − content-free L1", "a": a,
-                         **{side: per[side][a]["content_free"]["heldout"] if a in per[side] else None
-                            for side in per}})
-        for a in now["aligners"]:
-            gains = {side: order_gains(m, a) for side, m in (("earlier", then), ("now", now))}
+                         **{side: per[side][_setup(a)]["content_free"]["heldout"] if _setup(a) in per[side] else None
+                            for side in m}})
+        for a in after["aligners"]:
+            gains = {side: order_gains(m[side], label) for side in m
+                     for label in [next((x for x in m[side]["aligners"] if _setup(x) == _setup(a)), None)]
+                     if label is not None}
             if any(gains.values()):
                 rows.append({"question": "gain over naive, in-order / reversed held-out variants", "a": a,
-                             **{side: None if g is None else {"in_order": g[0], "reversed": g[1]}
-                                for side, g in gains.items()}})
-        for a in now["aligners"]:
-            mirrors = {side: per[side][a]["mirror"] if a in per[side] and per[side][a]["mirror"]["n"] else None
-                       for side in per}
+                             **{side: None if gains.get(side) is None else
+                                {"in_order": gains[side][0], "reversed": gains[side][1]} for side in m}})
+        for a in after["aligners"]:
+            mirrors = {side: per[side][_setup(a)]["mirror"] if _setup(a) in per[side] and
+                       per[side][_setup(a)]["mirror"]["n"] else None for side in m}
             if any(mirrors.values()):
                 rows.append({"question": "held-out mirror", "a": a, **mirrors})
-        out["models"].append({"model": now["model"], "rows": rows})
+        out["models"].append({"model": after["model"], "rows": rows})
     return out
 
 

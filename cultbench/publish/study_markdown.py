@@ -3,6 +3,7 @@ then the tables and tests they come from."""
 
 from __future__ import annotations
 
+from cultbench.evaluation.metrics import MIN_EFFECT
 from cultbench.publish.page import CONVERGENCE_NOTE, fmt, fmt_stat, md_escape, md_table
 
 SPLIT_TEXT = {"train": "train", "heldout": "held-out"}
@@ -20,7 +21,8 @@ TESTS_NOTE = ("The unit is the target: each aligner's value is first averaged ov
 
 CONTENT_FREE_NOTE = ("the mean over targets of the L1 minus the L1 of a respondent who answers C to every item "
                      "(every index = C; negative: closer to the target), and the targets where it is below by at "
-                     "least the minimum effect of the verdict aligned (5% of the content-free L1)")
+                     f"least the minimum effect of the verdict aligned ({MIN_EFFECT:.0%} of the content-free L1)")
+
 
 def _base(label: str) -> str:
     return label.split(" (")[0].split(" [")[0]
@@ -546,19 +548,22 @@ def ladder_part(m: dict) -> list[str]:
     return lines
 
 
-AGAINST_NOTE = ("The earlier study's entries are restricted to the target x aligner x seed x budget combinations "
-                "these entries have, and studied the same way, so each row compares the same targets; its tests "
-                "are recomputed on them (fewer targets than its own report, where these entries have fewer). "
-                "Tests: Δ [95% CI], p (Holm within this study's family), A lower for k of n targets. Content-free: "
-                + CONTENT_FREE_NOTE + ". "
+AGAINST_NOTE = ("Both sets of entries are cut to the combinations they share (model files, instrument, constants, "
+                "target, aligner, seed, budget, distance and dimensions; the wordings, hyper-parameters and search "
+                "precision may differ) and each is studied on its own, so each row compares the same targets, "
+                "each side with its own Holm families (the earlier tests are recomputed on these targets, not "
+                "copied from its report). Tests: Δ [95% CI] (method), p, Holm, and for how many targets A is lower "
+                "(the L1 differences: A closer to the target) or the held-out improvement is larger (the held-out "
+                "gain − training gain, where positive means less of the gain carries over to unseen wordings). "
+                "Content-free: " + CONTENT_FREE_NOTE + ". Gains over naive are L1 differences (negative: closer). "
                 "Mirror (measurement v4, mean over targets): the correlation between the index change against "
                 "naive under the in-order and under the reversed renderings of the same wordings (positive: a "
                 "change of content, which keeps its sign; −1: a change of answer positions, which flips it).")
+L1_OF_VERSION = ("L1 of each wording's order-balanced indices", "L1 averaged over the renderings, not order-balanced")
 
 
 def _content_free_text(v: dict) -> str:
     return f"{fmt(v['mean'], '+.1f')}, below for {v['below']} of {_count(v['n'], 'target')}"
-
 
 
 def _against_cell(row: dict, side: str) -> str:
@@ -575,8 +580,13 @@ def _against_cell(row: dict, side: str) -> str:
         return f"{fmt(v['in_order'], '+.1f')} / {fmt(v['reversed'], '+.1f')}"
     if q == "held-out mirror":
         return f"{fmt(v['mean'], '+.2f')} ({_count(v['n'], 'target')})"
-    return (f"{fmt(v['mean_difference'], '+.1f')} {_ci(v)}, p {fmt(v['p_value'], '.3g')}, Holm "
-            f"{fmt(v['p_holm'], '.3g')}, {round(v['a_better_fraction'] * v['n_pairs'])} of {v['n_pairs']}")
+    return _brief(v, lower="larger held-out improvement" if q.startswith("held-out gain") else "lower")
+
+
+def _versions_text(versions: list) -> str:
+    named = [f"wording version {v} ({L1_OF_VERSION[0] if isinstance(v, int) and v >= 4 else L1_OF_VERSION[1]})"
+             for v in versions]
+    return ", ".join(named) or "–"
 
 
 def against_part(doc: dict) -> list[str]:
@@ -585,8 +595,13 @@ def against_part(doc: dict) -> list[str]:
     if a is None:
         return []
     where = f" (`{a['folder']}`)" if a.get("folder") else ""
-    out = [f"\n### Against the earlier study{where}\n\n{AGAINST_NOTE} Earlier entries used: {a['kept']} of "
-           f"{a['entries']}.\n"]
+    out = [f"\n### Against the earlier study{where}\n\n{AGAINST_NOTE} Entries used: earlier {a['kept']} of "
+           f"{a['entries']}, now {a['now_kept']} of {a['now_entries']}."
+           + (f" Earlier: {_versions_text(a['wording_versions']['earlier'])}; now: "
+              f"{_versions_text(a['wording_versions']['now'])}." if "wording_versions" in a else "") + "\n"]
+    if a.get("unmatched_models"):
+        out.append("Models without a counterpart of the same label in the earlier study: "
+                   + ", ".join(md_escape(m) for m in a["unmatched_models"]) + ".\n")
     if not a["models"]:
         return out + [f"No answer to compare: {md_escape(a.get('reason', 'no model in common'))}."]
     for m in a["models"]:
@@ -618,8 +633,10 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
         parts.append(f"\n### Averaged over each aligner's targets (of {len(m['targets'])})\n\n"
                      "L1: mean over targets of each target's mean over seeds, ± sd over targets [min, max]. |error| per "
                      "dimension: absolute difference between the mean held-out index and the target's score, "
-                     "averaged over targets. Held-out L1 − content-free: " + CONTENT_FREE_NOTE + "; an aligner that does "
-                     "not get below it has shown nothing a position-only answerer could not. An aligner with fewer targets than the others is averaged over its own, so "
+                     "averaged over targets. Held-out L1 − content-free: " + CONTENT_FREE_NOTE + "; with order-balanced "
+                     "L1 (wording version 4), an aligner below for no target has shown nothing there that a "
+                     "position-only answerer could not (older entries' L1 averages renderings, which a position-only "
+                     "answerer scores above the content-free L1). An aligner with fewer targets than the others is averaged over its own, so "
                      "compare such rows through the paired comparisons, which pair targets.\n")
         parts.append(_table(
             ["Aligner", "Targets", "Train L1", "Held-out L1", "Held-out L1 − content-free", "Option mass train",

@@ -18,6 +18,7 @@ import numpy as np
 
 from aligners.baselines import format_persona
 from cultbench.errors import CultbenchError
+from cultbench.evaluation.metrics import record_content_free_l1
 from cultbench.instruments import load_instrument
 from cultbench.scoring.models import load_model
 from cultbench.prompts import PromptVariant
@@ -72,11 +73,6 @@ def by_aligner(records: Sequence[dict], aligner: str) -> list[dict]:
 
 def heldout_l1(record: dict) -> float:
     return float(record["metrics"]["heldout"]["l1"])
-
-
-def content_free_l1(record: dict) -> float:
-    """The record's reference row: the L1 of a respondent whose every index is C."""
-    return float(record["metrics"]["heldout"]["content_free_l1"])
 
 
 def interpretable(record: dict) -> bool:
@@ -161,7 +157,7 @@ def check_culture(folder, record: dict, countries: int | None = None, echo=None)
     records = run_aligners(folder, trained, ["naive", "icl"], echo=echo)
     icl, naive = by_aligner(records, "icl"), by_aligner(records, "naive")
     l1 = [heldout_l1(r) for r in icl]
-    free = [content_free_l1(r) for r in icl]
+    free = [record_content_free_l1(r) for r in icl]
     p = record["position_bias"] or 0.0
     inst = load_instrument("vsm2013")
     no_persona = np.array([naive[0]["splits"]["heldout"]["indices"][d] for d in inst.dimension_ids])
@@ -193,7 +189,7 @@ def check_control(folder, record: dict, targets: Sequence[str], budget: int, ech
     kind = record["kind"]
     records = run_aligners(folder, targets, ["naive", "icl", "icl-profile", "random"], budget=budget, echo=echo)
     naive = by_aligner(records, "naive")
-    gap = max(abs(heldout_l1(r) - content_free_l1(r)) for r in naive)
+    gap = max(abs(heldout_l1(r) - record_content_free_l1(r)) for r in naive)
     checks = [
         Check(f"{kind} control: interpretable", any(map(interpretable, naive)), "== false", not any(map(interpretable, naive))),
         Check(f"{kind} control: |held-out L1 - content-free L1|, max over targets", gap,
@@ -202,7 +198,7 @@ def check_control(folder, record: dict, targets: Sequence[str], budget: int, ech
                   [r for r in records if r["aligner"]["name"] != "naive"], False),
     ]
     figures = {"heldout_l1": {f"{r['aligner']['name']} {r['target']['name']}": heldout_l1(r) for r in records},
-               "content_free_l1": {r["target"]["name"]: content_free_l1(r) for r in naive},
+               "content_free_l1": {r["target"]["name"]: record_content_free_l1(r) for r in naive},
                "aligned": {f"{r['aligner']['name']} {r['target']['name']}": aligned(r) for r in records},
                "failed_checks": {r["target"]["name"]: r["metrics"]["diagnostics"]["all"]["failed"] for r in naive}}
     return checks, figures
