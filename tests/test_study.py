@@ -794,3 +794,18 @@ def test_the_study_command_names_a_missing_earlier_folder(tmp_path):
                      tmp_path / "nowhere"])
     assert result.exit_code == 2 and "nowhere" in result.output and "does not exist" in result.output
 
+
+
+def test_the_verdicts_aligned_are_counted_per_aligner_with_their_failed_checks():
+    entries = _synthetic_entries({**{("naive", t, None): 100.0 for t in "ABC"},
+                                  **{("de", t, 0): 90.0 for t in "ABC"}})
+    failed = {"A": [], "B": ["mirror"], "C": ["below_naive", "mirror"]}
+    for r in entries.records.values():
+        if r["aligner"]["name"] == "de":
+            f = failed[r["target"]["name"]]
+            r["metrics"]["heldout"]["alignment"] = {"aligned": not f, "failed": f}
+    doc = study(entries)
+    verdicts = {a["aligner"]: a["verdicts"] for a in doc["models"][0]["per_aligner"]}
+    assert verdicts["naive"] == {"entries": 0, "aligned": 0, "failed": {}}
+    assert verdicts["de (budget 120)"] == {"entries": 3, "aligned": 1, "failed": {"mirror": 2, "below_naive": 1}}
+    assert "| de (budget 120) | 3 | 1 | below\\_naive 1, mirror 2 |" in render_study_markdown(doc)

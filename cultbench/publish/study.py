@@ -526,7 +526,19 @@ def _per_aligner(label: str, own: list[dict], per_target: dict, dims: list[str])
         "search_fitness": stat(searched) if searched else None,
         "fitness": stat(r["aligner"]["fitness"] for r in own_records) if searched else None,
         "content_free": {s: _beside_content_free(per_target, s) for s in SPLITS},
+        "verdicts": _verdicts(own_records),
         "mirror": stat(v for _, v in _means(per_target, _heldout_mirror).values())}
+
+
+def _verdicts(records: list[dict]) -> dict:
+    """The held-out verdicts ``aligned`` (measurement v4) of one aligner setup's entries: how many
+    entries have one, how many are aligned, and how often each check failed."""
+    verdicts = [r["metrics"]["heldout"]["alignment"] for r in records if r["metrics"]["heldout"].get("alignment")]
+    failed: dict[str, int] = defaultdict(int)
+    for v in verdicts:
+        for check in v["failed"]:
+            failed[check] += 1
+    return {"entries": len(verdicts), "aligned": sum(bool(v["aligned"]) for v in verdicts), "failed": dict(failed)}
 
 
 def _heldout_mirror(record: dict) -> float | None:

@@ -416,6 +416,25 @@ def diagnostics_part(m: dict) -> list[str]:
     return out + _skipped(d["skipped"])
 
 
+VERDICT_NOTE = ("The verdict `aligned` of each entry on the held-out wordings (`metrics.heldout.alignment`, "
+                "docs/diagnostics.md, Protocol): its balanced L1 is below the naive model's and below the content-free "
+                f"L1, each by at least {MIN_EFFECT:.0%} of the content-free L1, its change against naive points toward "
+                "the target (directedness > 0) and keeps its sign when the scale is reversed (mirror > 0). Failed "
+                "checks: how many entries failed each (an entry can fail several); the naive model, the reference, "
+                "has no verdict.")
+
+
+def verdicts_part(m: dict) -> list[str]:
+    judged = [a for a in m["per_aligner"] if a["verdicts"]["entries"]]
+    if not judged:
+        return []
+    return ["\n### The verdict aligned\n\n" + VERDICT_NOTE + "\n", _table(
+        ["Aligner", "Entries", "Aligned", "Failed checks"],
+        [[md_escape(a["aligner"]), str(a["verdicts"]["entries"]), str(a["verdicts"]["aligned"]),
+          ", ".join(f"{md_escape(c)} {n}" for c, n in sorted(a["verdicts"]["failed"].items())) or "none"]
+         for a in judged])]
+
+
 def cost_part(m: dict) -> list[str]:
     return ["\n### Cost per run\n",
             "Budget and evaluations in candidate evaluations (one soft prompt scored on every training variant; "
@@ -687,6 +706,7 @@ def render_study_markdown(doc: dict, charts: dict[str, str] | None = None) -> st
         parts += dimensions_part(m)
         parts += direction_part(m)
         parts += diagnostics_part(m)
+        parts += verdicts_part(m)
         for target, path in (charts or {}).get(m["model"], {}).items():
             parts.append(f"\n![Convergence, {md_escape(target)}]({path})\n\n*{md_escape(target)}.* {CONVERGENCE_NOTE}")
         parts.append("")
