@@ -152,6 +152,13 @@ ALIGNED_CHECKS = (("below_naive", "<", -MIN_EFFECT), ("below_content_free", "<",
 SCALED_BY_CONTENT_FREE = ("below_naive", "below_content_free")  # thresholds in shares of the content-free L1
 
 
+def check_threshold(name: str, content_free: float) -> float:
+    """The threshold of the verdict's check ``name`` (ALIGNED_CHECKS): the L1 checks' in L1 points
+    (their share x the content-free L1), the others as they are."""
+    share = next(s for n, _, s in ALIGNED_CHECKS if n == name)
+    return share * content_free if name in SCALED_BY_CONTENT_FREE else share
+
+
 def aligned_verdict(l1: float, naive_l1: float, content_free: float, direction: float | None,
                     mirror_value: float | None) -> dict:
     """The verdict ``aligned`` of an alignment from its held-out balanced L1, the naive model's,
@@ -160,9 +167,9 @@ def aligned_verdict(l1: float, naive_l1: float, content_free: float, direction: 
     values = {"below_naive": l1 - naive_l1, "below_content_free": l1 - content_free,
               "directedness": direction, "mirror": mirror_value}
     checks = {}
-    for name, rule, share in ALIGNED_CHECKS:
+    for name, rule, _ in ALIGNED_CHECKS:
         value = values[name]
-        threshold = share * content_free if name in SCALED_BY_CONTENT_FREE else share
+        threshold = check_threshold(name, content_free)
         passed = None if value is None else bool(value < threshold if rule == "<" else value > threshold)
         checks[name] = {"value": value, "threshold": threshold, "rule": rule, "passed": passed}
     failed = [n for n, c in checks.items() if c["passed"] is not True]

@@ -55,7 +55,8 @@ from cultbench.errors import CultbenchError
 from aligners.registry import available_aligners, display_key
 from cultbench.publish.leaderboard import Entries, aggregate, stat
 from cultbench.publish.page import chart_colours, convergence_svg, target_label
-from cultbench.evaluation.metrics import INDEX, MIN_EFFECT, primary_metric, record_content_free_l1
+from cultbench.evaluation.metrics import (INDEX, MIN_EFFECT, check_threshold, primary_metric,
+                                         record_content_free_l1)
 from cultbench.prompts import REVERSED_SUFFIX, all_variants, variants_version
 from cultbench.runs.results import SPLITS, combination_key_of
 from cultbench.publish.stats import paired_comparison, toward_target
@@ -552,7 +553,8 @@ def _beside_content_free(per_target: dict, split: str) -> dict:
     the verdict's minimum effect (``MIN_EFFECT`` of the content-free L1, as the check below_content_free)."""
     l1, free = _means(per_target, _l1(split)), _means(per_target, lambda r: record_content_free_l1(r, split))
     gaps = {t: l1[t][1] - free[t][1] for t in l1}
-    return {**stat(gaps.values()), "below": sum(v < -MIN_EFFECT * free[t][1] for t, v in gaps.items()),
+    return {**stat(gaps.values()),
+            "below": sum(v < check_threshold("below_content_free", free[t][1]) for t, v in gaps.items()),
             "min_effect": MIN_EFFECT}
 
 
@@ -784,20 +786,20 @@ def against(earlier: Entries, entries: Entries, comparisons=COMPARISONS, seed: i
         rows = []
         for t in (t for t in after["tests"] if t["family"] == PRIMARY):
             key = {"a": t["a"], "b": t["b"], "split": t["split"]}
-            rows.append({"question": "L1 difference", **key,
+            rows.append({"question": "L1 difference", "kind": "l1_test", **key,
                          **{side: _summary(_pick(m[side]["tests"], **key), TEST_KEYS) for side in m}})
         for t in after["transfer"]["gap_tests"]:
             key = {"a": t["a"], "b": t["b"]}
-            rows.append({"question": "held-out gain − training gain", **key,
+            rows.append({"question": "held-out gain − training gain", "kind": "gap_test", **key,
                          **{side: _summary(_pick(m[side]["transfer"]["gap_tests"], **key), TEST_KEYS) for side in m}})
         for t in after["direction"]["tests"]:
             key = {"a": t["a"], "b": t["b"]}
-            rows.append({"question": "direction slope", **key,
+            rows.append({"question": "direction slope", "kind": "direction", **key,
                          **{side: _summary(_pick(m[side]["direction"]["tests"], **key), DIRECTION_KEYS)
                             for side in m}})
         per = {side: {_setup(a["aligner"]): a for a in m[side]["per_aligner"]} for side in m}
         for a in after["aligners"]:
-            rows.append({"question": "held-out L1 − content-free L1", "a": a,
+            rows.append({"question": "held-out L1 − content-free L1", "kind": "content_free", "a": a,
                          **{side: per[side][_setup(a)]["content_free"]["heldout"] if _setup(a) in per[side] else None
                             for side in m}})
         for a in after["aligners"]:
@@ -805,14 +807,14 @@ def against(earlier: Entries, entries: Entries, comparisons=COMPARISONS, seed: i
                      for label in [next((x for x in m[side]["aligners"] if _setup(x) == _setup(a)), None)]
                      if label is not None}
             if any(gains.values()):
-                rows.append({"question": "gain over naive, in-order / reversed held-out variants", "a": a,
+                rows.append({"question": "gain over naive, in-order / reversed held-out variants", "kind": "order_gains", "a": a,
                              **{side: None if gains.get(side) is None else
                                 {"in_order": gains[side][0], "reversed": gains[side][1]} for side in m}})
         for a in after["aligners"]:
             mirrors = {side: per[side][_setup(a)]["mirror"] if _setup(a) in per[side] and
                        per[side][_setup(a)]["mirror"]["n"] else None for side in m}
             if any(mirrors.values()):
-                rows.append({"question": "held-out mirror", "a": a, **mirrors})
+                rows.append({"question": "held-out mirror", "kind": "mirror", "a": a, **mirrors})
         out["models"].append({"model": after["model"], "rows": rows})
     return out
 

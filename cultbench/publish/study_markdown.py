@@ -233,14 +233,19 @@ def diagnostics_glance(m: dict) -> list[str]:
     return out
 
 
+def _variants_by_order(m: dict, a: str) -> dict[str, list[dict]]:
+    """Aligner ``a``'s held-out per-variant tests against naive, by the shown scale's order."""
+    variants = [v for v in m["transfer"]["per_variant"] if v["a"] == a and v["scale"]]
+    return {o: [v for v in variants if v["scale"] == o] for o in ("ascending", "descending")}
+
+
 def order_gains(m: dict, a: str) -> tuple[float, float] | None:
     """Aligner ``a``'s mean gain over naive on the in-order and on the reversed held-out variants (None
     when the variants' scale orders are not known)."""
-    variants = [v for v in m["transfer"]["per_variant"] if v["a"] == a and v["scale"]]
-    by_order = {o: [v["mean_difference"] for v in variants if v["scale"] == o] for o in ("ascending", "descending")}
+    by_order = _variants_by_order(m, a)
     if not all(by_order.values()):
         return None
-    up, down = (sum(v) / len(v) for v in by_order.values())
+    up, down = (sum(v["mean_difference"] for v in vs) / len(vs) for vs in by_order.values())
     return up, down
 
 
@@ -251,12 +256,12 @@ def _positions_sentence(m: dict, a: str, s: dict) -> str:
     if gains is None:
         return ""
     up, down = gains
-    variants = [v for v in m["transfer"]["per_variant"] if v["a"] == a and v["scale"]]
+    by_order = _variants_by_order(m, a)
     sentence = f" Mean gain over naive on in-order held-out variants {up:+.1f}, on reversed ones {down:+.1f}"
     if up * down >= 0:
         return sentence + "."
     # opposite signs count only where each order has a variant whose gain has that sign at Holm p < ALPHA
-    held = {o: any(v["p_holm"] < ALPHA and v["mean_difference"] * mean > 0 for v in variants if v["scale"] == o)
+    held = {o: any(v["p_holm"] < ALPHA and v["mean_difference"] * mean > 0 for v in by_order[o])
             for o, mean in (("ascending", up), ("descending", down))}
     if all(held.values()):
         return sentence + (f": opposite signs, each held by a per-variant test (Holm p < {ALPHA:g}): the prompt "
@@ -585,21 +590,20 @@ def _content_free_text(v: dict) -> str:
     return f"{fmt(v['mean'], '+.1f')}, below for {v['below']} of {_count(v['n'], 'target')}"
 
 
+AGAINST_CELLS = {  # row["kind"] (study.against) -> how one side's value reads
+    "l1_test": _brief,
+    "gap_test": lambda v: _brief(v, lower="larger held-out improvement"),
+    "direction": lambda v: (f"slope {fmt(v['slope'], '+.3f')}, r {fmt(v['pearson_r'], '+.2f')}, "
+                            f"p {fmt(v['p_value'], '.3g')}, Holm {fmt(v['p_holm'], '.3g')} ({v['n_targets']} targets)"),
+    "content_free": _content_free_text,
+    "order_gains": lambda v: f"{fmt(v['in_order'], '+.1f')} / {fmt(v['reversed'], '+.1f')}",
+    "mirror": lambda v: f"{fmt(v['mean'], '+.2f')} ({_count(v['n'], 'target')})",
+}
+
+
 def _against_cell(row: dict, side: str) -> str:
     v = row[side]
-    if v is None:
-        return "–"
-    q = row["question"]
-    if q == "direction slope":
-        return (f"slope {fmt(v['slope'], '+.3f')}, r {fmt(v['pearson_r'], '+.2f')}, p {fmt(v['p_value'], '.3g')}, "
-                f"Holm {fmt(v['p_holm'], '.3g')} ({v['n_targets']} targets)")
-    if q == "held-out L1 − content-free L1":
-        return _content_free_text(v)
-    if q.startswith("gain over naive, in-order"):
-        return f"{fmt(v['in_order'], '+.1f')} / {fmt(v['reversed'], '+.1f')}"
-    if q == "held-out mirror":
-        return f"{fmt(v['mean'], '+.2f')} ({_count(v['n'], 'target')})"
-    return _brief(v, lower="larger held-out improvement" if q.startswith("held-out gain") else "lower")
+    return "–" if v is None else AGAINST_CELLS[row["kind"]](v)
 
 
 def _versions_text(versions: list) -> str:
