@@ -223,10 +223,15 @@ def test_study_writes_between_markers_and_check_finds_edits(runs, tmp_path):
     assert result.exit_code == 2 and "no study markers" in result.output and "Traceback" not in result.output
 
 
-# (entries, document, study JSON, charts): study v4's (the live leaderboard) and study v3's, archived.
+# (entries, document, study JSON, charts or None): study v4 on the bundled model (the live leaderboard)
+# and on the testbed with its controls and follow-ups, and study v3, archived.
 COMMITTED_STUDIES = [("leaderboard/entries", "docs/paper-small.md", "leaderboard/study.json", "docs/paper-small"),
                      ("leaderboard/archive/v3/entries", "docs/archive/paper-small-v3.md",
-                      "leaderboard/archive/v3/study.json", "docs/archive/paper-small-v3")]
+                      "leaderboard/archive/v3/study.json", "docs/archive/paper-small-v3"),
+                     ("leaderboard/testbed/entries", "docs/testbed-study.md", "leaderboard/testbed/study.json",
+                      "docs/testbed-study"),
+                     *((f"leaderboard/testbed-{name}/entries", f"docs/testbed-study-{name}.md",
+                        f"leaderboard/testbed-{name}/study.json", None) for name in ("position", "d32", "d128", "b1000"))]
 
 
 @pytest.mark.slow
@@ -240,7 +245,7 @@ def test_committed_document_matches_the_committed_entries(entries, markdown, jso
     if earlier is not None:
         earlier.folder = folder
     _, changed = write_study(collect(ROOT / entries), markdown=ROOT / markdown, json_path=ROOT / json_path,
-                             charts_dir=ROOT / charts, check=True,
+                             charts_dir=None if charts is None else ROOT / charts, check=True,
                              grid=None if grid is None else {**experiment_grid(ROOT / grid), "file": grid},
                              earlier=earlier)
     assert changed == []
