@@ -798,14 +798,13 @@ def against(earlier: Entries, entries: Entries, comparisons=COMPARISONS, seed: i
                          **{side: _summary(_pick(m[side]["direction"]["tests"], **key), DIRECTION_KEYS)
                             for side in m}})
         per = {side: {_setup(a["aligner"]): a for a in m[side]["per_aligner"]} for side in m}
+        labels = {side: {_setup(a): a for a in m[side]["aligners"]} for side in m}
         for a in after["aligners"]:
             rows.append({"question": "held-out L1 − content-free L1", "kind": "content_free", "a": a,
                          **{side: per[side][_setup(a)]["content_free"]["heldout"] if _setup(a) in per[side] else None
                             for side in m}})
         for a in after["aligners"]:
-            gains = {side: order_gains(m[side], label) for side in m
-                     for label in [next((x for x in m[side]["aligners"] if _setup(x) == _setup(a)), None)]
-                     if label is not None}
+            gains = {side: order_gains(m[side], labels[side][_setup(a)]) for side in m if _setup(a) in labels[side]}
             if any(gains.values()):
                 rows.append({"question": "gain over naive, in-order / reversed held-out variants", "kind": "order_gains", "a": a,
                              **{side: None if gains.get(side) is None else
