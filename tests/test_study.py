@@ -800,7 +800,6 @@ def test_the_study_command_names_a_missing_earlier_folder(tmp_path):
     assert result.exit_code == 2 and "nowhere" in result.output and "does not exist" in result.output
 
 
-
 def test_the_verdicts_aligned_are_counted_per_aligner_with_their_failed_checks():
     entries = _synthetic_entries({**{("naive", t, None): 100.0 for t in "ABC"},
                                   **{("de", t, 0): 90.0 for t in "ABC"}})
